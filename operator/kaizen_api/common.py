@@ -1,0 +1,222 @@
+"""Types shared by the three kinds: storage locations, data sources, model references, resources,
+conditions."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import Field, StringConstraints
+
+from kaizen_api.base import LIST_MAX, NAME_MAX, URI_MAX, KaizenModel, Rule, StatusModel
+
+DNS1123_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+DNS1123_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+# Display names of pipelines and jobs, as the hosted console allows them.
+DISPLAY_NAME = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$"
+EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+QUANTITY = r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$"
+
+ObjectName = Annotated[str, StringConstraints(min_length=1, max_length=NAME_MAX, pattern=DNS1123_SUBDOMAIN)]
+LabelName = Annotated[str, StringConstraints(min_length=1, max_length=63, pattern=DNS1123_LABEL)]
+LabelValue = Annotated[str, StringConstraints(max_length=63)]
+Quantity = Annotated[str, StringConstraints(max_length=64, pattern=QUANTITY)]
+DataFormat = Literal["alpaca", "sharegpt", "sharegpt_image", "corpus"]
+
+
+def exactly_one(*fields: str) -> tuple[str, ...]:
+    """CEL and Python halves of an 'exactly one of these fields is set' rule."""
+    cel = "[" + ", ".join(f"has(self.{f})" for f in fields) + "].filter(x, x).size() == 1"
+    return cel, ", ".join(fields)
+
+
+def _count_set(model: KaizenModel, names: tuple[str, ...]) -> int:
+    return sum(getattr(model, n) is not None for n in names)
+
+
+class SecretRef(KaizenModel):
+    """A Secret in the object's namespace."""
+
+    name: ObjectName = Field(description="Name of the Secret in the same namespace.")
+
+
+class S3Location(KaizenModel):
+    """An object or prefix in an S3-compatible bucket reached through a Data Hub connection."""
+
+    connection: SecretRef = Field(
+        description="Data Hub connection: a Secret with AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID and "
+        "AWS_SECRET_ACCESS_KEY (optionally AWS_DEFAULT_REGION)."
+    )
+    bucket: str = Field(
+        min_length=3, max_length=63, pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", description="Bucket name."
+    )
+    key: str = Field(
+        min_length=1, max_length=1024, description="Object key (a file) or key prefix (a folder) in the bucket."
+    )
+
+
+class PvcLocation(KaizenModel):
+    """A file or folder on a PersistentVolumeClaim, e.g. an uploaded dataset."""
+
+    claim_name: ObjectName = Field(description="Name of the PersistentVolumeClaim in the same namespace.")
+    path: str = Field(default="", max_length=1024, description="Path inside the volume, relative, without '..'.")
+
+    rules = (
+        Rule(
+            cel="!self.path.startsWith('/') && !self.path.split('/').exists(p, p == '..')",
+            message="path must be relative and must not contain '..'",
+            field_path=".path",
+            check=lambda m: not m.path.startswith("/") and ".." not in m.path.split("/"),
+        ),
+    )
+
+
+_SOURCE_FIELDS = ("s3", "pvc", "url")
+_SOURCE_CEL, _SOURCE_NAMES = exactly_one(*_SOURCE_FIELDS)
+
+
+class Location(KaizenModel):
+    """Where a file or folder lives: exactly one of s3, pvc or url."""
+
+    s3: S3Location | None = Field(default=None, description="An object in an S3-compatible bucket.")
+    pvc: PvcLocation | None = Field(default=None, description="A path on a PersistentVolumeClaim.")
+    url: str | None = Field(
+        default=None,
+        max_length=URI_MAX,
+        pattern=r"^https?://[^\s]+$",
+        description="An http(s) URL the runner downloads (read-only sources only).",
+    )
+
+    rules = (
+        Rule(
+            cel=_SOURCE_CEL,
+            message=f"exactly one of {_SOURCE_NAMES} must be set",
+            check=lambda m: _count_set(m, _SOURCE_FIELDS) == 1,
+        ),
+    )
+
+
+class Dataset(Location):
+    """A dataset file in one of the supported formats."""
+
+    format: DataFormat = Field(
+        description="Data format: alpaca, sharegpt, sharegpt_image (images) or corpus (pre-training text). "
+        "Supported file types: csv (alpaca), json, jsonl/jsonlines, zip, parquet, txt (corpus)."
+    )
+
+
+class OutputStorage(KaizenModel):
+    """Where produced files (checkpoints, model versions, results) are written."""
+
+    s3: S3Location | None = Field(default=None, description="A key prefix in an S3-compatible bucket.")
+    pvc: PvcLocation | None = Field(default=None, description="A folder on a PersistentVolumeClaim.")
+
+    rules = (
+        Rule(
+            cel="[has(self.s3), has(self.pvc)].filter(x, x).size() == 1",
+            message="exactly one of s3, pvc must be set",
+            check=lambda m: _count_set(m, ("s3", "pvc")) == 1,
+        ),
+    )
+
+
+class PrivateModelVersionRef(KaizenModel):
+    """A version of a PrivateModel in the same namespace."""
+
+    name: ObjectName = Field(description="Name of the PrivateModel.")
+    version: str | None = Field(
+        default=None,
+        max_length=NAME_MAX,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+        description="Version name; the newest ready version when omitted.",
+    )
+
+
+_MODEL_FIELDS = ("catalog", "private_model", "uri")
+
+
+class ModelRef(KaizenModel):
+    """A base model: a catalog entry, a version of a PrivateModel, or a direct URI."""
+
+    catalog: str | None = Field(
+        default=None,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+        description="Name of a model catalog entry, e.g. Llama-3.2-1B or Qwen2.5-0.5B-Instruct.",
+    )
+    private_model: PrivateModelVersionRef | None = Field(
+        default=None, description="A version of a PrivateModel; only ready versions can be used."
+    )
+    uri: str | None = Field(
+        default=None,
+        max_length=URI_MAX,
+        pattern=r"^(hf|s3|pvc)://[^\s]+$",
+        description="A model location: hf://org/name, s3://bucket/prefix or pvc://claim/path.",
+    )
+
+    rules = (
+        Rule(
+            cel=exactly_one("catalog", "privateModel", "uri")[0],
+            message="exactly one of catalog, privateModel, uri must be set",
+            check=lambda m: _count_set(m, _MODEL_FIELDS) == 1,
+        ),
+    )
+
+
+class Toleration(KaizenModel):
+    """A pod toleration (core/v1 Toleration)."""
+
+    key: str | None = Field(default=None, max_length=NAME_MAX, description="Taint key to tolerate.")
+    operator: Literal["Exists", "Equal"] | None = Field(default=None, description="Exists or Equal.")
+    value: str | None = Field(default=None, max_length=63, description="Taint value matched with Equal.")
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
+        default=None, description="Taint effect to tolerate; all effects when empty."
+    )
+    toleration_seconds: int | None = Field(
+        default=None, ge=0, description="How long a NoExecute taint is tolerated."
+    )
+
+
+class Resources(KaizenModel):
+    """Compute for one run: GPUs per node, nodes, placement and queueing."""
+
+    gpus_per_node: int = Field(default=1, ge=0, le=16, description="GPUs (nvidia.com/gpu) on each node.")
+    nodes: int = Field(
+        default=1, ge=1, le=64, description="Nodes of one run; more than one runs as a Kubeflow PyTorchJob."
+    )
+    cpu: Quantity | None = Field(default=None, description="CPU request of each node's container, e.g. '8'.")
+    memory: Quantity | None = Field(default=None, description="Memory request of each node's container, e.g. 64Gi.")
+    node_selector: dict[str, LabelValue] | None = Field(
+        default=None, max_length=LIST_MAX, description="Node labels the run's pods must match."
+    )
+    tolerations: list[Toleration] | None = Field(
+        default=None, max_length=LIST_MAX, description="Tolerations of the run's pods."
+    )
+    priority_class_name: ObjectName | None = Field(
+        default=None, description="PriorityClass of the run's pods."
+    )
+    queue_name: LabelName | None = Field(
+        default=None, description="Kueue LocalQueue; sets the kueue.x-k8s.io/queue-name label."
+    )
+
+
+class Condition(StatusModel):
+    """A metav1.Condition."""
+
+    type: str = Field(max_length=316, description="Condition type in CamelCase, e.g. Ready or Succeeded.")
+    status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
+    observed_generation: int | None = Field(
+        default=None, ge=0, description="metadata.generation the condition was set for."
+    )
+    last_transition_time: datetime = Field(description="When the status last changed.")
+    reason: str = Field(max_length=1024, description="Machine-readable CamelCase reason.")
+    message: str = Field(default="", max_length=32768, description="Human-readable details.")
+
+
+Conditions = Annotated[
+    list[Condition],
+    Field(
+        max_length=16,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    ),
+]

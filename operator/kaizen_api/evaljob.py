@@ -1,0 +1,216 @@
+"""EvalJob: evaluate a model with a test suite and its tasks."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import Field, StringConstraints
+
+from kaizen_api.base import NAME_MAX, URI_MAX, KaizenModel, Rule, StatusModel, immutable
+from kaizen_api.common import (
+    DISPLAY_NAME,
+    EMAIL,
+    Conditions,
+    Dataset,
+    ModelRef,
+    ObjectName,
+    OutputStorage,
+    Resources,
+    SecretRef,
+)
+
+Suite = Literal["standard", "lm-eval-harness", "nejumi-leaderboard3", "vlmevalkit"]
+
+# The tasks each suite offers (SPEC §4); the standard suite evaluates the user's own dataset instead.
+SUITE_TASKS: dict[str, tuple[str, ...]] = {
+    "lm-eval-harness": (
+        "arc", "gsm8k", "hellaswag", "humaneval", "ifeval", "lambada",
+        "mmlu", "openbookqa", "piqa", "sciq", "truthfulqa", "winogrande",
+    ),
+    "nejumi-leaderboard3": ("jaster", "jbbq", "jtruthfulqa"),
+    "vlmevalkit": ("chartqa", "docvqa", "infovqa", "mtvqa", "ocrbench"),
+}
+ALL_TASKS = tuple(t for tasks in SUITE_TASKS.values() for t in tasks)
+TaskName = Annotated[str, StringConstraints(min_length=1, max_length=32)]
+Email = Annotated[str, StringConstraints(max_length=254, pattern=EMAIL)]
+Metric = Literal["bleu", "fuzzy_match", "rouge1", "rouge2", "rougeL", "rougeLsum"]
+STANDARD_FORMATS = ("alpaca", "sharegpt", "sharegpt_image")
+
+
+class PipelineRunRef(KaizenModel):
+    """The output of one run of a FineTunePipeline in the same namespace."""
+
+    pipeline: ObjectName = Field(description="Name of the FineTunePipeline.")
+    run: str | None = Field(
+        default=None, max_length=NAME_MAX, description="Run name; the newest successful run when omitted."
+    )
+
+
+class OpenAIEndpoint(KaizenModel):
+    """A model served behind an OpenAI-compatible API (generation tasks only)."""
+
+    base_url: str = Field(max_length=URI_MAX, pattern=r"^https?://[^\s]+$", description="Base URL, e.g. .../v1.")
+    model: str = Field(min_length=1, max_length=256, description="Model name sent in requests.")
+    api_key_secret: SecretRef | None = Field(
+        default=None, description="Secret whose key OPENAI_API_KEY holds the API key."
+    )
+
+
+class EvalModel(ModelRef):
+    """The model under evaluation: a catalog entry, a private model version, a pipeline run's output,
+    a URI, or an OpenAI-compatible endpoint."""
+
+    pipeline_run: PipelineRunRef | None = Field(default=None, description="A FineTunePipeline run's output.")
+    endpoint: OpenAIEndpoint | None = Field(default=None, description="An OpenAI-compatible endpoint.")
+
+    rules = (
+        Rule(
+            cel="[has(self.catalog), has(self.privateModel), has(self.uri), has(self.pipelineRun), "
+            "has(self.endpoint)].filter(x, x).size() == 1",
+            message="exactly one of catalog, privateModel, uri, pipelineRun, endpoint must be set",
+            check=lambda m: sum(
+                getattr(m, f) is not None
+                for f in ("catalog", "private_model", "uri", "pipeline_run", "endpoint")
+            )
+            == 1,
+        ),
+    )
+
+
+class EvalParameters(KaizenModel):
+    """Generation and few-shot parameters (SPEC §4)."""
+
+    log_samples: bool = Field(default=False, description="Keep the model's inputs and outputs.")
+    max_tokens: int = Field(default=256, gt=0, le=1048576, description="Maximum tokens generated, > 0.")
+    num_fewshot: int | None = Field(
+        default=None, ge=0, le=100, description="Few-shot examples in the context; the task's default when omitted."
+    )
+    temperature: float = Field(default=0.0, ge=0, le=100, description="Sampling temperature; 0 is greedy.")
+    repetition_penalty: float = Field(
+        default=1.0, gt=0, lt=5, description="> 1 discourages repetition, < 1 encourages it; (0, 5)."
+    )
+    seed: int = Field(default=1234, ge=0, le=2**32 - 1, description="Random seed.")
+    top_k: int = Field(default=-1, ge=-1, le=100000, description="Top tokens considered; -1 for all.")
+    top_p: float = Field(default=1.0, gt=0, le=1, description="Cumulative probability kept, (0, 1]; 1 for all.")
+
+    rules = (
+        Rule(
+            cel="self.topK == -1 || self.topK > 0",
+            message="topK must be -1 (all tokens) or greater than 0",
+            field_path=".topK",
+            check=lambda m: m.top_k == -1 or m.top_k > 0,
+        ),
+    )
+
+
+class Notification(KaizenModel):
+    """E-mail notification when the job ends."""
+
+    emails: list[Email] = Field(min_length=1, max_length=10, description="Recipients.")
+    on: list[Literal["Succeeded", "Failed"]] = Field(
+        default_factory=lambda: ["Succeeded", "Failed"], max_length=2, description="Outcomes that send mail."
+    )
+
+
+def _tasks_cel(suite: str, tasks: tuple[str, ...]) -> str:
+    listed = "[" + ", ".join(f"'{t}'" for t in tasks) + "]"
+    return f"self.suite != '{suite}' || self.tasks.all(t, t in {listed})"
+
+
+class EvalJobSpec(KaizenModel):
+    """What to evaluate, with which suite, tasks and parameters."""
+
+    display_name: str = Field(
+        pattern=DISPLAY_NAME, max_length=100, description="Job name (letters, digits, _ and -), e.g. testj_20250919."
+    )
+    description: str | None = Field(default=None, max_length=200, description="Description, at most 200 characters.")
+    model: EvalModel = Field(description="The model to evaluate.")
+    suite: Suite = Field(description="standard, lm-eval-harness, nejumi-leaderboard3 or vlmevalkit.")
+    tasks: list[TaskName] | None = Field(
+        default=None,
+        max_length=32,
+        description="Tasks of the chosen suite (not for standard): " + ", ".join(ALL_TASKS) + ".",
+    )
+    dataset: Dataset | None = Field(
+        default=None, description="The user's test data (standard suite only): alpaca, sharegpt or sharegpt_image."
+    )
+    metrics: list[Metric] | None = Field(
+        default=None, max_length=6, description="Text-similarity metrics (standard suite only); all when omitted."
+    )
+    parameters: EvalParameters = Field(default_factory=EvalParameters, description="Generation parameters.")
+    notification: Notification | None = Field(default=None, description="E-mail when the job ends.")
+    resources: Resources = Field(default_factory=Resources, description="GPUs and placement.")
+    output: OutputStorage | None = Field(
+        default=None, description="Where results and logged samples are written; status only when omitted."
+    )
+
+    rules = (
+        Rule(
+            cel="self.suite == 'standard' ? has(self.dataset) : !has(self.dataset)",
+            message="dataset is required for the standard suite and only allowed there",
+            field_path=".dataset",
+            check=lambda m: (m.dataset is not None) == (m.suite == "standard"),
+        ),
+        Rule(
+            cel="self.suite == 'standard' || !has(self.metrics)",
+            message="metrics are only allowed for the standard suite",
+            field_path=".metrics",
+            check=lambda m: m.suite == "standard" or m.metrics is None,
+        ),
+        Rule(
+            cel="self.suite == 'standard' ? !has(self.tasks) : (has(self.tasks) && size(self.tasks) > 0)",
+            message="tasks are required for lm-eval-harness, nejumi-leaderboard3 and vlmevalkit, "
+            "and not allowed for standard",
+            field_path=".tasks",
+            check=lambda m: (m.tasks is None) if m.suite == "standard" else bool(m.tasks),
+        ),
+        *(
+            Rule(
+                cel=_tasks_cel(suite, tasks),
+                message=f"tasks of suite {suite} must be among: {', '.join(tasks)}",
+                field_path=".tasks",
+                check=lambda m, s=suite, ts=tasks: m.suite != s or all(t in ts for t in m.tasks or []),
+            )
+            for suite, tasks in SUITE_TASKS.items()
+        ),
+        Rule(
+            cel="!has(self.dataset) || self.dataset.format in ['alpaca', 'sharegpt', 'sharegpt_image']",
+            message="dataset.format of the standard suite must be alpaca, sharegpt or sharegpt_image",
+            field_path=".dataset.format",
+            check=lambda m: m.dataset is None or m.dataset.format in STANDARD_FORMATS,
+        ),
+        *(
+            immutable(name)
+            for name in ("displayName", "model", "suite", "tasks", "dataset", "metrics", "parameters")
+        ),
+    )
+
+
+EvalPhase = Literal["Pending", "Running", "Succeeded", "Failed", "Cancelled"]
+
+
+class EvalProgress(StatusModel):
+    """Progress of the evaluation."""
+
+    done: int = Field(default=0, ge=0, description="Items (samples or requests) evaluated.")
+    total: int = Field(default=0, ge=0, description="Items to evaluate.")
+    percentage: int = Field(default=0, ge=0, le=100, description="Progress in percent.")
+    updated_time: datetime | None = Field(default=None, description="When the runner last reported.")
+
+
+class EvalJobStatus(StatusModel):
+    """What the operator observed."""
+
+    observed_generation: int | None = Field(default=None, description="metadata.generation last reconciled.")
+    conditions: Conditions | None = Field(default=None, description="Accepted, Running, Succeeded.")
+    phase: EvalPhase | None = Field(default=None, description="Summary for display only.")
+    job_name: str | None = Field(default=None, max_length=63, description="The Job that runs the evaluation.")
+    start_time: datetime | None = Field(default=None, description="When the evaluation started.")
+    completion_time: datetime | None = Field(default=None, description="When it ended.")
+    progress: EvalProgress | None = Field(default=None, description="Live progress.")
+    results: dict[str, float] | None = Field(
+        default=None, max_length=256, description="Headline scores by task/metric, e.g. rougeL: 0.41."
+    )
+    results_uri: str | None = Field(default=None, max_length=URI_MAX, description="Full results and samples.")
+    message: str | None = Field(default=None, max_length=32768, description="Details, e.g. the runner's error.")

@@ -1,0 +1,345 @@
+"""FineTunePipeline: pre-training, SFT or DPO of a base model, run manually or on a schedule.
+
+Defaults are SPEC's (not TRL's): they are meant to work for a first run without tuning.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import Field, StringConstraints
+
+from kaizen_api.base import LIST_MAX, NAME_MAX, KaizenModel, Rule, StatusModel, immutable
+from kaizen_api.common import (
+    DISPLAY_NAME,
+    Conditions,
+    Dataset,
+    LabelName,
+    ModelRef,
+    ObjectName,
+    OutputStorage,
+    Resources,
+)
+
+Trainer = Literal["pretraining", "sft", "dpo"]
+ModuleName = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+
+# Which data formats each trainer accepts (SPEC §3).
+TRAINER_FORMATS: dict[str, tuple[str, ...]] = {
+    "pretraining": ("corpus",),
+    "sft": ("alpaca", "sharegpt", "sharegpt_image"),
+    "dpo": ("sharegpt", "sharegpt_image"),
+}
+
+
+def _cel_list(values: tuple[str, ...]) -> str:
+    return "[" + ", ".join(f"'{v}'" for v in values) + "]"
+
+
+class Hyperparameters(KaizenModel):
+    """The core hyperparameters of SPEC §3."""
+
+    learning_rate: float = Field(default=1e-5, ge=1e-5, le=1e-3, description="Learning rate, 1e-5 to 1e-3.")
+    batch_size: int = Field(default=1, ge=1, le=1024, description="Batch size per device.")
+    epochs: int = Field(default=1, ge=1, le=1000, description="Training epochs.")
+    gradient_accumulation_steps: int = Field(
+        default=4, ge=1, le=1024, description="Steps accumulated before each optimizer update."
+    )
+    checkpoint_steps: int = Field(default=1000, ge=1, description="Optimizer steps between two checkpoints.")
+    max_sequence_length: int = Field(
+        default=2048, ge=1, le=1048576, description="Sequences longer than this (in tokens) are cut."
+    )
+    finetuning_type: Literal["lora", "full"] = Field(
+        default="lora", description="lora trains a LoRA adapter; full trains every weight."
+    )
+    distributed_backend: Literal["ddp", "deepspeed"] = Field(
+        default="ddp", description="Distributed training backend: ddp (torchrun) or deepspeed."
+    )
+    deepspeed_zero_stage: Literal[1, 2, 3] | None = Field(
+        default=None, description="DeepSpeed ZeRO stage (1, 2 or 3); only with deepspeed, where it defaults to 1."
+    )
+
+    rules = (
+        Rule(
+            cel="!has(self.deepspeedZeroStage) || self.distributedBackend == 'deepspeed'",
+            message="deepspeedZeroStage is only allowed when distributedBackend is deepspeed",
+            field_path=".deepspeedZeroStage",
+            check=lambda m: m.deepspeed_zero_stage is None or m.distributed_backend == "deepspeed",
+        ),
+    )
+
+    @property
+    def zero_stage(self) -> int | None:
+        """The effective ZeRO stage: the given one, 1 under DeepSpeed, None under DDP."""
+        if self.distributed_backend != "deepspeed":
+            return None
+        return self.deepspeed_zero_stage or 1
+
+
+class RuntimeParameters(KaizenModel):
+    """Training runtime options."""
+
+    resume_from_checkpoint: str = Field(
+        default="auto",
+        max_length=2048,
+        description="auto: resume from the newest checkpoint of the run (after a restart or preemption); "
+        "false: always start fresh; otherwise a checkpoint path or s3:// URI.",
+    )
+    mixed_precision: Literal["bf16", "fp16", "none"] = Field(
+        default="bf16", description="Mixed precision: bf16, fp16 or none."
+    )
+    quantization_bit: Literal[4, 8] | None = Field(
+        default=None, description="Quantize the base model to 4 or 8 bits (QLoRA); only with LoRA."
+    )
+    optimizer: Literal["adamw", "sgd"] = Field(default="adamw", description="Optimizer: adamw or sgd.")
+    weight_decay: float = Field(default=0.0, ge=0, le=1, description="Weight decay.")
+    max_grad_norm: float = Field(default=1.0, ge=0, description="Gradient clipping norm; 0 disables clipping.")
+    disable_gradient_checkpointing: bool = Field(
+        default=False, description="Turn off gradient checkpointing (faster, more memory)."
+    )
+    flash_attention_v2: bool = Field(default=False, description="Use FlashAttention-2 kernels.")
+    lr_warmup_steps: int = Field(default=0, ge=0, description="Linear warm-up steps; overrides lrWarmupRatio.")
+    lr_warmup_ratio: float = Field(default=0.0, ge=0, lt=1, description="Fraction of steps for warm-up, [0, 1).")
+    lr_scheduler_type: Literal["linear", "cosine", "constant"] = Field(
+        default="cosine", description="Learning-rate schedule: linear, cosine or constant."
+    )
+    full_determinism: bool = Field(default=False, description="Deterministic kernels (slower).")
+    seed: int = Field(default=42, ge=0, le=2**32 - 1, description="Random seed.")
+    liger_kernel: bool = Field(default=False, description="Use Liger kernels where supported.")
+
+
+class DpoParameters(KaizenModel):
+    """Preference-optimisation options (trainer dpo)."""
+
+    dpo_label_smoothing: float = Field(default=0.0, ge=0, le=0.5, description="Label smoothing, [0, 0.5].")
+    pref_beta: float = Field(default=0.1, ge=0, le=1, description="Beta of the preference loss, [0, 1].")
+    pref_ftx: float = Field(default=0.0, ge=0, le=10, description="Weight of the added SFT loss, [0, 10].")
+    pref_loss: Literal["sigmoid", "hinge", "ipo", "kto_pair", "orpo", "simpo"] = Field(
+        default="sigmoid", description="Preference loss: sigmoid (DPO), hinge, ipo, kto_pair, orpo or simpo."
+    )
+    simpo_gamma: float = Field(default=0.5, gt=0, le=100, description="Target reward margin of SimPO, > 0.")
+
+
+class LoraParameters(KaizenModel):
+    """LoRA adapter options (finetuningType lora)."""
+
+    lora_rank: int = Field(default=8, ge=1, le=1024, description="Rank of the LoRA matrices.")
+    lora_alpha: int = Field(default=16, ge=1, le=4096, description="LoRA scaling alpha.")
+    lora_dropout: float = Field(default=0.05, ge=0, le=1, description="Dropout of the LoRA layers, [0, 1].")
+    target_modules: list[ModuleName] | None = Field(
+        default=None,
+        max_length=LIST_MAX,
+        description="Module names to adapt; all linear layers of the language model when omitted.",
+    )
+    merge_adapter: bool = Field(
+        default=False, description="Also save a model with the adapter merged into the base weights."
+    )
+
+
+class OtherParameters(KaizenModel):
+    """Checkpointing, evaluation and logging cadence."""
+
+    checkpoint_strategy: Literal["no", "epoch", "steps"] = Field(
+        default="steps", description="When to checkpoint: no, epoch, or every checkpointSteps steps."
+    )
+    eval_strategy: Literal["no", "epoch", "steps"] = Field(
+        default="steps", description="When to evaluate on the validation dataset: no, epoch or steps."
+    )
+    eval_steps: int = Field(default=100, ge=1, description="Steps between evaluations (evalStrategy steps).")
+    number_of_checkpoints: int = Field(default=3, ge=1, le=100, description="Checkpoints to keep.")
+    logging_steps: int = Field(default=10, ge=1, description="Steps between two logged metric points.")
+
+
+class ExtendedHyperparameters(KaizenModel):
+    """Extended hyperparameters, grouped as in the hosted console."""
+
+    runtime: RuntimeParameters = Field(default_factory=RuntimeParameters, description="Training runtime options.")
+    dpo: DpoParameters = Field(default_factory=DpoParameters, description="DPO options.")
+    lora: LoraParameters = Field(default_factory=LoraParameters, description="LoRA options.")
+    others: OtherParameters = Field(
+        default_factory=OtherParameters, description="Checkpoint, evaluation and logging cadence."
+    )
+
+
+class Trigger(KaizenModel):
+    """How runs start: manually, or on a cron schedule (a CronJob)."""
+
+    type: Literal["manual", "schedule"] = Field(
+        default="manual", description="manual: runs start on creation and on runToken changes; schedule: cron."
+    )
+    schedule: str | None = Field(
+        default=None,
+        max_length=128,
+        pattern=r"^(@(annually|yearly|monthly|weekly|daily|midnight|hourly)|"
+        r"([0-9*/,?A-Za-z-]+\s+){4}[0-9*/,?A-Za-z-]+)$",
+        description="Cron schedule (5 fields or @daily etc.); required for type schedule.",
+    )
+    time_zone: str | None = Field(
+        default=None,
+        max_length=64,
+        pattern=r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$",
+        description="IANA time zone of the schedule, e.g. Asia/Tokyo; the controller's when omitted.",
+    )
+    suspend: bool = Field(default=False, description="Suspend the schedule; running runs are not affected.")
+    concurrency_policy: Literal["Forbid", "Allow", "Replace"] = Field(
+        default="Forbid", description="What a scheduled run does while the previous one still runs."
+    )
+    run_token: str | None = Field(
+        default=None,
+        max_length=63,
+        description="Change this value (e.g. to a timestamp) to start a new manual run.",
+    )
+
+    rules = (
+        Rule(
+            cel="self.type != 'schedule' || has(self.schedule)",
+            message="schedule is required when trigger type is schedule",
+            field_path=".schedule",
+            reason="FieldValueRequired",
+            check=lambda m: m.type != "schedule" or m.schedule is not None,
+        ),
+        Rule(
+            cel="self.type == 'schedule' || !has(self.schedule)",
+            message="schedule is only allowed when trigger type is schedule",
+            field_path=".schedule",
+            check=lambda m: m.type == "schedule" or m.schedule is None,
+        ),
+    )
+
+
+class ModelOutput(KaizenModel):
+    """Where the fine-tuned model goes."""
+
+    private_model: ObjectName = Field(
+        description="PrivateModel that receives each run's output as a new version ft_<base>_<timestamp>; "
+        "checkpoints and versions are written to its storage."
+    )
+
+
+def _formats_ok(m: FineTunePipelineSpec) -> bool:
+    return m.dataset.format in TRAINER_FORMATS[m.trainer]
+
+
+_FORMAT_CEL = " && ".join(
+    f"(self.trainer != '{t}' || self.dataset.format in {_cel_list(f)})" for t, f in TRAINER_FORMATS.items()
+)
+
+
+class FineTunePipelineSpec(KaizenModel):
+    """A fine-tuning pipeline: data, base model, trainer, hyperparameters, trigger, resources, output."""
+
+    display_name: str | None = Field(
+        default=None, pattern=DISPLAY_NAME, max_length=100, description="Display name (letters, digits, _ and -)."
+    )
+    description: str | None = Field(default=None, max_length=200, description="Description, at most 200 characters.")
+    trainer: Trainer = Field(description="pretraining (Corpus), sft (Alpaca, ShareGPT, ShareGPT_Image) or dpo.")
+    base_model: ModelRef = Field(description="The model to fine-tune: catalog entry, private model or URI.")
+    dataset: Dataset = Field(description="Training dataset and its format.")
+    validation_dataset: Dataset | None = Field(
+        default=None, description="Optional validation dataset (same format) for eval_* metrics during training."
+    )
+    hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters, description="Core hyperparameters.")
+    extended_hyperparameters: ExtendedHyperparameters = Field(
+        default_factory=ExtendedHyperparameters, description="Extended hyperparameters by group."
+    )
+    trigger: Trigger = Field(default_factory=Trigger, description="Manual or scheduled runs.")
+    resources: Resources = Field(default_factory=Resources, description="GPUs, nodes, placement and queue.")
+    output: ModelOutput = Field(description="Target PrivateModel of the fine-tuned versions.")
+    successful_runs_history_limit: int = Field(default=5, ge=0, le=50, description="Finished runs kept.")
+    failed_runs_history_limit: int = Field(default=5, ge=0, le=50, description="Failed runs kept.")
+    active_deadline_seconds: int | None = Field(
+        default=None, ge=1, description="Fail a run that has been active longer than this."
+    )
+
+    rules = (
+        Rule(
+            cel=_FORMAT_CEL,
+            message="dataset.format does not fit the trainer: pretraining takes corpus; sft takes alpaca, "
+            "sharegpt or sharegpt_image; dpo takes sharegpt or sharegpt_image preference data",
+            field_path=".dataset.format",
+            check=_formats_ok,
+        ),
+        Rule(
+            cel="!has(self.validationDataset) || self.validationDataset.format == self.dataset.format",
+            message="validationDataset.format must equal dataset.format",
+            field_path=".validationDataset.format",
+            check=lambda m: m.validation_dataset is None or m.validation_dataset.format == m.dataset.format,
+        ),
+        Rule(
+            cel="!has(self.extendedHyperparameters) || !has(self.extendedHyperparameters.runtime) || "
+            "!has(self.extendedHyperparameters.runtime.quantizationBit) || "
+            "!has(self.hyperparameters) || self.hyperparameters.finetuningType == 'lora'",
+            message="quantizationBit (QLoRA) requires finetuningType lora",
+            field_path=".extendedHyperparameters.runtime.quantizationBit",
+            check=lambda m: m.extended_hyperparameters.runtime.quantization_bit is None
+            or m.hyperparameters.finetuning_type == "lora",
+        ),
+        immutable("trainer"),
+        immutable("baseModel"),
+        immutable("output"),
+    )
+
+
+class RunProgress(StatusModel):
+    """Live progress of a run, reported by the runner."""
+
+    step: int = Field(default=0, ge=0, description="Optimizer steps done.")
+    total_steps: int = Field(default=0, ge=0, description="Optimizer steps planned.")
+    epoch: float = Field(default=0.0, ge=0, description="Epochs done (fractional).")
+    percentage: int = Field(default=0, ge=0, le=100, description="Progress in percent.")
+    eta_seconds: int | None = Field(default=None, ge=0, description="Estimated seconds left.")
+    updated_time: datetime | None = Field(default=None, description="When the runner last reported.")
+
+
+class RunMetrics(StatusModel):
+    """The latest training metrics of a run, with Vertex AI's names."""
+
+    train_total_loss: float | None = Field(default=None, description="Mean training loss of the last window.")
+    train_fraction_of_correct_next_step_preds: float | None = Field(
+        default=None, description="Token accuracy on training labels."
+    )
+    train_num_predictions: int | None = Field(default=None, description="Label tokens predicted in training.")
+    eval_total_loss: float | None = Field(default=None, description="Validation loss.")
+    eval_fraction_of_correct_next_step_preds: float | None = Field(
+        default=None, description="Token accuracy on validation labels."
+    )
+    eval_num_predictions: int | None = Field(default=None, description="Label tokens predicted in validation.")
+
+
+RunPhase = Literal["Pending", "Running", "Succeeded", "Failed", "Cancelled"]
+
+
+class RunStatus(StatusModel):
+    """One run of the pipeline."""
+
+    name: str = Field(max_length=NAME_MAX, description="Run name ft_<base model>_<timestamp>.")
+    job_name: LabelName | None = Field(default=None, description="The Job or PyTorchJob of this run.")
+    job_kind: Literal["Job", "PyTorchJob"] | None = Field(default=None, description="Kind of the run's workload.")
+    trigger: Literal["manual", "schedule"] | None = Field(default=None, description="What started the run.")
+    phase: RunPhase = Field(default="Pending", description="Pending, Running, Succeeded, Failed or Cancelled.")
+    start_time: datetime | None = Field(default=None, description="When the run started.")
+    completion_time: datetime | None = Field(default=None, description="When the run ended.")
+    progress: RunProgress | None = Field(default=None, description="Live progress.")
+    metrics: RunMetrics | None = Field(default=None, description="Latest metrics.")
+    output_version: str | None = Field(
+        default=None, max_length=NAME_MAX, description="PrivateModel version produced by the run."
+    )
+    reason: str | None = Field(default=None, max_length=1024, description="Why the run ended as it did.")
+    message: str | None = Field(default=None, max_length=32768, description="Details, e.g. the runner's error.")
+    exit_code: int | None = Field(default=None, description="Exit code of the failed container.")
+
+
+class FineTunePipelineStatus(StatusModel):
+    """What the operator observed."""
+
+    observed_generation: int | None = Field(default=None, description="metadata.generation last reconciled.")
+    conditions: Conditions | None = Field(default=None, description="Ready, Running, Succeeded, Suspended.")
+    phase: str | None = Field(default=None, max_length=64, description="Summary for display only.")
+    last_run_name: str | None = Field(default=None, max_length=NAME_MAX, description="Newest run's name.")
+    last_schedule_time: datetime | None = Field(default=None, description="When the schedule last fired.")
+    next_schedule_time: datetime | None = Field(default=None, description="When the schedule fires next.")
+    current_run: RunStatus | None = Field(default=None, description="The run in progress, if any.")
+    runs: list[RunStatus] | None = Field(
+        default=None, max_length=100, description="Run history, newest first, within the history limits."
+    )

@@ -1,0 +1,110 @@
+"""PrivateModel: a registry entry for a user-owned model, its versions, tags and sharing."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import Field, StringConstraints
+
+from kaizen_api.base import NAME_MAX, URI_MAX, KaizenModel, StatusModel
+from kaizen_api.common import EMAIL, Conditions, OutputStorage
+
+_OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+# An IPv4 address or CIDR range: each octet 0-255, suffix /0-/32 (SPEC §5).
+IPV4_OR_CIDR = rf"^({_OCTET}\.){{3}}{_OCTET}(/(3[0-2]|[12]?[0-9]))?$"
+MODEL_SIZE = r"^[0-9]+(\.[0-9]+)?[KMBT]$"
+
+IPv4OrCidr = Annotated[str, StringConstraints(max_length=18, pattern=IPV4_OR_CIDR)]
+Tag = Annotated[str, StringConstraints(min_length=1, max_length=63)]
+TagList = Annotated[list[Tag], Field(max_length=20)]
+
+
+class Tags(KaizenModel):
+    """Tags by category, shown and searchable in the registry."""
+
+    framework: TagList | None = Field(default=None, description="e.g. PyTorch, TensorFlow.")
+    architecture: TagList | None = Field(default=None, description="e.g. Llama, Qwen2, Bert.")
+    subject: TagList | None = Field(default=None, description="e.g. medicine, finance, education.")
+    task: TagList | None = Field(default=None, description="e.g. text-generation, text-classification, embedding.")
+    other: TagList | None = Field(default=None, description="Free-form tags.")
+
+
+class Share(KaizenModel):
+    """Access granted to one user of a tenant."""
+
+    email: str = Field(max_length=254, pattern=EMAIL, description="The user's e-mail.")
+    tenant: str = Field(min_length=1, max_length=63, description="The user's tenant.")
+    role: Literal["viewer", "editor", "owner"] = Field(default="viewer", description="viewer, editor or owner.")
+
+
+class PrivateModelSpec(KaizenModel):
+    """Registry fields of a private model; versions are discovered from its storage."""
+
+    title: str = Field(min_length=1, max_length=200, description="Title shown in the registry.")
+    description: str | None = Field(default=None, max_length=2000, description="Short description.")
+    base_model: str | None = Field(
+        default=None, max_length=NAME_MAX, description="The model it derives from, e.g. Llama-3.1-8B."
+    )
+    model_size: str | None = Field(
+        default=None, max_length=16, pattern=MODEL_SIZE, description="Size in parameters, e.g. 7B, 13B, 0.5B."
+    )
+    ip_allow_list: list[IPv4OrCidr] | None = Field(
+        default=None,
+        max_length=10,
+        description="At most 10 IPv4 addresses or CIDR ranges allowed to download; everyone when empty.",
+    )
+    avatar_url: str | None = Field(
+        default=None, max_length=URI_MAX, pattern=r"^(https?|s3)://[^\s]+$", description="Avatar image URL."
+    )
+    overview: str | None = Field(default=None, max_length=65536, description="Rich-text (Markdown) overview.")
+    tags: Tags | None = Field(default=None, description="Tags by category.")
+    storage: OutputStorage = Field(description="Where the model's versions live (one folder per version).")
+    sharing: list[Share] | None = Field(default=None, max_length=100, description="Users the model is shared with.")
+    deletion_policy: Literal["Retain", "Delete"] = Field(
+        default="Retain",
+        description="What deleting this object does to the stored files: Retain keeps them, Delete removes them. "
+        "Deletion also needs the annotation kaizen.dev/confirm-delete set to the object's name.",
+    )
+
+
+class ModelFile(StatusModel):
+    """A file of a version."""
+
+    name: str = Field(max_length=1024, description="Path inside the version folder.")
+    size_bytes: int = Field(ge=0, description="Size in bytes.")
+    modified: datetime | None = Field(default=None, description="Last modification time.")
+
+
+class ReadinessTags(StatusModel):
+    """Tags derived from a version's files and name, e.g. family Llama, type LLM, size 8B."""
+
+    family: str | None = Field(default=None, max_length=63, description="Model family, e.g. Llama.")
+    type: Literal["LLM", "VLM"] | None = Field(default=None, description="LLM (text) or VLM (text and image).")
+    size: str | None = Field(default=None, max_length=16, description="Parameter count, e.g. 8B.")
+    instruction_tuned: bool | None = Field(default=None, description="Whether the model is instruction-tuned.")
+
+
+class ModelVersion(StatusModel):
+    """A version of the model."""
+
+    index: int = Field(ge=0, description="Position, oldest first.")
+    name: str = Field(max_length=NAME_MAX, description="Version id, e.g. ft_Llama-3.1-8B_20250508124054.")
+    status: Literal["created", "training", "ready", "deployed", "failed"] = Field(description="Lifecycle state.")
+    ready: bool = Field(default=False, description="All files present and valid (its manifest is written last).")
+    tags: ReadinessTags | None = Field(default=None, description="Readiness tags.")
+    size_bytes: int = Field(default=0, ge=0, description="Total size of the files.")
+    created_time: datetime | None = Field(default=None, description="When the version was created.")
+    files: list[ModelFile] | None = Field(default=None, max_length=1000, description="Files of the version.")
+
+
+class PrivateModelStatus(StatusModel):
+    """What the operator observed in the model's storage."""
+
+    observed_generation: int | None = Field(default=None, description="metadata.generation last reconciled.")
+    conditions: Conditions | None = Field(default=None, description="Ready: at least one version is usable.")
+    phase: str | None = Field(default=None, max_length=64, description="Summary for display only.")
+    latest_version: str | None = Field(default=None, max_length=NAME_MAX, description="Newest ready version.")
+    version_count: int = Field(default=0, ge=0, description="Number of versions.")
+    storage_bytes: int = Field(default=0, ge=0, description="Total size of all versions.")
+    versions: list[ModelVersion] | None = Field(default=None, max_length=200, description="Versions, oldest first.")
