@@ -51,9 +51,10 @@ class Rule:
 
 
 def immutable(camel: str) -> Rule:
-    """A transition rule: field `camel` (its manifest name) may not be set, unset or changed after creation."""
+    """A transition rule: field `camel` (manifest name) may not be set, unset or changed after creation."""
+    both_unset_or_equal = f"(!has(self.{camel}) || self.{camel} == oldSelf.{camel})"
     return Rule(
-        cel=f"has(self.{camel}) == has(oldSelf.{camel}) && (!has(self.{camel}) || self.{camel} == oldSelf.{camel})",
+        cel=f"has(self.{camel}) == has(oldSelf.{camel}) && {both_unset_or_equal}",
         message=f"{camel} is immutable",
         field_path=f".{camel}",
         reason="FieldValueForbidden",
@@ -78,7 +79,9 @@ class KaizenModel(BaseModel):
         for rule in type(self).rules:
             if rule.check is not None and not rule.check(self):
                 field = (rule.field_path or "").lstrip(".")
-                raise ValueError(rule.message if rule.message.startswith(field) else f"{field}: {rule.message}")
+                raise ValueError(
+                    rule.message if rule.message.startswith(field) else f"{field}: {rule.message}"
+                )
         return self
 
     @classmethod

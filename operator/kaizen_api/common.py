@@ -51,7 +51,9 @@ class S3Location(KaizenModel):
         min_length=3, max_length=63, pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", description="Bucket name."
     )
     key: str = Field(
-        min_length=1, max_length=1024, description="Object key (a file) or key prefix (a folder) in the bucket."
+        min_length=1,
+        max_length=1024,
+        description="Object key (a file) or key prefix (a folder) in the bucket.",
     )
 
 
@@ -59,7 +61,9 @@ class PvcLocation(KaizenModel):
     """A file or folder on a PersistentVolumeClaim, e.g. an uploaded dataset."""
 
     claim_name: ObjectName = Field(description="Name of the PersistentVolumeClaim in the same namespace.")
-    path: str = Field(default="", max_length=1024, description="Path inside the volume, relative, without '..'.")
+    path: str = Field(
+        default="", max_length=1024, description="Path inside the volume, relative, without '..'."
+    )
 
     rules = (
         Rule(
@@ -185,7 +189,9 @@ class Resources(KaizenModel):
         default=1, ge=1, le=64, description="Nodes of one run; more than one runs as a Kubeflow PyTorchJob."
     )
     cpu: Quantity | None = Field(default=None, description="CPU request of each node's container, e.g. '8'.")
-    memory: Quantity | None = Field(default=None, description="Memory request of each node's container, e.g. 64Gi.")
+    memory: Quantity | None = Field(
+        default=None, description="Memory request of each node's container, e.g. 64Gi."
+    )
     node_selector: dict[str, LabelValue] | None = Field(
         default=None, max_length=LIST_MAX, description="Node labels the run's pods must match."
     )

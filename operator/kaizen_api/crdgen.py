@@ -23,8 +23,15 @@ from kaizen_api.kinds import CATEGORY, KINDS, Kind
 Schema = dict[str, Any]
 _DROP = {"title", "$defs", "propertyNames"}
 # Readable YAML: type and description first, children and rules last.
-_KEY_ORDER = {"type": -3, "description": -2, "default": -1, "properties": 2, "items": 2, "required": 3,
-              "x-kubernetes-validations": 4}
+_KEY_ORDER = {
+    "type": -3,
+    "description": -2,
+    "default": -1,
+    "properties": 2,
+    "items": 2,
+    "required": 3,
+    "x-kubernetes-validations": 4,
+}
 
 
 class SchemaError(ValueError):
@@ -99,7 +106,10 @@ def crd(kind: Kind) -> dict[str, Any]:
         "description": kind.description,
         "required": ["spec"],
         "properties": {
-            "apiVersion": {"type": "string", "description": "APIVersion of this object (kaizen.dev/v1alpha1)."},
+            "apiVersion": {
+                "type": "string",
+                "description": "APIVersion of this object (kaizen.dev/v1alpha1).",
+            },
             "kind": {"type": "string", "description": f"Kind of this object ({kind.kind})."},
             "metadata": {"type": "object"},
             "spec": spec,
@@ -150,7 +160,9 @@ def file_name(kind: Kind) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="kaizen-crdgen", description="Write crds/*.yaml from the API models.")
+    parser = argparse.ArgumentParser(
+        prog="kaizen-crdgen", description="Write crds/*.yaml from the API models."
+    )
     parser.add_argument("--out", type=Path, default=Path("crds"), help="output folder (default: crds)")
     parser.add_argument("--check", action="store_true", help="fail when the files differ from the models")
     args = parser.parse_args(argv)

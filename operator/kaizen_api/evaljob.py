@@ -25,8 +25,18 @@ Suite = Literal["standard", "lm-eval-harness", "nejumi-leaderboard3", "vlmevalki
 # The tasks each suite offers (SPEC §4); the standard suite evaluates the user's own dataset instead.
 SUITE_TASKS: dict[str, tuple[str, ...]] = {
     "lm-eval-harness": (
-        "arc", "gsm8k", "hellaswag", "humaneval", "ifeval", "lambada",
-        "mmlu", "openbookqa", "piqa", "sciq", "truthfulqa", "winogrande",
+        "arc",
+        "gsm8k",
+        "hellaswag",
+        "humaneval",
+        "ifeval",
+        "lambada",
+        "mmlu",
+        "openbookqa",
+        "piqa",
+        "sciq",
+        "truthfulqa",
+        "winogrande",
     ),
     "nejumi-leaderboard3": ("jaster", "jbbq", "jtruthfulqa"),
     "vlmevalkit": ("chartqa", "docvqa", "infovqa", "mtvqa", "ocrbench"),
@@ -50,7 +60,9 @@ class PipelineRunRef(KaizenModel):
 class OpenAIEndpoint(KaizenModel):
     """A model served behind an OpenAI-compatible API (generation tasks only)."""
 
-    base_url: str = Field(max_length=URI_MAX, pattern=r"^https?://[^\s]+$", description="Base URL, e.g. .../v1.")
+    base_url: str = Field(
+        max_length=URI_MAX, pattern=r"^https?://[^\s]+$", description="Base URL, e.g. .../v1."
+    )
     model: str = Field(min_length=1, max_length=256, description="Model name sent in requests.")
     api_key_secret: SecretRef | None = Field(
         default=None, description="Secret whose key OPENAI_API_KEY holds the API key."
@@ -69,11 +81,13 @@ class EvalModel(ModelRef):
             cel="[has(self.catalog), has(self.privateModel), has(self.uri), has(self.pipelineRun), "
             "has(self.endpoint)].filter(x, x).size() == 1",
             message="exactly one of catalog, privateModel, uri, pipelineRun, endpoint must be set",
-            check=lambda m: sum(
-                getattr(m, f) is not None
-                for f in ("catalog", "private_model", "uri", "pipeline_run", "endpoint")
-            )
-            == 1,
+            check=lambda m: (
+                sum(
+                    getattr(m, f) is not None
+                    for f in ("catalog", "private_model", "uri", "pipeline_run", "endpoint")
+                )
+                == 1
+            ),
         ),
     )
 
@@ -84,7 +98,10 @@ class EvalParameters(KaizenModel):
     log_samples: bool = Field(default=False, description="Keep the model's inputs and outputs.")
     max_tokens: int = Field(default=256, gt=0, le=1048576, description="Maximum tokens generated, > 0.")
     num_fewshot: int | None = Field(
-        default=None, ge=0, le=100, description="Few-shot examples in the context; the task's default when omitted."
+        default=None,
+        ge=0,
+        le=100,
+        description="Few-shot examples in the context; the task's default when omitted.",
     )
     temperature: float = Field(default=0.0, ge=0, le=100, description="Sampling temperature; 0 is greedy.")
     repetition_penalty: float = Field(
@@ -92,7 +109,9 @@ class EvalParameters(KaizenModel):
     )
     seed: int = Field(default=1234, ge=0, le=2**32 - 1, description="Random seed.")
     top_k: int = Field(default=-1, ge=-1, le=100000, description="Top tokens considered; -1 for all.")
-    top_p: float = Field(default=1.0, gt=0, le=1, description="Cumulative probability kept, (0, 1]; 1 for all.")
+    top_p: float = Field(
+        default=1.0, gt=0, le=1, description="Cumulative probability kept, (0, 1]; 1 for all."
+    )
 
     rules = (
         Rule(
@@ -109,22 +128,36 @@ class Notification(KaizenModel):
 
     emails: list[Email] = Field(min_length=1, max_length=10, description="Recipients.")
     on: list[Literal["Succeeded", "Failed"]] = Field(
-        default_factory=lambda: ["Succeeded", "Failed"], max_length=2, description="Outcomes that send mail."
+        default=["Succeeded", "Failed"], max_length=2, description="Outcomes that send mail."
     )
 
 
-def _tasks_cel(suite: str, tasks: tuple[str, ...]) -> str:
+def _tasks_rule(suite: str, tasks: tuple[str, ...]) -> Rule:
+    """Tasks chosen for `suite` must be among its own."""
     listed = "[" + ", ".join(f"'{t}'" for t in tasks) + "]"
-    return f"self.suite != '{suite}' || self.tasks.all(t, t in {listed})"
+
+    def check(m: EvalJobSpec) -> bool:
+        return m.suite != suite or all(t in tasks for t in m.tasks or [])
+
+    return Rule(
+        cel=f"self.suite != '{suite}' || self.tasks.all(t, t in {listed})",
+        message=f"tasks of suite {suite} must be among: {', '.join(tasks)}",
+        field_path=".tasks",
+        check=check,
+    )
 
 
 class EvalJobSpec(KaizenModel):
     """What to evaluate, with which suite, tasks and parameters."""
 
     display_name: str = Field(
-        pattern=DISPLAY_NAME, max_length=100, description="Job name (letters, digits, _ and -), e.g. testj_20250919."
+        pattern=DISPLAY_NAME,
+        max_length=100,
+        description="Job name (letters, digits, _ and -), e.g. testj_20250919.",
     )
-    description: str | None = Field(default=None, max_length=200, description="Description, at most 200 characters.")
+    description: str | None = Field(
+        default=None, max_length=200, description="Description, at most 200 characters."
+    )
     model: EvalModel = Field(description="The model to evaluate.")
     suite: Suite = Field(description="standard, lm-eval-harness, nejumi-leaderboard3 or vlmevalkit.")
     tasks: list[TaskName] | None = Field(
@@ -133,10 +166,13 @@ class EvalJobSpec(KaizenModel):
         description="Tasks of the chosen suite (not for standard): " + ", ".join(ALL_TASKS) + ".",
     )
     dataset: Dataset | None = Field(
-        default=None, description="The user's test data (standard suite only): alpaca, sharegpt or sharegpt_image."
+        default=None,
+        description="The user's test data (standard suite only): alpaca, sharegpt or sharegpt_image.",
     )
     metrics: list[Metric] | None = Field(
-        default=None, max_length=6, description="Text-similarity metrics (standard suite only); all when omitted."
+        default=None,
+        max_length=6,
+        description="Text-similarity metrics (standard suite only); all when omitted.",
     )
     parameters: EvalParameters = Field(default_factory=EvalParameters, description="Generation parameters.")
     notification: Notification | None = Field(default=None, description="E-mail when the job ends.")
@@ -165,15 +201,7 @@ class EvalJobSpec(KaizenModel):
             field_path=".tasks",
             check=lambda m: (m.tasks is None) if m.suite == "standard" else bool(m.tasks),
         ),
-        *(
-            Rule(
-                cel=_tasks_cel(suite, tasks),
-                message=f"tasks of suite {suite} must be among: {', '.join(tasks)}",
-                field_path=".tasks",
-                check=lambda m, s=suite, ts=tasks: m.suite != s or all(t in ts for t in m.tasks or []),
-            )
-            for suite, tasks in SUITE_TASKS.items()
-        ),
+        *(_tasks_rule(suite, tasks) for suite, tasks in SUITE_TASKS.items()),
         Rule(
             cel="!has(self.dataset) || self.dataset.format in ['alpaca', 'sharegpt', 'sharegpt_image']",
             message="dataset.format of the standard suite must be alpaca, sharegpt or sharegpt_image",
@@ -213,4 +241,6 @@ class EvalJobStatus(StatusModel):
         default=None, max_length=256, description="Headline scores by task/metric, e.g. rougeL: 0.41."
     )
     results_uri: str | None = Field(default=None, max_length=URI_MAX, description="Full results and samples.")
-    message: str | None = Field(default=None, max_length=32768, description="Details, e.g. the runner's error.")
+    message: str | None = Field(
+        default=None, max_length=32768, description="Details, e.g. the runner's error."
+    )

@@ -18,7 +18,6 @@ from kaizen_api.common import (
     LabelName,
     ModelRef,
     ObjectName,
-    OutputStorage,
     Resources,
 )
 
@@ -57,7 +56,8 @@ class Hyperparameters(KaizenModel):
         default="ddp", description="Distributed training backend: ddp (torchrun) or deepspeed."
     )
     deepspeed_zero_stage: Literal[1, 2, 3] | None = Field(
-        default=None, description="DeepSpeed ZeRO stage (1, 2 or 3); only with deepspeed, where it defaults to 1."
+        default=None,
+        description="DeepSpeed ZeRO stage (1, 2 or 3); only with deepspeed, where it defaults to 1.",
     )
 
     rules = (
@@ -94,13 +94,19 @@ class RuntimeParameters(KaizenModel):
     )
     optimizer: Literal["adamw", "sgd"] = Field(default="adamw", description="Optimizer: adamw or sgd.")
     weight_decay: float = Field(default=0.0, ge=0, le=1, description="Weight decay.")
-    max_grad_norm: float = Field(default=1.0, ge=0, description="Gradient clipping norm; 0 disables clipping.")
+    max_grad_norm: float = Field(
+        default=1.0, ge=0, description="Gradient clipping norm; 0 disables clipping."
+    )
     disable_gradient_checkpointing: bool = Field(
         default=False, description="Turn off gradient checkpointing (faster, more memory)."
     )
     flash_attention_v2: bool = Field(default=False, description="Use FlashAttention-2 kernels.")
-    lr_warmup_steps: int = Field(default=0, ge=0, description="Linear warm-up steps; overrides lrWarmupRatio.")
-    lr_warmup_ratio: float = Field(default=0.0, ge=0, lt=1, description="Fraction of steps for warm-up, [0, 1).")
+    lr_warmup_steps: int = Field(
+        default=0, ge=0, description="Linear warm-up steps; overrides lrWarmupRatio."
+    )
+    lr_warmup_ratio: float = Field(
+        default=0.0, ge=0, lt=1, description="Fraction of steps for warm-up, [0, 1)."
+    )
     lr_scheduler_type: Literal["linear", "cosine", "constant"] = Field(
         default="cosine", description="Learning-rate schedule: linear, cosine or constant."
     )
@@ -154,7 +160,9 @@ class OtherParameters(KaizenModel):
 class ExtendedHyperparameters(KaizenModel):
     """Extended hyperparameters, grouped as in the hosted console."""
 
-    runtime: RuntimeParameters = Field(default_factory=RuntimeParameters, description="Training runtime options.")
+    runtime: RuntimeParameters = Field(
+        default_factory=RuntimeParameters, description="Training runtime options."
+    )
     dpo: DpoParameters = Field(default_factory=DpoParameters, description="DPO options.")
     lora: LoraParameters = Field(default_factory=LoraParameters, description="LoRA options.")
     others: OtherParameters = Field(
@@ -166,7 +174,8 @@ class Trigger(KaizenModel):
     """How runs start: manually, or on a cron schedule (a CronJob)."""
 
     type: Literal["manual", "schedule"] = Field(
-        default="manual", description="manual: runs start on creation and on runToken changes; schedule: cron."
+        default="manual",
+        description="manual: runs start on creation and on runToken changes; schedule: cron.",
     )
     schedule: str | None = Field(
         default=None,
@@ -230,16 +239,26 @@ class FineTunePipelineSpec(KaizenModel):
     """A fine-tuning pipeline: data, base model, trainer, hyperparameters, trigger, resources, output."""
 
     display_name: str | None = Field(
-        default=None, pattern=DISPLAY_NAME, max_length=100, description="Display name (letters, digits, _ and -)."
+        default=None,
+        pattern=DISPLAY_NAME,
+        max_length=100,
+        description="Display name (letters, digits, _ and -).",
     )
-    description: str | None = Field(default=None, max_length=200, description="Description, at most 200 characters.")
-    trainer: Trainer = Field(description="pretraining (Corpus), sft (Alpaca, ShareGPT, ShareGPT_Image) or dpo.")
+    description: str | None = Field(
+        default=None, max_length=200, description="Description, at most 200 characters."
+    )
+    trainer: Trainer = Field(
+        description="pretraining (Corpus), sft (Alpaca, ShareGPT, ShareGPT_Image) or dpo."
+    )
     base_model: ModelRef = Field(description="The model to fine-tune: catalog entry, private model or URI.")
     dataset: Dataset = Field(description="Training dataset and its format.")
     validation_dataset: Dataset | None = Field(
-        default=None, description="Optional validation dataset (same format) for eval_* metrics during training."
+        default=None,
+        description="Optional validation dataset (same format) for eval_* metrics during training.",
     )
-    hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters, description="Core hyperparameters.")
+    hyperparameters: Hyperparameters = Field(
+        default_factory=Hyperparameters, description="Core hyperparameters."
+    )
     extended_hyperparameters: ExtendedHyperparameters = Field(
         default_factory=ExtendedHyperparameters, description="Extended hyperparameters by group."
     )
@@ -272,8 +291,10 @@ class FineTunePipelineSpec(KaizenModel):
             "!has(self.hyperparameters) || self.hyperparameters.finetuningType == 'lora'",
             message="quantizationBit (QLoRA) requires finetuningType lora",
             field_path=".extendedHyperparameters.runtime.quantizationBit",
-            check=lambda m: m.extended_hyperparameters.runtime.quantization_bit is None
-            or m.hyperparameters.finetuning_type == "lora",
+            check=lambda m: (
+                m.extended_hyperparameters.runtime.quantization_bit is None
+                or m.hyperparameters.finetuning_type == "lora"
+            ),
         ),
         immutable("trainer"),
         immutable("baseModel"),
@@ -304,7 +325,9 @@ class RunMetrics(StatusModel):
     eval_fraction_of_correct_next_step_preds: float | None = Field(
         default=None, description="Token accuracy on validation labels."
     )
-    eval_num_predictions: int | None = Field(default=None, description="Label tokens predicted in validation.")
+    eval_num_predictions: int | None = Field(
+        default=None, description="Label tokens predicted in validation."
+    )
 
 
 RunPhase = Literal["Pending", "Running", "Succeeded", "Failed", "Cancelled"]
@@ -315,9 +338,13 @@ class RunStatus(StatusModel):
 
     name: str = Field(max_length=NAME_MAX, description="Run name ft_<base model>_<timestamp>.")
     job_name: LabelName | None = Field(default=None, description="The Job or PyTorchJob of this run.")
-    job_kind: Literal["Job", "PyTorchJob"] | None = Field(default=None, description="Kind of the run's workload.")
+    job_kind: Literal["Job", "PyTorchJob"] | None = Field(
+        default=None, description="Kind of the run's workload."
+    )
     trigger: Literal["manual", "schedule"] | None = Field(default=None, description="What started the run.")
-    phase: RunPhase = Field(default="Pending", description="Pending, Running, Succeeded, Failed or Cancelled.")
+    phase: RunPhase = Field(
+        default="Pending", description="Pending, Running, Succeeded, Failed or Cancelled."
+    )
     start_time: datetime | None = Field(default=None, description="When the run started.")
     completion_time: datetime | None = Field(default=None, description="When the run ended.")
     progress: RunProgress | None = Field(default=None, description="Live progress.")
@@ -326,7 +353,9 @@ class RunStatus(StatusModel):
         default=None, max_length=NAME_MAX, description="PrivateModel version produced by the run."
     )
     reason: str | None = Field(default=None, max_length=1024, description="Why the run ended as it did.")
-    message: str | None = Field(default=None, max_length=32768, description="Details, e.g. the runner's error.")
+    message: str | None = Field(
+        default=None, max_length=32768, description="Details, e.g. the runner's error."
+    )
     exit_code: int | None = Field(default=None, description="Exit code of the failed container.")
 
 

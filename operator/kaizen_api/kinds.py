@@ -13,7 +13,9 @@ from kaizen_api.privatemodel import PrivateModelSpec, PrivateModelStatus
 CATEGORY = "kaizen"
 
 
-def column(name: str, json_path: str, type_: str = "string", *, priority: int = 0, description: str = "") -> dict:
+def column(
+    name: str, json_path: str, type_: str = "string", *, priority: int = 0, description: str = ""
+) -> dict:
     out: dict[str, Any] = {"name": name, "type": type_, "jsonPath": json_path}
     if priority:
         out["priority"] = priority

@@ -26,7 +26,9 @@ class Tags(KaizenModel):
     framework: TagList | None = Field(default=None, description="e.g. PyTorch, TensorFlow.")
     architecture: TagList | None = Field(default=None, description="e.g. Llama, Qwen2, Bert.")
     subject: TagList | None = Field(default=None, description="e.g. medicine, finance, education.")
-    task: TagList | None = Field(default=None, description="e.g. text-generation, text-classification, embedding.")
+    task: TagList | None = Field(
+        default=None, description="e.g. text-generation, text-classification, embedding."
+    )
     other: TagList | None = Field(default=None, description="Free-form tags.")
 
 
@@ -35,7 +37,9 @@ class Share(KaizenModel):
 
     email: str = Field(max_length=254, pattern=EMAIL, description="The user's e-mail.")
     tenant: str = Field(min_length=1, max_length=63, description="The user's tenant.")
-    role: Literal["viewer", "editor", "owner"] = Field(default="viewer", description="viewer, editor or owner.")
+    role: Literal["viewer", "editor", "owner"] = Field(
+        default="viewer", description="viewer, editor or owner."
+    )
 
 
 class PrivateModelSpec(KaizenModel):
@@ -60,10 +64,13 @@ class PrivateModelSpec(KaizenModel):
     overview: str | None = Field(default=None, max_length=65536, description="Rich-text (Markdown) overview.")
     tags: Tags | None = Field(default=None, description="Tags by category.")
     storage: OutputStorage = Field(description="Where the model's versions live (one folder per version).")
-    sharing: list[Share] | None = Field(default=None, max_length=100, description="Users the model is shared with.")
+    sharing: list[Share] | None = Field(
+        default=None, max_length=100, description="Users the model is shared with."
+    )
     deletion_policy: Literal["Retain", "Delete"] = Field(
         default="Retain",
-        description="What deleting this object does to the stored files: Retain keeps them, Delete removes them. "
+        description="What deleting this object does to the stored files: Retain keeps them, "
+        "Delete removes them. "
         "Deletion also needs the annotation kaizen.dev/confirm-delete set to the object's name.",
     )
 
@@ -80,9 +87,13 @@ class ReadinessTags(StatusModel):
     """Tags derived from a version's files and name, e.g. family Llama, type LLM, size 8B."""
 
     family: str | None = Field(default=None, max_length=63, description="Model family, e.g. Llama.")
-    type: Literal["LLM", "VLM"] | None = Field(default=None, description="LLM (text) or VLM (text and image).")
+    type: Literal["LLM", "VLM"] | None = Field(
+        default=None, description="LLM (text) or VLM (text and image)."
+    )
     size: str | None = Field(default=None, max_length=16, description="Parameter count, e.g. 8B.")
-    instruction_tuned: bool | None = Field(default=None, description="Whether the model is instruction-tuned.")
+    instruction_tuned: bool | None = Field(
+        default=None, description="Whether the model is instruction-tuned."
+    )
 
 
 class ModelVersion(StatusModel):
@@ -90,8 +101,12 @@ class ModelVersion(StatusModel):
 
     index: int = Field(ge=0, description="Position, oldest first.")
     name: str = Field(max_length=NAME_MAX, description="Version id, e.g. ft_Llama-3.1-8B_20250508124054.")
-    status: Literal["created", "training", "ready", "deployed", "failed"] = Field(description="Lifecycle state.")
-    ready: bool = Field(default=False, description="All files present and valid (its manifest is written last).")
+    status: Literal["created", "training", "ready", "deployed", "failed"] = Field(
+        description="Lifecycle state."
+    )
+    ready: bool = Field(
+        default=False, description="All files present and valid (its manifest is written last)."
+    )
     tags: ReadinessTags | None = Field(default=None, description="Readiness tags.")
     size_bytes: int = Field(default=0, ge=0, description="Total size of the files.")
     created_time: datetime | None = Field(default=None, description="When the version was created.")
@@ -107,4 +122,6 @@ class PrivateModelStatus(StatusModel):
     latest_version: str | None = Field(default=None, max_length=NAME_MAX, description="Newest ready version.")
     version_count: int = Field(default=0, ge=0, description="Number of versions.")
     storage_bytes: int = Field(default=0, ge=0, description="Total size of all versions.")
-    versions: list[ModelVersion] | None = Field(default=None, max_length=200, description="Versions, oldest first.")
+    versions: list[ModelVersion] | None = Field(
+        default=None, max_length=200, description="Versions, oldest first."
+    )

@@ -9,8 +9,9 @@ import argparse
 import sys
 
 from kaizen_runner.data import cli as data_cli
+from kaizen_runner.train import cli as train_cli
 
-COMMAND_GROUPS = (data_cli,)
+COMMAND_GROUPS = (data_cli, train_cli)
 
 
 def build_parser() -> argparse.ArgumentParser:

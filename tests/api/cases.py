@@ -1,0 +1,361 @@
+"""Invalid manifests, each derived from a valid example by one change, with the field the rejection
+must name. Both the API server (CEL + OpenAPI schema) and the pydantic models must reject each one."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+DELETE = object()
+
+
+def load_example(name: str) -> dict[str, Any]:
+    return yaml.safe_load((EXAMPLES / name).read_text())
+
+
+def all_examples() -> list[tuple[str, dict[str, Any]]]:
+    return [
+        (p.name, doc) for p in sorted(EXAMPLES.glob("*.yaml")) for doc in yaml.safe_load_all(p.read_text())
+    ]
+
+
+def apply(doc: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """Copy `doc` with each dotted path set to its value, or removed when the value is DELETE."""
+    doc = copy.deepcopy(doc)
+    for path, value in changes.items():
+        *parents, last = path.split(".")
+        node = doc
+        for part in parents:
+            node = node.setdefault(part, {})
+        if value is DELETE:
+            node.pop(last, None)
+        else:
+            node[last] = value
+    return doc
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    example: str
+    changes: dict[str, Any]
+    field: str  # the path the rejection must name, e.g. spec.hyperparameters.learningRate
+
+    def manifest(self) -> dict[str, Any]:
+        return apply(load_example(self.example), self.changes)
+
+
+SFT = "finetune-sft-alpaca.yaml"
+HP = "spec.hyperparameters"
+EXT = "spec.extendedHyperparameters"
+LM = "evaljob-lm-eval.yaml"
+STD = "evaljob-standard.yaml"
+PM = "privatemodel.yaml"
+S3_DATA = {"connection": {"name": "datahub"}, "bucket": "kaizen-data", "key": "d.json"}
+
+CASES: list[Case] = [
+    # core hyperparameters: ranges and enums
+    Case("lr-too-low", SFT, {f"{HP}.learningRate": 0.000001}, f"{HP}.learningRate"),
+    Case("lr-too-high", SFT, {f"{HP}.learningRate": 0.01}, f"{HP}.learningRate"),
+    Case("batch-size-zero", SFT, {f"{HP}.batchSize": 0}, f"{HP}.batchSize"),
+    Case("epochs-zero", SFT, {f"{HP}.epochs": 0}, f"{HP}.epochs"),
+    Case("grad-accum-zero", SFT, {f"{HP}.gradientAccumulationSteps": 0}, f"{HP}.gradientAccumulationSteps"),
+    Case("checkpoint-steps-zero", SFT, {f"{HP}.checkpointSteps": 0}, f"{HP}.checkpointSteps"),
+    Case("max-seq-len-zero", SFT, {f"{HP}.maxSequenceLength": 0}, f"{HP}.maxSequenceLength"),
+    Case("finetuning-type-unknown", SFT, {f"{HP}.finetuningType": "qlora"}, f"{HP}.finetuningType"),
+    Case("backend-unknown", SFT, {f"{HP}.distributedBackend": "fsdp"}, f"{HP}.distributedBackend"),
+    Case(
+        "zero-stage-4",
+        SFT,
+        {f"{HP}.distributedBackend": "deepspeed", f"{HP}.deepspeedZeroStage": 4},
+        f"{HP}.deepspeedZeroStage",
+    ),
+    Case("zero-stage-without-deepspeed", SFT, {f"{HP}.deepspeedZeroStage": 2}, f"{HP}.deepspeedZeroStage"),
+    Case("unknown-hyperparameter", SFT, {f"{HP}.learningrate": 0.0001}, f"{HP}.learningrate"),
+    # trainer and data-format table
+    Case("trainer-unknown", SFT, {"spec.trainer": "ppo"}, "spec.trainer"),
+    Case(
+        "pretraining-with-alpaca",
+        SFT,
+        {"spec.trainer": "pretraining", "spec.validationDataset": DELETE},
+        "spec.dataset.format",
+    ),
+    Case(
+        "dpo-with-alpaca",
+        SFT,
+        {"spec.trainer": "dpo", "spec.validationDataset": DELETE},
+        "spec.dataset.format",
+    ),
+    Case(
+        "sft-with-corpus",
+        SFT,
+        {"spec.dataset.format": "corpus", "spec.validationDataset": DELETE},
+        "spec.dataset.format",
+    ),
+    Case(
+        "validation-format-differs",
+        SFT,
+        {"spec.validationDataset.format": "sharegpt"},
+        "spec.validationDataset.format",
+    ),
+    Case("format-unknown", SFT, {"spec.dataset.format": "csv"}, "spec.dataset.format"),
+    # data sources
+    Case("dataset-two-sources", SFT, {"spec.dataset.url": "https://example.com/d.json"}, "spec.dataset"),
+    Case("dataset-no-source", SFT, {"spec.dataset.s3": DELETE}, "spec.dataset"),
+    Case(
+        "dataset-url-not-http",
+        SFT,
+        {"spec.dataset.s3": DELETE, "spec.dataset.url": "ftp://example.com/d.json"},
+        "spec.dataset.url",
+    ),
+    Case(
+        "pvc-path-traversal",
+        SFT,
+        {"spec.dataset.s3": DELETE, "spec.dataset.pvc": {"claimName": "uploads", "path": "a/../../etc"}},
+        "spec.dataset.pvc.path",
+    ),
+    Case(
+        "pvc-path-absolute",
+        SFT,
+        {"spec.dataset.s3": DELETE, "spec.dataset.pvc": {"claimName": "uploads", "path": "/etc/passwd"}},
+        "spec.dataset.pvc.path",
+    ),
+    Case(
+        "bucket-invalid",
+        SFT,
+        {"spec.dataset.s3": {**S3_DATA, "bucket": "Kaizen_Data"}},
+        "spec.dataset.s3.bucket",
+    ),
+    Case(
+        "connection-missing",
+        SFT,
+        {"spec.dataset.s3": {"bucket": "kaizen-data", "key": "d.json"}},
+        "spec.dataset.s3.connection",
+    ),
+    # display name and description
+    Case("display-name-underscore-first", SFT, {"spec.displayName": "_sft"}, "spec.displayName"),
+    Case("display-name-space", SFT, {"spec.displayName": "my run"}, "spec.displayName"),
+    Case("display-name-too-long", SFT, {"spec.displayName": "a" * 101}, "spec.displayName"),
+    Case("description-too-long", SFT, {"spec.description": "d" * 201}, "spec.description"),
+    # trigger
+    Case("schedule-missing", SFT, {"spec.trigger": {"type": "schedule"}}, "spec.trigger.schedule"),
+    Case(
+        "schedule-on-manual",
+        SFT,
+        {"spec.trigger": {"type": "manual", "schedule": "0 2 * * *"}},
+        "spec.trigger.schedule",
+    ),
+    Case(
+        "schedule-not-cron",
+        SFT,
+        {"spec.trigger": {"type": "schedule", "schedule": "every night"}},
+        "spec.trigger.schedule",
+    ),
+    Case(
+        "time-zone-invalid",
+        SFT,
+        {"spec.trigger": {"type": "schedule", "schedule": "@daily", "timeZone": "Asia Tokyo"}},
+        "spec.trigger.timeZone",
+    ),
+    Case(
+        "concurrency-unknown",
+        SFT,
+        {"spec.trigger": {"type": "manual", "concurrencyPolicy": "Sometimes"}},
+        "spec.trigger.concurrencyPolicy",
+    ),
+    Case("trigger-type-unknown", SFT, {"spec.trigger": {"type": "webhook"}}, "spec.trigger.type"),
+    # base model
+    Case(
+        "base-model-two-refs",
+        SFT,
+        {"spec.baseModel.uri": "hf://Qwen/Qwen2.5-0.5B-Instruct"},
+        "spec.baseModel",
+    ),
+    Case("base-model-empty", SFT, {"spec.baseModel": {}}, "spec.baseModel"),
+    Case("base-model-uri-scheme", SFT, {"spec.baseModel": {"uri": "ftp://models/x"}}, "spec.baseModel.uri"),
+    Case(
+        "private-model-name-invalid",
+        SFT,
+        {"spec.baseModel": {"privateModel": {"name": "Bad_Name"}}},
+        "spec.baseModel.privateModel.name",
+    ),
+    # extended hyperparameters
+    Case(
+        "qlora-with-full",
+        SFT,
+        {f"{HP}.finetuningType": "full", f"{EXT}.runtime": {"quantizationBit": 4}},
+        f"{EXT}.runtime.quantizationBit",
+    ),
+    Case(
+        "quantization-bit-2",
+        SFT,
+        {f"{EXT}.runtime": {"quantizationBit": 2}},
+        f"{EXT}.runtime.quantizationBit",
+    ),
+    Case(
+        "mixed-precision-fp8",
+        SFT,
+        {f"{EXT}.runtime": {"mixedPrecision": "fp8"}},
+        f"{EXT}.runtime.mixedPrecision",
+    ),
+    Case("warmup-ratio-one", SFT, {f"{EXT}.runtime": {"lrWarmupRatio": 1.0}}, f"{EXT}.runtime.lrWarmupRatio"),
+    Case(
+        "scheduler-unknown",
+        SFT,
+        {f"{EXT}.runtime": {"lrSchedulerType": "step"}},
+        f"{EXT}.runtime.lrSchedulerType",
+    ),
+    Case("optimizer-unknown", SFT, {f"{EXT}.runtime": {"optimizer": "lion"}}, f"{EXT}.runtime.optimizer"),
+    Case(
+        "weight-decay-negative", SFT, {f"{EXT}.runtime": {"weightDecay": -0.1}}, f"{EXT}.runtime.weightDecay"
+    ),
+    Case("pref-beta-above-one", SFT, {f"{EXT}.dpo": {"prefBeta": 1.5}}, f"{EXT}.dpo.prefBeta"),
+    Case(
+        "label-smoothing-high",
+        SFT,
+        {f"{EXT}.dpo": {"dpoLabelSmoothing": 0.6}},
+        f"{EXT}.dpo.dpoLabelSmoothing",
+    ),
+    Case("pref-ftx-high", SFT, {f"{EXT}.dpo": {"prefFtx": 11}}, f"{EXT}.dpo.prefFtx"),
+    Case("pref-loss-unknown", SFT, {f"{EXT}.dpo": {"prefLoss": "kto"}}, f"{EXT}.dpo.prefLoss"),
+    Case("simpo-gamma-zero", SFT, {f"{EXT}.dpo": {"simpoGamma": 0}}, f"{EXT}.dpo.simpoGamma"),
+    Case("lora-dropout-high", SFT, {f"{EXT}.lora": {"loraDropout": 1.5}}, f"{EXT}.lora.loraDropout"),
+    Case("lora-rank-zero", SFT, {f"{EXT}.lora": {"loraRank": 0}}, f"{EXT}.lora.loraRank"),
+    Case(
+        "checkpoint-strategy-unknown",
+        SFT,
+        {f"{EXT}.others": {"checkpointStrategy": "always"}},
+        f"{EXT}.others.checkpointStrategy",
+    ),
+    Case(
+        "checkpoints-kept-zero",
+        SFT,
+        {f"{EXT}.others": {"numberOfCheckpoints": 0}},
+        f"{EXT}.others.numberOfCheckpoints",
+    ),
+    Case("eval-steps-zero", SFT, {f"{EXT}.others": {"evalSteps": 0}}, f"{EXT}.others.evalSteps"),
+    # resources and output
+    Case("nodes-zero", SFT, {"spec.resources": {"nodes": 0}}, "spec.resources.nodes"),
+    Case("gpus-negative", SFT, {"spec.resources": {"gpusPerNode": -1}}, "spec.resources.gpusPerNode"),
+    Case("memory-not-quantity", SFT, {"spec.resources": {"memory": "lots"}}, "spec.resources.memory"),
+    Case("queue-name-invalid", SFT, {"spec.resources": {"queueName": "Team_A"}}, "spec.resources.queueName"),
+    Case(
+        "toleration-operator-unknown",
+        SFT,
+        {"spec.resources": {"tolerations": [{"operator": "Maybe"}]}},
+        "spec.resources.tolerations[0].operator",
+    ),
+    Case("output-missing", SFT, {"spec.output": DELETE}, "spec.output"),
+    # EvalJob parameters (SPEC §4)
+    Case("top-k-zero", LM, {"spec.parameters.topK": 0}, "spec.parameters.topK"),
+    Case("top-k-below-minus-one", LM, {"spec.parameters.topK": -2}, "spec.parameters.topK"),
+    Case("top-p-zero", LM, {"spec.parameters.topP": 0}, "spec.parameters.topP"),
+    Case("top-p-above-one", LM, {"spec.parameters.topP": 1.5}, "spec.parameters.topP"),
+    Case(
+        "repetition-penalty-zero",
+        LM,
+        {"spec.parameters.repetitionPenalty": 0},
+        "spec.parameters.repetitionPenalty",
+    ),
+    Case(
+        "repetition-penalty-five",
+        LM,
+        {"spec.parameters.repetitionPenalty": 5},
+        "spec.parameters.repetitionPenalty",
+    ),
+    Case("temperature-negative", LM, {"spec.parameters.temperature": -0.5}, "spec.parameters.temperature"),
+    Case("max-tokens-zero", LM, {"spec.parameters.maxTokens": 0}, "spec.parameters.maxTokens"),
+    Case("num-fewshot-negative", LM, {"spec.parameters.numFewshot": -1}, "spec.parameters.numFewshot"),
+    Case("seed-negative", LM, {"spec.parameters.seed": -1}, "spec.parameters.seed"),
+    # EvalJob suites, tasks, dataset and metrics
+    Case("suite-unknown", LM, {"spec.suite": "helm"}, "spec.suite"),
+    Case("lm-eval-task-from-nejumi", LM, {"spec.tasks": ["arc", "jaster"]}, "spec.tasks"),
+    Case(
+        "nejumi-task-from-lm-eval",
+        LM,
+        {"spec.suite": "nejumi-leaderboard3", "spec.tasks": ["arc"]},
+        "spec.tasks",
+    ),
+    Case("vlm-task-from-lm-eval", LM, {"spec.suite": "vlmevalkit", "spec.tasks": ["gsm8k"]}, "spec.tasks"),
+    Case("lm-eval-without-tasks", LM, {"spec.tasks": DELETE}, "spec.tasks"),
+    Case("lm-eval-with-dataset", LM, {"spec.dataset": {"format": "alpaca", "s3": S3_DATA}}, "spec.dataset"),
+    Case("lm-eval-with-metrics", LM, {"spec.metrics": ["bleu"]}, "spec.metrics"),
+    Case("standard-without-dataset", STD, {"spec.dataset": DELETE}, "spec.dataset"),
+    Case("standard-with-tasks", STD, {"spec.tasks": ["arc"]}, "spec.tasks"),
+    Case("standard-with-corpus", STD, {"spec.dataset.format": "corpus"}, "spec.dataset.format"),
+    Case("metric-unknown", STD, {"spec.metrics": ["meteor"]}, "spec.metrics[0]"),
+    Case("job-name-dash-first", STD, {"spec.displayName": "-job"}, "spec.displayName"),
+    Case("job-name-too-long", STD, {"spec.displayName": "j" * 101}, "spec.displayName"),
+    Case("job-name-missing", STD, {"spec.displayName": DELETE}, "spec.displayName"),
+    Case("job-description-too-long", STD, {"spec.description": "x" * 201}, "spec.description"),
+    Case("eval-model-two-refs", STD, {"spec.model.catalog": "Llama-3.2-1B"}, "spec.model"),
+    Case(
+        "notification-bad-email",
+        STD,
+        {"spec.notification": {"emails": ["not-an-email"]}},
+        "spec.notification.emails[0]",
+    ),
+    Case(
+        "endpoint-url-invalid",
+        LM,
+        {"spec.model": {"endpoint": {"baseUrl": "vllm:8000", "model": "m"}}},
+        "spec.model.endpoint.baseUrl",
+    ),
+    # PrivateModel (SPEC §5)
+    Case("ip-octet-300", PM, {"spec.ipAllowList": ["192.168.300.1"]}, "spec.ipAllowList[0]"),
+    Case("ip-suffix-33", PM, {"spec.ipAllowList": ["10.0.0.0/33"]}, "spec.ipAllowList[0]"),
+    Case("ip-not-address", PM, {"spec.ipAllowList": ["example.com"]}, "spec.ipAllowList[0]"),
+    Case("ip-v6", PM, {"spec.ipAllowList": ["::1"]}, "spec.ipAllowList[0]"),
+    Case("ip-list-eleven", PM, {"spec.ipAllowList": [f"10.0.0.{i}" for i in range(11)]}, "spec.ipAllowList"),
+    Case("title-missing", PM, {"spec.title": DELETE}, "spec.title"),
+    Case("title-empty", PM, {"spec.title": ""}, "spec.title"),
+    Case("model-size-words", PM, {"spec.modelSize": "7 billion"}, "spec.modelSize"),
+    Case(
+        "share-role-unknown",
+        PM,
+        {"spec.sharing": [{"email": "a@example.com", "tenant": "t", "role": "admin"}]},
+        "spec.sharing[0].role",
+    ),
+    Case(
+        "share-bad-email",
+        PM,
+        {"spec.sharing": [{"email": "a-at-example", "tenant": "t"}]},
+        "spec.sharing[0].email",
+    ),
+    Case("deletion-policy-unknown", PM, {"spec.deletionPolicy": "Orphan"}, "spec.deletionPolicy"),
+    Case("storage-two-places", PM, {"spec.storage.pvc": {"claimName": "models"}}, "spec.storage"),
+    Case("tags-too-many", PM, {"spec.tags": {"other": [f"t{i}" for i in range(21)]}}, "spec.tags.other"),
+]
+
+# Changes to an existing object that must be refused (CEL transition rules: these have no Python side).
+TRANSITIONS: list[Case] = [
+    Case(
+        "trainer-changed",
+        SFT,
+        {"spec.trainer": "dpo", "spec.dataset.format": "sharegpt", "spec.validationDataset": DELETE},
+        "spec.trainer",
+    ),
+    Case("base-model-changed", SFT, {"spec.baseModel": {"catalog": "Llama-3.2-1B"}}, "spec.baseModel"),
+    Case("output-changed", SFT, {"spec.output": {"privateModel": "other-model"}}, "spec.output"),
+    Case(
+        "eval-suite-changed",
+        LM,
+        {"spec.suite": "nejumi-leaderboard3", "spec.tasks": ["jaster"]},
+        "spec.suite",
+    ),
+    Case("eval-model-changed", LM, {"spec.model": {"catalog": "Llama-3.2-1B"}}, "spec.model"),
+    Case("eval-parameters-changed", LM, {"spec.parameters.seed": 99}, "spec.parameters"),
+]
+
+# Changes that must still be allowed after creation.
+ALLOWED_UPDATES: list[Case] = [
+    Case("hyperparameters-changed", SFT, {f"{HP}.epochs": 3}, ""),
+    Case("schedule-added", SFT, {"spec.trigger": {"type": "schedule", "schedule": "@weekly"}}, ""),
+    Case("eval-description-changed", LM, {"spec.description": "re-labelled"}, ""),
+    Case("model-tags-changed", PM, {"spec.tags": {"other": ["v2"]}}, ""),
+]
