@@ -10,6 +10,10 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 venv="$root/.venv"
 py="$venv/bin/python"
+# Bytecode caches matter here: without them torch, transformers and the kubernetes client are
+# recompiled by every fresh interpreter (the test suite starts dozens), which costs minutes.
+unset PYTHONDONTWRITEBYTECODE
+export UV_COMPILE_BYTECODE=1
 
 setup() {
   command -v uv >/dev/null 2>&1 || python3 -m pip install --quiet "uv>=0.9"

@@ -44,7 +44,8 @@ def check_archive(path: Path, name: str, limits: Limits) -> list[zipfile.ZipInfo
         raise DataError(Reason.BAD_ARCHIVE, f"{name}: broken zip archive ({exc})") from None
     if len(infos) > limits.max_zip_members:
         raise DataError(
-            Reason.ZIP_BOMB, f"{name}: {len(infos)} entries; an upload may hold at most {limits.max_zip_members}"
+            Reason.ZIP_BOMB,
+            f"{name}: {len(infos)} entries; an upload may hold at most {limits.max_zip_members}",
         )
     seen: set[str] = set()
     total = 0
@@ -61,9 +62,8 @@ def check_archive(path: Path, name: str, limits: Limits) -> list[zipfile.ZipInfo
             raise DataError(Reason.UNSAFE_ARCHIVE, f"{name}: entry {info.filename!r} appears twice")
         seen.add(info.filename)
         total += info.file_size
-        if (
-            info.file_size >= limits.zip_ratio_min_bytes
-            and info.file_size > limits.max_zip_ratio * max(info.compress_size, 1)
+        if info.file_size >= limits.zip_ratio_min_bytes and info.file_size > limits.max_zip_ratio * max(
+            info.compress_size, 1
         ):
             raise DataError(
                 Reason.ZIP_BOMB,
@@ -73,8 +73,8 @@ def check_archive(path: Path, name: str, limits: Limits) -> list[zipfile.ZipInfo
     if total > limits.max_zip_uncompressed_bytes:
         raise DataError(
             Reason.ZIP_BOMB,
-            f"{name}: expands to {human_size(total)}; at most {human_size(limits.max_zip_uncompressed_bytes)} "
-            "is allowed",
+            f"{name}: expands to {human_size(total)}; "
+            f"at most {human_size(limits.max_zip_uncompressed_bytes)} is allowed",
         )
     return [info for info in infos if not info.is_dir()]
 
@@ -116,7 +116,8 @@ def find_data_member(
     if not candidates:
         kinds = ", ".join(sorted(t.value for t in allowed))
         raise DataError(
-            Reason.BAD_ARCHIVE, f"{name}: the archive holds no {fmt.value} data file (expected one of: {kinds})"
+            Reason.BAD_ARCHIVE,
+            f"{name}: the archive holds no {fmt.value} data file (expected one of: {kinds})",
         )
     if len(candidates) > 1:
         listed = ", ".join(c.name for c in candidates[:5])

@@ -38,10 +38,14 @@ _EXTENSIONS = {
 }
 
 ALLOWED_FILE_TYPES: dict[DataFormat, frozenset[FileType]] = {
-    DataFormat.ALPACA: frozenset({FileType.CSV, FileType.JSON, FileType.JSONL, FileType.ZIP, FileType.PARQUET}),
+    DataFormat.ALPACA: frozenset(
+        {FileType.CSV, FileType.JSON, FileType.JSONL, FileType.ZIP, FileType.PARQUET}
+    ),
     DataFormat.SHAREGPT: frozenset({FileType.JSON, FileType.JSONL, FileType.ZIP, FileType.PARQUET}),
     DataFormat.SHAREGPT_IMAGE: frozenset({FileType.ZIP, FileType.PARQUET}),
-    DataFormat.CORPUS: frozenset({FileType.TXT, FileType.JSON, FileType.JSONL, FileType.ZIP, FileType.PARQUET}),
+    DataFormat.CORPUS: frozenset(
+        {FileType.TXT, FileType.JSON, FileType.JSONL, FileType.ZIP, FileType.PARQUET}
+    ),
     DataFormat.PREFERENCE: frozenset({FileType.JSON, FileType.JSONL, FileType.ZIP, FileType.PARQUET}),
 }
 
@@ -60,16 +64,19 @@ def parse_format(name: str | DataFormat) -> DataFormat:
         return DataFormat(key)
     except ValueError:
         choices = ", ".join(f.value for f in DataFormat)
-        raise DataError(Reason.UNKNOWN_FORMAT, f"unknown data format {name!r}; choose one of {choices}") from None
+        raise DataError(
+            Reason.UNKNOWN_FORMAT, f"unknown data format {name!r}; choose one of {choices}"
+        ) from None
 
 
-def file_type_of(name: str) -> FileType:
-    """The file type named by a file's extension (a URL's query string is not part of the name)."""
+def file_type_of(name: str, source: str | None = None) -> FileType:
+    """The file type named by a file's extension; `source` is how errors name the file (e.g. its URL)."""
     suffix = PurePosixPath(name).suffix.lower()
     if suffix not in _EXTENSIONS:
         known = ", ".join(sorted(_EXTENSIONS))
         raise DataError(
-            Reason.UNSUPPORTED_FILE_TYPE, f"{name}: unknown file type {suffix or '(none)'!r}; expected one of {known}"
+            Reason.UNSUPPORTED_FILE_TYPE,
+            f"{source or name}: unknown file type {suffix or '(none)'!r}; expected one of {known}",
         )
     return _EXTENSIONS[suffix]
 

@@ -27,6 +27,7 @@ class Reason(StrEnum):
     IMAGE_COUNT_MISMATCH = "image_count_mismatch"
     MISSING_IMAGE = "missing_image"
     NOT_AN_IMAGE = "not_an_image"
+    IMAGE_TOO_LARGE = "image_too_large"
     UNEXPECTED_IMAGES = "unexpected_images"
     TOO_LONG = "too_long"
     # A whole file or source that cannot be used (always fatal).
@@ -35,6 +36,7 @@ class Reason(StrEnum):
     FILE_TOO_LARGE = "file_too_large"
     SOURCE_NOT_FOUND = "source_not_found"
     SOURCE_UNREACHABLE = "source_unreachable"
+    ACCESS_DENIED = "access_denied"
     BAD_ARCHIVE = "bad_archive"
     UNSAFE_ARCHIVE = "unsafe_archive"
     ZIP_BOMB = "zip_bomb"

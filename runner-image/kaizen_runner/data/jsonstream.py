@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import codecs
 import json
+import re
 from collections.abc import Iterator
 from typing import IO, Any
 
 from kaizen_runner.data.issues import DataError, Reason
 
 CHUNK_BYTES = 1 << 20
-_WHITESPACE = " \t\n\r"
+_SPACE = re.compile(r"[ \t\n\r]*")
+_COMMA = re.compile(r"[ \t\n\r]*,[ \t\n\r]*")
 # An error this far before the end of the buffer cannot be caused by the buffer ending early.
 _TRUNCATION_MARGIN = 64
 _DECODER = json.JSONDecoder()
@@ -48,26 +50,20 @@ class _Chars:
             ) from None
         self._bytes_read += len(data)
         self.eof = not data
-        self.buf += text
+        # Drop what was consumed while appending: one copy, and the window stays about a chunk long.
+        self.line += self.buf.count("\n", 0, self.pos)
+        self.buf = self.buf[self.pos :] + text
+        self.pos = 0
         return True
 
     def skip_space(self) -> str | None:
         """Move past whitespace; the next character, or None at end of input."""
         while True:
-            buf, pos = self.buf, self.pos
-            while pos < len(buf) and buf[pos] in _WHITESPACE:
-                pos += 1
-            self.pos = pos
-            if pos < len(buf):
-                return buf[pos]
+            self.pos = _SPACE.match(self.buf, self.pos).end()  # type: ignore[union-attr]
+            if self.pos < len(self.buf):
+                return self.buf[self.pos]
             if not self.more():
                 return None
-
-    def compact(self) -> None:
-        if self.pos > CHUNK_BYTES:
-            self.line += self.buf.count("\n", 0, self.pos)
-            self.buf = self.buf[self.pos :]
-            self.pos = 0
 
     def where(self, pos: int) -> str:
         line = self.line + self.buf.count("\n", 0, pos)
@@ -75,7 +71,9 @@ class _Chars:
         return f"line {line} column {column}"
 
     def fail(self, pos: int, problem: str, context: str) -> DataError:
-        return DataError(Reason.BAD_JSON, f"{self._name}: not valid JSON at {self.where(pos)} ({context}): {problem}")
+        return DataError(
+            Reason.BAD_JSON, f"{self._name}: not valid JSON at {self.where(pos)} ({context}): {problem}"
+        )
 
     def decode(self, count: int) -> Any:
         """Decode the value at the current position, reading more text until it is complete."""
@@ -83,7 +81,9 @@ class _Chars:
             try:
                 value, end = _DECODER.raw_decode(self.buf, self.pos)
             except json.JSONDecodeError as exc:
-                truncated = exc.pos >= len(self.buf) - _TRUNCATION_MARGIN or exc.msg.startswith("Unterminated")
+                truncated = exc.pos >= len(self.buf) - _TRUNCATION_MARGIN or exc.msg.startswith(
+                    "Unterminated"
+                )
                 if self.eof or not truncated:
                     raise self.fail(exc.pos, exc.msg, f"in record {count}") from None
             else:
@@ -113,7 +113,10 @@ def iter_json(stream: IO[bytes], name: str) -> Iterator[Any]:
                 raise chars.fail(chars.pos, "the array is not closed", _after(count))
             yield chars.decode(count)
             count += 1
-            chars.compact()
+            comma = _COMMA.match(chars.buf, chars.pos)
+            if comma is not None and comma.end() < len(chars.buf):  # the usual case, in one regex call
+                chars.pos = comma.end()
+                continue
             sep = chars.skip_space()
             if sep == ",":
                 chars.pos += 1
@@ -135,4 +138,3 @@ def _iter_values(chars: _Chars) -> Iterator[Any]:
     while chars.skip_space() is not None:
         yield chars.decode(count)
         count += 1
-        chars.compact()

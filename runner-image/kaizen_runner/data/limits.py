@@ -18,6 +18,8 @@ class Limits:
     max_zip_ratio: int = 200
     # Small members may compress far better than `max_zip_ratio` without being a risk.
     zip_ratio_min_bytes: int = MIB
+    # One image is read whole to check it; this bounds that read.
+    max_image_bytes: int = 64 * MIB
 
 
 DEFAULT_LIMITS = Limits()

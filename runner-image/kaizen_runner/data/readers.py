@@ -15,19 +15,16 @@ import shutil
 import tempfile
 import zipfile
 import zlib
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
-
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from kaizen_runner.data.archive import check_archive, find_data_member
 from kaizen_runner.data.formats import ALLOWED_FILE_TYPES, DataFormat, FileType
 from kaizen_runner.data.issues import DataError, Issue, Reason
 from kaizen_runner.data.jsonstream import iter_json
-from kaizen_runner.data.limits import Limits
+from kaizen_runner.data.limits import DEFAULT_LIMITS, Limits
 
 _BOM = b"\xef\xbb\xbf"
 _PARQUET_BATCH_ROWS = 64
@@ -49,7 +46,8 @@ class Media:
 
     zip_path: str | None = None
     folder: str = ""
-    members: frozenset[str] = frozenset()
+    member_sizes: Mapping[str, int] = field(default_factory=dict)
+    max_image_bytes: int = DEFAULT_LIMITS.max_image_bytes
     embedded: bool = False
 
 
@@ -102,7 +100,7 @@ def read_txt(stream: IO[bytes], name: str) -> Iterator[RawRow]:
 def read_csv(stream: IO[bytes], name: str) -> Iterator[RawRow]:
     """CSV with a header row; a `history` cell holds JSON (a list of [instruction, output] pairs)."""
     text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
-    csv.field_size_limit(Limits().max_upload_bytes)
+    csv.field_size_limit(DEFAULT_LIMITS.max_upload_bytes)
     reader = csv.DictReader(text)
     try:
         for index, row in enumerate(reader):
@@ -129,6 +127,10 @@ def _json_cell(cell: str) -> Any:
 
 
 def read_parquet(source: str | IO[bytes], name: str) -> Iterator[RawRow]:
+    # pyarrow is imported only for parquet: it is most of this package's import time.
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     try:
         parquet = pq.ParquetFile(source)
         index = 0
@@ -172,7 +174,8 @@ def _open_zip_rows(
     if fmt is DataFormat.SHAREGPT_IMAGE:
         allowed = frozenset({FileType.JSON, FileType.JSONL})
     member = find_data_member(infos, fmt, allowed, name)
-    media = Media(str(path), member.folder, frozenset(info.filename for info in infos))
+    sizes = {info.filename: info.file_size for info in infos}
+    media = Media(str(path), member.folder, sizes, limits.max_image_bytes)
     member_name = f"{name}!{member.name}"
     with zipfile.ZipFile(path) as archive:
         if member.file_type is FileType.PARQUET:
@@ -180,11 +183,18 @@ def _open_zip_rows(
             with tempfile.TemporaryDirectory(prefix="kaizen-zip-") as tmp:
                 local = Path(tmp) / "data.parquet"
                 with archive.open(member.name) as src, open(local, "wb") as dst:
-                    shutil.copyfileobj(src, dst)
+                    _copy_member(src, dst, name)
                 yield read_parquet(str(local), member_name), Media(embedded=True)
             return
         with archive.open(member.name) as stream:
             yield _guard_archive(_STREAM_READERS[member.file_type](stream, member_name), name), media
+
+
+def _copy_member(src: IO[bytes], dst: IO[bytes], name: str) -> None:
+    try:
+        shutil.copyfileobj(src, dst)
+    except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+        raise DataError(Reason.BAD_ARCHIVE, f"{name}: broken zip archive ({exc})") from None
 
 
 def _guard_archive(rows: Iterator[RawRow], name: str) -> Iterator[RawRow]:
