@@ -14,6 +14,7 @@ if [[ -n "${KUBEBUILDER_ASSETS:-}" ]]; then
   exit 0
 fi
 mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)  # absolute: the builds below run from tools/k8s-bins
 export CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS=-trimpath
 
 has_version() {  # has_version BINARY PATTERN

@@ -86,8 +86,9 @@ class KaizenModel(BaseModel):
 
     @classmethod
     def __get_pydantic_json_schema__(cls, core: CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
-        """Adds the CEL rules, and `default: {}` for nested objects built by a default factory, so the API
-        server fills in their defaults too (it only defaults inside objects that exist)."""
+        """Adds the CEL rules, and a default for nested objects built by a default factory, so the API
+        server fills them in too (it only defaults inside objects that exist). The default is spelled
+        out in full because the API server checks it against the object's CEL rules as written."""
         schema = handler.resolve_ref_schema(handler(core))
         if cls.rules:
             schema["x-kubernetes-validations"] = [rule.to_schema() for rule in cls.rules]
@@ -97,7 +98,7 @@ class KaizenModel(BaseModel):
                 continue
             value = factory()  # type: ignore[call-arg]
             prop = schema["properties"][info.alias or name]
-            prop["default"] = {} if isinstance(value, BaseModel) else value
+            prop["default"] = value.to_manifest() if isinstance(value, KaizenModel) else value
         return schema
 
     def to_manifest(self) -> dict[str, Any]:

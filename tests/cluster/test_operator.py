@@ -12,6 +12,7 @@ from kaizen_api.base import GROUP, VERSION
 from kaizen_api.kinds import EVAL_JOB, FINETUNE_PIPELINE, PRIVATE_MODEL
 from kopf.testing import KopfRunner
 from kubernetes import client
+from kubernetes.config import kube_config
 
 pytestmark = pytest.mark.cluster
 
@@ -20,6 +21,8 @@ pytestmark = pytest.mark.cluster
 def operator(control_plane) -> Iterator[KopfRunner]:
     with pytest.MonkeyPatch.context() as env:
         env.setenv("KUBECONFIG", str(control_plane.kubeconfig))
+        # kopf logs in through the kubernetes client, which read $KUBECONFIG when it was imported.
+        env.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(control_plane.kubeconfig))
         with KopfRunner(
             ["run", "--all-namespaces", "--standalone", "-m", "kaizen_operator.handlers"]
         ) as runner:
