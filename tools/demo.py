@@ -9,7 +9,9 @@ manifest in examples/ applied to a namespace, and their status shown with the CR
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -69,14 +71,15 @@ def wait_until_observed(api: client.ApiClient, created: list[tuple[str, str]], t
 
 def print_table(api: client.ApiClient, plural: str) -> None:
     """What `kubectl get <plural>` shows: the server renders the CRD's printer columns."""
-    table = api.call_api(
-        f"/apis/{GROUP}/{VERSION}/namespaces/{NAMESPACE}/{plural}",
+    request = api.param_serialize(
         "GET",
+        f"/apis/{GROUP}/{VERSION}/namespaces/{NAMESPACE}/{plural}",
         header_params={"Accept": TABLE},
         auth_settings=["BearerToken"],
-        response_type="object",
-        _return_http_data_only=True,
     )
+    response = api.call_api(*request)
+    response.read()
+    table = json.loads(response.data)
     headers = ["NAME"] + [c["name"].upper() for c in table["columnDefinitions"] if c["priority"] == 0][1:]
     rows = [
         [str(v) for v, c in zip(r["cells"], table["columnDefinitions"], strict=True) if c["priority"] == 0]
@@ -119,7 +122,9 @@ def main() -> int:
         cluster.install_crds(load_crds(default_crd_files()))
         run(cluster, args.keep)
         return 0
-    with LocalControlPlane(ROOT / ".cache" / "demo-cluster") as plane:
+    work_dir = ROOT / ".cache" / "demo-cluster"
+    shutil.rmtree(work_dir, ignore_errors=True)  # a fresh etcd each time
+    with LocalControlPlane(work_dir) as plane:
         print(f"control plane up in {plane.startup_seconds:.1f}s")
         run(plane, args.keep)
     return 0
