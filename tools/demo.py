@@ -82,7 +82,11 @@ def print_table(api: client.ApiClient, plural: str) -> None:
     table = json.loads(response.data)
     headers = ["NAME"] + [c["name"].upper() for c in table["columnDefinitions"] if c["priority"] == 0][1:]
     rows = [
-        [str(v) for v, c in zip(r["cells"], table["columnDefinitions"], strict=True) if c["priority"] == 0]
+        [
+            "<none>" if v is None else str(v)
+            for v, c in zip(r["cells"], table["columnDefinitions"], strict=True)
+            if c["priority"] == 0
+        ]
         for r in table["rows"]
     ]
     widths = [max(len(x) for x in col) for col in zip(headers, *rows, strict=True)]
