@@ -1,0 +1,100 @@
+"""Vertex AI's metric names, logged by the trainer itself so status, report and logs agree.
+
+| Vertex name                           | source                                                   |
+|---------------------------------------|----------------------------------------------------------|
+| train_total_loss / eval_total_loss    | the trainer's `loss` / `eval_loss`                       |
+| *_fraction_of_correct_next_step_preds | TRL's token accuracy over label positions                |
+| train_num_predictions                 | label tokens the loss covered since the last log, all ranks |
+| eval_num_predictions                  | label tokens of the whole validation pass, all ranks     |
+
+TRL's `num_tokens` is not a prediction count (it counts attention-mask tokens, prompts included,
+and its eval value repeats the train counter), so label tokens are counted here, per micro-batch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+VERTEX_KEYS = (
+    "train_total_loss",
+    "train_fraction_of_correct_next_step_preds",
+    "train_num_predictions",
+    "eval_total_loss",
+    "eval_fraction_of_correct_next_step_preds",
+    "eval_num_predictions",
+)
+IGNORE_INDEX = -100
+
+
+def count_predictions(inputs: dict[str, Any]) -> Any:
+    """Positions the loss is computed on: next-token labels that are not ignored, or (preference
+    trainers, which carry no labels) the completion tokens of chosen and rejected answers."""
+    labels = inputs.get("labels")
+    if labels is not None:
+        return (labels[..., 1:] != IGNORE_INDEX).sum()
+    mask = inputs.get("completion_mask")
+    if mask is not None:
+        return mask[..., 1:].sum()
+    label_keys = [k for k in inputs if k.endswith("_labels") and hasattr(inputs[k], "shape")]
+    if label_keys:
+        return sum((inputs[k][..., 1:] != IGNORE_INDEX).sum() for k in label_keys)
+    return None
+
+
+def _mean(values: list[float] | None) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+class VertexMetricsMixin:
+    """Mixed in before a TRL trainer: counts label tokens in `compute_loss`, adds Vertex names in `log`."""
+
+    _kaizen_predictions: dict[str, int]
+
+    def _predictions(self) -> dict[str, int]:
+        if not hasattr(self, "_kaizen_predictions"):
+            self._kaizen_predictions = {"train": 0, "eval": 0}
+        return self._kaizen_predictions
+
+    def compute_loss(
+        self, model: Any, inputs: Any, return_outputs: bool = False, num_items_in_batch: Any = None
+    ):  # type: ignore[no-untyped-def]
+        count = count_predictions(inputs)
+        result = super().compute_loss(  # type: ignore[misc]
+            model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
+        )
+        if count is not None:
+            mode = "train" if self.model.training else "eval"  # type: ignore[attr-defined]
+            total = self.accelerator.gather_for_metrics(count.reshape(1)).sum()  # type: ignore[attr-defined]
+            self._predictions()[mode] += int(total.item())
+        return result
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        trl_metrics = getattr(self, "_metrics", {})
+        if "loss" in logs:
+            logs["train_total_loss"] = logs["loss"]
+            accuracy = _mean(trl_metrics.get("train", {}).get("mean_token_accuracy"))
+            if accuracy is not None:
+                logs["train_fraction_of_correct_next_step_preds"] = accuracy
+            logs["train_num_predictions"] = self._predictions()["train"]
+            self._predictions()["train"] = 0
+        if "eval_loss" in logs:
+            logs["eval_total_loss"] = logs["eval_loss"]
+            accuracy = _mean(trl_metrics.get("eval", {}).get("mean_token_accuracy"))
+            if accuracy is not None:
+                logs["eval_fraction_of_correct_next_step_preds"] = accuracy
+            logs["eval_num_predictions"] = self._predictions()["eval"]
+            self._predictions()["eval"] = 0
+        super().log(logs, start_time)  # type: ignore[misc]
+
+
+def vertex_metrics(log_history: list[dict[str, Any]]) -> dict[str, Any]:
+    """The latest value of each Vertex metric in a trainer's log history."""
+    latest: dict[str, Any] = {}
+    for entry in log_history:
+        latest.update({k: entry[k] for k in VERTEX_KEYS if k in entry})
+    return latest
+
+
+def with_vertex_metrics(trainer_cls: type) -> type:
+    """`trainer_cls` with VertexMetricsMixin in front of it."""
+    return type(f"Kaizen{trainer_cls.__name__}", (VertexMetricsMixin, trainer_cls), {})

@@ -1,0 +1,221 @@
+"""Base models: where their files come from, how they load, and which of their layers LoRA adapts.
+
+A base model is a local folder (a PVC mount or a catalog mirror on a volume), an `s3://` prefix
+(a catalog mirror or a PrivateModel version, verified against its manifest) or `hf://org/name`
+(a hub id, read from the local cache when HF_HUB_OFFLINE is set).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from kaizen_api.finetune import LoraParameters
+from kaizen_api.runconfig import RunLocation
+
+from kaizen_runner.train.errors import RunnerError
+from kaizen_runner.train.output import MANIFEST, is_version_complete, verify_local_version
+from kaizen_runner.train.store import open_store
+
+log = logging.getLogger(__name__)
+
+_READY = ".kaizen-download-complete"
+_TRUE = ("1", "true", "yes", "on")
+
+
+def _hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in _TRUE
+
+
+def resolve_base_model(location: RunLocation, cache_dir: Path) -> Path:
+    """A local folder with the base model's config, weights and tokenizer."""
+    uri = location.uri
+    if uri.startswith("s3://"):
+        return _from_s3(location, cache_dir)
+    if uri.startswith("hf://"):
+        return _from_hub(uri.removeprefix("hf://"))
+    if uri.startswith(("http://", "https://")):
+        raise RunnerError(f"base model {uri}: http(s) is not a model source; use s3://, hf:// or a folder")
+    path = Path(uri.removeprefix("file://"))
+    if not path.is_dir():
+        raise RunnerError(f"base model folder {path} does not exist")
+    return _model_folder(path, uri)
+
+
+def _from_hub(repo_id: str) -> Path:
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    try:
+        return Path(snapshot_download(repo_id, local_files_only=_hub_offline()))
+    except LocalEntryNotFoundError as err:
+        raise RunnerError(
+            f"base model hf://{repo_id} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set; "
+            "mirror it to S3 or a volume and point the catalog entry there"
+        ) from err
+    except (HfHubHTTPError, OSError) as err:
+        raise RunnerError(f"cannot download base model hf://{repo_id}: {err}") from err
+
+
+def _from_s3(location: RunLocation, cache_dir: Path) -> Path:
+    """Download once per node (a marker file says the copy is whole); a model version must be complete."""
+    store = open_store(location)
+    target = cache_dir / "base-model"
+    if not (target / _READY).is_file():
+        is_version = store.get_bytes(MANIFEST) is not None
+        if is_version and not is_version_complete(store):
+            raise RunnerError(f"base model {location.uri} is an incomplete model version (files missing)")
+        store.download("", target)
+        if is_version and (problems := verify_local_version(target)):
+            raise RunnerError(f"base model {location.uri} failed verification: {'; '.join(problems[:3])}")
+        (target / _READY).write_text(location.uri)
+    return _model_folder(target, location.uri)
+
+
+def _model_folder(path: Path, uri: str) -> Path:
+    """The folder holding config.json: the root, or a model version's `model/` (full or merged weights)."""
+    for candidate in (path, path / "model"):
+        if (candidate / "config.json").is_file():
+            return candidate
+    if (path / "adapter" / "adapter_config.json").is_file():
+        raise RunnerError(
+            f"base model {uri} is a LoRA adapter without merged weights; fine-tune from a version saved with "
+            "mergeAdapter, or from its base model"
+        )
+    raise RunnerError(f"base model {uri} has no config.json (not a Hugging Face model folder)")
+
+
+def is_vision_language(path: Path) -> bool:
+    """A VLM has a vision tower in its config (LLaVA, Qwen2-VL, Mllama, …)."""
+    config = json.loads((path / "config.json").read_text())
+    return "vision_config" in config
+
+
+def load_processing_class(path: Path, vision: bool) -> Any:
+    """The tokenizer (text) or processor (VLM), with a pad token set."""
+    from transformers import AutoProcessor, AutoTokenizer
+
+    processing = AutoProcessor.from_pretrained(path) if vision else AutoTokenizer.from_pretrained(path)
+    tokenizer = getattr(processing, "tokenizer", processing)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return processing
+
+
+def _require(module: str, setting: str, purpose: str) -> None:
+    if importlib.util.find_spec(module) is None:
+        raise RunnerError(
+            f"{setting} needs the {module} package ({purpose}), which this runner image does not include; "
+            f"unset {setting} or use an image that installs {module}"
+        )
+
+
+def quantization_config(bits: int | None, compute_dtype: Any) -> Any:
+    """bitsandbytes settings for QLoRA (4-bit NF4 with double quantisation, or 8-bit); None without."""
+    if bits is None:
+        return None
+    _require("bitsandbytes", "quantizationBit", f"{bits}-bit QLoRA")
+    from transformers import BitsAndBytesConfig
+
+    if bits == 4:
+        return BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=compute_dtype,
+        )
+    return BitsAndBytesConfig(load_in_8bit=True)
+
+
+def weights_dtype(mixed_precision: str, lora: bool) -> Any:
+    """Full fine-tuning keeps fp32 master weights (under autocast); a frozen LoRA base can be 16-bit."""
+    import torch
+
+    if lora and mixed_precision == "bf16":
+        return torch.bfloat16
+    if lora and mixed_precision == "fp16":
+        return torch.float16
+    return torch.float32
+
+
+def load_model(
+    path: Path,
+    *,
+    vision: bool,
+    dtype: Any,
+    quantization_bit: int | None = None,
+    flash_attention: bool = False,
+) -> Any:
+    from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
+
+    if flash_attention:
+        _require("flash_attn", "flashAttentionV2", "FlashAttention-2 kernels")
+    kwargs: dict[str, Any] = {
+        "dtype": dtype,
+        "attn_implementation": "flash_attention_2" if flash_attention else "sdpa",
+        "trust_remote_code": False,
+    }
+    quant = quantization_config(quantization_bit, dtype)
+    if quant is not None:
+        kwargs["quantization_config"] = quant
+    auto = AutoModelForImageTextToText if vision else AutoModelForCausalLM
+    model = auto.from_pretrained(path, **kwargs)
+    if quant is not None:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=True)
+    return model
+
+
+def lora_targets(model: Any, requested: list[str] | None, vision: bool) -> tuple[Any, list[str] | None]:
+    """`target_modules` and `target_parameters` for PEFT.
+
+    Default: every linear layer of the language model. On a VLM PEFT's "all-linear" would also adapt
+    the vision tower and projector, so the language model's linear layers are named by regex. MoE
+    experts in transformers 5 are 3-D parameters, not Linear modules, so they are added as target
+    parameters.
+    """
+    import torch
+
+    experts = sorted(
+        {
+            "experts." + name.rsplit(".experts.", 1)[1]
+            for name, param in model.named_parameters()
+            if ".experts." in name and param.ndim == 3
+        }
+    )
+    target_parameters = experts or None
+    if requested:
+        return list(requested), target_parameters
+    if not vision:
+        return "all-linear", target_parameters
+    leaves = sorted(
+        {
+            name.rsplit(".", 1)[-1]
+            for name, module in model.named_modules()
+            if isinstance(module, torch.nn.Linear) and "language_model." in name
+        }
+    )
+    if not leaves:
+        raise RunnerError("found no linear layers in the model's language_model; set lora.targetModules")
+    return rf".*language_model\..*\.({'|'.join(map(re.escape, leaves))})", target_parameters
+
+
+def lora_config(params: LoraParameters, model: Any, vision: bool) -> Any:
+    from peft import LoraConfig
+
+    targets, target_parameters = lora_targets(model, params.target_modules, vision)
+    return LoraConfig(
+        r=params.lora_rank,
+        lora_alpha=params.lora_alpha,
+        lora_dropout=params.lora_dropout,
+        target_modules=targets,
+        target_parameters=target_parameters,
+        bias="none",
+        task_type="CAUSAL_LM",
+    )

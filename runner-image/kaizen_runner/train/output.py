@@ -1,0 +1,116 @@
+"""The model version a run produces, and the rule that makes it trustworthy: the manifest comes last.
+
+Layout of a version folder `<output>/<run_name>/`:
+  adapter/              LoRA adapter (adapter_config.json, adapter_model.safetensors) and tokenizer
+  model/                full weights and tokenizer: full fine-tuning, or LoRA with merge_adapter
+  logs/                 TensorBoard event files
+  training_report.json  configuration, data reports, final metrics, log history, versions
+  loss_curve.png        train (and eval) loss per step
+  manifest.json         every other file with size and sha256, written after all of them
+
+A reader that finds manifest.json knows every file it lists is in place; a version without it is
+incomplete and is never reported ready.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from kaizen_runner.train.store import Store
+
+MANIFEST = "manifest.json"
+MANIFEST_SCHEMA = "kaizen.dev/model-version/v1"
+REPORT = "training_report.json"
+LOSS_CURVE = "loss_curve.png"
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def build_manifest(folder: Path, info: dict[str, Any]) -> dict[str, Any]:
+    """The manifest of a local version folder: `info` plus each file's path, size and sha256."""
+    files = [
+        {"path": rel, "size": path.stat().st_size, "sha256": sha256_file(path)}
+        for path in sorted(p for p in folder.rglob("*") if p.is_file())
+        if (rel := path.relative_to(folder).as_posix()) != MANIFEST
+    ]
+    return {"schema": MANIFEST_SCHEMA, **info, "createdTime": datetime.now(UTC).isoformat(), "files": files}
+
+
+def publish_version(folder: Path, store: Store, info: dict[str, Any]) -> dict[str, Any]:
+    """Upload a version: leftovers of an interrupted attempt removed, every file, then the manifest."""
+    existing = store.get_bytes(MANIFEST)
+    if existing is not None and is_version_complete(store):
+        return dict(json.loads(existing))  # already published by an earlier attempt of this run
+    store.delete("")
+    manifest = build_manifest(folder, info)
+    store.put_dir(folder, "", skip=frozenset({MANIFEST}))
+    body = json.dumps(manifest, indent=2).encode()
+    (folder / MANIFEST).write_bytes(body)
+    store.put_bytes(body, MANIFEST)
+    return manifest
+
+
+def is_version_complete(store: Store) -> bool:
+    """True when the manifest exists and every file it lists is stored with the listed size."""
+    raw = store.get_bytes(MANIFEST)
+    if raw is None:
+        return False
+    try:
+        manifest = json.loads(raw)
+        listed = {entry["path"]: int(entry["size"]) for entry in manifest["files"]}
+    except (ValueError, KeyError, TypeError):
+        return False
+    stored = store.list_files()
+    return all(stored.get(path) == size for path, size in listed.items())
+
+
+def verify_local_version(folder: Path) -> list[str]:
+    """Problems of a downloaded version (missing files, size or checksum mismatches); empty when sound."""
+    manifest_path = folder / MANIFEST
+    if not manifest_path.is_file():
+        return [f"{MANIFEST} is missing"]
+    problems = []
+    for entry in json.loads(manifest_path.read_text())["files"]:
+        path = folder / entry["path"]
+        if not path.is_file():
+            problems.append(f"{entry['path']} is missing")
+        elif path.stat().st_size != entry["size"] or sha256_file(path) != entry["sha256"]:
+            problems.append(f"{entry['path']} does not match its checksum")
+    return problems
+
+
+def plot_loss_curve(log_history: list[dict[str, Any]], path: Path, title: str) -> Path | None:
+    """Train and eval loss per step as a PNG (matplotlib's Agg backend: no display needed)."""
+    train = [(e["step"], e["loss"]) for e in log_history if "loss" in e and "step" in e]
+    evals = [(e["step"], e["eval_loss"]) for e in log_history if "eval_loss" in e and "step" in e]
+    if not train and not evals:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    if train:
+        ax.plot(*zip(*train, strict=True), label="train_total_loss")
+    if evals:
+        ax.plot(*zip(*evals, strict=True), marker="o", label="eval_total_loss")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -1,0 +1,225 @@
+"""Live progress to the pipeline's status, and the final metrics in the pod's termination message.
+
+The runner POSTs JSON to an operator endpoint with a per-run bearer token, so its pod needs no
+Kubernetes API permissions. Reports are throttled and sent from a background thread: a slow or
+unreachable endpoint never stalls training, and a failed report is logged, not raised.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+import urllib.error
+import urllib.request
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from kaizen_api.finetune import RunMetrics, RunProgress
+from kaizen_api.runconfig import ProgressTarget
+from transformers import TrainerCallback
+
+from kaizen_runner.train.metrics import VERTEX_KEYS
+
+log = logging.getLogger(__name__)
+
+TERMINATION_LOG_DEFAULT = "/dev/termination-log"
+TERMINATION_MESSAGE_MAX = 4096  # bytes; Kubernetes truncates longer messages
+
+
+def progress_payload(
+    run_name: str,
+    *,
+    step: int,
+    total_steps: int,
+    epoch: float,
+    eta_seconds: int | None,
+    metrics: dict[str, Any],
+    phase: str = "Running",
+    output_version: str | None = None,
+) -> dict[str, Any]:
+    """One report, in the API's own RunProgress/RunMetrics shape (camelCase, as in the CR status)."""
+    percentage = min(100, int(100 * step / total_steps)) if total_steps else 0
+    progress = RunProgress(
+        step=step,
+        total_steps=total_steps,
+        epoch=max(0.0, epoch),
+        percentage=percentage,
+        eta_seconds=eta_seconds,
+        updated_time=datetime.now(UTC),
+    )
+    payload: dict[str, Any] = {
+        "runName": run_name,
+        "phase": phase,
+        "progress": progress.model_dump(by_alias=True, exclude_none=True, mode="json"),
+        "metrics": RunMetrics(**metrics).model_dump(by_alias=True, exclude_none=True, mode="json"),
+    }
+    if output_version:
+        payload["outputVersion"] = output_version
+    return payload
+
+
+class _Sender:
+    """Posts the newest pending report from a daemon thread; older unsent reports are superseded."""
+
+    def __init__(self, url: str, token: str | None, timeout_s: float = 10.0) -> None:
+        self.url = url
+        self.token = token
+        self.timeout_s = timeout_s
+        self._pending: dict[str, Any] | None = None
+        self._cond = threading.Condition()
+        self._busy = False
+        self.sent = 0
+        self.failed = 0
+        threading.Thread(target=self._loop, name="kaizen-progress", daemon=True).start()
+
+    def submit(self, payload: dict[str, Any]) -> None:
+        with self._cond:
+            self._pending = payload
+            self._cond.notify_all()
+
+    def flush(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while (self._pending is not None or self._busy) and time.monotonic() < deadline:
+                self._cond.wait(timeout=max(0.0, deadline - time.monotonic()))
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while self._pending is None:
+                    self._cond.wait()
+                payload, self._pending, self._busy = self._pending, None, True
+            try:
+                self._post(payload)
+                self.sent += 1
+            except (urllib.error.URLError, OSError, ValueError) as err:
+                self.failed += 1
+                log.warning("progress report to %s failed: %s", self.url, err)
+            with self._cond:
+                self._busy = False
+                self._cond.notify_all()
+
+    def _post(self, payload: dict[str, Any]) -> None:
+        headers = {"Content-Type": "application/json"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        request = urllib.request.Request(
+            self.url, data=json.dumps(payload).encode(), headers=headers, method="POST"
+        )
+        with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+            response.read()
+
+
+class ProgressReporter(TrainerCallback):
+    """Keeps the latest Vertex metrics and reports step, total, epoch, ETA and metrics (rank 0 only)."""
+
+    def __init__(self, run_name: str, target: ProgressTarget | None, *, interval_s: float = 15.0) -> None:
+        self.run_name = run_name
+        self.interval_s = interval_s
+        self.metrics: dict[str, Any] = {}
+        self.step = 0
+        self.total_steps = 0
+        self.epoch = 0.0
+        self._start: tuple[float, int] | None = None
+        self._last_sent = float("-inf")
+        self._sender = _Sender(target.url, os.environ.get(target.token_env)) if target else None
+
+    def update_metrics(self, logs: dict[str, Any]) -> None:
+        self.metrics.update({k: logs[k] for k in VERTEX_KEYS if k in logs})
+
+    def eta_seconds(self) -> int | None:
+        """Seconds left, from this process's own pace (a resumed run's earlier steps don't count)."""
+        if self._start is None:
+            return None
+        started, first_step = self._start
+        done = self.step - first_step
+        if done <= 0:
+            return None
+        pace = (time.monotonic() - started) / done
+        return max(0, int(pace * (self.total_steps - self.step)))
+
+    def report(
+        self, *, force: bool = False, phase: str = "Running", output_version: str | None = None
+    ) -> None:
+        if self._sender is None:
+            return
+        now = time.monotonic()
+        if not force and now - self._last_sent < self.interval_s:
+            return
+        self._last_sent = now
+        self._sender.submit(
+            progress_payload(
+                self.run_name,
+                step=self.step,
+                total_steps=self.total_steps,
+                epoch=self.epoch,
+                eta_seconds=0 if phase == "Succeeded" else self.eta_seconds(),
+                metrics=self.metrics,
+                phase=phase,
+                output_version=output_version,
+            )
+        )
+        if force:
+            self._sender.flush(timeout_s=30.0)
+
+    def _track(self, state: Any) -> None:
+        self.step = int(state.global_step)
+        self.total_steps = int(state.max_steps or 0)
+        self.epoch = float(state.epoch or 0.0)
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._track(state)
+        self._start = (time.monotonic(), self.step)
+        if state.is_world_process_zero:
+            self.report(force=True)
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._track(state)
+        # When this step logs, on_log reports it with its own metrics (a report's step and metrics agree).
+        logging_now = control is not None and (control.should_log or control.should_evaluate)
+        if state.is_world_process_zero and not logging_now:
+            self.report()
+
+    def on_log(
+        self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kw: Any
+    ) -> None:
+        self._track(state)
+        if logs:
+            self.update_metrics(logs)
+        if state.is_world_process_zero:
+            self.report(force="eval_total_loss" in (logs or {}))
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._track(state)
+        if state.is_world_process_zero:
+            self.report(force=True)
+
+
+def termination_message(body: dict[str, Any], limit: int = TERMINATION_MESSAGE_MAX) -> str:
+    """JSON that fits Kubernetes' limit: optional parts are dropped first, then the error is cut."""
+    text = json.dumps(body, separators=(",", ":"))
+    for optional in ("progress", "trainRuntimeSeconds", "outputUri"):
+        if len(text.encode()) <= limit:
+            break
+        body = {k: v for k, v in body.items() if k != optional}
+        text = json.dumps(body, separators=(",", ":"))
+    if len(text.encode()) > limit and isinstance(body.get("error"), str):
+        excess = len(text.encode()) - limit
+        body = {**body, "error": body["error"][: max(0, len(body["error"]) - excess - 16)] + "…"}
+        text = json.dumps(body, separators=(",", ":"))
+    return text.encode()[:limit].decode(errors="ignore")
+
+
+def write_termination_message(body: dict[str, Any], path: str | None = None) -> Path | None:
+    """Write the final report where Kubernetes picks it up; a missing /dev/termination-log is not an error."""
+    target = Path(path or os.environ.get("KAIZEN_TERMINATION_LOG", TERMINATION_LOG_DEFAULT))
+    try:
+        target.write_text(termination_message(body), encoding="utf-8")
+    except OSError as err:
+        log.info("no termination message written to %s: %s", target, err)
+        return None
+    return target

@@ -1,0 +1,92 @@
+"""Base model sources (folder, S3 model version, hub id offline) and LoRA targets (text, MoE)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from kaizen_api.runconfig import RunLocation
+from kaizen_runner.train.errors import RunnerError
+from kaizen_runner.train.models import lora_targets, quantization_config, resolve_base_model
+from kaizen_runner.train.output import publish_version
+from kaizen_runner.train.store import open_store
+
+
+def test_local_folder_and_version_layout(tmp_path: Path, tiny_llama: Path) -> None:
+    assert resolve_base_model(RunLocation(uri=str(tiny_llama)), tmp_path) == tiny_llama
+    version = tmp_path / "version"
+    shutil.copytree(tiny_llama, version / "model")
+    assert resolve_base_model(RunLocation(uri=str(version)), tmp_path) == version / "model"
+    adapter_only = tmp_path / "adapter-only"
+    (adapter_only / "adapter").mkdir(parents=True)
+    (adapter_only / "adapter" / "adapter_config.json").write_text("{}")
+    with pytest.raises(RunnerError, match="LoRA adapter without merged weights"):
+        resolve_base_model(RunLocation(uri=str(adapter_only)), tmp_path)
+
+
+@pytest.mark.s3
+def test_private_model_version_on_s3(
+    tmp_path: Path, tiny_llama: Path, s3_bucket: str, s3_connection_dir: str
+) -> None:
+    location = RunLocation(uri=f"s3://{s3_bucket}/pm/ft_base_1", connection=s3_connection_dir)
+    store = open_store(location)
+    folder = tmp_path / "v"
+    shutil.copytree(tiny_llama, folder / "model")
+    store.put_dir(folder, "")
+    store.put_bytes(b'{"files": [{"path": "model/missing.bin", "size": 1, "sha256": "x"}]}', "manifest.json")
+    with pytest.raises(RunnerError, match="incomplete model version"):
+        resolve_base_model(location, tmp_path / "cache-1")
+    publish_version(folder, store, {"version": "ft_base_1"})
+    staged = resolve_base_model(location, tmp_path / "cache-2")
+    assert staged == tmp_path / "cache-2" / "base-model" / "model"
+    assert (staged / "model.safetensors").read_bytes() == (tiny_llama / "model.safetensors").read_bytes()
+
+
+def test_hub_id_offline_without_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    with pytest.raises(RunnerError, match="not in the local Hugging Face cache"):
+        resolve_base_model(RunLocation(uri="hf://Qwen/Qwen2.5-0.5B-Instruct"), tmp_path)
+
+
+def test_qlora_needs_bitsandbytes() -> None:
+    assert quantization_config(None, None) is None
+    with pytest.raises(RunnerError, match="quantizationBit needs the bitsandbytes package"):
+        quantization_config(4, None)
+
+
+def test_text_model_targets_all_linear_layers(tiny_llama: Path) -> None:
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama)
+    assert lora_targets(model, None, vision=False) == ("all-linear", None)
+    assert lora_targets(model, ["q_proj", "v_proj"], vision=False) == (["q_proj", "v_proj"], None)
+
+
+def test_moe_experts_are_target_parameters() -> None:
+    """transformers 5 stores Mixtral experts as 3-D parameters, which "all-linear" does not reach."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import MixtralConfig, MixtralForCausalLM
+
+    config = MixtralConfig(
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        num_local_experts=2,
+        num_experts_per_tok=1,
+    )
+    model = MixtralForCausalLM(config)
+    targets, target_parameters = lora_targets(model, None, vision=False)
+    assert targets == "all-linear"
+    assert target_parameters == ["experts.down_proj", "experts.gate_up_proj"]
+    peft_model = get_peft_model(
+        model,
+        LoraConfig(r=4, target_modules=targets, target_parameters=target_parameters, task_type="CAUSAL_LM"),
+    )
+    assert any("experts" in name and "lora" in name for name, _ in peft_model.named_parameters())
+    peft_model(input_ids=torch.tensor([[1, 2, 3]]), labels=torch.tensor([[1, 2, 3]])).loss.backward()

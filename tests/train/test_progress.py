@@ -1,0 +1,73 @@
+"""Progress reports (HTTP, bearer token, throttled, never fatal) and the termination message."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from kaizen_api.runconfig import ProgressTarget
+from kaizen_runner.train.progress import (
+    ProgressReporter,
+    progress_payload,
+    termination_message,
+    write_termination_message,
+)
+
+from train.progress_server import progress_server
+
+
+def state(step: int, max_steps: int = 10, epoch: float = 0.5) -> SimpleNamespace:
+    return SimpleNamespace(global_step=step, max_steps=max_steps, epoch=epoch, is_world_process_zero=True)
+
+
+def test_payload_uses_the_api_status_shape() -> None:
+    payload = progress_payload(
+        "ft_x_1", step=5, total_steps=20, epoch=0.25, eta_seconds=30, metrics={"train_total_loss": 1.5}
+    )
+    assert payload["runName"] == "ft_x_1" and payload["phase"] == "Running"
+    assert payload["progress"]["step"] == 5 and payload["progress"]["totalSteps"] == 20
+    assert payload["progress"]["percentage"] == 25 and payload["progress"]["etaSeconds"] == 30
+    assert "updatedTime" in payload["progress"]
+    assert payload["metrics"] == {"trainTotalLoss": 1.5}
+
+
+def test_reports_reach_the_endpoint_with_the_bearer_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RUN_TOKEN", "s3cr3t")
+    with progress_server() as server:
+        reporter = ProgressReporter(
+            "ft_x_1", ProgressTarget(url=server.url, token_env="RUN_TOKEN"), interval_s=3600
+        )
+        reporter.on_train_begin(None, state(0), None)
+        for step in range(1, 4):
+            reporter.on_step_end(None, state(step), None)  # throttled: nothing sent
+        reporter.on_log(None, state(3), None, logs={"train_total_loss": 2.0, "train_num_predictions": 12})
+        reporter.on_train_end(None, state(10, epoch=1.0), None)
+    assert server.authorizations and set(server.authorizations) == {"Bearer s3cr3t"}
+    assert [r["progress"]["step"] for r in server.reports] == [0, 10]
+    last = server.reports[-1]
+    assert last["metrics"] == {"trainTotalLoss": 2.0, "trainNumPredictions": 12}
+    assert last["progress"]["percentage"] == 100
+
+
+def test_an_unreachable_endpoint_never_fails_training() -> None:
+    reporter = ProgressReporter("ft_x_1", ProgressTarget(url="http://127.0.0.1:9/nowhere"), interval_s=0)
+    reporter.on_train_begin(None, state(0), None)
+    reporter.on_train_end(None, state(10), None)
+    assert reporter._sender is not None and reporter._sender.failed >= 1
+
+
+def test_termination_message_fits_the_kubernetes_limit(tmp_path: Path) -> None:
+    body = {"runName": "r", "metrics": {"train_total_loss": 1.0}, "progress": {"x": "y" * 5000}}
+    text = termination_message(body)
+    assert len(text.encode()) <= 4096 and json.loads(text) == {
+        "runName": "r",
+        "metrics": {"train_total_loss": 1.0},
+    }
+    error = termination_message({"error": "é" * 5000})
+    assert len(error.encode()) <= 4096 and json.loads(error)["error"].endswith("…")
+    target = tmp_path / "termination-log"
+    assert write_termination_message({"runName": "r"}, str(target)) == target
+    assert json.loads(target.read_text()) == {"runName": "r"}
+    assert write_termination_message({"runName": "r"}, str(tmp_path / "missing" / "log")) is None
