@@ -49,8 +49,13 @@ def main(argv: list[str] | None = None) -> int:
             f"missing in {args.bin_dir}: {', '.join(missing)}; run tools/build-k8s-bins.sh", file=sys.stderr
         )
         return 2
+    marker = args.work_dir / ".kaizen-devcluster"
+    if args.work_dir.exists() and any(args.work_dir.iterdir()) and not marker.exists():
+        print(f"{args.work_dir} is not empty and not a previous work dir; not wiping it", file=sys.stderr)
+        return 2
     shutil.rmtree(args.work_dir, ignore_errors=True)
     args.work_dir.mkdir(parents=True)
+    marker.touch()
 
     def terminate(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
@@ -68,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(
             f"control plane ready in {plane.startup_seconds:.1f}s at {plane.server}\n"
+            f"  ({', '.join(f'{name} {seconds:.1f}s' for name, seconds in plane.phase_seconds.items())})\n"
             f"  nodes: {nodes}\n"
             f"  CRDs:  {len(plane.crd_names)} installed\n"
             f"  logs:  {plane.log_dir}\n\n"

@@ -1,11 +1,12 @@
 """The local control plane behaves like a cluster where Kaizen's Jobs run: real scheduling against GPU
-capacity, Jobs that complete or fail through kwok, garbage collection, RBAC, and real CRD schemas."""
+capacity, Jobs that complete or fail through kwok, garbage collection, RBAC, and real CRD schemas.
+
+Objects go through ``control_plane.request`` as plain JSON, as an operator's manifests would."""
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +28,6 @@ pytestmark = pytest.mark.cluster
 
 PYTORCHJOB_CRD = "pytorchjobs.kubeflow.org"
 UNSCHEDULABLE_OBSERVATION_S = 5  # the scheduler retries on every node/pod event; none should help
-
-
-@pytest.fixture(scope="module")
-def api(control_plane: Cluster) -> Iterator[client.ApiClient]:
-    with control_plane.api_client() as api_client:
-        yield api_client
 
 
 def job_manifest(
@@ -58,126 +53,120 @@ def job_manifest(
     }
 
 
-def job_condition(
-    api: client.ApiClient, namespace: str, name: str, kind: str
-) -> client.V1JobCondition | None:
-    job = client.BatchV1Api(api).read_namespaced_job(name, namespace)
-    return next((c for c in job.status.conditions or [] if c.type == kind and c.status == "True"), None)
+def jobs_path(namespace: str) -> str:
+    return f"/apis/batch/v1/namespaces/{namespace}/jobs"
 
 
-def job_pods(api: client.ApiClient, namespace: str, job: str) -> list[client.V1Pod]:
-    selector = f"batch.kubernetes.io/job-name={job}"
-    return list(client.CoreV1Api(api).list_namespaced_pod(namespace, label_selector=selector).items)
+def job_condition(cluster: Cluster, namespace: str, name: str, kind: str) -> dict[str, Any] | None:
+    job = cluster.request("GET", f"{jobs_path(namespace)}/{name}")
+    conditions = job.get("status", {}).get("conditions", [])
+    return next((c for c in conditions if c["type"] == kind and c["status"] == "True"), None)
 
 
-def exists(read: Callable[[], object]) -> bool:
-    try:
-        read()
-    except ApiException as exc:
-        if exc.status == 404:
-            return False
-        raise
-    return True
+def job_pods(cluster: Cluster, namespace: str, job: str) -> list[dict[str, Any]]:
+    query = {"labelSelector": f"batch.kubernetes.io/job-name={job}"}
+    return list(cluster.request("GET", f"/api/v1/namespaces/{namespace}/pods", query=query)["items"])
 
 
-def test_api_server_version_and_crds_established(control_plane: Cluster, api: client.ApiClient) -> None:
-    assert client.VersionApi(api).get_code().git_version == K8S_VERSION
+def test_api_server_version_and_crds_established(control_plane: Cluster) -> None:
+    with control_plane.api_client() as api:  # the typed client works against it too
+        assert client.VersionApi(api).get_code().git_version == K8S_VERSION
 
     # controller-gen names files <group>_<plural>.yaml, so the expected CRD names need no YAML parsing.
     third_party = {
         "{1}.{0}".format(*path.stem.split("_", 1)) for path in THIRD_PARTY_CRDS_DIR.rglob("*.yaml")
     }
     assert third_party <= set(control_plane.crd_names)
-    ext = client.ApiextensionsV1Api(api)
     for name in control_plane.crd_names:
-        # raw JSON: the client's models take seconds to deserialise a megabyte of schema
-        crd = json.loads(ext.read_custom_resource_definition(name, _preload_content=False).data)
+        crd = control_plane.request("GET", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")
         conditions = {c["type"]: c["status"] for c in crd["status"]["conditions"]}
         assert conditions.get("Established") == "True", name
 
 
-def test_gpu_job_is_scheduled_on_a_gpu_node_and_completes(api: client.ApiClient, namespace: str) -> None:
-    client.BatchV1Api(api).create_namespaced_job(namespace, job_manifest("train", gpus=2))
+def test_gpu_job_is_scheduled_on_a_gpu_node_and_completes(control_plane: Cluster, namespace: str) -> None:
+    control_plane.request("POST", jobs_path(namespace), job_manifest("train", gpus=2))
 
-    wait_for(lambda: job_condition(api, namespace, "train", "Complete"), timeout=60, what="Job Complete")
-    (pod,) = job_pods(api, namespace, "train")
-    assert pod.status.phase == "Succeeded"
-    assert pod.status.container_statuses[0].state.terminated.exit_code == 0
-    node = client.CoreV1Api(api).read_node(pod.spec.node_name)
-    assert int(node.status.allocatable["nvidia.com/gpu"]) >= 2
-    assert node.metadata.labels["nvidia.com/gpu.product"]
+    wait_for(
+        lambda: job_condition(control_plane, namespace, "train", "Complete"), timeout=60, what="Complete"
+    )
+    (pod,) = job_pods(control_plane, namespace, "train")
+    assert pod["status"]["phase"] == "Succeeded"
+    assert pod["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 0
+    node = control_plane.request("GET", f"/api/v1/nodes/{pod['spec']['nodeName']}")
+    assert int(node["status"]["allocatable"]["nvidia.com/gpu"]) >= 2
+    assert node["metadata"]["labels"]["nvidia.com/gpu.product"]
 
 
 def test_job_asking_more_gpus_than_any_node_has_stays_unschedulable(
-    api: client.ApiClient, namespace: str
+    control_plane: Cluster, namespace: str
 ) -> None:
     gpus = max(node.gpus for node in FAKE_NODES) * 2
-    client.BatchV1Api(api).create_namespaced_job(namespace, job_manifest("too-big", gpus=gpus))
+    control_plane.request("POST", jobs_path(namespace), job_manifest("too-big", gpus=gpus))
 
-    def unschedulable() -> client.V1PodCondition | None:
-        for pod in job_pods(api, namespace, "too-big"):
-            for condition in pod.status.conditions or []:
-                if condition.type == "PodScheduled" and condition.status == "False":
+    def unschedulable() -> dict[str, Any] | None:
+        for pod in job_pods(control_plane, namespace, "too-big"):
+            for condition in pod["status"].get("conditions", []):
+                if condition["type"] == "PodScheduled" and condition["status"] == "False":
                     return condition
         return None
 
     condition = wait_for(unschedulable, timeout=30, what="PodScheduled=False")
-    assert condition.reason == "Unschedulable"
-    assert "nvidia.com/gpu" in condition.message
+    assert condition["reason"] == "Unschedulable"
+    assert "nvidia.com/gpu" in condition["message"]
     time.sleep(UNSCHEDULABLE_OBSERVATION_S)
-    (pod,) = job_pods(api, namespace, "too-big")
-    assert pod.spec.node_name is None
-    assert pod.status.phase == "Pending"
-    job = client.BatchV1Api(api).read_namespaced_job("too-big", namespace)
-    assert not job.status.succeeded and not job.status.failed
+    (pod,) = job_pods(control_plane, namespace, "too-big")
+    assert "nodeName" not in pod["spec"]
+    assert pod["status"]["phase"] == "Pending"
+    status = control_plane.request("GET", f"{jobs_path(namespace)}/too-big")["status"]
+    assert not status.get("succeeded") and not status.get("failed")
 
 
-def test_fake_exit_code_label_fails_the_job(api: client.ApiClient, namespace: str) -> None:
+def test_fake_exit_code_label_fails_the_job(control_plane: Cluster, namespace: str) -> None:
     manifest = job_manifest(
         "oom",
         gpus=1,
         pod_labels={FAKE_EXIT_CODE_LABEL: "137"},
         pod_annotations={FAKE_TERMINATION_MESSAGE_ANNOTATION: "CUDA out of memory"},
     )
-    client.BatchV1Api(api).create_namespaced_job(namespace, manifest)
+    control_plane.request("POST", jobs_path(namespace), manifest)
 
-    failed = wait_for(lambda: job_condition(api, namespace, "oom", "Failed"), timeout=60, what="Job Failed")
-    assert failed.reason == "BackoffLimitExceeded"
-    (pod,) = job_pods(api, namespace, "oom")
-    assert pod.status.phase == "Failed"
-    terminated = pod.status.container_statuses[0].state.terminated
-    assert (terminated.exit_code, terminated.reason, terminated.message) == (
-        137,
-        "Error",
-        "CUDA out of memory",
+    failed = wait_for(
+        lambda: job_condition(control_plane, namespace, "oom", "Failed"), timeout=60, what="Failed"
     )
+    assert failed["reason"] == "BackoffLimitExceeded"
+    (pod,) = job_pods(control_plane, namespace, "oom")
+    assert pod["status"]["phase"] == "Failed"
+    terminated = pod["status"]["containerStatuses"][0]["state"]["terminated"]
+    assert terminated["exitCode"] == 137
+    assert terminated["reason"] == "Error"
+    assert terminated["message"] == "CUDA out of memory"
 
 
-def test_deleting_a_job_garbage_collects_its_pods(api: client.ApiClient, namespace: str) -> None:
-    batch = client.BatchV1Api(api)
+def test_deleting_a_job_garbage_collects_its_pods(control_plane: Cluster, namespace: str) -> None:
     manifest = job_manifest("long", pod_annotations={FAKE_DURATION_ANNOTATION: "1h"})
-    batch.create_namespaced_job(namespace, manifest)
+    control_plane.request("POST", jobs_path(namespace), manifest)
     wait_for(
-        lambda: [p for p in job_pods(api, namespace, "long") if p.status.phase == "Running"],
+        lambda: [p for p in job_pods(control_plane, namespace, "long") if p["status"]["phase"] == "Running"],
         timeout=60,
         what="pod Running",
     )
 
-    batch.delete_namespaced_job("long", namespace, propagation_policy="Background")
+    control_plane.request("DELETE", f"{jobs_path(namespace)}/long", query={"propagationPolicy": "Background"})
     wait_for(
         lambda: (
-            not job_pods(api, namespace, "long")
-            and not exists(lambda: batch.read_namespaced_job("long", namespace))
+            not job_pods(control_plane, namespace, "long")
+            and not control_plane.exists(f"{jobs_path(namespace)}/long")
         ),
         timeout=60,
         what="Job and pods deleted",
     )
 
 
-def test_job_created_from_a_cronjob_template_completes(api: client.ApiClient, namespace: str) -> None:
-    batch = client.BatchV1Api(api)
-    cronjob = batch.create_namespaced_cron_job(
-        namespace,
+def test_job_created_from_a_cronjob_template_completes(control_plane: Cluster, namespace: str) -> None:
+    cronjobs = f"/apis/batch/v1/namespaces/{namespace}/cronjobs"
+    cronjob = control_plane.request(
+        "POST",
+        cronjobs,
         {
             "apiVersion": "batch/v1",
             "kind": "CronJob",
@@ -191,12 +180,11 @@ def test_job_created_from_a_cronjob_template_completes(api: client.ApiClient, na
         },
     )
     # What `kubectl create job --from=cronjob/nightly-eval` does.
-    template = api.sanitize_for_serialization(cronjob.spec.job_template)
     owner = {
         "apiVersion": "batch/v1",
         "kind": "CronJob",
-        "name": cronjob.metadata.name,
-        "uid": cronjob.metadata.uid,
+        "name": cronjob["metadata"]["name"],
+        "uid": cronjob["metadata"]["uid"],
         "controller": True,
         "blockOwnerDeletion": True,
     }
@@ -208,16 +196,18 @@ def test_job_created_from_a_cronjob_template_completes(api: client.ApiClient, na
             "annotations": {"cronjob.kubernetes.io/instantiate": "manual"},
             "ownerReferences": [owner],
         },
-        "spec": template["spec"],
+        "spec": cronjob["spec"]["jobTemplate"]["spec"],
     }
-    batch.create_namespaced_job(namespace, job)
+    control_plane.request("POST", jobs_path(namespace), job)
     wait_for(
-        lambda: job_condition(api, namespace, "nightly-eval-manual", "Complete"), timeout=60, what="Complete"
+        lambda: job_condition(control_plane, namespace, "nightly-eval-manual", "Complete"),
+        timeout=60,
+        what="Complete",
     )
 
-    batch.delete_namespaced_cron_job("nightly-eval", namespace, propagation_policy="Background")
+    control_plane.request("DELETE", f"{cronjobs}/nightly-eval", query={"propagationPolicy": "Background"})
     wait_for(
-        lambda: not exists(lambda: batch.read_namespaced_job("nightly-eval-manual", namespace)),
+        lambda: not control_plane.exists(f"{jobs_path(namespace)}/nightly-eval-manual"),
         timeout=60,
         what="Job garbage-collected with its CronJob",
     )
@@ -250,19 +240,17 @@ def pytorchjob_manifest(name: str) -> dict[str, Any]:
 
 
 @pytest.fixture
-def pytorchjobs(
-    control_plane: Cluster, api: client.ApiClient, namespace: str
-) -> Callable[[dict[str, Any]], Any]:
+def create_pytorchjob(control_plane: Cluster, namespace: str) -> Callable[[dict[str, Any]], Any]:
     if PYTORCHJOB_CRD not in control_plane.crd_names:
         pytest.skip(f"{PYTORCHJOB_CRD} not installed (third-party CRDs missing in {THIRD_PARTY_CRDS_DIR})")
-    custom = client.CustomObjectsApi(api)
-    return lambda body: custom.create_namespaced_custom_object(
-        "kubeflow.org", "v1", namespace, "pytorchjobs", body
-    )
+    path = f"/apis/kubeflow.org/v1/namespaces/{namespace}/pytorchjobs"
+    return lambda manifest: control_plane.request("POST", path, manifest)
 
 
-def test_pytorchjob_with_master_and_worker_is_accepted(pytorchjobs: Callable[[dict[str, Any]], Any]) -> None:
-    created = pytorchjobs(pytorchjob_manifest("ft-run-1"))
+def test_pytorchjob_with_master_and_worker_is_accepted(
+    create_pytorchjob: Callable[[dict[str, Any]], Any],
+) -> None:
+    created = create_pytorchjob(pytorchjob_manifest("ft-run-1"))
     specs = created["spec"]["pytorchReplicaSpecs"]
     assert set(specs) == {"Master", "Worker"}
     assert specs["Worker"]["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 8
@@ -290,20 +278,19 @@ def _unnamed_container(spec: dict[str, Any]) -> None:
     ids=["no-replica-specs", "replicas-not-integer", "container-without-name"],
 )
 def test_malformed_pytorchjob_is_rejected(
-    pytorchjobs: Callable[[dict[str, Any]], Any], breakage: Callable[[dict[str, Any]], None], field: str
+    create_pytorchjob: Callable[[dict[str, Any]], Any], breakage: Callable[[dict[str, Any]], None], field: str
 ) -> None:
     manifest = pytorchjob_manifest("broken")
     breakage(manifest["spec"])
     with pytest.raises(ApiException) as rejected:
-        pytorchjobs(manifest)
+        create_pytorchjob(manifest)
     assert rejected.value.status == 422
-    assert field in rejected.value.body
+    assert field in str(rejected.value.body)
 
 
-def test_rbac_applies_to_service_accounts(
-    control_plane: Cluster, api: client.ApiClient, namespace: str, tmp_path: Path
-) -> None:
-    client.CoreV1Api(api).create_namespaced_service_account(namespace, {"metadata": {"name": "operator"}})
+def test_rbac_applies_to_service_accounts(control_plane: Cluster, namespace: str, tmp_path: Path) -> None:
+    account = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "operator"}}
+    control_plane.request("POST", f"/api/v1/namespaces/{namespace}/serviceaccounts", account)
     kubeconfig = control_plane.kubeconfig_for_service_account(namespace, "operator", tmp_path / "kubeconfig")
     with config.new_client_from_config(config_file=str(kubeconfig)) as as_operator:
         jobs = client.BatchV1Api(as_operator)
@@ -311,17 +298,22 @@ def test_rbac_applies_to_service_accounts(
             jobs.list_namespaced_job(namespace)
         assert denied.value.status == 403
 
-        rbac = client.RbacAuthorizationV1Api(api)
+        rbac = f"/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}"
         rule = {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get", "list", "watch"]}
-        rbac.create_namespaced_role(namespace, {"metadata": {"name": "jobs-reader"}, "rules": [rule]})
-        rbac.create_namespaced_role_binding(
-            namespace,
-            {
-                "metadata": {"name": "operator-jobs-reader"},
-                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "jobs-reader"},
-                "subjects": [{"kind": "ServiceAccount", "name": "operator", "namespace": namespace}],
-            },
-        )
+        role = {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": {"name": "jobs-reader"},
+        }
+        control_plane.request("POST", f"{rbac}/roles", {**role, "rules": [rule]})
+        binding = {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": "operator-jobs-reader"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "jobs-reader"},
+            "subjects": [{"kind": "ServiceAccount", "name": "operator", "namespace": namespace}],
+        }
+        control_plane.request("POST", f"{rbac}/rolebindings", binding)
 
         def allowed() -> bool:
             try:
