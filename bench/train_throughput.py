@@ -7,7 +7,9 @@ in the same invocation of this script. Throughput is tokens per second of traini
 
     python bench/train_throughput.py [--records 96] [--max-length 512] [--json results.json]
 
-Four runs: runner and bare TRL, each without and with packing (BFD, padding-free).
+Four configurations: runner and bare TRL, each without and with packing (BFD, padding-free); each is
+run `--repeat` times, interleaved, and the best run counts (CPU timings on a shared machine are noisy,
+and a fresh process pays one-off warm-up costs).
 """
 
 from __future__ import annotations
@@ -95,6 +97,7 @@ args = SFTConfig(
     max_length=int(max_length), packing=packing == "1", packing_strategy="bfd", assistant_only_loss=True,
     bf16=False, gradient_checkpointing=False, lr_scheduler_type="cosine", optim="adamw_torch",
     logging_steps=settings["logging_steps"], save_strategy="no", report_to="none", seed=settings["seed"],
+    data_seed=settings["seed"],
     use_cpu=True, disable_tqdm=True,
 )
 trainer = SFTTrainer(
@@ -171,6 +174,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=96)
     parser.add_argument("--max-length", type=int, default=512)
+    parser.add_argument("--repeat", type=int, default=2, help="runs per configuration; the best counts")
     parser.add_argument("--json", type=Path, help="also write the results here")
     options = parser.parse_args()
 
@@ -182,18 +186,22 @@ def main() -> None:
         base = build_tiny_causal_lm(work / "tiny-llama")
         data = skewed_sample(work / "sharegpt.json", options.records)
         results: dict[str, dict[str, Any]] = {}
-        for packing in (False, True):
-            label = "packed" if packing else "unpacked"
-            for side, run in (("runner", run_runner), ("trl", run_bare_trl)):
-                run_dir = work / f"{side}-{label}"
-                run_dir.mkdir()
-                result = run(base, data, run_dir, options.max_length, packing)
-                result["tokens_per_s"] = round(result["num_tokens"] / result["train_runtime"], 1)
-                results[f"{side}_{label}"] = result
-                print(f"{side:6} {label:8} {json.dumps(result)}", flush=True)
+        for attempt in range(options.repeat):
+            for packing in (False, True):
+                label = "packed" if packing else "unpacked"
+                for side, run in (("runner", run_runner), ("trl", run_bare_trl)):
+                    run_dir = work / f"{side}-{label}-{attempt}"
+                    run_dir.mkdir()
+                    result = run(base, data, run_dir, options.max_length, packing)
+                    result["tokens_per_s"] = round(result["num_tokens"] / result["train_runtime"], 1)
+                    print(f"{side:6} {label:8} {json.dumps(result)}", flush=True)
+                    best = results.get(f"{side}_{label}")
+                    if best is None or result["tokens_per_s"] > best["tokens_per_s"]:
+                        results[f"{side}_{label}"] = result
 
     summary = {
         "settings": {**SETTINGS, "records": options.records, "max_length": options.max_length},
+        "repeat": options.repeat,
         "runs": results,
         "runner_vs_trl_unpacked": round(
             results["runner_unpacked"]["tokens_per_s"] / results["trl_unpacked"]["tokens_per_s"], 3

@@ -90,3 +90,19 @@ def test_moe_experts_are_target_parameters() -> None:
     )
     assert any("experts" in name and "lora" in name for name, _ in peft_model.named_parameters())
     peft_model(input_ids=torch.tensor([[1, 2, 3]]), labels=torch.tensor([[1, 2, 3]])).loss.backward()
+
+
+@pytest.mark.parametrize(
+    ("setting", "runtime"),
+    [
+        ("quantizationBit", {"quantizationBit": 8}),
+        ("flashAttentionV2", {"flashAttentionV2": True}),
+        ("ligerKernel", {"ligerKernel": True}),
+    ],
+)
+def test_missing_optional_packages_name_their_setting(setting: str, runtime: dict[str, object]) -> None:
+    from kaizen_api.finetune import RuntimeParameters
+    from kaizen_runner.train.models import check_optional_packages
+
+    with pytest.raises(RunnerError, match=f"^{setting} needs the"):
+        check_optional_packages(RuntimeParameters.model_validate(runtime))

@@ -26,6 +26,7 @@ CASES = {
 }
 
 
+@pytest.mark.timeout(1800)  # four runs in one launch; DeepSpeed JIT-builds an op on its first CPU run
 def test_ddp_and_deepspeed_stages_on_two_cpu_processes(
     tmp_path: Path, tiny_llama: Path, data_dir: Path
 ) -> None:

@@ -21,7 +21,6 @@ def test_s3_store_round_trip(s3_bucket: str, s3_connection_dir: str, tmp_path: P
     (local / "sub" / "b.bin").write_bytes(b"bb")
     assert store.child("v1").put_dir(local, "") == ["a.txt", "sub/b.bin"]
     assert store.list_files() == {"v1/a.txt": 1, "v1/sub/b.bin": 2}
-    assert store.subfolders() == {"v1"}
     assert store.get_bytes("v1/sub/b.bin") == b"bb" and store.get_bytes("nope") is None
     copy = store.download("v1", tmp_path / "copy")
     assert (copy / "sub" / "b.bin").read_bytes() == b"bb"

@@ -61,8 +61,11 @@ def fetch_checkpoint(store: Store, name: str, scratch: Path) -> Path:
     return target
 
 
-def resolve_resume(setting: str, store: Store, scratch: Path, *, fetch: bool = True) -> Path | None:
-    """The local checkpoint to resume from, per `resume_from_checkpoint`: auto, false, a path or an s3:// URI.
+def resolve_resume(
+    setting: str, store: Store, scratch: Path, *, fetch: bool = True, connection: str | None = None
+) -> Path | None:
+    """The local checkpoint to resume from, per `resume_from_checkpoint`: auto, false, a path or an s3:// URI
+    (read with the output's `connection`).
 
     Only each node's local rank 0 fetches; its other ranks (fetch=False) get the path of that copy.
     """
@@ -81,7 +84,7 @@ def resolve_resume(setting: str, store: Store, scratch: Path, *, fetch: bool = T
         parent, _, name = value.rstrip("/").rpartition("/")
         if not fetch:
             return scratch / name
-        return fetch_checkpoint(open_store(RunLocation(uri=parent)), name, scratch)
+        return fetch_checkpoint(open_store(RunLocation(uri=parent, connection=connection)), name, scratch)
     path = Path(value)
     if not (path / "trainer_state.json").is_file():
         raise RunnerError(

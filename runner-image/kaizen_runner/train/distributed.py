@@ -98,7 +98,7 @@ def launcher_command(topology: Topology, module_args: list[str]) -> list[str]:
 def launcher_env(env: Mapping[str, str]) -> dict[str, str]:
     """The environment for torchrun: pod-level RANK/WORLD_SIZE removed so they can't shadow torchrun's."""
     out = {k: v for k, v in env.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE")}
-    out.setdefault("OMP_NUM_THREADS", env.get("OMP_NUM_THREADS", "1"))
+    out.setdefault("OMP_NUM_THREADS", "1")  # torchrun's own default, without its warning
     return out
 
 

@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from kaizen_api.finetune import LoraParameters
+from kaizen_api.finetune import LoraParameters, RuntimeParameters
 from kaizen_api.runconfig import RunLocation
 
 from kaizen_runner.train.errors import RunnerError
@@ -115,6 +115,16 @@ def _require(module: str, setting: str, purpose: str) -> None:
         )
 
 
+def check_optional_packages(runtime: RuntimeParameters) -> None:
+    """Settings that need packages the image may lack fail here, naming the setting, before any work."""
+    if runtime.quantization_bit is not None:
+        _require("bitsandbytes", "quantizationBit", f"{runtime.quantization_bit}-bit QLoRA")
+    if runtime.flash_attention_v2:
+        _require("flash_attn", "flashAttentionV2", "FlashAttention-2 kernels")
+    if runtime.liger_kernel:
+        _require("liger_kernel", "ligerKernel", "Liger Triton kernels")
+
+
 def quantization_config(bits: int | None, compute_dtype: Any) -> Any:
     """bitsandbytes settings for QLoRA (4-bit NF4 with double quantisation, or 8-bit); None without."""
     if bits is None:
@@ -153,8 +163,6 @@ def load_model(
 ) -> Any:
     from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
 
-    if flash_attention:
-        _require("flash_attn", "flashAttentionV2", "FlashAttention-2 kernels")
     kwargs: dict[str, Any] = {
         "dtype": dtype,
         "attn_implementation": "flash_attention_2" if flash_attention else "sdpa",

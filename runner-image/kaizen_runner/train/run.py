@@ -27,11 +27,11 @@ from kaizen_runner.train.deepspeed import deepspeed_config
 from kaizen_runner.train.distributed import barrier, current_ranks, wait_for_local_main
 from kaizen_runner.train.metrics import vertex_metrics, with_vertex_metrics
 from kaizen_runner.train.models import (
+    check_optional_packages,
     is_vision_language,
     load_model,
     load_processing_class,
     lora_config,
-    quantization_config,
     resolve_base_model,
     weights_dtype,
 )
@@ -54,6 +54,17 @@ class RunResult:
     manifest: dict[str, Any] | None = None
     log_history: list[dict[str, Any]] = field(default_factory=list)
     trainer: Any = field(default=None, repr=False)  # for callers in the same process (tests, benchmarks)
+
+
+@dataclass(frozen=True)
+class BuiltTrainer:
+    """A ready trainer and what was learned while building it."""
+
+    trainer: Any
+    base: Path
+    vision: bool
+    assistant_only_loss: bool
+    data_reports: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -124,7 +135,13 @@ def _resume_point(cfg: TrainRunConfig, paths: RunPaths, args: Any) -> Path | Non
     setting = cfg.extended_hyperparameters.runtime.resume_from_checkpoint
     store = paths.store.child("checkpoints", cfg.run_name)
     with args.main_process_first(local=True, desc="fetch checkpoint"):
-        return resolve_resume(setting, store, paths.trainer_dir, fetch=current_ranks().is_local_main)
+        return resolve_resume(
+            setting,
+            store,
+            paths.trainer_dir,
+            fetch=current_ranks().is_local_main,
+            connection=cfg.output.connection,
+        )
 
 
 def _init_deepspeed_comm(use_cpu: bool) -> None:
@@ -134,13 +151,13 @@ def _init_deepspeed_comm(use_cpu: bool) -> None:
     deepspeed.init_distributed(dist_backend="gloo" if use_cpu else "nccl")
 
 
-def _build_trainer(cfg: TrainRunConfig, paths: RunPaths, *, packing: bool) -> tuple[Any, dict[str, Any], Any]:
+def _build_trainer(cfg: TrainRunConfig, paths: RunPaths, *, packing: bool) -> BuiltTrainer:
     hp = cfg.hyperparameters
     ext = cfg.extended_hyperparameters
     lora = hp.finetuning_type == "lora"
     use_cpu = _use_cpu()
     dtype = weights_dtype(ext.runtime.mixed_precision, lora)
-    quantization_config(ext.runtime.quantization_bit, dtype)  # fail before any download when unavailable
+    check_optional_packages(ext.runtime)  # before any download: a missing package is a config error
 
     base = _stage_base_model(cfg, paths)
     vision = is_vision_language(base)
@@ -188,8 +205,7 @@ def _build_trainer(cfg: TrainRunConfig, paths: RunPaths, *, packing: bool) -> tu
         processing_class=processing,
         peft_config=lora_config(ext.lora, model, vision) if lora else None,
     )
-    info = {"base_model_path": str(base), "vision": vision, "assistant_only_loss": facts.assistant_only_loss}
-    return trainer, {"data": reports, **info}, base
+    return BuiltTrainer(trainer, base, vision, facts.assistant_only_loss, reports)
 
 
 def _save_model(
@@ -263,7 +279,8 @@ def run_training(cfg: TrainRunConfig, *, work_dir: Path, packing: bool = False) 
     started = time.time()
     ranks = current_ranks()
     paths = RunPaths(scratch=work_dir / cfg.run_name, store=open_store(cfg.output))
-    trainer, info, base = _build_trainer(cfg, paths, packing=packing)
+    built = _build_trainer(cfg, paths, packing=packing)
+    trainer = built.trainer
     interval = float(os.environ.get("KAIZEN_PROGRESS_INTERVAL_S", "15"))
     reporter = ProgressReporter(cfg.run_name, cfg.progress, interval_s=interval)
     trainer.add_callback(reporter)
@@ -282,7 +299,7 @@ def run_training(cfg: TrainRunConfig, *, work_dir: Path, packing: bool = False) 
     ):
         trainer.evaluate()
 
-    artifacts = _save_model(trainer, cfg, paths, base, info["vision"])
+    artifacts = _save_model(trainer, cfg, paths, built.base, built.vision)
     metrics = vertex_metrics(trainer.state.log_history)
     reporter.update_metrics(metrics)
     result = RunResult(
@@ -306,8 +323,8 @@ def run_training(cfg: TrainRunConfig, *, work_dir: Path, packing: bool = False) 
             "trainOutput": train_output.metrics,
             "metrics": metrics,
             "artifacts": artifacts,
-            "dataReports": info["data"],
-            "assistantOnlyLoss": info["assistant_only_loss"],
+            "dataReports": built.data_reports,
+            "assistantOnlyLoss": built.assistant_only_loss,
             "versions": _library_versions(),
             "logHistory": trainer.state.log_history,
         }

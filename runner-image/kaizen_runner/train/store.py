@@ -73,13 +73,6 @@ class Store(ABC):
             raise RunnerError(f"{self.uri}/{key} disappeared while downloading")
         target.write_bytes(data)
 
-    def subfolders(self, prefix: str = "") -> set[str]:
-        """Names of the immediate sub-folders of `prefix`."""
-        base = prefix.rstrip("/") + "/" if prefix else ""
-        return {
-            key[len(base) :].split("/", 1)[0] for key in self.list_files(prefix) if "/" in key[len(base) :]
-        }
-
 
 def _join(*parts: str) -> str:
     return "/".join(p.strip("/") for p in parts if p.strip("/"))
@@ -170,11 +163,15 @@ class S3Store(Store):
         return {info.key[len(root) :]: info.size for info in self.objects.list(self.bucket, base)}
 
     def delete(self, prefix: str) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
         keys = [self._key(k) for k in self.list_files(prefix)]
         for start in range(0, len(keys), 1000):
             batch = [{"Key": k} for k in keys[start : start + 1000]]
-            with self.objects._errors("delete", self.bucket, prefix):
+            try:
                 self.objects.client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch})
+            except (BotoCoreError, ClientError) as err:
+                raise RunnerError(f"cannot delete {self.uri}/{prefix}: {err}") from err
 
     def _download_file(self, key: str, target: Path) -> None:
         self.objects.download_file(self.bucket, self._key(key), target)
