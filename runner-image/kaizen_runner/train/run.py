@@ -158,6 +158,11 @@ def _build_trainer(cfg: TrainRunConfig, paths: RunPaths, *, packing: bool) -> Bu
     use_cpu = _use_cpu()
     dtype = weights_dtype(ext.runtime.mixed_precision, lora)
     check_optional_packages(ext.runtime)  # before any download: a missing package is a config error
+    if packing and cfg.trainer == "sft" and not ext.runtime.flash_attention_v2:
+        log.warning(
+            "packing without flashAttentionV2: each packed batch becomes one long row whose attention "
+            "costs more than the separate sequences did (see docs/training.md, Throughput)"
+        )
 
     base = _stage_base_model(cfg, paths)
     vision = is_vision_language(base)
