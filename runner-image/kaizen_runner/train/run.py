@@ -158,14 +158,14 @@ def _build_trainer(cfg: TrainRunConfig, paths: RunPaths, *, packing: bool) -> Bu
     use_cpu = _use_cpu()
     dtype = weights_dtype(ext.runtime.mixed_precision, lora)
     check_optional_packages(ext.runtime)  # before any download: a missing package is a config error
-    if packing and cfg.trainer == "sft" and not ext.runtime.flash_attention_v2:
+
+    base = _stage_base_model(cfg, paths)
+    vision = is_vision_language(base)
+    if packing and cfg.trainer == "sft" and not vision and not ext.runtime.flash_attention_v2:
         log.warning(
             "packing without flashAttentionV2: each packed batch becomes one long row whose attention "
             "costs more than the separate sequences did (see docs/training.md, Throughput)"
         )
-
-    base = _stage_base_model(cfg, paths)
-    vision = is_vision_language(base)
     processing = load_processing_class(base, vision)
     ensure_chat_template(processing)
     kto = cfg.trainer == "dpo" and preference_family(ext.dpo) == "kto"
