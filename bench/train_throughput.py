@@ -43,6 +43,15 @@ SETTINGS = {
 }
 
 
+# Each ratio: tokens/s of the first configuration over tokens/s of the second, from the same invocation.
+RATIOS = {
+    "runner_vs_trl_unpacked": ("runner_unpacked", "trl_unpacked"),
+    "runner_vs_trl_packed": ("runner_packed", "trl_packed"),
+    "runner_packed_vs_unpacked": ("runner_packed", "runner_unpacked"),
+    "trl_packed_vs_unpacked": ("trl_packed", "trl_unpacked"),
+}
+
+
 def runner_config(base: Path, data: Path, output: Path, max_length: int) -> dict[str, Any]:
     return {
         "runName": "ft_bench_20260101000000",
@@ -203,18 +212,10 @@ def main() -> None:
         "settings": {**SETTINGS, "records": options.records, "max_length": options.max_length},
         "repeat": options.repeat,
         "runs": results,
-        "runner_vs_trl_unpacked": round(
-            results["runner_unpacked"]["tokens_per_s"] / results["trl_unpacked"]["tokens_per_s"], 3
-        ),
-        "runner_vs_trl_packed": round(
-            results["runner_packed"]["tokens_per_s"] / results["trl_packed"]["tokens_per_s"], 3
-        ),
-        "runner_packed_vs_unpacked": round(
-            results["runner_packed"]["tokens_per_s"] / results["runner_unpacked"]["tokens_per_s"], 3
-        ),
-        "trl_packed_vs_unpacked": round(
-            results["trl_packed"]["tokens_per_s"] / results["trl_unpacked"]["tokens_per_s"], 3
-        ),
+        **{
+            name: round(results[measured]["tokens_per_s"] / results[baseline]["tokens_per_s"], 3)
+            for name, (measured, baseline) in RATIOS.items()
+        },
     }
     print(json.dumps(summary, indent=2))
     if options.json:

@@ -12,27 +12,21 @@ from typing import Any
 _BUCKET = 500_000_000
 
 
+# Stages 1 and 2 partition optimizer state (and, at 2, gradients) with the same bucketed collectives.
+_BUCKETED = {
+    "allgather_partitions": True,
+    "allgather_bucket_size": _BUCKET,
+    "overlap_comm": False,
+    "reduce_scatter": True,
+    "reduce_bucket_size": _BUCKET,
+}
+
+
 def _zero_section(stage: int) -> dict[str, Any]:
     if stage == 1:
-        return {
-            "stage": 1,
-            "allgather_partitions": True,
-            "allgather_bucket_size": _BUCKET,
-            "reduce_scatter": True,
-            "reduce_bucket_size": _BUCKET,
-            "overlap_comm": False,
-        }
+        return {"stage": 1, **_BUCKETED}
     if stage == 2:
-        return {
-            "stage": 2,
-            "allgather_partitions": True,
-            "allgather_bucket_size": _BUCKET,
-            "overlap_comm": False,
-            "reduce_scatter": True,
-            "reduce_bucket_size": _BUCKET,
-            "contiguous_gradients": True,
-            "round_robin_gradients": True,
-        }
+        return {"stage": 2, **_BUCKETED, "contiguous_gradients": True, "round_robin_gradients": True}
     if stage == 3:
         return {
             "stage": 3,

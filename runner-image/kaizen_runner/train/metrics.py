@@ -70,20 +70,15 @@ class VertexMetricsMixin:
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         trl_metrics = getattr(self, "_metrics", {})
-        if "loss" in logs:
-            logs["train_total_loss"] = logs["loss"]
-            accuracy = _mean(trl_metrics.get("train", {}).get("mean_token_accuracy"))
+        for mode, loss_key in (("train", "loss"), ("eval", "eval_loss")):
+            if loss_key not in logs:
+                continue
+            logs[f"{mode}_total_loss"] = logs[loss_key]
+            accuracy = _mean(trl_metrics.get(mode, {}).get("mean_token_accuracy"))
             if accuracy is not None:
-                logs["train_fraction_of_correct_next_step_preds"] = accuracy
-            logs["train_num_predictions"] = self._predictions()["train"]
-            self._predictions()["train"] = 0
-        if "eval_loss" in logs:
-            logs["eval_total_loss"] = logs["eval_loss"]
-            accuracy = _mean(trl_metrics.get("eval", {}).get("mean_token_accuracy"))
-            if accuracy is not None:
-                logs["eval_fraction_of_correct_next_step_preds"] = accuracy
-            logs["eval_num_predictions"] = self._predictions()["eval"]
-            self._predictions()["eval"] = 0
+                logs[f"{mode}_fraction_of_correct_next_step_preds"] = accuracy
+            logs[f"{mode}_num_predictions"] = self._predictions()[mode]
+            self._predictions()[mode] = 0
         super().log(logs, start_time)  # type: ignore[misc]
 
 
