@@ -11,7 +11,7 @@ import base64
 import builtins
 import os
 import posixpath
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -219,11 +219,15 @@ class ObjectStore:
                 f"refusing to delete everything in bucket {bucket!r}", cause="bad_config", bucket=bucket
             )
         keys = [info.key for info in self.list(bucket, prefix)]
+        self.delete_keys(bucket, keys, where=prefix)
+        return len(keys)
+
+    def delete_keys(self, bucket: str, keys: Sequence[str], *, where: str) -> None:
+        """Delete these objects, 1000 per request (S3's limit); errors name `where`."""
         for start in range(0, len(keys), 1000):
             batch = [{"Key": key} for key in keys[start : start + 1000]]
-            with self._errors("delete", bucket, prefix):
+            with self._errors("delete", bucket, where):
                 self.client.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
-        return len(keys)
 
     def upload_file(self, path: Path, bucket: str, key: str) -> None:
         with self._errors("write", bucket, key):

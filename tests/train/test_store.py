@@ -24,8 +24,11 @@ def test_s3_store_round_trip(s3_bucket: str, s3_connection_dir: str, tmp_path: P
     assert store.get_bytes("v1/sub/b.bin") == b"bb" and store.get_bytes("nope") is None
     copy = store.download("v1", tmp_path / "copy")
     assert (copy / "sub" / "b.bin").read_bytes() == b"bb"
+    store.put_bytes(b"keep", "v1/sub2")  # a sibling whose name starts like the folder
     store.delete("v1/sub")
-    assert store.list_files() == {"v1/a.txt": 1}
+    assert store.list_files() == {"v1/a.txt": 1, "v1/sub2": 4}
+    store.delete("v1/a.txt")  # a single object, as checkpoint pruning deletes its marker first
+    assert store.list_files() == {"v1/sub2": 4}
 
 
 @pytest.mark.s3

@@ -41,7 +41,7 @@ class Store(ABC):
 
     @abstractmethod
     def delete(self, prefix: str) -> None:
-        """Remove every key under `prefix`."""
+        """Remove the key `prefix` (a file) or every key under it (a folder)."""
 
     def put_dir(self, local: Path, prefix: str, *, skip: frozenset[str] = frozenset()) -> list[str]:
         """Upload every file under `local` to `prefix/…`; returns the keys written (relative to prefix)."""
@@ -163,15 +163,15 @@ class S3Store(Store):
         return {info.key[len(root) :]: info.size for info in self.objects.list(self.bucket, base)}
 
     def delete(self, prefix: str) -> None:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        keys = [self._key(k) for k in self.list_files(prefix)]
-        for start in range(0, len(keys), 1000):
-            batch = [{"Key": k} for k in keys[start : start + 1000]]
-            try:
-                self.objects.client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch})
-            except (BotoCoreError, ClientError) as err:
-                raise RunnerError(f"cannot delete {self.uri}/{prefix}: {err}") from err
+        key = self._key(prefix)
+        if not key:
+            raise RunnerError(f"refusing to delete everything in bucket {self.bucket!r}")
+        keys = [
+            info.key
+            for info in self.objects.list(self.bucket, key)
+            if info.key == key or info.key.startswith(key + "/")  # not a sibling such as checkpoint-40
+        ]
+        self.objects.delete_keys(self.bucket, keys, where=key)
 
     def _download_file(self, key: str, target: Path) -> None:
         self.objects.download_file(self.bucket, self._key(key), target)
