@@ -1,0 +1,128 @@
+"""Payloads that cross the runner/operator boundary, defined once.
+
+The runner writes them (progress reports to the operator's endpoint, the pod's termination message,
+a version's manifest, a preflight plan); the operator and the registry read them back through the
+same models. Everything is camelCase on the wire, like the CR status it ends up in.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import Field
+
+from kaizen_api.base import NAME_MAX, URI_MAX, StatusModel
+from kaizen_api.evaljob import EvalProgress
+from kaizen_api.finetune import RunMetrics, RunProgress
+
+# Exit codes of `kaizen-runner`: the operator's podFailurePolicy fails a Job at once on a user error
+# and retries an infrastructure error (up to backoffLimit); they survive torchrun's own exit code.
+EXIT_USER_ERROR = 2
+EXIT_INFRA_ERROR = 3
+
+# Why a run failed, as the runner classifies it; the operator turns it into a condition reason.
+FailureReason = Literal[
+    "DataInvalid",  # the dataset has no usable record, or strict validation failed
+    "ConfigInvalid",  # the run configuration cannot be run as given (user error)
+    "ModelInvalid",  # the base model cannot be loaded (missing files, unknown architecture)
+    "DataNotStaged",  # evaluation data / caches are not where the configuration says
+    "StorageError",  # S3 or volume I/O failed after retries (infrastructure)
+    "OutOfMemory",  # CUDA or host OOM
+    "DistributedError",  # NCCL / gloo / rendezvous failure
+    "InfrastructureError",  # anything else that a retry may fix
+    "RunnerError",  # an unexpected error in the runner itself
+]
+USER_ERROR_REASONS: frozenset[str] = frozenset({"DataInvalid", "ConfigInvalid", "ModelInvalid", "DataNotStaged"})
+
+
+class RecordProblem(StatusModel):
+    """One skipped or invalid record: its index in the file and why."""
+
+    index: int = Field(ge=0, description="Record index in the file (0-based).")
+    reason: str = Field(max_length=1024, description="Why the record cannot be used.")
+    source: str | None = Field(default=None, max_length=URI_MAX, description="File it came from.")
+
+
+class PreflightPlan(StatusModel):
+    """What the CPU preflight found and planned, before any GPU is requested."""
+
+    records: int = Field(default=0, ge=0, description="Records read from the dataset.")
+    usable_records: int = Field(default=0, ge=0, description="Records that will be trained on.")
+    skipped_records: int = Field(default=0, ge=0, description="Records skipped, with the first reasons.")
+    first_problems: list[RecordProblem] | None = Field(
+        default=None, max_length=20, description="The first skipped or invalid records."
+    )
+    tokens: int = Field(default=0, ge=0, description="Tokens after templating and truncation.")
+    truncated_records: int = Field(default=0, ge=0, description="Records cut at maxSequenceLength.")
+    steps_per_epoch: int = Field(default=0, ge=0, description="Optimizer steps per epoch.")
+    total_steps: int = Field(default=0, ge=0, description="Optimizer steps of the whole run.")
+    world_size: int = Field(default=1, ge=1, description="Processes the plan assumed (nodes x GPUs).")
+    estimated_gpu_memory_bytes: int | None = Field(
+        default=None, ge=0, description="Estimated peak GPU memory per device."
+    )
+    parameters: int | None = Field(default=None, ge=0, description="Parameters of the base model.")
+
+
+class ProgressReport(StatusModel):
+    """One live report from a runner to the operator's progress endpoint (training or evaluation)."""
+
+    run_name: str = Field(max_length=NAME_MAX, description="The run (or eval run) this report belongs to.")
+    phase: Literal["Running", "Succeeded", "Failed"] = Field(default="Running", description="Runner phase.")
+    progress: RunProgress | None = Field(default=None, description="Training progress.")
+    metrics: RunMetrics | None = Field(default=None, description="Latest training metrics.")
+    eval_progress: EvalProgress | None = Field(default=None, description="Evaluation progress.")
+    output_version: str | None = Field(
+        default=None, max_length=NAME_MAX, description="Version published (with phase Succeeded)."
+    )
+    reason: FailureReason | None = Field(default=None, description="Why the run failed (phase Failed).")
+    message: str | None = Field(default=None, max_length=4096, description="Error message (phase Failed).")
+
+
+class TerminationMessage(StatusModel):
+    """The runner's last word, written to /dev/termination-log (at most 4096 bytes): the operator reads it
+    from the container status, so a run whose progress reports were lost still ends with its results."""
+
+    run_name: str | None = Field(default=None, max_length=NAME_MAX, description="The run.")
+    phase: Literal["Succeeded", "Failed"] = Field(description="How the runner ended.")
+    reason: FailureReason | None = Field(default=None, description="Failure class (phase Failed).")
+    message: str | None = Field(default=None, max_length=4096, description="Error for the user.")
+    metrics: RunMetrics | None = Field(default=None, description="Final training metrics.")
+    global_step: int | None = Field(default=None, ge=0, description="Optimizer steps done.")
+    output_version: str | None = Field(default=None, max_length=NAME_MAX, description="Version published.")
+    output_uri: str | None = Field(default=None, max_length=URI_MAX, description="Where the version is.")
+    train_runtime_seconds: float | None = Field(default=None, ge=0, description="Training wall time.")
+    plan: PreflightPlan | None = Field(default=None, description="The preflight's plan (preflight only).")
+    results: dict[str, float] | None = Field(
+        default=None, max_length=64, description="Headline evaluation scores (eval runs)."
+    )
+    results_uri: str | None = Field(default=None, max_length=URI_MAX, description="Full evaluation results.")
+
+
+class ManifestFile(StatusModel):
+    """One file of a published version."""
+
+    path: str = Field(max_length=1024, description="Path inside the version folder.")
+    size: int = Field(ge=0, description="Size in bytes.")
+    sha256: str | None = Field(default=None, max_length=64, description="Hex SHA-256 of the content.")
+
+
+MANIFEST_SCHEMA = "kaizen.dev/model-version/v1"
+
+
+class VersionManifest(StatusModel):
+    """`manifest.json`, written last into a version folder: a reader that finds it knows every file it
+    lists is in place."""
+
+    schema_: str = Field(default=MANIFEST_SCHEMA, alias="schema", description="Manifest schema id.")
+    version: str = Field(max_length=NAME_MAX, description="Version name.")
+    base_model: str | None = Field(default=None, max_length=NAME_MAX, description="Base model's name.")
+    base_model_uri: str | None = Field(default=None, max_length=URI_MAX, description="Base model location.")
+    trainer: str | None = Field(default=None, max_length=32, description="pretraining, sft or dpo.")
+    finetuning_type: str | None = Field(default=None, max_length=16, description="lora or full.")
+    artifacts: dict[str, str] | None = Field(
+        default=None, description="Kind of artifact (adapter, model) -> folder inside the version."
+    )
+    metrics: RunMetrics | None = Field(default=None, description="Final training metrics.")
+    created_time: datetime | None = Field(default=None, description="When the manifest was written.")
+    files: list[ManifestFile] = Field(default_factory=list, description="Every other file of the version.")
