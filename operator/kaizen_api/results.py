@@ -33,7 +33,9 @@ FailureReason = Literal[
     "InfrastructureError",  # anything else that a retry may fix
     "RunnerError",  # an unexpected error in the runner itself
 ]
-USER_ERROR_REASONS: frozenset[str] = frozenset({"DataInvalid", "ConfigInvalid", "ModelInvalid", "DataNotStaged"})
+USER_ERROR_REASONS: frozenset[str] = frozenset(
+    {"DataInvalid", "ConfigInvalid", "ModelInvalid", "DataNotStaged"}
+)
 
 
 class RecordProblem(StatusModel):

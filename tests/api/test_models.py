@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from kaizen_api import crdgen
 from kaizen_api.kinds import KINDS
-from kaizen_operator.handlers import validation_message
+from kaizen_operator.admission import validation_message
 from pydantic import ValidationError
 
 from api.cases import CASES, all_examples

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from api.cases import load_example
 from kaizen_api.kinds import EVAL_JOB, FINETUNE_PIPELINE
+from kaizen_operator.admission import admission_status
 from kaizen_operator.conditions import get_condition, set_condition
-from kaizen_operator.handlers import admission_status
 
 
 def test_transition_time_changes_only_when_status_flips() -> None:

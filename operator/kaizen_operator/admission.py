@@ -1,6 +1,6 @@
-"""kopf handlers: thin I/O around pure functions.
+"""Admission of each kind, as a pure function of the object (unit-tested without a cluster).
 
-For now every kind is admitted the same way: the spec is read through the API models (the same
+Every kind is admitted the same way: the spec is read through the API models (the same
 ones the CRDs are generated from) and the outcome is recorded as an `Accepted` condition together
 with the kind's summary condition and `observedGeneration`. The operator never writes `spec`.
 """
@@ -9,9 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import kopf
-from kaizen_api.base import GROUP, VERSION
-from kaizen_api.kinds import EVAL_JOB, FINETUNE_PIPELINE, KINDS, PRIVATE_MODEL, Kind
+from kaizen_api.kinds import EVAL_JOB, FINETUNE_PIPELINE, PRIVATE_MODEL, Kind
 from pydantic import ValidationError
 
 from kaizen_operator.conditions import set_condition
@@ -50,27 +48,3 @@ def admission_status(
         conditions, summary, "Unknown", "Pending", "waiting to be reconciled", generation
     )
     return {"observedGeneration": generation, "phase": "Pending", "conditions": conditions}
-
-
-def _register(kind: Kind) -> None:
-    def admit(spec: kopf.Spec, status: kopf.Status, meta: kopf.Meta, patch: kopf.Patch, **_: Any) -> None:
-        patch.status.update(admission_status(kind, dict(spec), dict(status), meta["generation"]))
-
-    kopf.on.create(GROUP, VERSION, kind.plural, id="admit")(admit)
-    kopf.on.resume(GROUP, VERSION, kind.plural, id="admit")(admit)
-    kopf.on.update(GROUP, VERSION, kind.plural, field="spec", id="admit")(admit)
-
-
-for _kind in KINDS:
-    _register(_kind)
-
-
-@kopf.on.startup()
-def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
-    """Kaizen-named persistence, so kopf's bookkeeping is recognisable next to Argo CD's."""
-    settings.persistence.finalizer = f"{GROUP}/finalizer"
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=GROUP, key="last-handled-configuration"
-    )
-    settings.posting.level = 30  # warnings and errors become Kubernetes Events
