@@ -102,3 +102,10 @@ class ChildNames:
             job=run_object_name,
             service=run_object_name,
         )
+
+
+def label_value(name: str) -> str:
+    """An object name as a label value (at most 63 characters; a longer name is cut and hashed)."""
+    if len(name) <= LABEL_MAX:
+        return name
+    return fit_label(name, short_hash(name, length=8), LABEL_MAX)
