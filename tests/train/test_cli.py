@@ -28,7 +28,24 @@ def test_qlora_without_bitsandbytes_names_the_setting(
     error = capsys.readouterr().err
     assert code == 2
     assert "quantizationBit" in error and "bitsandbytes" in error and "Traceback" not in error
-    assert "quantizationBit" in json.loads(termination_log.read_text())["error"]
+    message = json.loads(termination_log.read_text())
+    assert message["phase"] == "Failed" and message["reason"] == "ConfigInvalid"
+    assert "quantizationBit" in message["message"]
+
+
+def test_a_config_from_a_newer_operator_is_refused_by_its_schema_version(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    termination_log = tmp_path / "termination-log"
+    monkeypatch.setenv("KAIZEN_TERMINATION_LOG", str(termination_log))
+    config = run_config(base=tmp_path, output=str(tmp_path / "out"), data=tmp_path / "d.json")
+    config.update(schemaVersion=99, someFieldOfTheFuture={"x": 1})
+    path = write_config(tmp_path / "run.json", config)
+    assert main(["train", "--config", str(path), "--work-dir", str(tmp_path / "work")]) == 2
+    error = capsys.readouterr().err
+    assert "schemaVersion 99" in error and "runner image" in error
+    assert "validation error" not in error and "someFieldOfTheFuture" not in error
+    assert json.loads(termination_log.read_text())["reason"] == "ConfigInvalid"
 
 
 def test_invalid_config_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -52,16 +52,36 @@ def register(subparsers: Any) -> None:
 
 
 def load_config(path: Path, output_dir: str | None = None) -> Any:
-    """Read and validate a TrainRunConfig (camelCase or snake_case keys)."""
-    from kaizen_api.runconfig import RunLocation, TrainRunConfig
+    """Read and validate a TrainRunConfig (camelCase or snake_case keys); one from a newer operator is
+    refused by its schemaVersion before its unknown fields are."""
+    from kaizen_api.runconfig import (
+        RunLocation,
+        TrainRunConfig,
+        UnsupportedSchemaVersion,
+        check_schema_version,
+    )
 
-    text = path.read_text(encoding="utf-8")
-    if path.suffix in (".yaml", ".yml"):
-        import yaml
+    from kaizen_runner.train.errors import RunnerError
 
-        data = yaml.safe_load(text)
-    else:
-        data = json.loads(text)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise RunnerError(f"cannot read the run configuration {path}: {err.strerror}") from err
+    try:
+        if path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text)
+        else:
+            data = json.loads(text)
+    except ValueError as err:  # yaml.YAMLError is not one, but json's and a scanner's are
+        raise RunnerError(f"the run configuration {path} is not valid JSON/YAML: {err}") from err
+    if not isinstance(data, dict):
+        raise RunnerError(f"the run configuration {path} is not an object")
+    try:
+        check_schema_version(data)
+    except UnsupportedSchemaVersion as err:
+        raise RunnerError(str(err)) from err
     cfg = TrainRunConfig.model_validate(data)
     if output_dir:
         cfg = cfg.model_copy(update={"output": RunLocation(uri=output_dir)})
@@ -93,33 +113,41 @@ def _train_argv(args: argparse.Namespace) -> list[str]:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from pydantic import ValidationError
+    from kaizen_api.results import EXIT_USER_ERROR
 
-    from kaizen_runner.data import DataError
-    from kaizen_runner.storage import StorageError
-    from kaizen_runner.train.errors import RunnerError
-    from kaizen_runner.train.progress import write_termination_message
+    from kaizen_runner.train.failures import classify, exit_code
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     _relaunch_under_torchrun(args)
     ranks = current_ranks()
+    cfg = None
     try:
         cfg = load_config(args.config, args.output_dir)
         from kaizen_runner.train.run import run_training
 
         result = run_training(cfg, work_dir=args.work_dir, packing=args.packing)
-    except (RunnerError, StorageError, DataError, ValidationError, OSError) as err:
-        message = getattr(err, "message", None) or str(err)
+    except Exception as err:  # every failure ends with a reason, an exit code and a termination message
+        reason, message = classify(err)
+        if exit_code(reason) != EXIT_USER_ERROR:  # not the user's to fix: keep the traceback in the log
+            logging.getLogger(__name__).exception("training failed (%s)", reason)
         print(f"kaizen-runner train: error: {message}", file=sys.stderr)
         if ranks.is_main:
-            write_termination_message({"error": message})
-        return 2
-    if ranks.is_main:
-        summary = {
-            "runName": result.run_name,
-            "globalStep": result.global_step,
-            "metrics": result.metrics,
-            "version": result.version_uri,
-        }
-        print(json.dumps(summary))
+            report_failure(cfg, reason, message)
+        return exit_code(reason)
+    if result.summary is not None:
+        print(result.summary.model_dump_json(by_alias=True, exclude_none=True))
     return 0
+
+
+def report_failure(cfg: Any, reason: Any, message: str) -> None:
+    """The failure in the pod's termination message and, when the run has one, at its progress endpoint."""
+    from kaizen_api.results import TerminationMessage
+
+    from kaizen_runner.train.progress import send_failure, write_termination_message
+
+    run_name = getattr(cfg, "run_name", None)
+    write_termination_message(
+        TerminationMessage(run_name=run_name, phase="Failed", reason=reason, message=message[:4096])
+    )
+    if cfg is not None and cfg.progress is not None:
+        send_failure(cfg.run_name, cfg.progress, reason, message)
