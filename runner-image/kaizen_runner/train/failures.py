@@ -34,6 +34,8 @@ def _is_distributed(err: BaseException) -> bool:
 
     if isinstance(err, (dist.DistError, dist.DistBackendError)):
         return True
+    if type(err).__module__.startswith("torch.distributed"):  # rendezvous and elastic agent errors
+        return True
     return isinstance(err, (RuntimeError, TimeoutError)) and any(
         word in str(err).lower() for word in _DISTRIBUTED_WORDS
     )
