@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from kaizen_api.results import EXIT_INFRA_ERROR, EXIT_USER_ERROR, PreflightPlan, TerminationMessage
+from kaizen_api.results import FailureReason, PreflightPlan, TerminationMessage
 
 TERMINATION_LOG_MAX = 4096
 
@@ -78,7 +78,9 @@ def _finish(message: TerminationMessage) -> None:
         logging.getLogger(__name__).info("no termination message written to %s: %s", target, err)
 
 
-def _failed(run_name: str | None, reason: str, message: str, plan: PreflightPlan | None, code: int) -> int:
+def _failed(
+    run_name: str | None, reason: FailureReason, message: str, plan: PreflightPlan | None, code: int
+) -> int:
     print(f"kaizen-runner plan: error: {message}", file=sys.stderr)
     if plan is not None:
         print(plan.model_dump_json(by_alias=True, exclude_none=True, indent=2))
@@ -88,26 +90,22 @@ def _failed(run_name: str | None, reason: str, message: str, plan: PreflightPlan
             phase="Failed",
             reason=reason,
             message=message[:4096],
-            plan=plan,  # type: ignore[arg-type]
+            plan=plan,
         )
     )
     return code
 
 
 def run_plan(args: argparse.Namespace) -> int:
-    from pydantic import ValidationError
-
     from kaizen_runner.plan.run import PlanFailed, plan_run
-    from kaizen_runner.storage import StorageError
     from kaizen_runner.train.cli import load_config
-    from kaizen_runner.train.errors import RunnerError
+    from kaizen_runner.train.failures import classify, exit_code
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    run_name = None
     try:
         cfg = load_config(args.config)
-    except (ValidationError, OSError, ValueError) as err:
-        return _failed(None, "ConfigInvalid", f"{args.config}: {err}", None, EXIT_USER_ERROR)
-    try:
+        run_name = cfg.run_name
         plan = plan_run(
             cfg,
             nodes=args.nodes,
@@ -116,12 +114,10 @@ def run_plan(args: argparse.Namespace) -> int:
             work_dir=args.work_dir,
         )
     except PlanFailed as err:
-        code = EXIT_INFRA_ERROR if err.reason == "StorageError" else EXIT_USER_ERROR
-        return _failed(cfg.run_name, err.reason, err.message, err.plan, code)
-    except StorageError as err:
-        return _failed(cfg.run_name, "StorageError", str(err), None, EXIT_INFRA_ERROR)
-    except RunnerError as err:
-        return _failed(cfg.run_name, "ModelInvalid", str(err), None, EXIT_USER_ERROR)
+        return _failed(run_name, err.reason, err.message, err.plan, exit_code(err.reason))
+    except Exception as err:  # every failure ends with a reason, an exit code and a termination message
+        reason, text = classify(err)
+        return _failed(run_name, reason, text, None, exit_code(reason))
     print(json.dumps(plan.model_dump(by_alias=True, exclude_none=True, mode="json"), indent=2))
-    _finish(TerminationMessage(run_name=cfg.run_name, phase="Succeeded", plan=plan))
+    _finish(TerminationMessage(run_name=run_name, phase="Succeeded", plan=plan))
     return 0

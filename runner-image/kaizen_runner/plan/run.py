@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from kaizen_api.results import PreflightPlan, RecordProblem
+from kaizen_api.results import FailureReason, PreflightPlan, RecordProblem
 from kaizen_api.runconfig import RunDataset, TrainRunConfig
 
 from kaizen_runner.data import DataError, Reason, load_records, to_trl
@@ -29,7 +29,7 @@ UNREACHABLE = frozenset({Reason.SOURCE_UNREACHABLE})
 class PlanFailed(Exception):
     """The dataset cannot be used; `reason` is a FailureReason, `plan` what was found before failing."""
 
-    def __init__(self, reason: str, message: str, plan: PreflightPlan) -> None:
+    def __init__(self, reason: FailureReason, message: str, plan: PreflightPlan) -> None:
         super().__init__(message)
         self.reason, self.message, self.plan = reason, message, plan
 
@@ -59,7 +59,7 @@ def _load(dataset: RunDataset, trainer: str) -> Any:
     try:
         return load_records(dataset.uri, record_format(trainer, dataset.format), connection=connection)
     except DataError as err:
-        reason = "StorageError" if err.reason in UNREACHABLE else "DataInvalid"
+        reason: FailureReason = "StorageError" if err.reason in UNREACHABLE else "DataInvalid"
         plan = PreflightPlan(**_counts(err.report))
         raise PlanFailed(reason, f"dataset {dataset.uri}: {err.message}", plan) from err
 

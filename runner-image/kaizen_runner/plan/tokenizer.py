@@ -54,7 +54,10 @@ def _tokenizer_folder(root: Path, uri: str) -> Path:
     for folder in (root, root / "model"):
         if (folder / "tokenizer_config.json").is_file() or (folder / "tokenizer.json").is_file():
             return folder
-    raise RunnerError(f"base model {uri} has no tokenizer files (tokenizer.json or tokenizer_config.json)")
+    raise RunnerError(
+        f"base model {uri} has no tokenizer files (tokenizer.json or tokenizer_config.json)",
+        reason="ModelInvalid",
+    )
 
 
 def stage_tokenizer(location: RunLocation, cache_dir: Path) -> Path:
@@ -70,7 +73,7 @@ def stage_tokenizer(location: RunLocation, cache_dir: Path) -> Path:
                 uri.removeprefix("hf://"), allow_patterns=patterns, local_files_only=offline
             )
         except Exception as err:  # hub errors have many types; each means the same to the user
-            raise RunnerError(f"cannot fetch the tokenizer of {uri}: {err}") from err
+            raise RunnerError(f"cannot fetch the tokenizer of {uri}: {err}", reason="ModelInvalid") from err
         return _tokenizer_folder(Path(snapshot), uri)
     if uri.startswith("s3://"):
         store = open_store(location)
@@ -82,10 +85,12 @@ def stage_tokenizer(location: RunLocation, cache_dir: Path) -> Path:
                 (target / key).write_bytes(data)
         return _tokenizer_folder(target, uri)
     if "://" in uri and not uri.startswith("file://"):
-        raise RunnerError(f"base model {uri}: not a model source; use s3://, hf:// or a folder")
+        raise RunnerError(
+            f"base model {uri}: not a model source; use s3://, hf:// or a folder", reason="ModelInvalid"
+        )
     path = Path(uri.removeprefix("file://"))
     if not path.is_dir():
-        raise RunnerError(f"base model folder {path} does not exist")
+        raise RunnerError(f"base model folder {path} does not exist", reason="ModelInvalid")
     return _tokenizer_folder(path, uri)
 
 
