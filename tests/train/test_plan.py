@@ -192,3 +192,36 @@ def test_memory_estimate_orders_the_settings_sensibly() -> None:
     assert gib(finetuning_type="full", preference_loss="sigmoid") > gib(
         finetuning_type="full", preference_loss="orpo"
     )
+
+
+@pytest.mark.s3
+def test_plan_fetches_only_tokenizer_files_of_a_model_version_on_s3(
+    tmp_path: Path,
+    tiny_llama: Path,
+    s3_server: Any,
+    s3_bucket: str,
+    s3_connection_dir: str,
+    termination_log: Path,
+) -> None:
+    client = s3_server.client()
+    version = "private-models/tiny/ft_tiny_20260101000000"
+    for path in tiny_llama.iterdir():  # a PrivateModel version keeps full weights under model/
+        client.upload_file(str(path), s3_bucket, f"{version}/model/{path.name}")
+    client.put_object(Bucket=s3_bucket, Key=f"{version}/manifest.json", Body=b"{}")
+    data = SAMPLES / "alpaca" / "alpaca_eval_mini.json"
+    config = run_config(base=tmp_path, output=str(tmp_path / "out"), data=data)
+    config["baseModel"] = {"uri": f"s3://{s3_bucket}/{version}", "connection": s3_connection_dir}
+    assert plan(tmp_path, config) == 0
+    assert message(termination_log).plan.usable_records == 100
+    staged = {p.name for p in (tmp_path / "work").rglob("*") if p.is_file()}
+    assert "tokenizer.json" in staged and "config.json" in staged
+    assert not any(name.endswith(".safetensors") for name in staged)  # weights are never fetched
+
+
+def test_plan_of_an_image_dataset_with_a_vlm(
+    tmp_path: Path, tiny_llava: Path, image_zip: Path, termination_log: Path
+) -> None:
+    config = run_config(base=tiny_llava, output=str(tmp_path / "out"), fmt="sharegpt_image", data=image_zip)
+    assert plan(tmp_path, config) == 0
+    p = message(termination_log).plan
+    assert p.records == p.usable_records == 6 and p.tokens > 0 and p.parameters
