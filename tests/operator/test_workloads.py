@@ -22,7 +22,7 @@ from kaizen_operator.workloads import (
     build_workload,
     workload_kind,
 )
-from operator_helpers import SETTINGS, UID, pipeline, resolved
+from support.pipelines import SETTINGS, UID, pipeline, resolved
 
 SHARED = Path(__file__).resolve().parents[3] / "shared"
 PYTORCHJOB_CRD = (
