@@ -4,10 +4,6 @@ OpenAI-compatible endpoint, given predictions, `eval score`, and the models a su
 from __future__ import annotations
 
 import json
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +14,7 @@ from kaizen_runner.eval.generate import hf_generation_kwargs
 from train.progress_server import progress_server
 
 from .conftest import model_entry, write_config
+from .fake_openai import endpoint_model, openai_server
 
 
 def _standard(tmp_path: Path, model: dict[str, Any] | None, **extra: Any) -> dict[str, Any]:
@@ -84,36 +81,6 @@ def test_tiny_model_on_alpaca_records(tmp_path, tiny_model, alpaca_test_file, ca
     assert message["resultsUri"] == str(run)
 
 
-@contextmanager
-def openai_server(answer: str) -> Iterator[list[dict[str, Any]]]:
-    """An OpenAI-compatible chat-completions server that answers `answer` and records each request."""
-    requests: list[dict[str, Any]] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            requests.append({"path": self.path, "auth": self.headers.get("Authorization"), **body})
-            reply = {"choices": [{"index": 0, "message": {"role": "assistant", "content": answer}}]}
-            data = json.dumps(reply).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    requests.append({"base_url": f"http://127.0.0.1:{server.server_address[1]}/v1"})
-    try:
-        yield requests
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
 def test_openai_compatible_endpoint(tmp_path, capsys, monkeypatch):
     data = tmp_path / "qa.jsonl"
     data.write_text(
@@ -123,13 +90,12 @@ def test_openai_compatible_endpoint(tmp_path, capsys, monkeypatch):
     )
     monkeypatch.setenv("ENDPOINT_KEY", "sk-test")
     monkeypatch.setenv("KAIZEN_TERMINATION_LOG", str(tmp_path / "term"))
-    with openai_server("大阪は日本の都市です。") as requests:
-        endpoint = {"baseUrl": requests.pop(0)["base_url"], "model": "served", "apiKeyEnv": "ENDPOINT_KEY"}
-        model = {"name": "served", "endpoint": endpoint, "modality": "text", "instructionTuned": True}
+    with openai_server(lambda messages: "大阪は日本の都市です。") as endpoint:
+        model = endpoint_model(endpoint, apiKeyEnv="ENDPOINT_KEY")
         body = _standard(tmp_path, model, dataset={"uri": str(data), "format": "alpaca"})
         body["parameters"].update(temperature=0.5, topK=-1, repetitionPenalty=1.1)
         assert main(["eval", "--config", str(write_config(tmp_path / "eval.json", body))]) == 0
-    [request] = requests
+    [request] = endpoint.requests
     assert request["path"] == "/v1/chat/completions" and request["auth"] == "Bearer sk-test"
     assert request["messages"] == [{"role": "user", "content": "首都は？"}]
     assert request["max_tokens"] == 6 and request["temperature"] == 0.5 and request["seed"] == 3

@@ -77,6 +77,12 @@ class LocalGenerator:
         if tokenizer.chat_template is None and getattr(loaded.processing, "chat_template", None) is None:
             raise EvalError("ModelInvalid", f"model {loaded.path} has no chat template")
 
+    def with_max_tokens(self, max_tokens: int) -> LocalGenerator:
+        """The same model with another answer length (benchmarks that fix it per task)."""
+        return LocalGenerator(
+            self.loaded, self.params.model_copy(update={"max_tokens": max_tokens}), self.batch_size
+        )
+
     def prompt_texts(self, prompts: Sequence[Prompt]) -> list[str]:
         apply = self.loaded.processing.apply_chat_template
         return [apply(p, add_generation_prompt=True, tokenize=False) for p in prompts]
@@ -121,9 +127,13 @@ class EndpointGenerator:
 
     def __init__(self, endpoint: EvalEndpoint, params: EvalParameters) -> None:
         self.endpoint = endpoint
+        self.params = params
         self.body = openai_body(params)
         self.api_key = os.environ.get(endpoint.api_key_env)
         self.url = endpoint.base_url.rstrip("/") + "/chat/completions"
+
+    def with_max_tokens(self, max_tokens: int) -> EndpointGenerator:
+        return EndpointGenerator(self.endpoint, self.params.model_copy(update={"max_tokens": max_tokens}))
 
     def _complete(self, prompt: Prompt) -> str:
         body = {"model": self.endpoint.model, "messages": prompt, **self.body}
