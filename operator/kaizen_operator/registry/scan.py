@@ -90,3 +90,11 @@ def scan(
         return scan_failed_status(status, str(err), now, generation), list(status.get("versions") or [])
     size = sum(f.size for files in groups.values() for p, f in files.items() if p not in CONTROL_FILES)
     return scan_status(status, versions, total, size, storage.uri, now, generation), versions
+
+
+def check_version(storage: ModelStorage, *, verify: bool = False) -> Verdict:
+    """The verdict on one version folder: the storage's root (`kaizen-runner model check`)."""
+    files = {f.path: f for f in storage.list() if not f.path.endswith(".partial")}
+    checksum = storage.sha256 if verify else None
+    read: Reader = lambda path: storage.read(path) if path in files else None  # noqa: E731
+    return assess_version(files, read, checksum=checksum)
