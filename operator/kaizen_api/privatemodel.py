@@ -186,6 +186,9 @@ class PrivateModelStatus(StatusModel):
     )
     last_scan_time: datetime | None = Field(default=None, description="When the storage was last scanned.")
     scan_failures: int = Field(default=0, ge=0, description="Failed scans in a row (the resync backs off).")
+    observed_rescan: str | None = Field(
+        default=None, max_length=253, description="Value of the kaizen.dev/rescan annotation last acted upon."
+    )
     versions: list[ModelVersion] | None = Field(
         default=None, max_length=VERSIONS_MAX, description="Versions, oldest first (the newest when more)."
     )

@@ -30,3 +30,16 @@ def publish_like_the_runner(model: Path, version: Path, adapter: bool = False) -
     manifest = VersionManifest(version=version.name, artifacts={kind: kind}, files=files, base_model="Llama")
     (version / "manifest.json").write_text(manifest.model_dump_json(by_alias=True, exclude_none=True))
     return version
+
+
+def upload(client, folder: Path, bucket: str, prefix: str, skip: frozenset[str] = frozenset()) -> None:
+    """Put every file of `folder` under `prefix/` (as `aws s3 cp --recursive` would)."""
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        rel = path.relative_to(folder).as_posix()
+        if rel not in skip:
+            client.upload_file(str(path), bucket, f"{prefix}/{rel}")
+
+
+def keys(client, bucket: str, prefix: str) -> list[str]:
+    pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    return sorted(item["Key"] for page in pages for item in page.get("Contents", []))

@@ -29,6 +29,7 @@ from kaizen_operator.registry.sync import delete_files, sync_allow_list, sync_sh
 
 PLURAL = PRIVATE_MODEL.plural
 RESCAN_ANNOTATION = f"{GROUP}/rescan"
+RESCAN_MAX = 253  # status.observedRescan's bound
 IDLE_SECONDS = 60.0
 DELETE_RECHECK_SECONDS = 10.0
 
@@ -40,6 +41,8 @@ def _scan_into(body: Mapping[str, Any], patch: kopf.Patch, status: Mapping[str, 
     namespace = body["metadata"]["namespace"]
     result, versions = scan(current, lambda name: default_kube().secret(namespace, name))
     patch.status.update(result)
+    requested = (body["metadata"].get("annotations") or {}).get(RESCAN_ANNOTATION)
+    patch.status["observedRescan"] = requested[:RESCAN_MAX] if requested is not None else None
     spec = PrivateModelSpec.model_validate(dict(body["spec"]))
     labels = model_labels(spec, versions, body["metadata"].get("labels") or {})
     if labels:
@@ -98,23 +101,24 @@ def reconcile(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
     _scan_into(body, patch, {**status, **admitted, "conditions": conditions})
 
 
-@kopf.on.update(GROUP, VERSION, PLURAL, field=("metadata", "annotations", RESCAN_ANNOTATION), id="rescan")
-def rescan(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
-    """`kubectl annotate pm NAME kaizen.dev/rescan=$(date +%s) --overwrite` scans at once."""
-    if not body["metadata"].get("deletionTimestamp"):
-        _scan_into(body, patch)
+def _wants_scan(status: Mapping[str, Any], meta: Mapping[str, Any], **_: Any) -> bool:
+    """A new value of the rescan annotation, or a version a run recorded that no scan has looked at.
 
-
-def _has_unscanned(status: Mapping[str, Any], meta: Mapping[str, Any], **_: Any) -> bool:
+    Checked on every watch event (cheap); kopf's change detection ignores kaizen.dev/ annotations (its
+    own prefix), so the annotation is compared with the value the last scan acted upon."""
+    if meta.get("deletionTimestamp") or status.get("phase") == "Failed":
+        return False
+    requested = (meta.get("annotations") or {}).get(RESCAN_ANNOTATION)
+    if requested is not None and requested[:RESCAN_MAX] != status.get("observedRescan"):
+        return True
     versions = status.get("versions") or []
-    return not meta.get("deletionTimestamp") and any(
-        isinstance(v, Mapping) and not v.get("scannedTime") for v in versions
-    )
+    return any(isinstance(v, Mapping) and not v.get("scannedTime") for v in versions)
 
 
-@kopf.on.event(GROUP, VERSION, PLURAL, when=_has_unscanned, id="recorded")
-def recorded(body: kopf.Body, patch: kopf.Patch, type: str | None, **_: Any) -> None:
-    """A run recorded a version in the status: look for its files now rather than at the next resync."""
+@kopf.on.event(GROUP, VERSION, PLURAL, when=_wants_scan, id="rescan")
+def rescan(body: kopf.Body, patch: kopf.Patch, type: str | None, **_: Any) -> None:
+    """`kubectl annotate pm NAME kaizen.dev/rescan=$(date +%s) --overwrite`, or a run recorded a version
+    in the status: scan now rather than at the next resync."""
     if type != "DELETED":
         _scan_into(body, patch)
 
