@@ -9,9 +9,10 @@ import argparse
 import sys
 
 from kaizen_runner.data import cli as data_cli
+from kaizen_runner.model import cli as model_cli
 from kaizen_runner.train import cli as train_cli
 
-COMMAND_GROUPS = (data_cli, train_cli)
+COMMAND_GROUPS = (data_cli, train_cli, model_cli)
 
 
 def build_parser() -> argparse.ArgumentParser:
