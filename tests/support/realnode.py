@@ -3,8 +3,9 @@
 ``real_node_cluster`` is a ``LocalControlPlane`` with the real node, started once and shared by every
 test that asks for it; ``real_node_namespace`` is a fresh namespace whose pods all go to the real node
 (``NAMESPACE_ANNOTATIONS``); ``host_s3_server`` is an S3 server that pods reach at the bridge's host
-address; ``runner_image`` is the runner image built from its Dockerfile and imported into the node. Where the node cannot start (not root, packages or kubelet missing) the tests are skipped
-with the reason, or fail when ``KAIZEN_REQUIRE_REAL_NODE=1`` (CI, set by tools/dev.sh test as root).
+address; ``runner_image`` is the runner image built from its Dockerfile and imported into the node.
+Where the node cannot start (not root, packages or kubelet missing) the tests are skipped with the
+reason, or fail when ``KAIZEN_REQUIRE_REAL_NODE=1`` (CI, set by tools/dev.sh test as root).
 
 The node is a machine-wide singleton, so the shared cluster can be released (``RealNodeClusters``)
 for a test that starts and kills a node of its own.
