@@ -172,16 +172,26 @@ class RealNode:
             containerd.import_image(self.run_dir, archive)
 
     def import_built(self, reference: str, build: RunnerImageBuild) -> None:
-        """Import an image from buildah's storage (``runnerimage``) unless containerd has it already."""
+        """Import an image from buildah's storage (``runnerimage``) unless containerd has it already.
+        Other tags of its repository are removed, and so are the imported layer blobs once unpacked:
+        containers start from the unpacked snapshots, and the runner image's are gigabytes."""
         if reference in containerd.images(self.run_dir):
             return
         archive = build.export(reference)
         try:
             self._timed(f"import {reference}", lambda: containerd.import_image(self.run_dir, archive))
+            layers = oci.layer_digests(archive)
         finally:
             archive.unlink(missing_ok=True)
         if reference not in containerd.images(self.run_dir):
             raise ControlPlaneError(f"{archive} imported, but containerd has no image {reference}")
+        containerd.delete_content(self.run_dir, layers)
+        repository = reference.rsplit(":", 1)[0]
+        stale = [
+            i for i in containerd.images(self.run_dir) if i.startswith(f"{repository}:") and i != reference
+        ]
+        if stale:
+            containerd.ctr(self.run_dir, "images", "remove", *stale)
 
     def teardown(self) -> None:
         """After the kubelet and containerd have stopped: remove everything, release the lock."""
