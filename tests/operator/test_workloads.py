@@ -278,3 +278,16 @@ def test_preflight_mounts_the_run_volumes_read_only() -> None:
     (job,) = build_workload(run, doc, run.names, SETTINGS, pytorchjob_available=False)
     claim = next(v for v in job["spec"]["template"]["spec"]["volumes"] if "persistentVolumeClaim" in v)
     assert claim["persistentVolumeClaim"]["readOnly"] is False  # the training run writes its output there
+
+
+def test_a_pipeline_with_a_253_character_name_still_gets_valid_children() -> None:
+    import re
+
+    label_value = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+    long_name = ("nightly." * 31 + "sharegpt")[:253].rstrip(".")
+    for obj in everything(MULTI, **{"metadata.name": long_name}):
+        meta = obj["metadata"]
+        assert len(meta["name"]) <= 63
+        for value in meta["labels"].values():
+            assert len(value) <= 63 and label_value.match(value), value
+        assert meta["ownerReferences"][0]["name"] == long_name
