@@ -291,3 +291,25 @@ def test_a_pipeline_with_a_253_character_name_still_gets_valid_children() -> Non
         for value in meta["labels"].values():
             assert len(value) <= 63 and label_value.match(value), value
         assert meta["ownerReferences"][0]["name"] == long_name
+
+
+def test_indexed_job_environment_is_what_the_runners_launcher_reads() -> None:
+    from kaizen_runner.train.launch import needs_launcher, node_rank, torchrun_argv
+
+    run = resolved(MULTI)
+    _, job = build_workload(run, pipeline(MULTI), run.names, SETTINGS, pytorchjob_available=False)
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    # What the kubelet makes of it on the pod with completion index 1.
+    env = {
+        e["name"]: e.get("value", "1")
+        for e in container["env"]
+        if "secretKeyRef" not in e.get("valueFrom", {})
+    }
+    env["JOB_COMPLETION_INDEX"] = "1"
+    assert needs_launcher(env) and node_rank(env) == 1
+    # Every topology setting is in PET_*, which torchrun reads itself: the runner adds nothing.
+    assert torchrun_argv(env, None, container["args"]) == [
+        "--module",
+        "kaizen_runner.cli",
+        *container["args"],
+    ]
