@@ -94,6 +94,9 @@ class OperatorSettings(_Settings):
         return f"{self.progress_url.rstrip('/')}/runs/{namespace}/{run_object_name}"
 
 
+_LISTS = frozenset({"image_pull_secrets"})
+
+
 def _env_value(raw: str) -> Any:
     """Environment values are YAML scalars or lists, so `KAIZEN_BACKOFF_LIMIT=3` is an int."""
     try:
@@ -108,7 +111,11 @@ def _from_environ(environ: Mapping[str, str]) -> dict[str, Any]:
     for name in OperatorSettings.model_fields:
         key = ENV_PREFIX + name.upper()
         if key in environ and name not in ("quotas", "pods"):
-            values[name] = _env_value(environ[key])
+            raw = environ[key]
+            # A list setting is comma-separated in the environment: KAIZEN_IMAGE_PULL_SECRETS=a,b
+            values[name] = (
+                [v.strip() for v in raw.split(",") if v.strip()] if name in _LISTS else _env_value(raw)
+            )
     for name in Quotas.model_fields:
         key = QUOTA_ENV_PREFIX + name.upper()
         if key in environ:
