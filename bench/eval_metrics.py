@@ -39,10 +39,18 @@ from kaizen_runner.eval.metrics import (  # noqa: E402
 from kaizen_runner.eval.text import RougeTokenizer, lsum_text  # noqa: E402
 
 _JA_PHRASES = (
-    "東京は日本の首都です", "今日はとても暑い日でした", "この製品は高品質な素材で作られています",
-    "会議は午後三時から始まります", "新しいモデルの精度が向上しました", "データの前処理が必要です",
-    "お客様からの問い合わせに回答しました", "桜の花が満開になりました", "駅までは歩いて十分ほどです",
-    "機械学習の評価指標を比較します", "ご注文ありがとうございます", "明日は雨が降るでしょう",
+    "東京は日本の首都です",
+    "今日はとても暑い日でした",
+    "この製品は高品質な素材で作られています",
+    "会議は午後三時から始まります",
+    "新しいモデルの精度が向上しました",
+    "データの前処理が必要です",
+    "お客様からの問い合わせに回答しました",
+    "桜の花が満開になりました",
+    "駅までは歩いて十分ほどです",
+    "機械学習の評価指標を比較します",
+    "ご注文ありがとうございます",
+    "明日は雨が降るでしょう",
 )
 
 
@@ -124,7 +132,9 @@ def run(pairs: int, repeat: int) -> dict[str, Any]:
     kaizen_s, scores = _timed(lambda: score_pairs(preds, refs, ALL_METRICS), repeat)
     naive_s, (naive_agg, naive_rows) = _timed(lambda: naive(preds, refs), repeat)
     mismatches = sum(
-        1 for ours, theirs in zip(scores.per_sample, naive_rows, strict=True) for m in ALL_METRICS
+        1
+        for ours, theirs in zip(scores.per_sample, naive_rows, strict=True)
+        for m in ALL_METRICS
         if ours[m] != theirs[m]
     ) + sum(1 for m in ALL_METRICS if scores.aggregate[m] != naive_agg[m])
     return {

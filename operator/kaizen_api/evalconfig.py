@@ -21,7 +21,9 @@ Modality = Literal["text", "vision-language"]
 class EvalEndpoint(KaizenModel):
     """An OpenAI-compatible server (chat completions); the key is read from the environment."""
 
-    base_url: str = Field(max_length=URI_MAX, pattern=r"^https?://[^\s]+$", description="e.g. http://h:8000/v1")
+    base_url: str = Field(
+        max_length=URI_MAX, pattern=r"^https?://[^\s]+$", description="e.g. http://h:8000/v1"
+    )
     model: str = Field(min_length=1, max_length=256, description="Model name sent in requests.")
     api_key_env: str = Field(
         default="OPENAI_API_KEY", max_length=128, description="Environment variable with the API key."

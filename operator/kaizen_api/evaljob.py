@@ -275,6 +275,8 @@ class EvalProgress(StatusModel):
     done: int = Field(default=0, ge=0, description="Items (samples or requests) evaluated.")
     total: int = Field(default=0, ge=0, description="Items to evaluate.")
     percentage: int = Field(default=0, ge=0, le=100, description="Progress in percent.")
+    eta_seconds: int | None = Field(default=None, ge=0, description="Estimated seconds left.")
+    task: str | None = Field(default=None, max_length=128, description="The task being evaluated.")
     updated_time: datetime | None = Field(default=None, description="When the runner last reported.")
 
 
