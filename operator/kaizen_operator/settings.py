@@ -47,6 +47,11 @@ class PodDefaults(_Settings):
     preflight_memory: str = "4Gi"
     preflight_memory_limit: str = "8Gi"
     preflight_active_deadline_seconds: int = Field(default=1800, ge=60)
+    preflight_queue_name: str | None = Field(
+        default=None,
+        description="Kueue LocalQueue of preflight Jobs, for clusters whose Kueue manages every Job "
+        "(manageJobsWithoutQueueName); preflights carry no queue label otherwise.",
+    )
     trigger_cpu: str = "10m"
     trigger_memory: str = "16Mi"
     scratch_size_limit: str | None = Field(

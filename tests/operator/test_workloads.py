@@ -313,3 +313,14 @@ def test_indexed_job_environment_is_what_the_runners_launcher_reads() -> None:
         "kaizen_runner.cli",
         *container["args"],
     ]
+
+
+def test_preflight_goes_to_the_configured_cpu_queue_only() -> None:
+    from kaizen_operator.settings import PodDefaults
+
+    run = resolved(MULTI)
+    settings = OperatorSettings(pods=PodDefaults(preflight_queue_name="cpu-preflight"))
+    preflight = build_preflight_job(run, pipeline(MULTI), run.names, settings)
+    assert preflight["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "cpu-preflight"
+    assert preflight["spec"]["suspend"] is True
+    assert "nvidia.com/gpu" not in json.dumps(preflight)
