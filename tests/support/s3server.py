@@ -100,35 +100,67 @@ def _wait_until_up(process: subprocess.Popen[bytes], port: int, log: Path) -> No
     )
 
 
+class RcloneProcess:
+    """One `rclone serve s3` over `root` on a fixed port, which a test may stop and start again (the
+    objects stay on disk, as with a restarted S3 service)."""
+
+    def __init__(self, root: Path, log: Path) -> None:
+        self.root, self.log, self.port = root, log, _free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def server(self) -> S3Server:
+        return S3Server(f"http://127.0.0.1:{self.port}", ACCESS_KEY_ID, SECRET_ACCESS_KEY, self.root)
+
+    def start(self) -> None:
+        command = [
+            rclone_binary(),
+            "serve",
+            "s3",
+            "--addr",
+            f"127.0.0.1:{self.port}",
+            "--auth-key",
+            f"{ACCESS_KEY_ID},{SECRET_ACCESS_KEY}",
+            "--config",
+            "/dev/null",
+            str(self.root),
+        ]
+        with open(self.log, "ab") as log_file:
+            self.process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT)
+        _wait_until_up(self.process, self.port, self.log)
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
-    root = tmp_path_factory.mktemp("s3root")
-    log = tmp_path_factory.mktemp("s3log") / "rclone.log"
-    port = _free_port()
-    command = [
-        rclone_binary(),
-        "serve",
-        "s3",
-        "--addr",
-        f"127.0.0.1:{port}",
-        "--auth-key",
-        f"{ACCESS_KEY_ID},{SECRET_ACCESS_KEY}",
-        "--config",
-        "/dev/null",
-        str(root),
-    ]
-    with open(log, "wb") as log_file:
-        process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT)
+    rclone = RcloneProcess(tmp_path_factory.mktemp("s3root"), tmp_path_factory.mktemp("s3log") / "rclone.log")
+    rclone.start()
     try:
-        _wait_until_up(process, port, log)
-        yield S3Server(f"http://127.0.0.1:{port}", ACCESS_KEY_ID, SECRET_ACCESS_KEY, root)
+        yield rclone.server
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        rclone.stop()
+
+
+@pytest.fixture
+def restartable_s3(tmp_path: Path) -> Iterator[RcloneProcess]:
+    """A server of this test's own, for stopping and restarting it mid-transfer."""
+    rclone = RcloneProcess(tmp_path / "s3root", tmp_path / "rclone.log")
+    rclone.root.mkdir()
+    rclone.start()
+    try:
+        yield rclone
+    finally:
+        rclone.stop()
 
 
 @pytest.fixture
