@@ -223,6 +223,17 @@ class ObjectStore:
             self.client.download_file(bucket, key, str(dest), Config=self.transfer)
         return dest
 
+    def delete_prefix(self, bucket: str, prefix: str) -> int:
+        """Delete every object in the folder `prefix` (never a whole bucket); returns how many."""
+        folder = prefix if not prefix or prefix.endswith("/") else prefix + "/"
+        if not folder:
+            raise StorageError(
+                f"refusing to delete everything in bucket {bucket!r}", cause="bad_config", bucket=bucket
+            )
+        keys = [info.key for info in self.list(bucket, folder)]
+        self.delete_keys(bucket, keys, where=folder)
+        return len(keys)
+
     def delete_keys(self, bucket: str, keys: Sequence[str], *, where: str) -> None:
         """Delete these objects, 1000 per request (S3's limit); errors name `where`."""
         for start in range(0, len(keys), 1000):

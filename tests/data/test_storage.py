@@ -71,6 +71,7 @@ def test_a_transfer_survives_the_server_stopping_and_restarting(restartable_s3, 
     """The server goes down while the second part is on its way and comes back 2 s later: the transfer
     retries and completes, with the right content."""
     server = restartable_s3
+    assert server.server is not None
     store = ObjectStore(server.server.connection(), transfer=small_parts())
     store.client.create_bucket(Bucket="models")
     digest = big_file(tmp_path / "big.bin")
@@ -187,3 +188,13 @@ def test_parse_s3_url(url, parsed):
 def test_parse_s3_url_rejects(url):
     with pytest.raises(StorageError):
         parse_s3_url(url)
+
+
+@pytest.mark.s3
+def test_delete_prefix_keeps_a_sibling_folder(store, s3_bucket):
+    store.put_bytes(s3_bucket, "runs/r1/a.txt", b"a")
+    store.put_bytes(s3_bucket, "runs/r10/keep.txt", b"a sibling folder whose name starts the same")
+    assert store.delete_prefix(s3_bucket, "runs/r1") == 1
+    assert [o.key for o in store.list(s3_bucket)] == ["runs/r10/keep.txt"]
+    with pytest.raises(StorageError, match="refusing to delete everything"):
+        store.delete_prefix(s3_bucket, "")
