@@ -344,3 +344,28 @@ def test_a_model_in_use_is_not_deleted(
     kube.request("PATCH", f"{ftp}/{name}/status", done, content_type="application/merge-patch+json")
     wait(get, lambda o: o is None, "deleted once the run finished", timeout=40)
     assert stored(s3_server, s3_bucket, "busy") == []
+
+
+def test_upload_to_a_private_model_through_the_kubeconfig_then_download_it(
+    operator, control_plane, kube, namespace, secret, s3_server, s3_bucket, model_copy, tmp_path
+) -> None:
+    from kaizen_runner.cli import main
+
+    kube.request("POST", PM.format(ns=namespace), model("workstation", s3_bucket))
+    get = getter(kube, namespace, "workstation")
+    wait(get, lambda o: (o.get("status") or {}).get("lastScanTime"), "first scan")
+    folder = model_copy("qwen2")
+    common = ["-n", namespace, "--kubeconfig", str(control_plane.kubeconfig), "--no-progress"]
+    assert main(["model", "upload", str(folder), "--to", "pm/workstation", "--version", "v1", *common]) == 0
+    assert main(["model", "download", "pm/workstation", str(tmp_path / "early"), *common]) == 2, (
+        "not scanned yet"
+    )
+    patch = {"metadata": {"annotations": {"kaizen.dev/rescan": "uploaded"}}}
+    kube.request(
+        "PATCH", f"{PM.format(ns=namespace)}/workstation", patch, content_type="application/merge-patch+json"
+    )
+    obj = wait(get, lambda o: versions_of(o).get("v1", {}).get("ready"), "uploaded version ready")
+    assert versions_of(obj)["v1"]["tags"]["family"] == "Qwen2"
+    dest = tmp_path / "dl"
+    assert main(["model", "download", "pm/workstation", str(dest), *common]) == 0
+    assert (dest / "model.safetensors").read_bytes() == (folder / "model.safetensors").read_bytes()
