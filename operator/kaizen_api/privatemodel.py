@@ -147,6 +147,11 @@ class ModelVersion(StatusModel):
     )
     message: str | None = Field(default=None, max_length=4096, description="Why the version is not ready.")
     base_model: str | None = Field(default=None, max_length=URI_MAX, description="Base model of an adapter.")
+    artifacts: dict[str, Annotated[str, StringConstraints(max_length=256)]] | None = Field(
+        default=None,
+        max_length=4,
+        description="Kind of artifact (model, adapter) -> its folder in the version ('' for the root).",
+    )
     pipeline: str | None = Field(
         default=None, max_length=NAME_MAX, description="FineTunePipeline that made it."
     )

@@ -74,6 +74,7 @@ class Verdict:
     tags: ReadinessTags | None = None
     manifest: VersionManifest | None = None
     base_model: str | None = None
+    artifacts: dict[str, str] | None = None
 
     @property
     def ready(self) -> bool:
@@ -258,7 +259,8 @@ def assess_version(
         _check_manifest(check, manifest, checksum)
     tags: ReadinessTags | None = None
     base: str | None = None
-    for kind, folder in sorted(_artifacts(files, manifest).items(), key=lambda item: item[0] != "model"):
+    artifacts = _artifacts(files, manifest)
+    for kind, folder in sorted(artifacts.items(), key=lambda item: item[0] != "model"):
         if kind == "adapter":
             base = check.adapter_folder(folder, manifest)
             if tags is None:
@@ -272,4 +274,4 @@ def assess_version(
         status: VersionStatus = "ready"
     else:
         status = "failed" if manifest is not None or check.problems else "created"
-    return Verdict(status, missing, check.problems, tags, manifest, base)
+    return Verdict(status, missing, check.problems, tags, manifest, base, artifacts)

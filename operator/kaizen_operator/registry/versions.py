@@ -37,6 +37,7 @@ _SCAN_FIELDS = frozenset(
         "missing",
         "message",
         "baseModel",
+        "artifacts",
         "scannedTime",
     }
 )
@@ -95,6 +96,7 @@ def _scanned(
         missing=verdict.missing[:20] or None,
         message=verdict.message,
         base_model=verdict.base_model,
+        artifacts=verdict.artifacts,
         scanned_time=now,
     )
     kept = {k: v for k, v in previous.items() if k not in _SCAN_FIELDS}
