@@ -52,7 +52,8 @@ def judge(
 
 
 def _write_listings(storage: ModelStorage, groups: Mapping, versions: list[dict], previous: Mapping) -> None:
-    """The full file listing of each version that lists only its first files, when it changed."""
+    """The full file listing of each version that lists only its first files, when it changed (best
+    effort: a connection without write access still gets a scan)."""
     for entry in versions:
         files = groups.get(entry["name"])
         if files is None or entry.get("fileCount", 0) <= FILES_INLINE_MAX and "filesListing" not in entry:
@@ -65,7 +66,10 @@ def _write_listings(storage: ModelStorage, groups: Mapping, versions: list[dict]
         ):
             continue
         shown = {p: f for p, f in files.items() if p not in CONTROL_FILES}
-        storage.write(listing_key(entry["name"]), json.dumps(listing_document(shown)).encode())
+        try:
+            storage.write(listing_key(entry["name"]), json.dumps(listing_document(shown)).encode())
+        except StorageError:
+            entry.pop("filesListing", None)  # a read-only connection: the count and first files remain
 
 
 def scan(
