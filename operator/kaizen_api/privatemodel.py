@@ -157,6 +157,11 @@ class ModelVersion(StatusModel):
     )
     run: str | None = Field(default=None, max_length=NAME_MAX, description="The run that made it.")
     scanned_time: datetime | None = Field(default=None, description="When its files were last examined.")
+    listing_digest: str | None = Field(
+        default=None,
+        max_length=64,
+        description="Digest of the file listing last judged: an unchanged version is not read again.",
+    )
     evaluations: list[VersionEvaluation] | None = Field(
         default=None, max_length=20, description="EvalJob results of this version, newest last."
     )

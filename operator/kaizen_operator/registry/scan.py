@@ -22,6 +22,7 @@ from kaizen_operator.registry.versions import (
     group_versions,
     listing_document,
     listing_key,
+    unchanged,
 )
 
 VERIFY_ANNOTATION = f"{GROUP}/verify-checksums"
@@ -42,9 +43,12 @@ def judge(
     verify: bool = False,
     base_config: Callable[[str], dict[str, Any] | None] | None = None,
 ) -> dict[str, Verdict]:
-    """The verdict on every version; a version a run or upload is writing counts as in progress."""
+    """The verdict on every version whose files changed since the last scan (all of them with `verify`);
+    a version a run or upload is writing counts as in progress."""
     verdicts = {}
     for name, files in groups.items():
+        if not verify and unchanged(files, previous.get(name)):
+            continue
         checksum = (lambda path, n=name: storage.sha256(f"{n}/{path}")) if verify else None
         in_progress = previous.get(name, {}).get("status") in PENDING
         verdicts[name] = assess_version(
