@@ -22,6 +22,9 @@ from kaizen_api.base import GROUP, VERSION
 from kaizen_api.kinds import KINDS
 from kaizen_local.cluster import Cluster, default_crd_files, load_crds
 from kaizen_local.controlplane import LocalControlPlane
+from kaizen_local.node.kubelet import NODE_NAME
+from kaizen_local.node.realnode import unavailable_reason
+from kaizen_local.paths import default_bin_dir
 from kubernetes import client
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -122,8 +125,14 @@ def main() -> int:
         return 0
     work_dir = ROOT / ".cache" / "demo-cluster"
     shutil.rmtree(work_dir, ignore_errors=True)  # a fresh etcd each time
-    with LocalControlPlane(work_dir) as plane:
+    reason = unavailable_reason(default_bin_dir())
+    with LocalControlPlane(work_dir, real_node=reason is None) as plane:
         print(f"control plane up in {plane.startup_seconds:.1f}s")
+        if plane.node is not None:
+            stages = ", ".join(f"{name} {seconds:.1f}s" for name, seconds in plane.node.phase_seconds.items())
+            print(f"real node {NODE_NAME} Ready in {plane.phase_seconds['real node']:.1f}s ({stages})")
+        else:
+            print(f"real node not started: {reason}; every pod runs on kwok's fake nodes")
         run(plane, args.keep)
     return 0
 
