@@ -143,7 +143,5 @@ def load_settings(environ: Mapping[str, str] | None = None) -> OperatorSettings:
     try:
         return OperatorSettings.model_validate(values)
     except ValidationError as err:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors()
-        )
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors())
         raise SettingsError(f"invalid operator settings: {problems}") from None
