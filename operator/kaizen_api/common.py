@@ -186,7 +186,10 @@ class Resources(KaizenModel):
 
     gpus_per_node: int = Field(default=1, ge=0, le=16, description="GPUs (nvidia.com/gpu) on each node.")
     nodes: int = Field(
-        default=1, ge=1, le=64, description="Nodes of one run; more than one runs as a Kubeflow PyTorchJob."
+        default=1,
+        ge=1,
+        le=64,
+        description="Nodes of one run; more than one runs as a PyTorchJob or an Indexed Job.",
     )
     cpu: Quantity | None = Field(default=None, description="CPU request of each node's container, e.g. '8'.")
     memory: Quantity | None = Field(
@@ -203,6 +206,11 @@ class Resources(KaizenModel):
     )
     queue_name: LabelName | None = Field(
         default=None, description="Kueue LocalQueue; sets the kueue.x-k8s.io/queue-name label."
+    )
+    multi_node_backend: Literal["pytorchjob", "indexedjob"] | None = Field(
+        default=None,
+        description="Workload of a multi-node run: pytorchjob (Kubeflow PyTorchJob) or indexedjob "
+        "(Indexed Job + headless Service, any cluster); the operator's setting when omitted.",
     )
 
 

@@ -46,7 +46,7 @@ def run_display_name(base_model_name: str, when: datetime, template: bool = Fals
     return f"{name}_template" if template else name
 
 
-def _digest(*parts: str, length: int = 6) -> str:
+def short_hash(*parts: str, length: int = 6) -> str:
     return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:length]
 
 
@@ -58,7 +58,7 @@ def slug(text: str) -> str:
     return out
 
 
-def _fit(prefix: str, suffix: str, limit: int) -> str:
+def fit_label(prefix: str, suffix: str, limit: int) -> str:
     room = limit - len(suffix) - 1
     return f"{prefix[:room].rstrip('-')}-{suffix}"
 
@@ -69,14 +69,14 @@ def run_object_name(pipeline_name: str, run_display_name: str) -> str:
     The hash covers both inputs, so a truncated pipeline name or a `_template` run never collides.
     """
     stamp = _TIMESTAMP.search(run_display_name)
-    digest = _digest(pipeline_name, run_display_name)
+    digest = short_hash(pipeline_name, run_display_name)
     suffix = f"{stamp.group(1)}-{digest}" if stamp else digest
-    return _fit(slug(pipeline_name), suffix, RUN_NAME_MAX)
+    return fit_label(slug(pipeline_name), suffix, RUN_NAME_MAX)
 
 
 def cronjob_name(pipeline_name: str) -> str:
     """The pipeline's CronJob (at most 52 characters: its Jobs get an 11-character suffix)."""
-    return _fit(slug(pipeline_name), f"schedule-{_digest(pipeline_name, length=5)}", RUN_NAME_MAX)
+    return fit_label(slug(pipeline_name), f"schedule-{short_hash(pipeline_name, length=5)}", RUN_NAME_MAX)
 
 
 @dataclass(frozen=True)
@@ -102,3 +102,10 @@ class ChildNames:
             job=run_object_name,
             service=run_object_name,
         )
+
+
+def label_value(name: str) -> str:
+    """An object name as a label value (at most 63 characters; a longer name is cut and hashed)."""
+    if len(name) <= LABEL_MAX:
+        return name
+    return fit_label(name, short_hash(name, length=8), LABEL_MAX)

@@ -88,13 +88,22 @@ models:
 @pytest.mark.parametrize(
     "text,needle",
     [
-        ("models: [{name: x, family: F, modality: audio, parameters: 1, instructionTuned: true, "
-         "moe: false, recommendedGpus: 1, hubId: a/b}]", "modality"),
-        ("models: [{name: x, family: F, modality: text, parameters: 1, instructionTuned: true, "
-         "moe: false, recommendedGpus: 1}]", "hubId or a mirror"),
+        (
+            "models: [{name: x, family: F, modality: audio, parameters: 1, instructionTuned: true, "
+            "moe: false, recommendedGpus: 1, hubId: a/b}]",
+            "modality",
+        ),
+        (
+            "models: [{name: x, family: F, modality: text, parameters: 1, instructionTuned: true, "
+            "moe: false, recommendedGpus: 1}]",
+            "hubId or a mirror",
+        ),
         ("models: [{family: F}]", "no name"),
-        ("models: [{name: x, family: F, modality: text, parameters: 1, instructionTuned: true, "
-         "moe: false, recommendedGpus: 1, hubId: a/b, weights: fp8}]", "weights"),
+        (
+            "models: [{name: x, family: F, modality: text, parameters: 1, instructionTuned: true, "
+            "moe: false, recommendedGpus: 1, hubId: a/b, weights: fp8}]",
+            "weights",
+        ),
         ("{models: [", "not YAML"),
     ],
 )
