@@ -15,7 +15,7 @@ from kaizen_api.finetune import RunStatus
 
 from kaizen_operator import fakepods
 from kaizen_operator.kube import Kube, path_for, path_of
-from kaizen_operator.naming import ChildNames
+from kaizen_operator.naming import ChildNames, label_value
 from kaizen_operator.progress import run_token
 from kaizen_operator.resolve import ResolvedRun
 from kaizen_operator.runs import RunChildren
@@ -26,11 +26,14 @@ from kaizen_operator.workloads import (
     build_token_secret,
     build_workload,
 )
-
-PIPELINE_LABEL = "kaizen.dev/pipeline"
-RUN_LABEL = "kaizen.dev/run"
-JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
-PYTORCHJOB_NAME_LABEL = "training.kubeflow.org/job-name"
+from kaizen_operator.workloads.meta import (
+    COMPONENT_LABEL,
+    PIPELINE_LABEL,
+    PREFLIGHT,
+    RUN_LABEL,
+    TRAIN,
+    TRIGGER_LABEL,
+)
 
 
 def _owned_by(obj: dict[str, Any], uid: str) -> bool:
@@ -52,22 +55,14 @@ class Observed:
         workloads = [jobs.get(names.job), *self.pytorchjobs.get(run.object_name, [])]
         pods = self.pods.get(run.object_name, [])
 
-        def pods_of(job: str) -> list[dict[str, Any]]:
-            return [
-                p
-                for p in pods
-                if job
-                in (
-                    p["metadata"]["labels"].get(JOB_NAME_LABEL),
-                    p["metadata"]["labels"].get(PYTORCHJOB_NAME_LABEL),
-                )
-            ]
+        def pods_of(component: str) -> list[dict[str, Any]]:
+            return [p for p in pods if p["metadata"]["labels"].get(COMPONENT_LABEL) == component]
 
         return RunChildren(
             preflight_job=jobs.get(names.preflight_job),
             workload=next((w for w in workloads if w is not None), None),
-            preflight_pods=pods_of(names.preflight_job),
-            workload_pods=pods_of(names.job),
+            preflight_pods=pods_of(PREFLIGHT),
+            workload_pods=pods_of(TRAIN),
         )
 
 
@@ -75,7 +70,7 @@ def observe(
     kube: Kube, namespace: str, pipeline: str, uid: str, *, pytorchjobs: bool, pods: bool
 ) -> Observed:
     """One LIST per kind, by the pipeline label; only objects this pipeline object owns count."""
-    selector = f"{PIPELINE_LABEL}={pipeline},{RUN_LABEL}"
+    selector = f"{PIPELINE_LABEL}={label_value(pipeline)},{RUN_LABEL}"
     grouped: dict[str, dict[str, list[dict[str, Any]]]] = {
         "jobs": defaultdict(list),
         "pytorchjobs": defaultdict(list),
@@ -99,7 +94,8 @@ def observe(
 
 def trigger_jobs(kube: Kube, namespace: str, pipeline: str) -> list[dict[str, Any]]:
     return kube.list(
-        path_of("batch/v1", "Job", namespace), f"{PIPELINE_LABEL}={pipeline},kaizen.dev/trigger=schedule"
+        path_of("batch/v1", "Job", namespace),
+        f"{PIPELINE_LABEL}={label_value(pipeline)},{TRIGGER_LABEL}=schedule",
     )
 
 

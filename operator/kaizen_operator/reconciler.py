@@ -36,6 +36,7 @@ from kaizen_operator.triggers import (
     manual_request,
     schedule_requests,
 )
+from kaizen_operator.workloads import workload_kind
 
 log = logging.getLogger(__name__)
 API = "kaizen.dev/v1alpha1"
@@ -150,21 +151,20 @@ class Pass:
     def check_blockers(self) -> None:
         kube, settings = self.ctx.kube, self.ctx.settings
         self.private_models = _private_models(kube, self.ns, self.spec)
+        nodes = self.spec.resources.nodes
         try:
             self.model_name = base_model_facts(self.pipeline, self.ctx.catalog, self.private_models).name
-            resolve_train_run(
+            probe = resolve_train_run(
                 self.pipeline, "ft_probe_00000000000000", self.ctx.catalog, self.private_models, settings
             )
+            if nodes > 1:  # CRDMissing when a PyTorchJob is asked for and its CRD is not installed
+                workload_kind(
+                    probe, settings, pytorchjob_available=kube.serves("kubeflow.org/v1", "pytorchjobs")
+                )
         except ResolveError as err:
             self.blocker = Blocker(err.reason, err.message)
             return
         self.blocker = pipeline_blocker(kube, self.pipeline, self.spec, settings.quotas)
-        needs_crd = self.spec.resources.nodes > 1 and settings.multinode_backend == "pytorchjob"
-        if self.blocker is None and needs_crd and not kube.serves("kubeflow.org/v1", "pytorchjobs"):
-            self.blocker = Blocker(
-                "CRDMissing",
-                "multinode backend pytorchjob needs the PyTorchJob CRD (kubeflow.org/v1), not installed",
-            )
 
     # -- new runs ----------------------------------------------------------------------------------
 
@@ -261,11 +261,18 @@ class Pass:
                 updated = self._act(step.run, step.actions, pytorchjob)
                 if updated.phase == "Succeeded":
                     self._register(updated)
-            except ResolveError as err:  # the spec's references changed under a pending run
-                updated = run.model_copy(update={"reason": err.reason, "message": err.message})
-                self.errors.append(f"run {run.name}: {err.message}")
-                self.requeue = RETRY_S
-                step = step.__class__(updated)
+            except ResolveError as err:  # e.g. the output model was deleted under a pending run
+                updated = run.model_copy(
+                    update={
+                        "phase": "Failed",
+                        "reason": err.reason,
+                        "message": err.message,
+                        "completion_time": self.now,
+                    }
+                )
+                step = step.__class__(
+                    updated, event=("Warning", err.reason, f"run {run.name}: {err.message}")
+                )
             except ApiError as err:
                 if err.status in RETRYABLE_STATUSES or err.status >= 500:
                     self.errors.append(f"run {run.name}: {err}")

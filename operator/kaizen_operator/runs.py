@@ -146,7 +146,8 @@ def _successful_message(pods: list[dict[str, Any]]) -> TerminationMessage | None
     found = [termination_message(p)[0] for p in pods if (p.get("status") or {}).get("phase") == "Succeeded"]
     messages = [m for m in found if m is not None]
     with_results = [m for m in messages if m.metrics or m.output_version or m.plan]
-    return (with_results or messages or [None])[0]
+    best = with_results or messages
+    return best[0] if best else None
 
 
 def problems_text(term: TerminationMessage) -> str:

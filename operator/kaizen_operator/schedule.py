@@ -7,7 +7,7 @@ recorded in the history instead of vanishing inside the CronJob controller.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -26,7 +26,8 @@ def next_time(spec: FineTunePipelineSpec, now: datetime) -> datetime | None:
         return None
     start = now.astimezone(ZoneInfo(trigger.time_zone)) if trigger.time_zone else now
     expression = {"@annually": "@yearly", "@midnight": "@daily"}.get(trigger.schedule, trigger.schedule)
-    return croniter(expression, start).get_next(datetime)  # type: ignore[no-any-return]
+    fires: datetime = croniter(expression, start).get_next(datetime)
+    return fires.astimezone(UTC)
 
 
 def contains(actual: Any, wanted: Any) -> bool:
