@@ -21,7 +21,7 @@ from kaizen_operator import children, pipeline_status, schedule
 from kaizen_operator.admission import admission_status
 from kaizen_operator.catalog import Catalog
 from kaizen_operator.kube import ApiError, Kube, path_of
-from kaizen_operator.metrics import RunPhases
+from kaizen_operator.metrics import STATUS_PATCHES, RunPhases
 from kaizen_operator.naming import is_template, run_display_name, run_object_name
 from kaizen_operator.pipeline_status import Blocker
 from kaizen_operator.quotas import concurrent_runs_blocker, pipeline_blocker
@@ -121,11 +121,13 @@ def patch_status(kube: Kube, pipeline: dict[str, Any], status: dict[str, Any]) -
     meta = pipeline["metadata"]
     body = {"metadata": {"resourceVersion": meta["resourceVersion"]}, "status": status}
     try:
-        return kube.merge_patch(path_of(API, KIND, meta["namespace"], meta["name"]) + "/status", body)
+        patched = kube.merge_patch(path_of(API, KIND, meta["namespace"], meta["name"]) + "/status", body)
     except ApiError as err:
         if err.status == 409:
             raise Conflict() from None
         raise
+    STATUS_PATCHES.labels(KIND).inc()
+    return patched
 
 
 class Pass:
