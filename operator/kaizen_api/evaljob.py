@@ -13,6 +13,7 @@ from kaizen_api.common import (
     EMAIL,
     Conditions,
     Dataset,
+    Location,
     ModelRef,
     ObjectName,
     OutputStorage,
@@ -158,7 +159,9 @@ class EvalJobSpec(KaizenModel):
     description: str | None = Field(
         default=None, max_length=200, description="Description, at most 200 characters."
     )
-    model: EvalModel = Field(description="The model to evaluate.")
+    model: EvalModel | None = Field(
+        default=None, description="The model to evaluate; omitted when predictions are given."
+    )
     suite: Suite = Field(description="standard, lm-eval-harness, nejumi-leaderboard3 or vlmevalkit.")
     tasks: list[TaskName] | None = Field(
         default=None,
@@ -169,12 +172,31 @@ class EvalJobSpec(KaizenModel):
         default=None,
         description="The user's test data (standard suite only): alpaca, sharegpt or sharegpt_image.",
     )
+    predictions: Location | None = Field(
+        default=None,
+        description="Outputs a model already produced (standard suite, no model is loaded): JSON or JSONL "
+        "records of {prediction, reference} (optionally input).",
+    )
     metrics: list[Metric] | None = Field(
         default=None,
         max_length=6,
         description="Text-similarity metrics (standard suite only); all when omitted.",
     )
     parameters: EvalParameters = Field(default_factory=EvalParameters, description="Generation parameters.")
+    allow_code_execution: bool = Field(
+        default=False,
+        description="Let HumanEval run the model's generated code in the evaluation pod (off by default).",
+    )
+    staged_data: OutputStorage | None = Field(
+        default=None,
+        description="Where the suite's benchmark data are staged (lm-eval's dataset cache, Nejumi or "
+        "VLMEvalKit files); the operator's default when omitted.",
+    )
+    run_token: str | None = Field(
+        default=None,
+        max_length=63,
+        description="Change it to run the evaluation again (each run is kept in status.runs).",
+    )
     notification: Notification | None = Field(default=None, description="E-mail when the job ends.")
     resources: Resources = Field(default_factory=Resources, description="GPUs and placement.")
     output: OutputStorage | None = Field(
@@ -183,10 +205,30 @@ class EvalJobSpec(KaizenModel):
 
     rules = (
         Rule(
-            cel="self.suite == 'standard' ? has(self.dataset) : !has(self.dataset)",
-            message="dataset is required for the standard suite and only allowed there",
+            cel="self.suite == 'standard' ? has(self.dataset) != has(self.predictions) "
+            ": !has(self.dataset) && !has(self.predictions)",
+            message="dataset (or predictions) is required for the standard suite and only allowed there; "
+            "set one of dataset and predictions",
             field_path=".dataset",
-            check=lambda m: (m.dataset is not None) == (m.suite == "standard"),
+            check=lambda m: (
+                (m.dataset is None) != (m.predictions is None)
+                if m.suite == "standard"
+                else m.dataset is None and m.predictions is None
+            ),
+        ),
+        Rule(
+            cel="has(self.model) != has(self.predictions)",
+            message="model is required, except with predictions (which need no model)",
+            field_path=".model",
+            check=lambda m: (m.model is None) != (m.predictions is None),
+        ),
+        Rule(
+            cel="!self.allowCodeExecution || (self.suite == 'lm-eval-harness' && has(self.tasks) "
+            "&& 'humaneval' in self.tasks)",
+            message="allowCodeExecution is only for the lm-eval-harness task humaneval",
+            field_path=".allowCodeExecution",
+            check=lambda m: not m.allow_code_execution
+            or (m.suite == "lm-eval-harness" and "humaneval" in (m.tasks or [])),
         ),
         Rule(
             cel="self.suite == 'standard' || !has(self.metrics)",
@@ -210,7 +252,16 @@ class EvalJobSpec(KaizenModel):
         ),
         *(
             immutable(name)
-            for name in ("displayName", "model", "suite", "tasks", "dataset", "metrics", "parameters")
+            for name in (
+                "displayName",
+                "model",
+                "suite",
+                "tasks",
+                "dataset",
+                "predictions",
+                "metrics",
+                "parameters",
+            )
         ),
     )
 
@@ -224,7 +275,28 @@ class EvalProgress(StatusModel):
     done: int = Field(default=0, ge=0, description="Items (samples or requests) evaluated.")
     total: int = Field(default=0, ge=0, description="Items to evaluate.")
     percentage: int = Field(default=0, ge=0, le=100, description="Progress in percent.")
+    eta_seconds: int | None = Field(default=None, ge=0, description="Estimated seconds left.")
+    task: str | None = Field(default=None, max_length=128, description="The task being evaluated.")
     updated_time: datetime | None = Field(default=None, description="When the runner last reported.")
+
+
+RESULTS_MAX = 64  # headline scores kept in status (the full results live in the output location)
+RUNS_MAX = 10  # runs kept in status.runs, newest first
+
+
+class EvalRunRecord(StatusModel):
+    """One run of the job, kept in the bounded history."""
+
+    run_name: str = Field(max_length=NAME_MAX, description="Run name, <job>-<n>.")
+    run_token: str | None = Field(default=None, max_length=63, description="spec.runToken of the run.")
+    phase: EvalPhase = Field(description="How the run ended (or Running).")
+    reason: str | None = Field(default=None, max_length=128, description="Why it failed or was cancelled.")
+    start_time: datetime | None = Field(default=None, description="When the run started.")
+    completion_time: datetime | None = Field(default=None, description="When it ended.")
+    results: dict[str, float] | None = Field(
+        default=None, max_length=RESULTS_MAX, description="Headline scores of the run."
+    )
+    results_uri: str | None = Field(default=None, max_length=URI_MAX, description="Full results.")
 
 
 class EvalJobStatus(StatusModel):
@@ -237,8 +309,18 @@ class EvalJobStatus(StatusModel):
     start_time: datetime | None = Field(default=None, description="When the evaluation started.")
     completion_time: datetime | None = Field(default=None, description="When it ended.")
     progress: EvalProgress | None = Field(default=None, description="Live progress.")
+    run_name: str | None = Field(default=None, max_length=NAME_MAX, description="The latest run.")
     results: dict[str, float] | None = Field(
-        default=None, max_length=256, description="Headline scores by task/metric, e.g. rougeL: 0.41."
+        default=None,
+        max_length=RESULTS_MAX,
+        description="Headline scores (0-1) of the latest run: metric for the standard suite (rougeL: 0.41), "
+        "task/metric otherwise (gsm8k/exact_match).",
+    )
+    warnings: list[Annotated[str, StringConstraints(max_length=512)]] | None = Field(
+        default=None, max_length=16, description="Parameters a task ignores, and similar notes."
+    )
+    runs: list[EvalRunRecord] | None = Field(
+        default=None, max_length=RUNS_MAX, description="The latest runs, newest first."
     )
     results_uri: str | None = Field(default=None, max_length=URI_MAX, description="Full results and samples.")
     message: str | None = Field(

@@ -8,12 +8,12 @@ same models. Everything is camelCase on the wire, like the CR status it ends up 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
 from kaizen_api.base import NAME_MAX, URI_MAX, StatusModel
-from kaizen_api.evaljob import EvalProgress
+from kaizen_api.evaljob import RESULTS_MAX, EvalProgress
 
 # Defined beside the status they end up in; re-exported here with the other payloads.
 from kaizen_api.finetune import PreflightPlan as PreflightPlan
@@ -72,9 +72,12 @@ class TerminationMessage(StatusModel):
     train_runtime_seconds: float | None = Field(default=None, ge=0, description="Training wall time.")
     plan: PreflightPlan | None = Field(default=None, description="The preflight's plan (preflight only).")
     results: dict[str, float] | None = Field(
-        default=None, max_length=64, description="Headline evaluation scores (eval runs)."
+        default=None, max_length=RESULTS_MAX, description="Headline evaluation scores (eval runs)."
     )
     results_uri: str | None = Field(default=None, max_length=URI_MAX, description="Full evaluation results.")
+    warnings: list[str] | None = Field(
+        default=None, max_length=16, description="Parameters a task ignored, and similar notes (eval runs)."
+    )
 
 
 class ManifestFile(StatusModel):
@@ -104,3 +107,94 @@ class VersionManifest(StatusModel):
     metrics: RunMetrics | None = Field(default=None, description="Final training metrics.")
     created_time: datetime | None = Field(default=None, description="When the manifest was written.")
     files: list[ManifestFile] = Field(default_factory=list, description="Every other file of the version.")
+
+
+REPORT_SCHEMA = "kaizen.dev/training-report/v1"
+
+
+class BaseModelInfo(StatusModel):
+    """The base model a version was trained from."""
+
+    name: str = Field(max_length=NAME_MAX, description="Display name, e.g. Llama-3.2-1B.")
+    uri: str = Field(max_length=URI_MAX, description="Where the run read it from.")
+
+
+class RunReport(StatusModel):
+    """`training_report.json` in a version folder: how the version was made, for people and tools."""
+
+    schema_: str = Field(default=REPORT_SCHEMA, alias="schema", description="Report schema id.")
+    run_name: str = Field(max_length=NAME_MAX, description="The run, also the version's name.")
+    trainer: str = Field(max_length=32, description="pretraining, sft or dpo.")
+    base_model: BaseModelInfo = Field(description="The base model.")
+    config: dict[str, Any] = Field(description="The run configuration as the runner read it (camelCase).")
+    resumed_from: str | None = Field(default=None, max_length=NAME_MAX, description="Checkpoint resumed.")
+    world_size: int = Field(default=1, ge=1, description="Training processes (nodes x GPUs).")
+    global_step: int = Field(default=0, ge=0, description="Optimizer steps done.")
+    epoch: float | None = Field(default=None, ge=0, description="Epochs done (fractional).")
+    train_runtime_seconds: float = Field(default=0.0, ge=0, description="Wall time of the whole run.")
+    train_output: dict[str, float] = Field(
+        default_factory=dict, description="The trainer's own summary (train_runtime, train_loss, ...)."
+    )
+    metrics: RunMetrics = Field(default_factory=RunMetrics, description="Final training metrics.")
+    artifacts: dict[str, str] = Field(
+        default_factory=dict, description="Kind of artifact (adapter, model) -> folder inside the version."
+    )
+    data_reports: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="Data validation report per split (train, validation)."
+    )
+    assistant_only_loss: bool = Field(default=False, description="Loss on assistant turns only (SFT).")
+    library_versions: dict[str, str] = Field(
+        default_factory=dict, description="python, torch, transformers, trl, peft, accelerate versions."
+    )
+    log_history: list[dict[str, Any]] = Field(
+        default_factory=list, description="The trainer's log history (one entry per logged step)."
+    )
+
+
+EVAL_RESULTS_SCHEMA = "kaizen.dev/eval-results/v1"
+
+
+class EvalTaskResult(StatusModel):
+    """One task's scores (the standard suite is one task, `standard`). Scores are 0-1, higher is better
+    unless the metric says otherwise (lm-eval's perplexity)."""
+
+    task: str = Field(max_length=128, description="SPEC task name, or standard.")
+    source_tasks: list[str] | None = Field(
+        default=None, description="The harness / adapter task names that were run for it."
+    )
+    metrics: dict[str, float] = Field(default_factory=dict, description="Metric name -> score.")
+    samples: int = Field(default=0, ge=0, description="Samples scored.")
+    details: dict[str, float] | None = Field(
+        default=None, description="Secondary numbers (per category, stderr, bias scores by context)."
+    )
+
+
+class EvalResults(StatusModel):
+    """`results.json` in the output location: everything one evaluation run produced but the samples
+    (those are `samples.jsonl` / `samples_<task>.jsonl` beside it)."""
+
+    schema_: str = Field(default=EVAL_RESULTS_SCHEMA, alias="schema", description="Results schema id.")
+    run_name: str = Field(max_length=NAME_MAX, description="The run.")
+    suite: str = Field(description="The suite.")
+    model: str | None = Field(default=None, max_length=NAME_MAX, description="The model's display name.")
+    tasks: list[EvalTaskResult] = Field(default_factory=list, description="Per-task results.")
+    parameters: dict[str, Any] | None = Field(default=None, description="Parameters as the run used them.")
+    metric_settings: dict[str, str] | None = Field(
+        default=None, description="BLEU signature, tokenizers, fuzzy-match definition."
+    )
+    warnings: list[str] = Field(default_factory=list, description="Ignored parameters and other notes.")
+    skipped_records: int = Field(default=0, ge=0, description="Dataset records that could not be used.")
+    started_time: datetime | None = Field(default=None, description="When the run started.")
+    completed_time: datetime | None = Field(default=None, description="When it ended.")
+    samples_files: list[str] | None = Field(default=None, description="Sample files beside results.json.")
+
+    def compact(self, limit: int = RESULTS_MAX) -> dict[str, float]:
+        """The headline scores for status: `metric` for the standard suite, `task/metric` otherwise,
+        at most `limit` of them (in task order), rounded to 4 decimals."""
+        out: dict[str, float] = {}
+        for task in self.tasks:
+            for metric, value in task.metrics.items():
+                key = metric if task.task == "standard" else f"{task.task}/{metric}"
+                if len(out) < limit:
+                    out[key] = round(float(value), 4)
+        return out

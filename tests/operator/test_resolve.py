@@ -15,7 +15,7 @@ from kaizen_operator.resolve import (
     base_model_facts,
     resolve_train_run,
 )
-from operator_helpers import CATALOG, DISPLAY, SETTINGS, VERSION, models, pipeline, resolved
+from support.pipelines import CATALOG, DISPLAY, SETTINGS, VERSION, models, pipeline, resolved
 
 
 def test_catalog_model_resolves_to_its_hub_id_and_s3_data_to_a_mounted_connection() -> None:

@@ -22,7 +22,7 @@ from kaizen_operator.workloads import (
     build_workload,
     workload_kind,
 )
-from operator_helpers import SETTINGS, UID, pipeline, resolved
+from support.pipelines import SETTINGS, UID, pipeline, resolved
 
 SHARED = Path(__file__).resolve().parents[3] / "shared"
 PYTORCHJOB_CRD = (
@@ -264,3 +264,17 @@ def test_cronjob_requests_runs_with_a_cpu_only_pod_that_can_do_nothing() -> None
         build_cronjob(pipeline(), SETTINGS)
     no_zone = build_cronjob(pipeline(MULTI, {"spec.trigger.timeZone": DELETE}), SETTINGS)
     assert "timeZone" not in no_zone["spec"]
+
+
+def test_preflight_mounts_the_run_volumes_read_only() -> None:
+    changes = {"spec.validationDataset": DELETE}
+    storage = {"pvc": {"claimName": "models", "path": "support"}}
+    run = resolved(changes=changes, storage=storage)
+    doc = pipeline(changes=changes)
+    preflight = build_preflight_job(run, doc, run.names, SETTINGS)
+    pod = preflight["spec"]["template"]["spec"]
+    claim = next(v for v in pod["volumes"] if "persistentVolumeClaim" in v)
+    assert claim["persistentVolumeClaim"] == {"claimName": "models", "readOnly": True}
+    (job,) = build_workload(run, doc, run.names, SETTINGS, pytorchjob_available=False)
+    claim = next(v for v in job["spec"]["template"]["spec"]["volumes"] if "persistentVolumeClaim" in v)
+    assert claim["persistentVolumeClaim"]["readOnly"] is False  # the training run writes its output there

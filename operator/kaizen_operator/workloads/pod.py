@@ -98,6 +98,7 @@ class PodShape:
     limits: Mapping[str, str] = field(default_factory=dict)
     env: Sequence[dict[str, Any]] = ()
     with_token: bool = True
+    read_only_data: bool = False  # mount every PVC read-only (the preflight writes nothing)
     ports: Sequence[dict[str, Any]] = ()
     subdomain: str | None = None
 
@@ -114,6 +115,11 @@ def _resources(shape: PodShape) -> dict[str, Any]:
     return out
 
 
+def _read_only(volume: dict[str, Any]) -> dict[str, Any]:
+    claim = volume.get("persistentVolumeClaim")
+    return {**volume, "persistentVolumeClaim": {**claim, "readOnly": True}} if claim else volume
+
+
 def _volumes(run: ResolvedRun, settings: OperatorSettings, shape: PodShape) -> tuple[list, list]:
     scratch: dict[str, Any] = {}
     if settings.pods.scratch_size_limit:
@@ -125,13 +131,13 @@ def _volumes(run: ResolvedRun, settings: OperatorSettings, shape: PodShape) -> t
         },
         {"name": "scratch", "emptyDir": scratch},
         {"name": "tmp", "emptyDir": {}},
-        *run.volumes,
+        *(_read_only(v) if shape.read_only_data else v for v in run.volumes),
     ]
     mounts: list[dict[str, Any]] = [
         {"name": "run-config", "mountPath": CONFIG_DIR, "readOnly": True},
         {"name": "scratch", "mountPath": WORK_DIR},
         {"name": "tmp", "mountPath": TMP_DIR},
-        *run.volume_mounts,
+        *({**m, "readOnly": True} if shape.read_only_data else m for m in run.volume_mounts),
     ]
     if shape.gpus > 0:
         volumes.append(

@@ -3,7 +3,7 @@
 It requests no GPU, ignores the spec's GPU node selector and tolerations (it should not wait for, or
 occupy, a GPU node) and carries no Kueue queue label (it must not queue behind GPU workloads). It
 mounts what the run mounts, because it reads the same dataset and the base model's tokenizer, but
-not the progress token: it reports through its termination message only.
+every volume read-only and without the progress token: it reports through its termination message.
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ def build_preflight_job(
         requests={"cpu": pods.preflight_cpu, "memory": pods.preflight_memory},
         limits={"memory": pods.preflight_memory_limit},
         with_token=False,
+        read_only_data=True,
     )
     template = pod_template(run, settings, shape, placed=False)
     return {

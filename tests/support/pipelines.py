@@ -1,4 +1,5 @@
-"""Objects the pure operator tests build on: example pipelines as the API server stores them."""
+"""Objects the operator tests build on: example pipelines and PrivateModels as the API server stores them,
+and their resolved runs."""
 
 from __future__ import annotations
 
