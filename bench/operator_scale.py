@@ -33,8 +33,12 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+from kaizen_local.cluster import Cluster
+from kaizen_local.controlplane import LocalControlPlane
+from kaizen_local.paths import default_bin_dir
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO / "tests"), str(REPO / "tests" / "cluster")]
+sys.path.insert(0, str(REPO / "tests" / "cluster"))
 
 from ftp_support import (  # noqa: E402  (test helpers: manifests and fake pod outcomes)
     MODELS,
@@ -45,7 +49,6 @@ from ftp_support import (  # noqa: E402  (test helpers: manifests and fake pod o
     pipeline,
     private_model,
 )
-from support.controlplane import Cluster, LocalControlPlane, default_bin_dir  # noqa: E402
 
 HOLD = fake(0, message(phase="Succeeded"), duration="24h")
 

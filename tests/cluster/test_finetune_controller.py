@@ -173,7 +173,7 @@ def test_run_token_change_starts_another_run(ns, control_plane) -> None:
 
 
 def test_progress_reports_reach_status_and_other_tokens_are_refused(ns, control_plane) -> None:
-    from kaizen_runner.train.progress import progress_payload
+    from kaizen_runner.train.progress import _Sender, progress_payload
 
     slow = fake(0, message(phase="Succeeded"), duration="120s")
     create(control_plane, ns, pipeline("live", workload=slow))
@@ -182,14 +182,19 @@ def test_progress_reports_reach_status_and_other_tokens_are_refused(ns, control_
     other = wait_pipeline(control_plane, ns, "other", first_run_phase("Running"))
     run, other_run = runs(obj)[0], runs(other)[0]
     url, token = progress_url(control_plane, ns, run), run_token(control_plane, ns, run)
-    payload = progress_payload(
+    report = progress_payload(
         run["name"], step=3, total_steps=6, epoch=0.5, eta_seconds=40, metrics={"train_total_loss": 1.25}
     )
-    assert post(url, run_token(control_plane, ns, other_run), payload | {"progress": {"step": 5}}) == 403
+    payload = report.model_dump(by_alias=True, exclude_none=True, mode="json")
+    assert post(url, run_token(control_plane, ns, other_run), payload) == 403
     assert post(url, "not-a-token", payload) == 403
     assert post(url, "", payload) == 401
+    assert (get_pipeline(control_plane, ns, "live")["status"]["currentRun"]).get("progress") is None
     sent = time.monotonic()
-    assert post(url, token, payload) == 200
+    sender = _Sender(url, token)  # the runner's own client, from its background thread
+    sender.submit(report)
+    sender.flush(timeout_s=10)
+    assert sender.sent == 1 and sender.failed == 0
     obj = wait_pipeline(
         control_plane,
         ns,
