@@ -353,7 +353,7 @@ def test_indexed_job_backend(ns, control_plane) -> None:
     assert len(pods(control_plane, ns, "kaizen.dev/component=train")) == 2
 
 
-def test_unknown_model_and_quota_block_with_a_reason(ns, control_plane) -> None:
+def test_unknown_model_blocks_with_a_reason(ns, control_plane) -> None:
     create(control_plane, ns, pipeline("nomodel", baseModel={"catalog": "No-Such-Model-1B"}))
     obj = wait_pipeline(
         control_plane, ns, "nomodel", lambda o: conditions(o).get("Ready", {}).get("status") == "False"
