@@ -73,8 +73,7 @@ class JobWatch:
                     query_params=[("watch", "1"), ("timeoutSeconds", "30")],
                     auth_settings=["BearerToken"],
                 )[:3],
-                _preload_content=False,
-            )
+            )  # the body is not read yet: stream it
             buffer = b""
             for chunk in response.response.stream(4096):
                 buffer += chunk
@@ -160,7 +159,7 @@ def run(cluster: Cluster, pipelines: int, idle_seconds: float, log_path: Path) -
             name = f"bare-{i}"
             bare_started[name] = time.monotonic()
             cluster.request("POST", f"/apis/batch/v1/namespaces/{namespace}/jobs", bare_job(name))
-        watch.wait(pipelines, timeout=300, prefix="bare-")
+        watch.wait(pipelines, timeout=60 + pipelines * 0.2, prefix="bare-")
         bare = [watch.seen[n][0] - t for n, t in bare_started.items()]
         started = {}
         t0 = time.monotonic()
@@ -171,7 +170,7 @@ def run(cluster: Cluster, pipelines: int, idle_seconds: float, log_path: Path) -
                 "POST", PIPELINES.format(namespace), pipeline(name, preflight=HOLD, workload=HOLD)
             )
         create_seconds = time.monotonic() - t0
-        watch.wait(2 * pipelines, timeout=600)
+        watch.wait(2 * pipelines, timeout=120 + pipelines * 0.5)
         first = {
             labels.get("kaizen.dev/pipeline"): at
             for _, (at, labels) in sorted(watch.seen.items(), key=lambda kv: kv[1][0], reverse=True)

@@ -28,6 +28,7 @@ RESOURCES: dict[str, tuple[str, str]] = {
     "kaizen.dev/v1alpha1/PrivateModel": ("/apis/kaizen.dev/v1alpha1", "privatemodels"),
 }
 DISCOVERY_TTL_S = 30.0
+METADATA_LIST = "application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io"
 
 
 class ApiError(Exception):
@@ -79,8 +80,9 @@ class Kube:
         body: Any = None,
         query: dict[str, str] | None = None,
         content_type: str = "application/json",
+        accept: str = "application/json",
     ) -> Any:
-        headers = {"Content-Type": content_type, "Accept": "application/json"}
+        headers = {"Content-Type": content_type, "Accept": accept}
         method, url, headers, body, _ = self.api.param_serialize(
             method,
             path,
@@ -103,8 +105,14 @@ class Kube:
                 return None
             raise
 
-    def list(self, path: str, selector: str | None = None) -> list[dict[str, Any]]:
-        answer = self.request("GET", path, query={"labelSelector": selector} if selector else None)
+    def list(
+        self, path: str, selector: str | None = None, *, metadata_only: bool = False
+    ) -> list[dict[str, Any]]:
+        """Items of a collection; with `metadata_only`, just their metadata (no spec or status sent)."""
+        accept = METADATA_LIST if metadata_only else "application/json"
+        answer = self.request(
+            "GET", path, query={"labelSelector": selector} if selector else None, accept=accept
+        )
         return list(answer.get("items") or [])
 
     def create(self, manifest: dict[str, Any]) -> bool:
