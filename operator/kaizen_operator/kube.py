@@ -27,7 +27,7 @@ RESOURCES: dict[str, tuple[str, str]] = {
     "kaizen.dev/v1alpha1/FineTunePipeline": ("/apis/kaizen.dev/v1alpha1", "finetunepipelines"),
     "kaizen.dev/v1alpha1/PrivateModel": ("/apis/kaizen.dev/v1alpha1", "privatemodels"),
 }
-DISCOVERY_TTL_S = 30.0
+DISCOVERY_TTL_S = 5.0
 METADATA_LIST = "application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io"
 
 
@@ -122,6 +122,9 @@ class Kube:
         except ApiError as err:
             if err.status == 409 and err.reason == "AlreadyExists":
                 return False
+            if err.status == 404:  # the kind is not served (a CRD was removed): look again next time
+                with self._lock:
+                    self._discovery.clear()
             raise
         return True
 
