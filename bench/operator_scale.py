@@ -113,6 +113,24 @@ def proc_stat(pid: int) -> tuple[float, int]:
     return cpu, hwm * 1024
 
 
+def reconcile_metrics(port: int) -> dict[str, float]:
+    """Passes and time spent in them, from the operator's own Prometheus endpoint."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    totals: dict[str, float] = {}
+    for line in text.splitlines():
+        for name in (
+            "kaizen_reconciles_total",
+            "kaizen_reconcile_duration_seconds_sum",
+            "kaizen_status_patches_total",
+        ):
+            if line.startswith(name + "{"):
+                totals[name] = totals.get(name, 0.0) + float(line.rsplit(" ", 1)[1])
+    return totals
+
+
 def bare_job(name: str) -> dict[str, Any]:
     container = {"name": "c", "image": "busybox", "command": ["true"]}
     return {
@@ -184,6 +202,7 @@ def run(cluster: Cluster, pipelines: int, idle_seconds: float, log_path: Path) -
         cpu1, peak = proc_stat(operator.pid)
         summary = {
             "pipelines": pipelines,
+            "operator_metrics": reconcile_metrics(int(env["KAIZEN_METRICS_PORT"])),
             "bare_create_to_watch_s": percentiles(bare),
             "operator_create_to_workload_s": percentiles(latency),
             "pipelines_create_wall_s": create_seconds,

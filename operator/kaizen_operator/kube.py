@@ -45,13 +45,16 @@ class ApiError(Exception):
         super().__init__(f"{status} {self.reason}: {self.message}")
 
 
-def load_api_client() -> client.ApiClient:
-    """In-cluster credentials when in a pod, else the kubeconfig ($KUBECONFIG or ~/.kube/config)."""
+def load_api_client(connections: int = 20) -> client.ApiClient:
+    """In-cluster credentials when in a pod, else the kubeconfig ($KUBECONFIG or ~/.kube/config);
+    `connections` kept-alive connections, one per concurrent reconcile."""
+    configuration = client.Configuration()
     try:
-        config.load_incluster_config()
+        config.load_incluster_config(client_configuration=configuration)
     except config.ConfigException:
-        config.load_kube_config()
-    return client.ApiClient()
+        config.load_kube_config(client_configuration=configuration)
+    configuration.connection_pool_maxsize = connections
+    return client.ApiClient(configuration)
 
 
 def path_of(api_version: str, kind: str, namespace: str | None, name: str | None = None) -> str:
