@@ -1,6 +1,6 @@
 """Training throughput: `kaizen-runner train` against a bare TRL SFTTrainer script, and the effect of packing.
 
-Both sides train the same tiny local model (built by tests/support/tinymodels.py) on the same
+Both sides train the same tiny local model (built by kaizen_local.tinymodels) on the same
 length-skewed ShareGPT sample (../shared/datasets) with identical settings, each in a fresh process,
 in the same invocation of this script. Throughput is tokens per second of training: TRL's own
 `num_tokens` (non-padding tokens seen) divided by the trainer's `train_runtime` (set-up excluded).

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build the pinned Kubernetes control plane (etcd, kube-apiserver, kube-controller-manager,
-# kube-scheduler) and kwok from Go modules into $K8S_BIN_DIR (default ~/.cache/kaizen/k8s-bin-VERSION, outside the work tree,
+# kube-scheduler), the real node's kubelet and kwok from Go modules into $K8S_BIN_DIR (default ~/.cache/kaizen/k8s-bin-VERSION, outside the work tree,
 # so a fresh clone on the same machine reuses it). Idempotent: each binary is skipped when it already reports the pinned version.
 # Honours KUBEBUILDER_ASSETS: when set, its binaries are used and nothing is built.
 set -euo pipefail
@@ -29,7 +29,7 @@ for p in $V $C; do  # kwok and tests read --version; without stamping it says v0
 done
 
 cd "$root/tools/k8s-bins"
-for bin in kube-apiserver kube-controller-manager kube-scheduler; do
+for bin in kube-apiserver kube-controller-manager kube-scheduler kubelet; do
   if has_version "$bin" "$K"; then echo "$bin $K present"; continue; fi
   echo "building $bin $K"
   go build -ldflags "$LD" -o "$OUT/$bin" "k8s.io/kubernetes/cmd/$bin"

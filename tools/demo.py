@@ -18,19 +18,13 @@ import time
 from pathlib import Path
 
 import yaml
+from kaizen_api.base import GROUP, VERSION
+from kaizen_api.kinds import KINDS
+from kaizen_local.cluster import Cluster, default_crd_files, load_crds
+from kaizen_local.controlplane import LocalControlPlane
 from kubernetes import client
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-
-from kaizen_api.base import GROUP, VERSION  # noqa: E402
-from kaizen_api.kinds import KINDS  # noqa: E402
-from support.controlplane import (  # noqa: E402 - importable only once tests/ is on sys.path
-    Cluster,
-    LocalControlPlane,
-    default_crd_files,
-    load_crds,
-)
 
 NAMESPACE = "kaizen-demo"
 PLURALS = {k.kind: k.plural for k in KINDS}

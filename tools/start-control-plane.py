@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Run Kaizen's local Kubernetes control plane in the foreground until Ctrl-C or SIGTERM.
 
-It is the cluster the tests use (tests/support/controlplane.py): etcd, kube-apiserver,
+It is the cluster the tests use (the kaizen_local package): etcd, kube-apiserver,
 kube-controller-manager, kube-scheduler and kwok with fake GPU nodes, Kaizen's and the third-party CRDs
 installed. Build the binaries first with tools/build-k8s-bins.sh.
 
@@ -18,16 +18,12 @@ import time
 from pathlib import Path
 from types import FrameType
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+from kaizen_local.controlplane import LocalControlPlane
+from kaizen_local.fakenodes import FAKE_NODES
+from kaizen_local.paths import default_bin_dir, missing_binaries
+from kaizen_local.processes import ControlPlaneError
 
-from support.controlplane import (  # noqa: E402 - importable only once tests/ is on sys.path
-    FAKE_NODES,
-    ControlPlaneError,
-    LocalControlPlane,
-    default_bin_dir,
-    missing_binaries,
-)
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,8 +3,10 @@ conditions."""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, StringConstraints
 
@@ -91,12 +93,50 @@ class Location(KaizenModel):
         description="An http(s) URL the runner downloads (read-only sources only).",
     )
 
-    rules = (
+    rules: ClassVar[tuple[Rule, ...]] = (
         Rule(
             cel=_SOURCE_CEL,
             message=f"exactly one of {_SOURCE_NAMES} must be set",
             check=lambda m: _count_set(m, _SOURCE_FIELDS) == 1,
         ),
+    )
+
+
+# The file types each format takes (SPEC §2), by extension; the runner's data layer reads the same.
+FORMAT_EXTENSIONS: dict[str, tuple[str, ...]] = {
+    "alpaca": ("csv", "json", "jsonl", "jsonlines", "zip", "parquet"),
+    "sharegpt": ("json", "jsonl", "jsonlines", "zip", "parquet"),
+    "sharegpt_image": ("zip", "parquet"),
+    "corpus": ("txt", "json", "jsonl", "jsonlines", "zip", "parquet"),
+}
+# "The path has an extension": a dot in its last segment (for a URL: in its path, before ? or #).
+_HAS_EXTENSION = {"path": r"[.][^./]+$", "url": r"^https?://[^/?#]+/[^?#]*[.][^./?#]+([?#].*)?$"}
+
+
+def _allowed_extension(kind: str, extensions: tuple[str, ...]) -> str:
+    names = "|".join(extensions)
+    return rf"[.]({names})$" if kind == "path" else rf"^https?://[^/?#]+/[^?#]*[.]({names})([?#].*)?$"
+
+
+def _extension_fits(fmt: str, value: str | None, kind: str) -> bool:
+    if value is None or not re.search(_HAS_EXTENSION[kind], value):
+        return True
+    return re.search(_allowed_extension(kind, FORMAT_EXTENSIONS[fmt]), value.lower()) is not None
+
+
+def _extension_rule(field: str, kind: str, value: Callable[[Any], str | None]) -> Rule:
+    path = f"self.{field}"
+    fits = " || ".join(
+        f"(self.format == '{fmt}' && {path}.lowerAscii().matches('{_allowed_extension(kind, exts)}'))"
+        for fmt, exts in FORMAT_EXTENSIONS.items()
+    )
+    parent = field.split(".")[0]
+    takes = "; ".join(f"{fmt} takes {', '.join(exts)}" for fmt, exts in FORMAT_EXTENSIONS.items())
+    return Rule(
+        cel=f"!has(self.{parent}) || !{path}.matches('{_HAS_EXTENSION[kind]}') || {fits}",
+        message=f"{field}: the file's extension does not fit the format ({takes})",
+        field_path=f".{field}",
+        check=lambda m: _extension_fits(m.format, value(m), kind),
     )
 
 
@@ -106,6 +146,13 @@ class Dataset(Location):
     format: DataFormat = Field(
         description="Data format: alpaca, sharegpt, sharegpt_image (images) or corpus (pre-training text). "
         "Supported file types: csv (alpaca), json, jsonl/jsonlines, zip, parquet, txt (corpus)."
+    )
+
+    rules = (
+        *Location.rules,
+        _extension_rule("s3.key", "path", lambda m: m.s3.key if m.s3 else None),
+        _extension_rule("pvc.path", "path", lambda m: m.pvc.path if m.pvc else None),
+        _extension_rule("url", "url", lambda m: m.url),
     )
 
 
@@ -186,7 +233,10 @@ class Resources(KaizenModel):
 
     gpus_per_node: int = Field(default=1, ge=0, le=16, description="GPUs (nvidia.com/gpu) on each node.")
     nodes: int = Field(
-        default=1, ge=1, le=64, description="Nodes of one run; more than one runs as a Kubeflow PyTorchJob."
+        default=1,
+        ge=1,
+        le=64,
+        description="Nodes of one run; more than one runs as a PyTorchJob or an Indexed Job.",
     )
     cpu: Quantity | None = Field(default=None, description="CPU request of each node's container, e.g. '8'.")
     memory: Quantity | None = Field(
@@ -203,6 +253,11 @@ class Resources(KaizenModel):
     )
     queue_name: LabelName | None = Field(
         default=None, description="Kueue LocalQueue; sets the kueue.x-k8s.io/queue-name label."
+    )
+    multi_node_backend: Literal["pytorchjob", "indexedjob"] | None = Field(
+        default=None,
+        description="Workload of a multi-node run: pytorchjob (Kubeflow PyTorchJob) or indexedjob "
+        "(Indexed Job + headless Service, any cluster); the operator's setting when omitted.",
     )
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import Field, StringConstraints
+from pydantic import AfterValidator, Field, StringConstraints
 
 from kaizen_api.base import LIST_MAX, NAME_MAX, KaizenModel, Rule, StatusModel, immutable
 from kaizen_api.common import (
@@ -20,9 +20,11 @@ from kaizen_api.common import (
     ObjectName,
     Resources,
 )
+from kaizen_api.schedule import CRON_PATTERN, TIME_ZONES, TZ_VERSION, known_time_zone
 
 Trainer = Literal["pretraining", "sft", "dpo"]
 ModuleName = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+TimeZone = Annotated[str, AfterValidator(known_time_zone)]
 
 # Which data formats each trainer accepts (SPEC §3).
 TRAINER_FORMATS: dict[str, tuple[str, ...]] = {
@@ -180,15 +182,16 @@ class Trigger(KaizenModel):
     schedule: str | None = Field(
         default=None,
         max_length=128,
-        pattern=r"^(@(annually|yearly|monthly|weekly|daily|midnight|hourly)|"
-        r"([0-9*/,?A-Za-z-]+\s+){4}[0-9*/,?A-Za-z-]+)$",
-        description="Cron schedule (5 fields or @daily etc.); required for type schedule.",
+        pattern=CRON_PATTERN,
+        description="Cron schedule: 5 fields (minute 0-59, hour 0-23, day 1-31, month 1-12 or JAN-DEC, "
+        "weekday 0-7 or SUN-SAT; lists, ranges, */steps) or @daily etc.; required for type schedule.",
     )
-    time_zone: str | None = Field(
+    time_zone: TimeZone | None = Field(
         default=None,
         max_length=64,
-        pattern=r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$",
-        description="IANA time zone of the schedule, e.g. Asia/Tokyo; the controller's when omitted.",
+        json_schema_extra={"enum": list(TIME_ZONES)},
+        description=f"IANA time zone of the schedule (tz database {TZ_VERSION}), e.g. Asia/Tokyo; "
+        "the controller's when omitted.",
     )
     suspend: bool = Field(default=False, description="Suspend the schedule; running runs are not affected.")
     concurrency_policy: Literal["Forbid", "Allow", "Replace"] = Field(

@@ -133,6 +133,48 @@ class VersionManifest(StatusModel):
     files: list[ManifestFile] = Field(default_factory=list, description="Every other file of the version.")
 
 
+REPORT_SCHEMA = "kaizen.dev/training-report/v1"
+
+
+class BaseModelInfo(StatusModel):
+    """The base model a version was trained from."""
+
+    name: str = Field(max_length=NAME_MAX, description="Display name, e.g. Llama-3.2-1B.")
+    uri: str = Field(max_length=URI_MAX, description="Where the run read it from.")
+
+
+class RunReport(StatusModel):
+    """`training_report.json` in a version folder: how the version was made, for people and tools."""
+
+    schema_: str = Field(default=REPORT_SCHEMA, alias="schema", description="Report schema id.")
+    run_name: str = Field(max_length=NAME_MAX, description="The run, also the version's name.")
+    trainer: str = Field(max_length=32, description="pretraining, sft or dpo.")
+    base_model: BaseModelInfo = Field(description="The base model.")
+    config: dict[str, Any] = Field(description="The run configuration as the runner read it (camelCase).")
+    resumed_from: str | None = Field(default=None, max_length=NAME_MAX, description="Checkpoint resumed.")
+    world_size: int = Field(default=1, ge=1, description="Training processes (nodes x GPUs).")
+    global_step: int = Field(default=0, ge=0, description="Optimizer steps done.")
+    epoch: float | None = Field(default=None, ge=0, description="Epochs done (fractional).")
+    train_runtime_seconds: float = Field(default=0.0, ge=0, description="Wall time of the whole run.")
+    train_output: dict[str, float] = Field(
+        default_factory=dict, description="The trainer's own summary (train_runtime, train_loss, ...)."
+    )
+    metrics: RunMetrics = Field(default_factory=RunMetrics, description="Final training metrics.")
+    artifacts: dict[str, str] = Field(
+        default_factory=dict, description="Kind of artifact (adapter, model) -> folder inside the version."
+    )
+    data_reports: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="Data validation report per split (train, validation)."
+    )
+    assistant_only_loss: bool = Field(default=False, description="Loss on assistant turns only (SFT).")
+    library_versions: dict[str, str] = Field(
+        default_factory=dict, description="python, torch, transformers, trl, peft, accelerate versions."
+    )
+    log_history: list[dict[str, Any]] = Field(
+        default_factory=list, description="The trainer's log history (one entry per logged step)."
+    )
+
+
 EVAL_RESULTS_SCHEMA = "kaizen.dev/eval-results/v1"
 
 

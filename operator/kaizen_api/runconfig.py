@@ -6,11 +6,34 @@ runner reads the same hyperparameter models the CRD is generated from.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from pydantic import Field, model_validator
 
 from kaizen_api.base import NAME_MAX, URI_MAX, KaizenModel
 from kaizen_api.common import DataFormat
 from kaizen_api.finetune import TRAINER_FORMATS, ExtendedHyperparameters, Hyperparameters, Trainer
+
+# Bumped whenever a run configuration gains something an older runner would misread or refuse; the
+# operator writes the version its models have, and a runner refuses a config newer than it knows.
+RUN_CONFIG_SCHEMA_VERSION = 1
+
+
+class UnsupportedSchemaVersion(ValueError):
+    """The run configuration was written for a newer runner image than this one."""
+
+
+def check_schema_version(data: Mapping[str, Any]) -> None:
+    """Refuse a configuration from a newer operator before pydantic reports its new fields as errors."""
+    raw = data.get("schemaVersion", data.get("schema_version", 1))
+    if not isinstance(raw, int) or isinstance(raw, bool) or raw < 1:
+        raise UnsupportedSchemaVersion(f"schemaVersion {raw!r} is not a positive integer")
+    if raw > RUN_CONFIG_SCHEMA_VERSION:
+        raise UnsupportedSchemaVersion(
+            f"the run configuration has schemaVersion {raw}, but this runner image understands at most "
+            f"{RUN_CONFIG_SCHEMA_VERSION}; use a runner image as new as the operator"
+        )
 
 
 class RunLocation(KaizenModel):
@@ -46,6 +69,12 @@ class ProgressTarget(KaizenModel):
 class TrainRunConfig(KaizenModel):
     """Everything one training run needs."""
 
+    schema_version: int = Field(
+        default=RUN_CONFIG_SCHEMA_VERSION,
+        ge=1,
+        le=RUN_CONFIG_SCHEMA_VERSION,
+        description="Version of this configuration's layout; a runner refuses one newer than it knows.",
+    )
     run_name: str = Field(
         max_length=NAME_MAX, description="Run and version name, ft_<base model>_<timestamp>."
     )
@@ -72,6 +101,13 @@ class TrainRunConfig(KaizenModel):
         ge=1,
         description="Stop after this many optimizer steps (smoke tests); epochs otherwise.",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_schema(cls, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            check_schema_version(data)
+        return data
 
     @model_validator(mode="after")
     def _format_fits_trainer(self) -> TrainRunConfig:

@@ -169,6 +169,68 @@ CASES: list[Case] = [
         "spec.trigger.concurrencyPolicy",
     ),
     Case("trigger-type-unknown", SFT, {"spec.trigger": {"type": "webhook"}}, "spec.trigger.type"),
+    # cron fields out of range and unknown time zones: the CronJob would only fail when created
+    *(
+        Case(
+            f"schedule-{name}",
+            SFT,
+            {"spec.trigger": {"type": "schedule", "schedule": cron}},
+            "spec.trigger.schedule",
+        )
+        for name, cron in (
+            ("minute-61", "61 2 * * *"),
+            ("hour-24", "0 24 * * *"),
+            ("day-zero", "0 2 0 * *"),
+            ("day-32", "0 2 32 * *"),
+            ("month-13", "0 2 * 13 *"),
+            ("weekday-8", "0 2 * * 8"),
+            ("step-zero", "*/0 * * * *"),
+            ("month-name-unknown", "0 2 * FOO *"),
+            ("six-fields", "0 0 2 * * *"),
+        )
+    ),
+    Case(
+        "time-zone-unknown",
+        SFT,
+        {"spec.trigger": {"type": "schedule", "schedule": "@daily", "timeZone": "Mars/Olympus"}},
+        "spec.trigger.timeZone",
+    ),
+    # a file whose extension the format does not take
+    Case(
+        "alpaca-txt-s3",
+        SFT,
+        {"spec.dataset.s3": {**S3_DATA, "key": "samples/alpaca.txt"}},
+        "spec.dataset.s3.key",
+    ),
+    Case(
+        "alpaca-txt-pvc",
+        SFT,
+        {"spec.dataset.s3": DELETE, "spec.dataset.pvc": {"claimName": "uploads", "path": "alpaca/train.TXT"}},
+        "spec.dataset.pvc.path",
+    ),
+    Case(
+        "image-json-url",
+        "finetune-sft-image.yaml",
+        {"spec.dataset.s3": DELETE, "spec.dataset.url": "https://data.example.com/vlm/charts.json?sig=a.zip"},
+        "spec.dataset.url",
+    ),
+    Case(
+        "validation-csv-sharegpt",
+        SFT,
+        {
+            "spec.dataset.format": "sharegpt",
+            "spec.dataset.s3": {**S3_DATA, "key": "chat/train.jsonl"},
+            "spec.validationDataset.format": "sharegpt",
+            "spec.validationDataset.s3": {**S3_DATA, "key": "chat/val.csv"},
+        },
+        "spec.validationDataset.s3.key",
+    ),
+    Case(
+        "eval-dataset-parquet-ok-txt-not",
+        STD,
+        {"spec.dataset.s3.key": "samples/test.txt"},
+        "spec.dataset.s3.key",
+    ),
     # base model
     Case(
         "base-model-two-refs",
@@ -314,7 +376,12 @@ CASES: list[Case] = [
     ),
     Case("lm-eval-with-predictions", LM, {"spec.predictions": {"s3": S3_DATA}}, "spec.dataset"),
     Case("eval-model-missing", LM, {"spec.model": DELETE}, "spec.model"),
-    Case("code-execution-without-humaneval", LM, {"spec.allowCodeExecution": True}, "spec.allowCodeExecution"),
+    Case(
+        "code-execution-without-humaneval",
+        LM,
+        {"spec.allowCodeExecution": True},
+        "spec.allowCodeExecution",
+    ),
     Case("run-token-too-long", LM, {"spec.runToken": "r" * 64}, "spec.runToken"),
     Case(
         "endpoint-url-invalid",
@@ -346,6 +413,41 @@ CASES: list[Case] = [
     Case("deletion-policy-unknown", PM, {"spec.deletionPolicy": "Orphan"}, "spec.deletionPolicy"),
     Case("storage-two-places", PM, {"spec.storage.pvc": {"claimName": "models"}}, "spec.storage"),
     Case("tags-too-many", PM, {"spec.tags": {"other": [f"t{i}" for i in range(21)]}}, "spec.tags.other"),
+]
+
+# Manifests that must still be admitted: each admission rule above has edges it must not refuse.
+VALID_VARIANTS: list[Case] = [
+    *(
+        Case(f"cron-{i}", SFT, {"spec.trigger": {"type": "schedule", "schedule": cron}}, "")
+        for i, cron in enumerate(
+            (
+                "*/15 * * * *",
+                "0 9-17/2 * * MON-FRI",
+                "0,30 0 1,15 jan,Jul sun",
+                "5 4 ? * 7",
+                "0-59/10 0-23 1-31 1-12 0-7",
+                "@hourly",
+                "@midnight",
+                "0 2 * * *",
+            )
+        )
+    ),
+    Case(
+        "time-zone-link",
+        SFT,
+        {"spec.trigger": {"type": "schedule", "schedule": "@daily", "timeZone": "US/Pacific"}},
+        "",
+    ),
+    Case(
+        "data-key-without-extension", SFT, {"spec.dataset.s3": {**S3_DATA, "key": "uploads/2024.01/data"}}, ""
+    ),
+    Case("data-key-upper-case", SFT, {"spec.dataset.s3": {**S3_DATA, "key": "samples/TRAIN.JSONLINES"}}, ""),
+    Case(
+        "data-url-query",
+        SFT,
+        {"spec.dataset.s3": DELETE, "spec.dataset.url": "https://data.example.com/get?file=a.txt"},
+        "",
+    ),
 ]
 
 # Changes to an existing object that must be refused (CEL transition rules: these have no Python side).

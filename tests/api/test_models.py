@@ -12,7 +12,7 @@ from kaizen_api.kinds import KINDS
 from kaizen_operator.admission import validation_message
 from pydantic import ValidationError
 
-from api.cases import CASES, all_examples
+from api.cases import CASES, VALID_VARIANTS, all_examples
 
 ROOT = Path(__file__).resolve().parents[2]
 BY_KIND = {k.kind: k for k in KINDS}
@@ -84,3 +84,32 @@ def test_every_schema_node_is_described_and_bounded() -> None:
         schema = crdgen.crd(kind)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
         for part in ("spec", "status"):
             walk(schema["properties"][part], f"{kind.kind}.{part}")
+
+
+@pytest.mark.parametrize("case", VALID_VARIANTS, ids=lambda c: c.id)
+def test_models_accept_valid_variant(case) -> None:
+    manifest = case.manifest()
+    spec_model(manifest).model_validate(manifest["spec"])
+
+
+def test_format_extensions_match_the_runners_data_layer() -> None:
+    from kaizen_api.common import FORMAT_EXTENSIONS
+    from kaizen_runner.data.formats import _EXTENSIONS, ALLOWED_FILE_TYPES, DataFormat
+
+    for fmt, extensions in FORMAT_EXTENSIONS.items():
+        runner = {
+            ext.lstrip(".")
+            for ext, kind in _EXTENSIONS.items()
+            if kind in ALLOWED_FILE_TYPES[DataFormat(fmt)]
+        }
+        assert set(extensions) == runner, fmt
+
+
+def test_time_zone_enum_is_the_pinned_tz_database_and_stays_small() -> None:
+    import tzdata
+    from kaizen_api.schedule import TIME_ZONES, TZ_VERSION
+
+    assert TZ_VERSION == tzdata.IANA_VERSION and {"Asia/Tokyo", "UTC", "Europe/Berlin"} <= set(TIME_ZONES)
+    assert "Mars/Olympus" not in TIME_ZONES
+    size = (ROOT / "crds" / "kaizen.dev_finetunepipelines.yaml").stat().st_size
+    assert size < 128 * 1024, f"the FineTunePipeline CRD grew to {size} bytes"

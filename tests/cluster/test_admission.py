@@ -4,7 +4,7 @@ the field; immutable fields cannot change after creation."""
 from __future__ import annotations
 
 import pytest
-from api.cases import ALLOWED_UPDATES, CASES, TRANSITIONS, all_examples, load_example
+from api.cases import ALLOWED_UPDATES, CASES, TRANSITIONS, VALID_VARIANTS, all_examples, load_example
 from kaizen_api.base import GROUP, VERSION
 from kaizen_api.kinds import KINDS
 from kubernetes import client
@@ -59,6 +59,13 @@ def test_example_is_accepted(control_plane, namespace: str, name: str, manifest:
 def test_invalid_manifest_is_rejected(control_plane, namespace: str, case) -> None:
     body = rejection(lambda: create(control_plane.api_client(), namespace, case.manifest()))
     assert case.field in body, f"{case.id}: rejection does not name {case.field}: {body}"
+
+
+@pytest.mark.parametrize("case", VALID_VARIANTS, ids=lambda c: c.id)
+def test_valid_variant_is_accepted(control_plane, namespace: str, case) -> None:
+    manifest = case.manifest()
+    manifest["metadata"] = {**manifest["metadata"], "name": f"{manifest['metadata']['name']}-{case.id}"}
+    create(control_plane.api_client(), namespace, manifest)
 
 
 @pytest.mark.parametrize("case", TRANSITIONS, ids=lambda c: c.id)

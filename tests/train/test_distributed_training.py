@@ -11,10 +11,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from kaizen_runner.train.distributed import free_port
 from kaizen_runner.train.output import verify_local_version
 
-from train.helpers import ROOT, run_config, runner_env, write_config
+from train.helpers import ROOT, free_port, run_config, runner_env, write_config
 
 pytestmark = pytest.mark.slow
 

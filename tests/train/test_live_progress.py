@@ -77,5 +77,5 @@ def test_reported_progress_matches_the_trainer_log(
 
     message = json.loads(termination_log.read_text())
     assert message["outputVersion"] == cfg.run_name and message["globalStep"] == 6
-    assert message["metrics"] == result.metrics
+    assert message["metrics"] == result.metrics.model_dump(by_alias=True, exclude_none=True)
     assert len(termination_log.read_bytes()) <= 4096

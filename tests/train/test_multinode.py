@@ -12,11 +12,10 @@ from pathlib import Path
 import pytest
 from kaizen_api.runconfig import TrainRunConfig
 from kaizen_runner.train.checkpoints import stored_checkpoints
-from kaizen_runner.train.distributed import free_port
 from kaizen_runner.train.output import is_version_complete
 from kaizen_runner.train.store import open_store
 
-from train.helpers import ROOT, run_config, runner_env, write_config
+from train.helpers import ROOT, free_port, run_config, runner_env, write_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.s3]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from kaizen_api.results import MANIFEST_SCHEMA, VersionManifest
 from kaizen_runner.train.output import (
     MANIFEST,
     is_version_complete,
@@ -42,15 +43,18 @@ def version_folder(tmp_path: Path) -> Path:
 
 def test_manifest_is_written_last_and_lists_every_file(tmp_path: Path) -> None:
     store = RecordingStore(tmp_path / "store")
-    manifest = publish_version(version_folder(tmp_path), store, {"version": "ft_x_1"})
+    manifest = publish_version(version_folder(tmp_path), store, VersionManifest(version="ft_x_1"))
     assert store.writes[-1] == MANIFEST
-    assert sorted(store.writes[:-1]) == sorted(entry["path"] for entry in manifest["files"])
-    assert {e["path"] for e in manifest["files"]} == {
+    assert sorted(store.writes[:-1]) == sorted(entry.path for entry in manifest.files)
+    assert {e.path for e in manifest.files} == {
         "adapter/adapter_model.safetensors",
         "adapter/adapter_config.json",
         "training_report.json",
     }
-    assert all(len(e["sha256"]) == 64 for e in manifest["files"])
+    assert all(e.sha256 is not None and len(e.sha256) == 64 for e in manifest.files)
+    stored = json.loads((store.root / MANIFEST).read_text())  # the wire form readers parse
+    assert stored["schema"] == MANIFEST_SCHEMA and stored["version"] == "ft_x_1"
+    assert "createdTime" in stored and set(stored["files"][0]) == {"path", "size", "sha256"}
     assert is_version_complete(store)
     assert verify_local_version(store.root) == []
 
@@ -60,7 +64,7 @@ def test_a_version_without_its_manifest_or_with_a_missing_file_is_incomplete(tmp
     folder = version_folder(tmp_path)
     store.put_dir(folder, "")
     assert not is_version_complete(store)
-    publish_version(folder, store, {})
+    publish_version(folder, store, VersionManifest(version="v"))
     assert is_version_complete(store)
     (store.root / "training_report.json").unlink()
     assert not is_version_complete(store)
@@ -70,7 +74,7 @@ def test_a_version_without_its_manifest_or_with_a_missing_file_is_incomplete(tmp
 def test_republishing_removes_leftovers_of_an_interrupted_attempt(tmp_path: Path) -> None:
     store = LocalStore(tmp_path / "store")
     store.put_bytes(b"partial", "adapter/stale.bin")
-    publish_version(version_folder(tmp_path), store, {})
+    publish_version(version_folder(tmp_path), store, VersionManifest(version="v"))
     assert "adapter/stale.bin" not in store.list_files()
     manifest = json.loads((store.root / MANIFEST).read_text())
     assert len(manifest["files"]) == 3

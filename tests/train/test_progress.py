@@ -7,10 +7,12 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from kaizen_api.results import ProgressReport, TerminationMessage
 from kaizen_api.runconfig import ProgressTarget
 from kaizen_runner.train.progress import (
     ProgressReporter,
     progress_payload,
+    send_failure,
     termination_message,
     write_termination_message,
 )
@@ -23,9 +25,11 @@ def state(step: int, max_steps: int = 10, epoch: float = 0.5) -> SimpleNamespace
 
 
 def test_payload_uses_the_api_status_shape() -> None:
-    payload = progress_payload(
+    report = progress_payload(
         "ft_x_1", step=5, total_steps=20, epoch=0.25, eta_seconds=30, metrics={"train_total_loss": 1.5}
     )
+    payload = json.loads(report.model_dump_json(by_alias=True, exclude_none=True))
+    assert ProgressReport.model_validate(payload) == report  # the operator parses what the runner sent
     assert payload["runName"] == "ft_x_1" and payload["phase"] == "Running"
     assert payload["progress"]["step"] == 5 and payload["progress"]["totalSteps"] == 20
     assert payload["progress"]["percentage"] == 25 and payload["progress"]["etaSeconds"] == 30
@@ -59,15 +63,40 @@ def test_an_unreachable_endpoint_never_fails_training() -> None:
 
 
 def test_termination_message_fits_the_kubernetes_limit(tmp_path: Path) -> None:
-    body = {"runName": "r", "metrics": {"train_total_loss": 1.0}, "progress": {"x": "y" * 5000}}
+    body = TerminationMessage(
+        run_name="r",
+        phase="Succeeded",
+        global_step=3,
+        results={f"task_{i}_with_a_long_name_{'x' * 40}": 0.5 for i in range(60)},
+    )
     text = termination_message(body)
-    assert len(text.encode()) <= 4096 and json.loads(text) == {
-        "runName": "r",
-        "metrics": {"train_total_loss": 1.0},
-    }
-    error = termination_message({"error": "é" * 5000})
-    assert len(error.encode()) <= 4096 and json.loads(error)["error"].endswith("…")
+    assert len(text.encode()) <= 4096
+    assert json.loads(text) == {"runName": "r", "phase": "Succeeded", "globalStep": 3}
+    error = termination_message(TerminationMessage(phase="Failed", reason="RunnerError", message="é" * 4000))
+    assert len(error.encode()) <= 4096
+    parsed = TerminationMessage.model_validate_json(error)
+    assert parsed.reason == "RunnerError" and parsed.message is not None and parsed.message.endswith("…")
     target = tmp_path / "termination-log"
-    assert write_termination_message({"runName": "r"}, str(target)) == target
-    assert json.loads(target.read_text()) == {"runName": "r"}
-    assert write_termination_message({"runName": "r"}, str(tmp_path / "missing" / "log")) is None
+    assert (
+        write_termination_message(TerminationMessage(run_name="r", phase="Succeeded"), str(target)) == target
+    )
+    assert json.loads(target.read_text()) == {"runName": "r", "phase": "Succeeded"}
+    missing = str(tmp_path / "missing" / "log")
+    assert write_termination_message(TerminationMessage(phase="Succeeded"), missing) is None
+
+
+def test_a_failure_reaches_the_endpoint_with_its_reason(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KAIZEN_PROGRESS_TOKEN", "t")
+    with progress_server() as server:
+        send_failure("ft_x_1", ProgressTarget(url=server.url), "OutOfMemory", "CUDA out of memory")
+    report = ProgressReport.model_validate(server.reports[-1])
+    assert report.phase == "Failed" and report.reason == "OutOfMemory"
+    assert report.message == "CUDA out of memory"
+
+
+def test_a_missing_token_is_warned_about(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("NO_SUCH_TOKEN", raising=False)
+    ProgressReporter("r", ProgressTarget(url="http://127.0.0.1:9/x", token_env="NO_SUCH_TOKEN"))
+    assert "$NO_SUCH_TOKEN is not set" in caplog.text

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from kaizen_api.results import VersionManifest
 from kaizen_api.runconfig import RunLocation
 from kaizen_runner.train.errors import RunnerError
 from kaizen_runner.train.output import is_version_complete, publish_version
@@ -41,7 +42,7 @@ def test_version_on_s3_is_complete_only_with_manifest(
     (folder / "training_report.json").write_text("{}")
     store.put_dir(folder, "")
     assert not is_version_complete(store)
-    publish_version(folder, store, {"version": "ft_x_1"})
+    publish_version(folder, store, VersionManifest(version="ft_x_1"))
     assert is_version_complete(store)
 
 

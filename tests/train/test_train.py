@@ -62,7 +62,7 @@ def test_sft_alpaca_lora_learns_and_reports_vertex_metrics(
     )
     assert_learns(result)
     assert result.global_step == 24  # 8 records, batch 2, 6 epochs
-    assert set(VERTEX_KEYS) <= set(result.metrics)
+    assert set(VERTEX_KEYS) <= set(result.metrics.model_dump(exclude_none=True))
     trainer = result.trainer
     # train_num_predictions: label tokens, not TRL's num_tokens (which counts prompts too)
     per_epoch = label_tokens(trainer.train_dataset)
@@ -87,7 +87,9 @@ def test_sft_alpaca_lora_learns_and_reports_vertex_metrics(
     assert any("lora_" in name for name, _ in adapter.named_parameters())
     assert not (version / "model").exists() and not (version / "adapter" / "training_args.bin").exists()
     report = json.loads((version / "training_report.json").read_text())
-    assert report["dataReports"]["train"]["usable"] == 8 and report["metrics"] == result.metrics
+    assert report["dataReports"]["train"]["usable"] == 8 and report["metrics"] == result.metrics.model_dump(
+        by_alias=True, exclude_none=True
+    )
     assert (version / "loss_curve.png").is_file() and list((version / "logs").glob("events.out.tfevents.*"))
 
 
@@ -161,7 +163,7 @@ def test_dpo_lora_learns_preferences_and_merges(tmp_path: Path, tiny_llama: Path
     assert {"rewards/margins", "train_num_predictions"} <= set(result.log_history[-4]) | set(
         result.log_history[-3]
     )
-    assert result.metrics["eval_num_predictions"] > 0
+    assert (result.metrics.eval_num_predictions or 0) > 0
 
     from transformers import AutoModelForCausalLM
 
@@ -201,5 +203,5 @@ def test_other_preference_losses_train(
         dpo={"prefLoss": pref_loss, "prefFtx": 0.5 if pref_loss == "simpo" else 0.0},
     )
     assert result.global_step == 3
-    assert result.metrics["train_num_predictions"] > 0
+    assert (result.metrics.train_num_predictions or 0) > 0
     assert all(isinstance(v, float) for v in losses(result))

@@ -1,7 +1,8 @@
 """`kaizen-runner train --config run.json`: one training run, in this process or under torchrun.
 
-With `--nproc-per-node N` (N > 1), or in a PyTorchJob pod (PET_NNODES / PET_NPROC_PER_NODE, or a
-pod-level WORLD_SIZE > 1), the command re-executes itself under torchrun with that topology.
+With `--nproc-per-node N` (N > 1), or in a PyTorchJob / Indexed Job pod that asks for more than one
+process (PET_NNODES, PET_NPROC_PER_NODE, or a pod-level WORLD_SIZE > 1), the command starts its
+workers under torchrun (see `launch`) and ends with the first failed worker's exit code.
 """
 
 from __future__ import annotations
@@ -14,13 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from kaizen_runner.train.distributed import (
-    current_ranks,
-    launcher_command,
-    launcher_env,
-    topology_from_env,
-    under_launcher,
-)
+from kaizen_runner.train.distributed import current_ranks, under_launcher
 
 DEFAULT_WORK_DIR = "/tmp/kaizen-work"
 
@@ -52,34 +47,40 @@ def register(subparsers: Any) -> None:
 
 
 def load_config(path: Path, output_dir: str | None = None) -> Any:
-    """Read and validate a TrainRunConfig (camelCase or snake_case keys)."""
-    from kaizen_api.runconfig import RunLocation, TrainRunConfig
+    """Read and validate a TrainRunConfig (camelCase or snake_case keys); one from a newer operator is
+    refused by its schemaVersion before its unknown fields are."""
+    from kaizen_api.runconfig import (
+        RunLocation,
+        TrainRunConfig,
+        UnsupportedSchemaVersion,
+        check_schema_version,
+    )
 
-    text = path.read_text(encoding="utf-8")
-    if path.suffix in (".yaml", ".yml"):
-        import yaml
+    from kaizen_runner.train.errors import RunnerError
 
-        data = yaml.safe_load(text)
-    else:
-        data = json.loads(text)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise RunnerError(f"cannot read the run configuration {path}: {err.strerror}") from err
+    try:
+        if path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text)
+        else:
+            data = json.loads(text)
+    except ValueError as err:  # yaml.YAMLError is not one, but json's and a scanner's are
+        raise RunnerError(f"the run configuration {path} is not valid JSON/YAML: {err}") from err
+    if not isinstance(data, dict):
+        raise RunnerError(f"the run configuration {path} is not an object")
+    try:
+        check_schema_version(data)
+    except UnsupportedSchemaVersion as err:
+        raise RunnerError(str(err)) from err
     cfg = TrainRunConfig.model_validate(data)
     if output_dir:
         cfg = cfg.model_copy(update={"output": RunLocation(uri=output_dir)})
     return cfg
-
-
-def _relaunch_under_torchrun(args: argparse.Namespace) -> None:
-    """Replace this process with torchrun when the topology asks for more than one process."""
-    if under_launcher(os.environ):
-        return
-    topology = topology_from_env(os.environ, args.nproc_per_node)
-    if not topology.multi_process:
-        return
-    command = launcher_command(topology, _train_argv(args))
-    logging.getLogger(__name__).info("starting %s", " ".join(command))
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.execve(command[0], command, launcher_env(os.environ))
 
 
 def _train_argv(args: argparse.Namespace) -> list[str]:
@@ -93,33 +94,69 @@ def _train_argv(args: argparse.Namespace) -> list[str]:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from pydantic import ValidationError
-
-    from kaizen_runner.data import DataError
-    from kaizen_runner.storage import StorageError
-    from kaizen_runner.train.errors import RunnerError
-    from kaizen_runner.train.progress import write_termination_message
-
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    _relaunch_under_torchrun(args)
-    ranks = current_ranks()
+    from kaizen_runner.train.launch import launch, needs_launcher, node_rank
+
+    try:
+        if needs_launcher(os.environ, args.nproc_per_node):
+            code, failure = launch(args.nproc_per_node, _train_argv(args))
+            if failure is not None:
+                print(f"kaizen-runner train: error: {failure.message}", file=sys.stderr)
+                if node_rank(os.environ) == 0:  # one report per job, from the pod that hosts rank 0
+                    _report_failure(_config_or_none(args), failure)
+                else:
+                    _report_failure(None, failure)
+            return code
+    except Exception as err:  # torchrun itself failed (rendezvous, bad environment)
+        return _failed(err, None, in_worker=False)
+    cfg = None
     try:
         cfg = load_config(args.config, args.output_dir)
         from kaizen_runner.train.run import run_training
 
         result = run_training(cfg, work_dir=args.work_dir, packing=args.packing)
-    except (RunnerError, StorageError, DataError, ValidationError, OSError) as err:
-        message = getattr(err, "message", None) or str(err)
-        print(f"kaizen-runner train: error: {message}", file=sys.stderr)
-        if ranks.is_main:
-            write_termination_message({"error": message})
-        return 2
-    if ranks.is_main:
-        summary = {
-            "runName": result.run_name,
-            "globalStep": result.global_step,
-            "metrics": result.metrics,
-            "version": result.version_uri,
-        }
-        print(json.dumps(summary))
+    except Exception as err:  # every failure ends with a reason, an exit code and a termination message
+        return _failed(err, cfg, in_worker=under_launcher(os.environ))
+    if result.summary is not None:
+        print(result.summary.model_dump_json(by_alias=True, exclude_none=True))
     return 0
+
+
+def _failed(err: Exception, cfg: Any, *, in_worker: bool) -> int:
+    """Log, classify and report a failure; a torchrun worker leaves the report to its launcher."""
+    from kaizen_api.results import EXIT_USER_ERROR, TerminationMessage
+
+    from kaizen_runner.train.failures import classify, exit_code
+    from kaizen_runner.train.launch import FAILURE_DIR_ENV, write_worker_failure
+
+    reason, message = classify(err)
+    code = exit_code(reason)
+    if code != EXIT_USER_ERROR:  # not the user's to fix: keep the traceback in the log
+        logging.getLogger(__name__).error("training failed (%s)", reason, exc_info=err)
+    print(f"kaizen-runner train: error: {message}", file=sys.stderr)
+    failure = TerminationMessage(
+        run_name=getattr(cfg, "run_name", None), phase="Failed", reason=reason, message=message[:4096]
+    )
+    if in_worker and os.environ.get(FAILURE_DIR_ENV):
+        write_worker_failure(failure, current_ranks().rank)
+    elif current_ranks().is_main:  # alone, or under a torchrun started by hand
+        _report_failure(cfg, failure)
+    return code
+
+
+def _config_or_none(args: argparse.Namespace) -> Any:
+    try:
+        return load_config(args.config, args.output_dir)
+    except Exception:  # the failure being reported may be this very config
+        return None
+
+
+def _report_failure(cfg: Any, failure: Any) -> None:
+    """The failure in the pod's termination message and, when the run has one, at its progress endpoint."""
+    from kaizen_runner.train.progress import send_failure, write_termination_message
+
+    if cfg is not None and failure.run_name is None:
+        failure = failure.model_copy(update={"run_name": cfg.run_name})
+    write_termination_message(failure)
+    if cfg is not None and cfg.progress is not None:
+        send_failure(cfg.run_name, cfg.progress, failure.reason, failure.message or "")

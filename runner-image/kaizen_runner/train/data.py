@@ -18,6 +18,7 @@ from kaizen_api.runconfig import RunDataset
 from kaizen_runner.data import DataError, load_records, to_hf_dataset, to_trl
 from kaizen_runner.train.connections import s3_connection
 from kaizen_runner.train.errors import RunnerError
+from kaizen_runner.train.failures import classify
 
 TASKS = {"pretraining": "pretrain", "sft": "sft", "dpo": "dpo"}
 
@@ -67,4 +68,5 @@ def load_dataset(location: RunDataset, plan: DataPlan) -> tuple[Any, dict[str, A
             dataset = to_hf_dataset(shaped_rows(rows, plan))
             return dataset, loaded.report.as_dict()
     except DataError as err:
-        raise RunnerError(f"dataset {location.uri}: {err.message}") from err
+        reason, _ = classify(err)
+        raise RunnerError(f"dataset {location.uri}: {err.message}", reason=reason) from err

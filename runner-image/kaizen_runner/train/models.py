@@ -40,10 +40,13 @@ def resolve_base_model(location: RunLocation, cache_dir: Path) -> Path:
     if uri.startswith("hf://"):
         return _from_hub(uri.removeprefix("hf://"))
     if uri.startswith(("http://", "https://")):
-        raise RunnerError(f"base model {uri}: http(s) is not a model source; use s3://, hf:// or a folder")
+        raise RunnerError(
+            f"base model {uri}: http(s) is not a model source; use s3://, hf:// or a folder",
+            reason="ModelInvalid",
+        )
     path = Path(uri.removeprefix("file://"))
     if not path.is_dir():
-        raise RunnerError(f"base model folder {path} does not exist")
+        raise RunnerError(f"base model folder {path} does not exist", reason="ModelInvalid")
     return _model_folder(path, uri)
 
 
@@ -56,10 +59,11 @@ def _from_hub(repo_id: str) -> Path:
     except LocalEntryNotFoundError as err:
         raise RunnerError(
             f"base model hf://{repo_id} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set; "
-            "mirror it to S3 or a volume and point the catalog entry there"
+            "mirror it to S3 or a volume and point the catalog entry there",
+            reason="ModelInvalid",
         ) from err
     except (HfHubHTTPError, OSError) as err:
-        raise RunnerError(f"cannot download base model hf://{repo_id}: {err}") from err
+        raise RunnerError(f"cannot download base model hf://{repo_id}: {err}", reason="StorageError") from err
 
 
 def _from_s3(location: RunLocation, cache_dir: Path) -> Path:
@@ -69,10 +73,16 @@ def _from_s3(location: RunLocation, cache_dir: Path) -> Path:
     if not (target / _READY).is_file():
         is_version = store.get_bytes(MANIFEST) is not None
         if is_version and not is_version_complete(store):
-            raise RunnerError(f"base model {location.uri} is an incomplete model version (files missing)")
+            raise RunnerError(
+                f"base model {location.uri} is an incomplete model version (files missing)",
+                reason="ModelInvalid",
+            )
         store.download("", target)
         if is_version and (problems := verify_local_version(target)):
-            raise RunnerError(f"base model {location.uri} failed verification: {'; '.join(problems[:3])}")
+            raise RunnerError(
+                f"base model {location.uri} failed verification: {'; '.join(problems[:3])}",
+                reason="ModelInvalid",
+            )
         (target / _READY).write_text(location.uri)
     return _model_folder(target, location.uri)
 
@@ -85,9 +95,12 @@ def _model_folder(path: Path, uri: str) -> Path:
     if (path / "adapter" / "adapter_config.json").is_file():
         raise RunnerError(
             f"base model {uri} is a LoRA adapter without merged weights; fine-tune from a version saved with "
-            "mergeAdapter, or from its base model"
+            "mergeAdapter, or from its base model",
+            reason="ModelInvalid",
         )
-    raise RunnerError(f"base model {uri} has no config.json (not a Hugging Face model folder)")
+    raise RunnerError(
+        f"base model {uri} has no config.json (not a Hugging Face model folder)", reason="ModelInvalid"
+    )
 
 
 def is_vision_language(path: Path) -> bool:

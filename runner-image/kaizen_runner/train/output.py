@@ -15,15 +15,16 @@ incomplete and is never reported ready.
 from __future__ import annotations
 
 import hashlib
-import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from kaizen_api.results import ManifestFile, VersionManifest
+from pydantic import ValidationError
+
 from kaizen_runner.train.store import Store
 
 MANIFEST = "manifest.json"
-MANIFEST_SCHEMA = "kaizen.dev/model-version/v1"
 REPORT = "training_report.json"
 LOSS_CURVE = "loss_curve.png"
 
@@ -36,25 +37,39 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def build_manifest(folder: Path, info: dict[str, Any]) -> dict[str, Any]:
+def build_manifest(folder: Path, info: VersionManifest) -> VersionManifest:
     """The manifest of a local version folder: `info` plus each file's path, size and sha256."""
     files = [
-        {"path": rel, "size": path.stat().st_size, "sha256": sha256_file(path)}
+        ManifestFile(path=rel, size=path.stat().st_size, sha256=sha256_file(path))
         for path in sorted(p for p in folder.rglob("*") if p.is_file())
         if (rel := path.relative_to(folder).as_posix()) != MANIFEST
     ]
-    return {"schema": MANIFEST_SCHEMA, **info, "createdTime": datetime.now(UTC).isoformat(), "files": files}
+    return info.model_copy(update={"created_time": datetime.now(UTC), "files": files})
 
 
-def publish_version(folder: Path, store: Store, info: dict[str, Any]) -> dict[str, Any]:
+def manifest_bytes(manifest: VersionManifest) -> bytes:
+    return manifest.model_dump_json(by_alias=True, exclude_none=True, indent=2).encode()
+
+
+def read_manifest(raw: bytes) -> VersionManifest | None:
+    """The manifest in `raw`, or None when it is not one (a torn or foreign file)."""
+    try:
+        return VersionManifest.model_validate_json(raw)
+    except ValidationError:
+        return None
+
+
+def publish_version(folder: Path, store: Store, info: VersionManifest) -> VersionManifest:
     """Upload a version: leftovers of an interrupted attempt removed, every file, then the manifest."""
     existing = store.get_bytes(MANIFEST)
     if existing is not None and is_version_complete(store):
-        return dict(json.loads(existing))  # already published by an earlier attempt of this run
+        published = read_manifest(existing)
+        if published is not None:
+            return published  # already published by an earlier attempt of this run
     store.delete("")
     manifest = build_manifest(folder, info)
     store.put_dir(folder, "", skip=frozenset({MANIFEST}))
-    body = json.dumps(manifest, indent=2).encode()
+    body = manifest_bytes(manifest)
     (folder / MANIFEST).write_bytes(body)
     store.put_bytes(body, MANIFEST)
     return manifest
@@ -63,15 +78,11 @@ def publish_version(folder: Path, store: Store, info: dict[str, Any]) -> dict[st
 def is_version_complete(store: Store) -> bool:
     """True when the manifest exists and every file it lists is stored with the listed size."""
     raw = store.get_bytes(MANIFEST)
-    if raw is None:
-        return False
-    try:
-        manifest = json.loads(raw)
-        listed = {entry["path"]: int(entry["size"]) for entry in manifest["files"]}
-    except (ValueError, KeyError, TypeError):
+    manifest = read_manifest(raw) if raw is not None else None
+    if manifest is None:
         return False
     stored = store.list_files()
-    return all(stored.get(path) == size for path, size in listed.items())
+    return all(stored.get(entry.path) == entry.size for entry in manifest.files)
 
 
 def verify_local_version(folder: Path) -> list[str]:
@@ -79,13 +90,16 @@ def verify_local_version(folder: Path) -> list[str]:
     manifest_path = folder / MANIFEST
     if not manifest_path.is_file():
         return [f"{MANIFEST} is missing"]
+    manifest = read_manifest(manifest_path.read_bytes())
+    if manifest is None:
+        return [f"{MANIFEST} is not a version manifest"]
     problems = []
-    for entry in json.loads(manifest_path.read_text())["files"]:
-        path = folder / entry["path"]
+    for entry in manifest.files:
+        path = folder / entry.path
         if not path.is_file():
-            problems.append(f"{entry['path']} is missing")
-        elif path.stat().st_size != entry["size"] or sha256_file(path) != entry["sha256"]:
-            problems.append(f"{entry['path']} does not match its checksum")
+            problems.append(f"{entry.path} is missing")
+        elif path.stat().st_size != entry.size or (entry.sha256 and sha256_file(path) != entry.sha256):
+            problems.append(f"{entry.path} does not match its checksum")
     return problems
 
 

@@ -7,7 +7,6 @@ unreachable endpoint never stalls training, and a failed report is logged, not r
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
@@ -16,9 +15,10 @@ import urllib.error
 import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from kaizen_api.finetune import RunMetrics, RunProgress
+from kaizen_api.results import FailureReason, ProgressReport, TerminationMessage
 from kaizen_api.runconfig import ProgressTarget
 from transformers import TrainerCallback
 
@@ -30,6 +30,11 @@ TERMINATION_LOG_DEFAULT = "/dev/termination-log"
 TERMINATION_MESSAGE_MAX = 4096  # bytes; Kubernetes truncates longer messages
 
 
+def run_metrics(metrics: dict[str, Any]) -> RunMetrics:
+    """The trainer's Vertex metrics (snake_case log keys) as the API model."""
+    return RunMetrics(**{k: v for k, v in metrics.items() if k in VERTEX_KEYS})
+
+
 def progress_payload(
     run_name: str,
     *,
@@ -38,10 +43,12 @@ def progress_payload(
     epoch: float,
     eta_seconds: int | None,
     metrics: dict[str, Any],
-    phase: str = "Running",
+    phase: Literal["Running", "Succeeded", "Failed"] = "Running",
     output_version: str | None = None,
-) -> dict[str, Any]:
-    """One report, in the API's own RunProgress/RunMetrics shape (camelCase, as in the CR status)."""
+    reason: FailureReason | None = None,
+    message: str | None = None,
+) -> ProgressReport:
+    """One report, in the API's ProgressReport shape (camelCase on the wire, as in the CR status)."""
     percentage = min(100, int(100 * step / total_steps)) if total_steps else 0
     progress = RunProgress(
         step=step,
@@ -51,15 +58,15 @@ def progress_payload(
         eta_seconds=eta_seconds,
         updated_time=datetime.now(UTC),
     )
-    payload: dict[str, Any] = {
-        "runName": run_name,
-        "phase": phase,
-        "progress": progress.model_dump(by_alias=True, exclude_none=True, mode="json"),
-        "metrics": RunMetrics(**metrics).model_dump(by_alias=True, exclude_none=True, mode="json"),
-    }
-    if output_version:
-        payload["outputVersion"] = output_version
-    return payload
+    return ProgressReport(
+        run_name=run_name,
+        phase=phase,
+        progress=progress,
+        metrics=run_metrics(metrics),
+        output_version=output_version,
+        reason=reason,
+        message=message[:4096] if message else None,
+    )
 
 
 class _Sender:
@@ -69,14 +76,14 @@ class _Sender:
         self.url = url
         self.token = token
         self.timeout_s = timeout_s
-        self._pending: dict[str, Any] | None = None
+        self._pending: ProgressReport | None = None
         self._cond = threading.Condition()
         self._busy = False
         self.sent = 0
         self.failed = 0
         threading.Thread(target=self._loop, name="kaizen-progress", daemon=True).start()
 
-    def submit(self, payload: dict[str, Any]) -> None:
+    def submit(self, payload: ProgressReport) -> None:
         with self._cond:
             self._pending = payload
             self._cond.notify_all()
@@ -103,13 +110,12 @@ class _Sender:
                 self._busy = False
                 self._cond.notify_all()
 
-    def _post(self, payload: dict[str, Any]) -> None:
+    def _post(self, payload: ProgressReport) -> None:
         headers = {"Content-Type": "application/json"}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
-        request = urllib.request.Request(
-            self.url, data=json.dumps(payload).encode(), headers=headers, method="POST"
-        )
+        body = payload.model_dump_json(by_alias=True, exclude_none=True).encode()
+        request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
         with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
             response.read()
 
@@ -126,7 +132,17 @@ class ProgressReporter(TrainerCallback):
         self.epoch = 0.0
         self._start: tuple[float, int] | None = None
         self._last_sent = float("-inf")
-        self._sender = _Sender(target.url, os.environ.get(target.token_env)) if target else None
+        self._sender = None
+        if target is not None:
+            token = os.environ.get(target.token_env)
+            if not token:
+                log.warning(
+                    "$%s is not set: progress reports to %s go without a bearer token and will likely be "
+                    "refused",
+                    target.token_env,
+                    target.url,
+                )
+            self._sender = _Sender(target.url, token)
 
     def update_metrics(self, logs: dict[str, Any]) -> None:
         self.metrics.update({k: logs[k] for k in VERTEX_KEYS if k in logs})
@@ -143,7 +159,13 @@ class ProgressReporter(TrainerCallback):
         return max(0, int(pace * (self.total_steps - self.step)))
 
     def report(
-        self, *, force: bool = False, phase: str = "Running", output_version: str | None = None
+        self,
+        *,
+        force: bool = False,
+        phase: Literal["Running", "Succeeded", "Failed"] = "Running",
+        output_version: str | None = None,
+        reason: FailureReason | None = None,
+        message: str | None = None,
     ) -> None:
         if self._sender is None:
             return
@@ -161,6 +183,8 @@ class ProgressReporter(TrainerCallback):
                 metrics=self.metrics,
                 phase=phase,
                 output_version=output_version,
+                reason=reason,
+                message=message,
             )
         )
         if force:
@@ -199,22 +223,37 @@ class ProgressReporter(TrainerCallback):
             self.report(force=True)
 
 
-def termination_message(body: dict[str, Any], limit: int = TERMINATION_MESSAGE_MAX) -> str:
+def send_failure(run_name: str, target: ProgressTarget, reason: FailureReason, message: str) -> None:
+    """Tell the progress endpoint the run failed, waiting briefly for the report to leave."""
+    reporter = ProgressReporter(run_name, target, interval_s=0)
+    reporter.report(force=True, phase="Failed", reason=reason, message=message)
+
+
+# Dropped in this order when a message is over Kubernetes' limit; the error message is cut last.
+_OPTIONAL = ("results", "train_runtime_seconds", "results_uri", "output_uri", "plan", "metrics")
+
+
+def termination_message(body: TerminationMessage, limit: int = TERMINATION_MESSAGE_MAX) -> str:
     """JSON that fits Kubernetes' limit: optional parts are dropped first, then the error is cut."""
-    text = json.dumps(body, separators=(",", ":"))
-    for optional in ("progress", "trainRuntimeSeconds", "outputUri"):
+
+    def dump(model: TerminationMessage) -> str:
+        return model.model_dump_json(by_alias=True, exclude_none=True)
+
+    text = dump(body)
+    for optional in _OPTIONAL:
         if len(text.encode()) <= limit:
             break
-        body = {k: v for k, v in body.items() if k != optional}
-        text = json.dumps(body, separators=(",", ":"))
-    if len(text.encode()) > limit and isinstance(body.get("error"), str):
+        body = body.model_copy(update={optional: None})
+        text = dump(body)
+    if len(text.encode()) > limit and body.message:
         excess = len(text.encode()) - limit
-        body = {**body, "error": body["error"][: max(0, len(body["error"]) - excess - 16)] + "…"}
-        text = json.dumps(body, separators=(",", ":"))
+        cut = body.message.encode()[: max(0, len(body.message.encode()) - excess - 16)]
+        body = body.model_copy(update={"message": cut.decode(errors="ignore") + "…"})
+        text = dump(body)
     return text.encode()[:limit].decode(errors="ignore")
 
 
-def write_termination_message(body: dict[str, Any], path: str | None = None) -> Path | None:
+def write_termination_message(body: TerminationMessage, path: str | None = None) -> Path | None:
     """Write the final report where Kubernetes picks it up; a missing /dev/termination-log is not an error."""
     target = Path(path or os.environ.get("KAIZEN_TERMINATION_LOG", TERMINATION_LOG_DEFAULT))
     try:

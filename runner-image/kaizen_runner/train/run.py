@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kaizen_api.finetune import RunMetrics
+from kaizen_api.results import BaseModelInfo, RunReport, TerminationMessage, VersionManifest
 from kaizen_api.runconfig import TrainRunConfig
 
 from kaizen_runner.train.checkpoints import CheckpointSync, resolve_resume
@@ -36,7 +38,7 @@ from kaizen_runner.train.models import (
     weights_dtype,
 )
 from kaizen_runner.train.output import LOSS_CURVE, REPORT, plot_loss_curve, publish_version
-from kaizen_runner.train.progress import ProgressReporter, write_termination_message
+from kaizen_runner.train.progress import ProgressReporter, run_metrics, write_termination_message
 from kaizen_runner.train.store import Store, open_store
 from kaizen_runner.train.templates import ensure_chat_template, supports_assistant_only_loss
 
@@ -49,9 +51,10 @@ class RunResult:
 
     run_name: str
     global_step: int
-    metrics: dict[str, Any]
+    metrics: RunMetrics
     version_uri: str | None = None
-    manifest: dict[str, Any] | None = None
+    manifest: VersionManifest | None = None
+    summary: TerminationMessage | None = None  # rank 0: what the pod's termination message says
     log_history: list[dict[str, Any]] = field(default_factory=list)
     trainer: Any = field(default=None, repr=False)  # for callers in the same process (tests, benchmarks)
 
@@ -271,12 +274,12 @@ def _library_versions() -> dict[str, str]:
     }
 
 
-def _write_version_files(cfg: TrainRunConfig, paths: RunPaths, trainer: Any, report: dict[str, Any]) -> None:
+def _write_version_files(cfg: TrainRunConfig, paths: RunPaths, trainer: Any, report: RunReport) -> None:
     folder = paths.version_dir
     if paths.logs_dir.is_dir():
         shutil.copytree(paths.logs_dir, folder / "logs", dirs_exist_ok=True)
     plot_loss_curve(trainer.state.log_history, folder / LOSS_CURVE, cfg.run_name)
-    (folder / REPORT).write_text(json.dumps(report, indent=2, default=str))
+    (folder / REPORT).write_text(report.model_dump_json(by_alias=True, exclude_none=True, indent=2))
 
 
 def run_training(cfg: TrainRunConfig, *, work_dir: Path, packing: bool = False) -> RunResult:
@@ -305,8 +308,9 @@ def run_training(cfg: TrainRunConfig, *, work_dir: Path, packing: bool = False) 
         trainer.evaluate()
 
     artifacts = _save_model(trainer, cfg, paths, built.base, built.vision)
-    metrics = vertex_metrics(trainer.state.log_history)
-    reporter.update_metrics(metrics)
+    logged = vertex_metrics(trainer.state.log_history)
+    reporter.update_metrics(logged)
+    metrics = run_metrics(logged)
     result = RunResult(
         cfg.run_name,
         trainer.state.global_step,
@@ -315,51 +319,51 @@ def run_training(cfg: TrainRunConfig, *, work_dir: Path, packing: bool = False) 
         trainer=trainer,
     )
     if ranks.is_main:
-        report = {
-            "runName": cfg.run_name,
-            "trainer": cfg.trainer,
-            "baseModel": {"name": cfg.base_model_name, "uri": cfg.base_model.uri},
-            "config": cfg.model_dump(by_alias=True, mode="json"),
-            "resumedFrom": resume.name if resume else None,
-            "worldSize": ranks.world_size,
-            "globalStep": trainer.state.global_step,
-            "epoch": trainer.state.epoch,
-            "trainRuntimeSeconds": round(time.time() - started, 3),
-            "trainOutput": train_output.metrics,
-            "metrics": metrics,
-            "artifacts": artifacts,
-            "dataReports": built.data_reports,
-            "assistantOnlyLoss": built.assistant_only_loss,
-            "versions": _library_versions(),
-            "logHistory": trainer.state.log_history,
-        }
+        report = RunReport(
+            run_name=cfg.run_name,
+            trainer=cfg.trainer,
+            base_model=BaseModelInfo(name=cfg.base_model_name, uri=cfg.base_model.uri),
+            config=cfg.model_dump(by_alias=True, mode="json"),
+            resumed_from=resume.name if resume else None,
+            world_size=ranks.world_size,
+            global_step=trainer.state.global_step,
+            epoch=trainer.state.epoch,
+            train_runtime_seconds=round(time.time() - started, 3),
+            train_output={k: float(v) for k, v in train_output.metrics.items() if isinstance(v, int | float)},
+            metrics=metrics,
+            artifacts=artifacts,
+            data_reports=built.data_reports,
+            assistant_only_loss=built.assistant_only_loss,
+            library_versions=_library_versions(),
+            log_history=trainer.state.log_history,
+        )
         _write_version_files(cfg, paths, trainer, report)
         version_store = paths.store.child(cfg.run_name)
         manifest = publish_version(
             paths.version_dir,
             version_store,
-            {
-                "version": cfg.run_name,
-                "baseModel": cfg.base_model_name,
-                "baseModelUri": cfg.base_model.uri,
-                "trainer": cfg.trainer,
-                "finetuningType": cfg.hyperparameters.finetuning_type,
-                "artifacts": artifacts,
-                "metrics": metrics,
-            },
+            VersionManifest(
+                version=cfg.run_name,
+                base_model=cfg.base_model_name,
+                base_model_uri=cfg.base_model.uri,
+                trainer=cfg.trainer,
+                finetuning_type=cfg.hyperparameters.finetuning_type,
+                artifacts=artifacts,
+                metrics=report.metrics,
+            ),
         )
         result.version_uri, result.manifest = version_store.uri, manifest
         reporter.report(force=True, phase="Succeeded", output_version=cfg.run_name)
-        write_termination_message(
-            {
-                "runName": cfg.run_name,
-                "outputVersion": cfg.run_name,
-                "outputUri": version_store.uri,
-                "globalStep": trainer.state.global_step,
-                "metrics": metrics,
-                "trainRuntimeSeconds": report["trainRuntimeSeconds"],
-            }
+        result.summary = TerminationMessage(
+            run_name=cfg.run_name,
+            phase="Succeeded",
+            output_version=cfg.run_name,
+            output_uri=version_store.uri,
+            global_step=trainer.state.global_step,
+            metrics=report.metrics,
+            train_runtime_seconds=report.train_runtime_seconds,
         )
+        write_termination_message(result.summary)
     barrier()
     return result
 

@@ -70,7 +70,7 @@ class Store(ABC):
     def _download_file(self, key: str, target: Path) -> None:
         data = self.get_bytes(key)
         if data is None:
-            raise RunnerError(f"{self.uri}/{key} disappeared while downloading")
+            raise RunnerError(f"{self.uri}/{key} disappeared while downloading", reason="StorageError")
         target.write_bytes(data)
 
 

@@ -1,0 +1,72 @@
+"""Every way a run can end badly, mapped to one of the API's failure reasons and an exit code.
+
+The operator's podFailurePolicy fails a Job at once on EXIT_USER_ERROR and retries on
+EXIT_INFRA_ERROR, so the classification decides whether a broken run is retried: errors the user
+must fix (configuration, data, model) are not, errors a new pod may not meet (storage, memory,
+network, the runner itself) are.
+"""
+
+from __future__ import annotations
+
+from kaizen_api.results import EXIT_INFRA_ERROR, EXIT_USER_ERROR, USER_ERROR_REASONS, FailureReason
+from pydantic import ValidationError
+
+from kaizen_runner.data import DataError
+from kaizen_runner.storage import StorageError
+from kaizen_runner.train.errors import RunnerError
+
+# Storage failures the user fixes in the connection or the URI; others are worth a retry.
+_STORAGE_USER_CAUSES = frozenset({"access_denied", "no_bucket", "not_found", "bad_config", "too_large"})
+_DATA_SOURCE_INFRA = frozenset({"source_unreachable"})
+_DISTRIBUTED_WORDS = ("nccl", "gloo", "rendezvous", "process group", "watchdog", "collective")
+
+
+def _is_oom(err: BaseException) -> bool:
+    import torch
+
+    if isinstance(err, (MemoryError, torch.OutOfMemoryError)):
+        return True
+    return isinstance(err, RuntimeError) and "out of memory" in str(err).lower()
+
+
+def _is_distributed(err: BaseException) -> bool:
+    import torch.distributed as dist
+
+    if isinstance(err, (dist.DistError, dist.DistBackendError)):
+        return True
+    if type(err).__module__.startswith("torch.distributed"):  # rendezvous and elastic agent errors
+        return True
+    return isinstance(err, (RuntimeError, TimeoutError)) and any(
+        word in str(err).lower() for word in _DISTRIBUTED_WORDS
+    )
+
+
+def classify(err: BaseException) -> tuple[FailureReason, str]:
+    """(reason, message for the user) of an exception that ended a run."""
+    if isinstance(err, RunnerError):
+        return err.reason, err.message
+    if isinstance(err, DataError):
+        reason: FailureReason = "StorageError" if err.reason.value in _DATA_SOURCE_INFRA else "DataInvalid"
+        return reason, err.message
+    if isinstance(err, StorageError):
+        return ("ConfigInvalid" if err.cause in _STORAGE_USER_CAUSES else "StorageError"), str(err)
+    if isinstance(err, ValidationError):
+        return "ConfigInvalid", f"invalid run configuration: {err}"
+    if _is_oom(err):
+        return (
+            "OutOfMemory",
+            f"out of memory: {err}; lower batchSize or maxSequenceLength, or use LoRA, "
+            "DeepSpeed ZeRO-3 or more GPUs",
+        )
+    if _is_distributed(err):
+        return "DistributedError", f"distributed training failed: {err}"
+    if isinstance(err, ValueError):
+        # transformers/TRL/PEFT check their arguments with ValueError: a setting they cannot run with.
+        return "ConfigInvalid", f"{type(err).__name__}: {err}"
+    if isinstance(err, OSError):
+        return "InfrastructureError", f"{type(err).__name__}: {err}"
+    return "RunnerError", f"{type(err).__name__}: {err}"
+
+
+def exit_code(reason: FailureReason) -> int:
+    return EXIT_USER_ERROR if reason in USER_ERROR_REASONS else EXIT_INFRA_ERROR
