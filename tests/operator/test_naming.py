@@ -62,3 +62,22 @@ def test_template_is_a_label() -> None:
     assert is_template({"metadata": {"labels": {"kaizen.dev/template": "true"}}})
     assert not is_template({"metadata": {"labels": {"kaizen.dev/template": "false"}}})
     assert not is_template({"metadata": {}})
+
+
+LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+
+
+def test_long_names_become_valid_label_values_and_volume_names() -> None:
+    from kaizen_operator.naming import label_value
+    from kaizen_operator.resolve import volume_name
+
+    long_a, long_b = "a." * 120 + "x", "a." * 120 + "y"
+    for name in (long_a, long_b, "short-name"):
+        value = label_value(name)
+        assert len(value) <= 63 and LABEL_VALUE.match(value), value
+    assert label_value("short-name") == "short-name"
+    assert label_value(long_a) != label_value(long_b)
+    for kind, name in (("pvc", long_a), ("conn", "datahub"), ("pvc", "9-uploads")):
+        volume = volume_name(kind, name)
+        assert len(volume) <= 63 and re.match(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", volume), volume
+    assert volume_name("pvc", long_a) != volume_name("pvc", long_b)

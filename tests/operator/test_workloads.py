@@ -278,3 +278,38 @@ def test_preflight_mounts_the_run_volumes_read_only() -> None:
     (job,) = build_workload(run, doc, run.names, SETTINGS, pytorchjob_available=False)
     claim = next(v for v in job["spec"]["template"]["spec"]["volumes"] if "persistentVolumeClaim" in v)
     assert claim["persistentVolumeClaim"]["readOnly"] is False  # the training run writes its output there
+
+
+def test_a_pipeline_with_a_253_character_name_still_gets_valid_children() -> None:
+    import re
+
+    label_value = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+    long_name = ("nightly." * 31 + "sharegpt")[:253].rstrip(".")
+    for obj in everything(MULTI, **{"metadata.name": long_name}):
+        meta = obj["metadata"]
+        assert len(meta["name"]) <= 63
+        for value in meta["labels"].values():
+            assert len(value) <= 63 and label_value.match(value), value
+        assert meta["ownerReferences"][0]["name"] == long_name
+
+
+def test_indexed_job_environment_is_what_the_runners_launcher_reads() -> None:
+    from kaizen_runner.train.launch import needs_launcher, node_rank, torchrun_argv
+
+    run = resolved(MULTI)
+    _, job = build_workload(run, pipeline(MULTI), run.names, SETTINGS, pytorchjob_available=False)
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    # What the kubelet makes of it on the pod with completion index 1.
+    env = {
+        e["name"]: e.get("value", "1")
+        for e in container["env"]
+        if "secretKeyRef" not in e.get("valueFrom", {})
+    }
+    env["JOB_COMPLETION_INDEX"] = "1"
+    assert needs_launcher(env) and node_rank(env) == 1
+    # Every topology setting is in PET_*, which torchrun reads itself: the runner adds nothing.
+    assert torchrun_argv(env, None, container["args"]) == [
+        "--module",
+        "kaizen_runner.cli",
+        *container["args"],
+    ]

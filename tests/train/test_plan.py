@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from api.cases import DELETE
 from kaizen_api.results import EXIT_USER_ERROR, RecordProblem, TerminationMessage
 from kaizen_runner.cli import main
 from kaizen_runner.plan.cli import fitted
@@ -225,3 +226,40 @@ def test_plan_of_an_image_dataset_with_a_vlm(
     assert plan(tmp_path, config) == 0
     p = message(termination_log).plan
     assert p.records == p.usable_records == 6 and p.tokens > 0 and p.parameters
+
+
+def test_the_preflight_job_runs_as_the_operator_builds_it(
+    tmp_path: Path, tiny_llama: Path, termination_log: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The builder's command, flags and ConfigMap, with the pod's mounts mapped onto local folders."""
+    from kaizen_operator.resolve import CONFIG_FILE, VOLUMES_DIR, resolve_train_run
+    from kaizen_operator.workloads import build_config_map, build_preflight_job
+    from support.pipelines import CATALOG, DISPLAY, SETTINGS, pipeline, private_model
+
+    changes = {
+        "spec.baseModel": {"uri": "pvc://models/tiny-llama"},
+        "spec.dataset.s3": DELETE,
+        "spec.dataset.pvc": {"claimName": "uploads", "path": "alpaca/train.json"},
+        "spec.validationDataset": DELETE,
+        "spec.resources": {"nodes": 2, "gpusPerNode": 4},
+    }
+    doc = pipeline(changes=changes)
+    models = {"support-assistant": private_model(storage={"pvc": {"claimName": "models", "path": "support"}})}
+    run = resolve_train_run(doc, DISPLAY, CATALOG, models, SETTINGS)
+    volumes = tmp_path / "volumes"
+    (volumes / "uploads" / "alpaca").mkdir(parents=True)
+    (volumes / "uploads" / "alpaca" / "train.json").symlink_to(SAMPLES / "alpaca" / "alpaca_eval_mini.json")
+    (volumes / "models").mkdir()
+    (volumes / "models" / "tiny-llama").symlink_to(tiny_llama)
+    config = build_config_map(run, doc, run.names)["data"][CONFIG_FILE].replace(VOLUMES_DIR, str(volumes))
+    (tmp_path / CONFIG_FILE).write_text(config)
+
+    container = build_preflight_job(run, doc, run.names, SETTINGS)["spec"]["template"]["spec"]["containers"][
+        0
+    ]
+    assert container["command"] == ["kaizen-runner"]
+    args = [str(tmp_path / CONFIG_FILE) if a.endswith(CONFIG_FILE) else a for a in container["args"]]
+    monkeypatch.setenv("KAIZEN_WORK_DIR", str(tmp_path / "work"))
+    assert main(args) == 0
+    p = message(termination_log).plan
+    assert p.world_size == 8 and p.records == 100 and p.steps_per_epoch >= 1
