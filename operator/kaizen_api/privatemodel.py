@@ -96,6 +96,20 @@ class ReadinessTags(StatusModel):
     )
 
 
+EVALUATIONS_MAX = 10
+
+
+class VersionEvaluation(StatusModel):
+    """An evaluation run of this version (written by the EvalJob controller)."""
+
+    eval_job: str = Field(max_length=NAME_MAX, description="The EvalJob.")
+    run_name: str = Field(max_length=NAME_MAX, description="Its run.")
+    suite: str = Field(max_length=32, description="The suite.")
+    completed_time: datetime | None = Field(default=None, description="When the run ended.")
+    results: dict[str, float] | None = Field(default=None, max_length=64, description="Headline scores.")
+    results_uri: str | None = Field(default=None, max_length=URI_MAX, description="Full results.")
+
+
 class ModelVersion(StatusModel):
     """A version of the model."""
 
@@ -111,6 +125,9 @@ class ModelVersion(StatusModel):
     size_bytes: int = Field(default=0, ge=0, description="Total size of the files.")
     created_time: datetime | None = Field(default=None, description="When the version was created.")
     files: list[ModelFile] | None = Field(default=None, max_length=1000, description="Files of the version.")
+    evaluations: list[VersionEvaluation] | None = Field(
+        default=None, max_length=EVALUATIONS_MAX, description="The latest evaluation runs, newest first."
+    )
 
 
 class PrivateModelStatus(StatusModel):
