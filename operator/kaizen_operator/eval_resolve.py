@@ -127,7 +127,7 @@ def _pipeline_run_version(pipeline: Mapping[str, Any] | None, name: str, run: st
     done = [r for r in runs if r.get("phase") == "Succeeded" and r.get("outputVersion")]
     chosen = next((r for r in done if r.get("name") == run), None) if run else (done[0] if done else None)
     if chosen is None:
-        which = f"run {run}" if run else "a succeeded run"
+        which = f"run {run}" if run else "succeeded run"
         raise ResolveError(
             "ModelNotReady", f"FineTunePipeline {name} has no {which} with a published version"
         )
