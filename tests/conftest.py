@@ -3,4 +3,5 @@
 pytest_plugins = [
     "support.controlplane",
     "support.s3server",
+    "support.realnode",
 ]

@@ -104,6 +104,7 @@ PRIVATE_MODEL = Kind(
         column("Base Model", ".spec.baseModel"),
         column("Size", ".spec.modelSize"),
         column("Versions", ".status.versionCount", "integer"),
+        column("Storage", ".status.storageSize", description="Total size of the stored versions"),
         column("Latest", ".status.latestVersion"),
         ready_column("Ready"),
         AGE,

@@ -75,6 +75,14 @@ class PrivateModelSpec(KaizenModel):
     )
 
 
+# Bounds that keep a PrivateModel far below etcd's object size limit, whatever the storage holds: a
+# version lists its first files inline and the full listing in a file in the model's storage.
+FILES_INLINE_MAX = 50
+VERSIONS_MAX = 200
+MISSING_MAX = 20
+VersionStatus = Literal["created", "uploading", "training", "ready", "deployed", "failed"]
+
+
 class ModelFile(StatusModel):
     """A file of a version."""
 
@@ -84,61 +92,106 @@ class ModelFile(StatusModel):
 
 
 class ReadinessTags(StatusModel):
-    """Tags derived from a version's files and name, e.g. family Llama, type LLM, size 8B."""
+    """Tags derived from a version's files, e.g. family Llama, type LLM, size 8B, instruction-tuned."""
 
     family: str | None = Field(default=None, max_length=63, description="Model family, e.g. Llama.")
     type: Literal["LLM", "VLM"] | None = Field(
         default=None, description="LLM (text) or VLM (text and image)."
     )
     size: str | None = Field(default=None, max_length=16, description="Parameter count, e.g. 8B.")
-    instruction_tuned: bool | None = Field(
-        default=None, description="Whether the model is instruction-tuned."
+    parameters: int | None = Field(
+        default=None, ge=0, description="Parameter count computed from config.json."
     )
-
-
-EVALUATIONS_MAX = 10
+    instruction_tuned: bool | None = Field(
+        default=None, description="Whether the model is instruction-tuned (it has a chat template)."
+    )
+    adapter: bool | None = Field(default=None, description="The version is a LoRA adapter of a base model.")
 
 
 class VersionEvaluation(StatusModel):
-    """An evaluation run of this version (written by the EvalJob controller)."""
+    """An EvalJob's headline results for this version."""
 
     eval_job: str = Field(max_length=NAME_MAX, description="The EvalJob.")
-    run_name: str = Field(max_length=NAME_MAX, description="Its run.")
-    suite: str = Field(max_length=32, description="The suite.")
-    completed_time: datetime | None = Field(default=None, description="When the run ended.")
+    suite: str | None = Field(default=None, max_length=32, description="Its test suite.")
+    completed_time: datetime | None = Field(default=None, description="When it finished.")
     results: dict[str, float] | None = Field(default=None, max_length=64, description="Headline scores.")
+    run_name: str | None = Field(default=None, max_length=NAME_MAX, description="The EvalJob's run.")
     results_uri: str | None = Field(default=None, max_length=URI_MAX, description="Full results.")
 
 
 class ModelVersion(StatusModel):
-    """A version of the model."""
+    """A version of the model: a folder in the model's storage (or a run that will write one)."""
 
-    index: int = Field(ge=0, description="Position, oldest first.")
+    index: int = Field(ge=0, description="Position, oldest first; stable once given.")
     name: str = Field(max_length=NAME_MAX, description="Version id, e.g. ft_Llama-3.1-8B_20250508124054.")
-    status: Literal["created", "training", "ready", "deployed", "failed"] = Field(
-        description="Lifecycle state."
+    status: VersionStatus = Field(
+        description="created (files incomplete), uploading (manifest not yet written), training, ready, "
+        "deployed or failed."
     )
     ready: bool = Field(
-        default=False, description="All files present and valid (its manifest is written last)."
+        default=False,
+        description="All files present and valid (its manifest, when it has one, is written last).",
     )
     tags: ReadinessTags | None = Field(default=None, description="Readiness tags.")
     size_bytes: int = Field(default=0, ge=0, description="Total size of the files.")
     created_time: datetime | None = Field(default=None, description="When the version was created.")
-    files: list[ModelFile] | None = Field(default=None, max_length=1000, description="Files of the version.")
-    evaluations: list[VersionEvaluation] | None = Field(
-        default=None, max_length=EVALUATIONS_MAX, description="The latest evaluation runs, newest first."
+    file_count: int | None = Field(default=None, ge=0, description="Number of files; unset until scanned.")
+    files: list[ModelFile] | None = Field(
+        default=None, max_length=FILES_INLINE_MAX, description="The first files of the version, by name."
     )
+    files_listing: str | None = Field(
+        default=None,
+        max_length=URI_MAX,
+        description="Where the full file listing is (when files is partial).",
+    )
+    missing: list[Annotated[str, StringConstraints(max_length=1024)]] | None = Field(
+        default=None, max_length=MISSING_MAX, description="Files a ready version still needs."
+    )
+    message: str | None = Field(default=None, max_length=4096, description="Why the version is not ready.")
+    base_model: str | None = Field(default=None, max_length=URI_MAX, description="Base model of an adapter.")
+    pipeline: str | None = Field(
+        default=None, max_length=NAME_MAX, description="FineTunePipeline that made it."
+    )
+    run: str | None = Field(default=None, max_length=NAME_MAX, description="The run that made it.")
+    scanned_time: datetime | None = Field(default=None, description="When its files were last examined.")
+    evaluations: list[VersionEvaluation] | None = Field(
+        default=None, max_length=20, description="EvalJob results of this version, newest last."
+    )
+
+
+class ShareStatus(StatusModel):
+    """A share as it is granted: the Role and RoleBinding that carry it."""
+
+    email: str = Field(max_length=254, description="The user's e-mail.")
+    tenant: str = Field(max_length=63, description="The user's tenant.")
+    role: Literal["viewer", "editor", "owner"] = Field(description="viewer, editor or owner.")
+    user: str = Field(max_length=320, description="The Kubernetes user name bound.")
+    role_name: str = Field(max_length=NAME_MAX, description="The Role and RoleBinding of this share.")
+    invited_time: datetime | None = Field(default=None, description="When the share was first granted.")
 
 
 class PrivateModelStatus(StatusModel):
     """What the operator observed in the model's storage."""
 
     observed_generation: int | None = Field(default=None, description="metadata.generation last reconciled.")
-    conditions: Conditions | None = Field(default=None, description="Ready: at least one version is usable.")
+    conditions: Conditions | None = Field(
+        default=None,
+        description="Ready (a version is usable), StorageReachable, IPAllowList, Deleting, InUse.",
+    )
     phase: str | None = Field(default=None, max_length=64, description="Summary for display only.")
     latest_version: str | None = Field(default=None, max_length=NAME_MAX, description="Newest ready version.")
     version_count: int = Field(default=0, ge=0, description="Number of versions.")
+    ready_version_count: int = Field(default=0, ge=0, description="Number of ready versions.")
     storage_bytes: int = Field(default=0, ge=0, description="Total size of all versions.")
-    versions: list[ModelVersion] | None = Field(
-        default=None, max_length=200, description="Versions, oldest first."
+    storage_size: str | None = Field(
+        default=None, max_length=16, description="storageBytes for people, e.g. 1.5Gi."
     )
+    last_scan_time: datetime | None = Field(default=None, description="When the storage was last scanned.")
+    scan_failures: int = Field(default=0, ge=0, description="Failed scans in a row (the resync backs off).")
+    observed_rescan: str | None = Field(
+        default=None, max_length=253, description="Value of the kaizen.dev/rescan annotation last acted upon."
+    )
+    versions: list[ModelVersion] | None = Field(
+        default=None, max_length=VERSIONS_MAX, description="Versions, oldest first (the newest when more)."
+    )
+    shares: list[ShareStatus] | None = Field(default=None, max_length=100, description="Granted shares.")

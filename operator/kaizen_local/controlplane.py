@@ -42,6 +42,8 @@ from kaizen_local.cluster import (
     third_party_crd_files,
 )
 from kaizen_local.fakenodes import FAKE_NODES
+from kaizen_local.node.kubelet import NODE_NAME
+from kaizen_local.node.realnode import RealNode
 from kaizen_local.paths import CACHE_DIR, KWOK_STAGES_DIR, default_bin_dir, missing_binaries
 from kaizen_local.processes import ControlPlaneError, Probe, Process, die_with_parent, free_port, tail
 
@@ -52,7 +54,7 @@ SNAPSHOT_FORMAT = "1"
 # cleanup need. serviceaccount-controller creates each namespace's "default" ServiceAccount, so the
 # ServiceAccount admission plugin can stay on as in production (a pod naming a missing ServiceAccount is
 # rejected). The serviceaccount-token controller is not needed: pods get bound tokens from the
-# TokenRequest API, which the apiserver serves itself, and no kubelet ever mounts them.
+# TokenRequest API, which the apiserver serves itself (the real node's kubelet asks it for them).
 KCM_CONTROLLERS = (
     "job-controller",
     "cronjob-controller",
@@ -63,6 +65,9 @@ KCM_CONTROLLERS = (
     "serviceaccount-controller",
     "deployment-controller",
     "replicaset-controller",
+    # The kube-root-ca.crt ConfigMap in each namespace: a kubelet mounts it into every pod's
+    # service-account token volume.
+    "root-ca-certificate-publisher-controller",
 )
 
 
@@ -82,10 +87,17 @@ class LocalControlPlane(Cluster):
     ``start()`` returns once the API is ready, the controllers and scheduler are healthy, the fake nodes
     are Ready and the CRDs are Established. Call ``start()``/``stop()`` from the same long-lived thread:
     the child processes are tied to it (see ``die_with_parent``).
+
+    With ``real_node=True`` it also starts the real node (``node.realnode``: containerd + kubelet) and
+    returns once that node is Ready; check ``node.realnode.unavailable_reason`` first.
     """
 
     def __init__(
-        self, work_dir: Path, bin_dir: Path | None = None, snapshot_dir: Path = CACHE_DIR / "etcd-snapshots"
+        self,
+        work_dir: Path,
+        bin_dir: Path | None = None,
+        snapshot_dir: Path = CACHE_DIR / "etcd-snapshots",
+        real_node: bool = False,
     ) -> None:
         super().__init__(work_dir / "kubeconfig", bin_dir or default_bin_dir(), work_dir / "logs")
         self.work_dir = work_dir
@@ -97,6 +109,7 @@ class LocalControlPlane(Cluster):
         self._scheduler_port = 0
         self._token = secrets.token_hex(16)
         self._procs: list[Process] = []
+        self.node = RealNode(bin_dir or default_bin_dir()) if real_node else None
 
     @property
     def server(self) -> str:
@@ -129,6 +142,8 @@ class LocalControlPlane(Cluster):
             if not snapshot.is_dir():
                 phase("etcd snapshot", lambda: self._make_snapshot(load_crds(third_party_files), snapshot))
             shutil.copytree(snapshot / "etcd", self.work_dir / "etcd")
+            if self.node is not None:  # the apiserver needs the node's certificates
+                phase("real node prepare", self.node.prepare)
             phase("etcd+apiserver", self._start_apiserver)
             phase("nodes", self._create_nodes)  # before the components' startup keeps the apiserver busy
             phase("spawn components", self._start_components)
@@ -137,16 +152,31 @@ class LocalControlPlane(Cluster):
             refs = [CrdRef(*ref) for ref in json.loads((snapshot / "crds.json").read_text())]
             phase("third-party crds", lambda: self.wait_established(refs))
             phase("components ready", self._wait_components_ready)
+            if self.node is not None:
+                phase("real node", self._start_real_node)
         except BaseException:
             self.stop()
             raise
         self.startup_seconds = time.monotonic() - begin
 
     def stop(self, timeout: float = 15) -> None:
-        """Terminate the clients first, then the apiserver, then etcd; kill what outlives ``timeout``."""
+        """Stop every process (see ``_stop_processes``), then tear the real node down."""
+        try:
+            self._stop_processes(timeout)
+        finally:
+            if self.node is not None:
+                self.node.teardown()
+
+    def _stop_processes(self, timeout: float = 15) -> None:
+        """Terminate the kubelet and clients first, then containerd and the apiserver, then etcd; kill
+        what outlives ``timeout``."""
         self.close()
         by_name = {p.name: p for p in self._procs}
-        waves = [["kwok", "kube-scheduler", "kube-controller-manager"], ["kube-apiserver"], ["etcd"]]
+        waves = [
+            ["kubelet", "kwok", "kube-scheduler", "kube-controller-manager"],
+            ["containerd", "kube-apiserver"],
+            ["etcd"],
+        ]
         deadline = time.monotonic() + timeout
         for wave in waves:
             procs = [by_name[name] for name in wave if name in by_name]
@@ -167,7 +197,7 @@ class LocalControlPlane(Cluster):
         of CPU-seconds; finding them in etcd at boot costs it almost nothing."""
         self._start_apiserver()
         self.install_crds(crds)
-        self.stop()
+        self._stop_processes()
         snapshot.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=snapshot.parent))
         try:
@@ -191,7 +221,9 @@ class LocalControlPlane(Cluster):
                     f"{tail(proc.log)}"
                 )
 
-    def _spawn(self, name: str, *args: str, extra_env: dict[str, str] | None = None) -> None:
+    def _spawn(
+        self, name: str, *args: str, extra_env: dict[str, str] | None = None, binary: str | None = None
+    ) -> None:
         assert self.bin_dir is not None and self.log_dir is not None
         log = self.log_dir / f"{name}.log"
         # Garbage collection is a fifth of the apiserver's startup CPU at the default GOGC=100; memory is
@@ -199,7 +231,7 @@ class LocalControlPlane(Cluster):
         env = {**os.environ, "GOGC": "400", **(extra_env or {})}
         with log.open("wb") as out:
             popen = subprocess.Popen(
-                [str(self.bin_dir / name), *args],
+                [binary or str(self.bin_dir / name), *args],
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -231,7 +263,12 @@ class LocalControlPlane(Cluster):
         etcd_port, peer_port, self.api_port = free_port(), free_port(), free_port()
         pki = self.work_dir / "pki"
         pki.mkdir(exist_ok=True)
-        (self.work_dir / "tokens.csv").write_text(f'{self._token},admin,admin,"system:masters"\n')
+        tokens = [f'{self._token},admin,admin,"system:masters"']
+        node_args = []
+        if self.node is not None:
+            tokens.append(self.node.token_row)
+            node_args = self.node.apiserver_args()
+        (self.work_dir / "tokens.csv").write_text("\n".join(tokens) + "\n")
         sa_key = pki / "sa.key"
         # An EC key is instant to make, and the apiserver signs ServiceAccount tokens with it (ES256).
         keygen = subprocess.Popen(
@@ -266,13 +303,16 @@ class LocalControlPlane(Cluster):
             f"--service-account-key-file={sa_key}",
             f"--service-account-signing-key-file={sa_key}",
             f"--token-auth-file={self.work_dir / 'tokens.csv'}",
-            "--authorization-mode=RBAC",
+            "--authorization-mode=Node,RBAC",  # Node: what a kubelet may read (its pods' secrets...)
             "--allow-privileged=true",
             "--endpoint-reconciler-type=none",  # no Endpoints for Service "kubernetes": nothing runs in pods
             # TaintNodesByCondition would taint every new node not-ready:NoSchedule, and without the
             # node-lifecycle controller nothing removes the taint.
             "--disable-admission-plugins=TaintNodesByCondition",
+            # A namespace's annotations can then send all its pods to the real node (node.realnode).
+            "--enable-admission-plugins=PodNodeSelector,PodTolerationRestriction",
             "--enable-priority-and-fairness=false",  # saves startup work; nothing here competes for the API
+            *node_args,
         )
         self._wait("etcd health", Probe(etcd_port, "/health", tls=False), "etcd", timeout=30)
         self._wait(
@@ -298,6 +338,7 @@ class LocalControlPlane(Cluster):
             f"--secure-port={self._kcm_port}",
             f"--cert-dir={self.work_dir / 'pki' / 'kcm'}",
             f"--controllers={','.join(KCM_CONTROLLERS)}",
+            f"--root-ca-file={self.work_dir / 'pki' / 'apiserver.crt'}",
         )
         self._spawn(
             "kube-scheduler",
@@ -317,6 +358,18 @@ class LocalControlPlane(Cluster):
             # KWOK_WORKDIR keeps kwok from also loading a developer's ~/.kwok/kwok.yaml.
             extra_env={"KWOK_WORKDIR": str(self.work_dir / "kwok")},
         )
+
+    def _start_real_node(self) -> None:
+        assert self.node is not None
+        ca_data = base64.b64encode((self.work_dir / "pki" / "apiserver.crt").read_bytes()).decode()
+        self.node.start(self._spawn, self.server, ca_data, kubeconfig_yaml)
+
+        def ready() -> bool:
+            node = self.request("GET", f"/api/v1/nodes/{NODE_NAME}", missing_ok=True)
+            conditions = (node or {}).get("status", {}).get("conditions") or []
+            return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+        self._wait(f"real node {NODE_NAME} Ready", ready, "kubelet", timeout=120)
 
     def _create_nodes(self) -> None:
         for node in FAKE_NODES:

@@ -47,6 +47,11 @@ class PodDefaults(_Settings):
     preflight_memory: str = "4Gi"
     preflight_memory_limit: str = "8Gi"
     preflight_active_deadline_seconds: int = Field(default=1800, ge=60)
+    preflight_queue_name: str | None = Field(
+        default=None,
+        description="Kueue LocalQueue of preflight Jobs, for clusters whose Kueue manages every Job "
+        "(manageJobsWithoutQueueName); preflights carry no queue label otherwise.",
+    )
     trigger_cpu: str = "10m"
     trigger_memory: str = "16Mi"
     scratch_size_limit: str | None = Field(
@@ -94,6 +99,9 @@ class OperatorSettings(_Settings):
         return f"{self.progress_url.rstrip('/')}/runs/{namespace}/{run_object_name}"
 
 
+_LISTS = frozenset({"image_pull_secrets"})
+
+
 def _env_value(raw: str) -> Any:
     """Environment values are YAML scalars or lists, so `KAIZEN_BACKOFF_LIMIT=3` is an int."""
     try:
@@ -108,7 +116,11 @@ def _from_environ(environ: Mapping[str, str]) -> dict[str, Any]:
     for name in OperatorSettings.model_fields:
         key = ENV_PREFIX + name.upper()
         if key in environ and name not in ("quotas", "pods"):
-            values[name] = _env_value(environ[key])
+            raw = environ[key]
+            # A list setting is comma-separated in the environment: KAIZEN_IMAGE_PULL_SECRETS=a,b
+            values[name] = (
+                [v.strip() for v in raw.split(",") if v.strip()] if name in _LISTS else _env_value(raw)
+            )
     for name in Quotas.model_fields:
         key = QUOTA_ENV_PREFIX + name.upper()
         if key in environ:

@@ -10,10 +10,11 @@ import sys
 
 from kaizen_runner.data import cli as data_cli
 from kaizen_runner.eval import cli as eval_cli
+from kaizen_runner.model import cli as model_cli
 from kaizen_runner.plan import cli as plan_cli
 from kaizen_runner.train import cli as train_cli
 
-COMMAND_GROUPS = (data_cli, plan_cli, train_cli, eval_cli)
+COMMAND_GROUPS = (data_cli, plan_cli, train_cli, eval_cli, model_cli)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -29,6 +29,7 @@ def test_environment_wins_over_the_file(tmp_path: Path) -> None:
             "KAIZEN_QUOTA_MAX_PIPELINES": "off",
             "KAIZEN_MULTINODE_BACKEND": "indexedjob",
             "KAIZEN_PROGRESS_URL": "http://op.kaizen:8081/",
+            "KAIZEN_IMAGE_PULL_SECRETS": "registry-a, registry-b",
         }
     )
     assert settings.runner_image == "registry.local/runner:1"
@@ -37,6 +38,7 @@ def test_environment_wins_over_the_file(tmp_path: Path) -> None:
     assert settings.quotas.max_concurrent_runs == 2 and settings.quotas.max_nodes_per_run == 2
     assert settings.pods.preflight_memory == "2Gi"
     assert settings.multinode_backend == "indexedjob"
+    assert settings.image_pull_secrets == ("registry-a", "registry-b")
     assert settings.run_progress_url("team-a", "run-1") == "http://op.kaizen:8081/runs/team-a/run-1"
 
 

@@ -313,3 +313,24 @@ def test_indexed_job_environment_is_what_the_runners_launcher_reads() -> None:
         "kaizen_runner.cli",
         *container["args"],
     ]
+
+
+def test_preflight_goes_to_the_configured_cpu_queue_only() -> None:
+    from kaizen_operator.settings import PodDefaults
+
+    run = resolved(MULTI)
+    settings = OperatorSettings(pods=PodDefaults(preflight_queue_name="cpu-preflight"))
+    preflight = build_preflight_job(run, pipeline(MULTI), run.names, settings)
+    assert preflight["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "cpu-preflight"
+    assert preflight["spec"]["suspend"] is True
+    assert "nvidia.com/gpu" not in json.dumps(preflight)
+
+
+def test_pods_agree_with_the_runner_image() -> None:
+    """The UID and scratch folders the pods assume are the ones the Dockerfile sets up."""
+    from kaizen_operator.workloads.pod import WORK_DIR
+
+    dockerfile = (Path(__file__).resolve().parents[2] / "runner-image" / "Dockerfile").read_text()
+    uid = SETTINGS.pods.run_as_user
+    assert f"--uid {uid} " in dockerfile and f"USER {uid}" in dockerfile
+    assert f"KAIZEN_WORK_DIR={WORK_DIR}" in dockerfile and 'ENTRYPOINT ["kaizen-runner"]' in dockerfile

@@ -81,12 +81,13 @@ __all__ = [
     "load_crds",
     "missing_binaries",
     "namespace",
+    "namespace_name",
     "third_party_crd_files",
     "wait_for",
 ]
 
 
-def _namespace_name(test_name: str) -> str:
+def namespace_name(test_name: str) -> str:
     slug = re.sub(r"[^a-z0-9]+", "-", test_name.lower()).strip("-")[:48].strip("-")
     return f"t-{slug}-{uuid.uuid4().hex[:6]}"
 
@@ -120,7 +121,7 @@ def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]
 @pytest.fixture
 def namespace(control_plane: Cluster, request: pytest.FixtureRequest) -> Iterator[str]:
     """A fresh namespace for one test, deleted afterwards (without waiting for it to go)."""
-    name = _namespace_name(request.node.name)
+    name = namespace_name(request.node.name)
     manifest = {
         "apiVersion": "v1",
         "kind": "Namespace",

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
 IMAGE_PLACEHOLDER = "<image>"
@@ -39,24 +40,42 @@ def _flat(messages: list[dict[str, Any]]) -> list[dict[str, str]]:
     return [{"role": m["role"], "content": _text(m.get("content"))} for m in messages]
 
 
+BATCH = 256  # rows tokenized per call: fast tokenizers encode a batch on every core
+
+
+def _batches(items: Iterable[Any], size: int = BATCH) -> Iterator[list[Any]]:
+    iterator = iter(items)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
 class Counter:
     """Counts with one tokenizer; a template that refuses a conversation falls back to plain text."""
 
     def __init__(self, tokenizer: Any) -> None:
         self.tokenizer = tokenizer
 
-    def text(self, text: str) -> int:
-        return len(self.tokenizer(text, add_special_tokens=True)["input_ids"])
+    def lengths(self, texts: list[str], *, special: bool) -> list[int]:
+        return [len(ids) for ids in self.tokenizer(texts, add_special_tokens=special)["input_ids"]]
 
-    def chat(self, messages: list[dict[str, Any]], tools: str | None = None) -> int:
+    def render(self, messages: list[dict[str, Any]], tools: str | None = None) -> str:
         flat = _flat(messages)
         try:
-            rendered = self.tokenizer.apply_chat_template(
-                flat, tools=json.loads(tools) if tools else None, tokenize=False
+            return str(
+                self.tokenizer.apply_chat_template(
+                    flat, tools=json.loads(tools) if tools else None, tokenize=False
+                )
             )
         except Exception:  # jinja templates raise anything (role order checks, missing fields)
-            rendered = "\n".join(f"{m['role']}: {m['content']}" for m in flat)
-        return len(self.tokenizer(rendered, add_special_tokens=False)["input_ids"])
+            return "\n".join(f"{m['role']}: {m['content']}" for m in flat)
+
+    def texts(self, row: dict[str, Any]) -> list[str]:
+        """What the trainer tokenizes for one row: one conversation, or chosen and rejected."""
+        if "chosen" in row:
+            return [self.render(row["prompt"] + row[k]) for k in ("chosen", "rejected")]
+        if "completion" in row:
+            return [self.render(row["prompt"] + row["completion"])]
+        return [self.render(row["messages"], row.get("tools"))]
 
 
 def count_tokens(
@@ -64,23 +83,20 @@ def count_tokens(
 ) -> TokenStats:
     stats = TokenStats()
     if trainer == "pretraining":
-        for row in rows:
-            n = counter.text(row["text"]) + 1  # the EOS token that separates packed documents
-            stats.tokens += n
-            stats.longest = max(stats.longest, n)
+        for chunk in _batches(row["text"] for row in rows):
+            for n in counter.lengths(chunk, special=True):
+                n += 1  # the EOS token that separates packed documents
+                stats.tokens += n
+                stats.longest = max(stats.longest, n)
         stats.examples = math.ceil(stats.tokens / max_length)
         return stats
-    for row in rows:
-        if "chosen" in row:
-            lengths = [counter.chat(row["prompt"] + row[k]) for k in ("chosen", "rejected")]
-            stats.examples += 2 if kto_rows else 1
-        elif "completion" in row:
-            lengths = [counter.chat(row["prompt"] + row["completion"])]
-            stats.examples += 1
-        else:
-            lengths = [counter.chat(row["messages"], row.get("tools"))]
-            stats.examples += 1
-        stats.tokens += sum(min(n, max_length) for n in lengths)
-        stats.longest = max(stats.longest, *lengths)
-        stats.truncated += any(n > max_length for n in lengths)
+    for chunk in _batches(rows):
+        rendered = [counter.texts(row) for row in chunk]
+        lengths = iter(counter.lengths([text for texts in rendered for text in texts], special=False))
+        for texts in rendered:
+            ns = [next(lengths) for _ in texts]
+            stats.examples += 2 if kto_rows and len(ns) == 2 else 1
+            stats.tokens += sum(min(n, max_length) for n in ns)
+            stats.longest = max(stats.longest, *ns)
+            stats.truncated += any(n > max_length for n in ns)
     return stats

@@ -1,0 +1,1 @@
+"""The real node: containerd + runc + bridge CNI + kubelet on this machine (see ``realnode``)."""

@@ -1,0 +1,100 @@
+"""One scan of a PrivateModel's storage: list it, judge each version, write the full listings of
+versions too large to list inline, and return the status patch."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from kaizen_api.base import GROUP
+from kaizen_api.privatemodel import FILES_INLINE_MAX, PrivateModelSpec
+from kaizen_runner.storage import StorageError
+
+from kaizen_operator.registry.readiness import CONTROL_FILES, Reader, StoredFile, Verdict, assess_version
+from kaizen_operator.registry.storage import ModelStorage, open_storage
+from kaizen_operator.registry.summary import scan_failed_status, scan_status
+from kaizen_operator.registry.versions import (
+    PENDING,
+    build_versions,
+    group_versions,
+    listing_document,
+    listing_key,
+)
+
+VERIFY_ANNOTATION = f"{GROUP}/verify-checksums"
+SecretGetter = Callable[[str], Mapping[str, Any]]
+
+
+def _reader(storage: ModelStorage, version: str, files: Mapping[str, StoredFile]) -> Reader:
+    def read(path: str) -> bytes | None:
+        return storage.read(f"{version}/{path}") if path in files else None
+
+    return read
+
+
+def judge(
+    storage: ModelStorage,
+    groups: Mapping[str, Mapping[str, StoredFile]],
+    previous: Mapping[str, Mapping[str, Any]],
+    verify: bool = False,
+) -> dict[str, Verdict]:
+    """The verdict on every version; a version a run or upload is writing counts as in progress."""
+    verdicts = {}
+    for name, files in groups.items():
+        checksum = (lambda path, n=name: storage.sha256(f"{n}/{path}")) if verify else None
+        in_progress = previous.get(name, {}).get("status") in PENDING
+        verdicts[name] = assess_version(
+            files, _reader(storage, name, files), checksum=checksum, in_progress=in_progress
+        )
+    return verdicts
+
+
+def _write_listings(storage: ModelStorage, groups: Mapping, versions: list[dict], previous: Mapping) -> None:
+    """The full file listing of each version that lists only its first files, when it changed."""
+    for entry in versions:
+        files = groups.get(entry["name"])
+        if files is None or entry.get("fileCount", 0) <= FILES_INLINE_MAX and "filesListing" not in entry:
+            continue
+        before = previous.get(entry["name"], {})
+        if (before.get("fileCount"), before.get("sizeBytes"), before.get("filesListing")) == (
+            entry.get("fileCount"),
+            entry.get("sizeBytes"),
+            entry.get("filesListing"),
+        ):
+            continue
+        shown = {p: f for p, f in files.items() if p not in CONTROL_FILES}
+        storage.write(listing_key(entry["name"]), json.dumps(listing_document(shown)).encode())
+
+
+def scan(
+    body: Mapping[str, Any], secret: SecretGetter, now: datetime | None = None
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """(status patch, versions) for the PrivateModel `body`; a storage error gives the failed-scan status."""
+    now = now or datetime.now(UTC)
+    status = dict(body.get("status") or {})
+    generation = int(body["metadata"].get("generation") or 0)
+    try:
+        spec = PrivateModelSpec.model_validate(body["spec"])
+        storage = open_storage(spec.storage, secret)
+        groups = group_versions(storage.list())
+        previous = {v["name"]: v for v in status.get("versions") or [] if isinstance(v, dict) and "name" in v}
+        annotations = body["metadata"].get("annotations") or {}
+        verdicts = judge(storage, groups, previous, verify=annotations.get(VERIFY_ANNOTATION) == "true")
+        versions, total = build_versions(
+            groups, verdicts, list(previous.values()), now, lambda v: f"{storage.uri}/{listing_key(v)}"
+        )
+        _write_listings(storage, groups, versions, previous)
+    except StorageError as err:
+        return scan_failed_status(status, str(err), now, generation), list(status.get("versions") or [])
+    size = sum(f.size for files in groups.values() for p, f in files.items() if p not in CONTROL_FILES)
+    return scan_status(status, versions, total, size, storage.uri, now, generation), versions
+
+
+def check_version(storage: ModelStorage, *, verify: bool = False) -> Verdict:
+    """The verdict on one version folder: the storage's root (`kaizen-runner model check`)."""
+    files = {f.path: f for f in storage.list() if not f.path.endswith(".partial")}
+    checksum = storage.sha256 if verify else None
+    read: Reader = lambda path: storage.read(path) if path in files else None  # noqa: E731
+    return assess_version(files, read, checksum=checksum)

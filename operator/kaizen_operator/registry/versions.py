@@ -1,0 +1,170 @@
+"""A PrivateModel's versions from a listing of its storage, merged with what runs recorded: pure.
+
+Layout of a model's storage root: one folder per version. Never a version: files at the root, the
+runner's checkpoint folder (`checkpoints/`) and dotted or underscored folders (`.checkpoints/`, and the
+registry's own `.kaizen/`, where a version's full file listing is written when the status lists only its
+first files). Storage is the truth: a version folder that disappears leaves the status; a version a run
+recorded before its files arrived stays, as `training` or `uploading`, until they do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from kaizen_api.privatemodel import FILES_INLINE_MAX, VERSIONS_MAX, ModelFile, ModelVersion
+
+from kaizen_operator.registry.readiness import CONTROL_FILES, StoredFile, Verdict
+
+CHECKPOINTS = "checkpoints"
+REGISTRY_DIR = ".kaizen"
+# All versions together list at most this many files inline (newest versions first), whatever the count.
+INLINE_FILES_TOTAL = 500
+# Status a run (or an upload) gives a version before its files are complete.
+PENDING = frozenset({"training", "uploading"})
+# What a scan owns in a version's entry; the rest (pipeline, run, evaluations) is kept as recorded.
+_SCAN_FIELDS = frozenset(
+    {
+        "status",
+        "ready",
+        "tags",
+        "sizeBytes",
+        "createdTime",
+        "fileCount",
+        "files",
+        "filesListing",
+        "missing",
+        "message",
+        "baseModel",
+        "scannedTime",
+    }
+)
+
+
+def is_version_folder(name: str) -> bool:
+    return bool(name) and name != CHECKPOINTS and not name.startswith((".", "_"))
+
+
+def group_versions(files: Iterable[StoredFile]) -> dict[str, dict[str, StoredFile]]:
+    """Files of the storage root -> {version: {path inside the version: file}}."""
+    groups: dict[str, dict[str, StoredFile]] = {}
+    for item in files:
+        version, sep, rest = item.path.partition("/")
+        if sep and rest and is_version_folder(version) and not rest.endswith(".partial"):
+            groups.setdefault(version, {})[rest] = StoredFile(rest, item.size, item.modified)
+    return groups
+
+
+def listing_key(version: str) -> str:
+    return f"{REGISTRY_DIR}/listings/{version}.json"
+
+
+def listing_document(files: Mapping[str, StoredFile]) -> list[dict[str, Any]]:
+    """The full file listing of one version, as written to `listing_key`."""
+    return [_file(f).to_manifest() for f in sorted(files.values(), key=lambda f: f.path)]
+
+
+def _file(item: StoredFile) -> ModelFile:
+    return ModelFile(name=item.path, size_bytes=item.size, modified=item.modified)
+
+
+def _created(files: Mapping[str, StoredFile], verdict: Verdict) -> datetime | None:
+    if verdict.manifest is not None and verdict.manifest.created_time is not None:
+        return verdict.manifest.created_time
+    times = [f.modified for f in files.values() if f.modified is not None]
+    return min(times) if times else None
+
+
+def _scanned(
+    name: str, files: Mapping[str, StoredFile], verdict: Verdict, previous: dict[str, Any], now: datetime
+) -> dict[str, Any]:
+    status = verdict.status
+    if status == "ready" and previous.get("status") == "deployed":
+        status = "deployed"
+    shown = {p: f for p, f in files.items() if p not in CONTROL_FILES}
+    version = ModelVersion(
+        index=previous.get("index", 0),
+        name=name,
+        status=status,
+        ready=verdict.ready,
+        tags=verdict.tags,
+        size_bytes=sum(f.size for f in shown.values()),
+        created_time=_created(files, verdict) or previous.get("createdTime"),
+        file_count=len(shown),
+        missing=verdict.missing[:20] or None,
+        message=verdict.message,
+        base_model=verdict.base_model,
+        scanned_time=now,
+    )
+    kept = {k: v for k, v in previous.items() if k not in _SCAN_FIELDS}
+    return {**kept, **version.to_manifest()}
+
+
+def _recorded(previous: dict[str, Any], now: datetime) -> dict[str, Any] | None:
+    """A version a run recorded whose files are not (or no longer) in storage."""
+    if previous.get("fileCount") is not None and previous.get("status") not in PENDING:
+        return None  # it was in storage and has gone: storage is the truth
+    status = previous.get("status")
+    if status not in ("training", "failed"):
+        status = "uploading"
+    return {**previous, "status": status, "ready": False, "scannedTime": now.isoformat()}
+
+
+def build_versions(
+    groups: Mapping[str, Mapping[str, StoredFile]],
+    verdicts: Mapping[str, Verdict],
+    previous: list[dict[str, Any]] | None,
+    now: datetime,
+    listing_uri: Callable[[str], str],
+) -> tuple[list[dict[str, Any]], int]:
+    """Status entries for every version (oldest first, the newest VERSIONS_MAX when more) and the count.
+
+    Each keeps its earlier index and the fields others recorded (pipeline, run, evaluations); new ones
+    get the next indexes in order of creation. Files are listed inline up to FILES_INLINE_MAX per
+    version and INLINE_FILES_TOTAL in all, newest versions first; the rest point at `listing_uri`.
+    """
+    before = {v["name"]: v for v in previous or [] if isinstance(v, dict) and "name" in v}
+    entries = [
+        _scanned(name, files, verdicts[name], before.get(name, {}), now) for name, files in groups.items()
+    ]
+    entries += [
+        e for name, v in before.items() if name not in groups and (e := _recorded(v, now)) is not None
+    ]
+    next_index = max((int(v.get("index", -1)) for v in before.values()), default=-1) + 1
+    for entry in sorted(
+        (e for e in entries if e["name"] not in before),
+        key=lambda e: (str(e.get("createdTime") or ""), e["name"]),
+    ):
+        entry["index"] = next_index
+        next_index += 1
+    entries.sort(key=lambda e: e["index"])
+    kept = entries[-VERSIONS_MAX:]
+    budget = INLINE_FILES_TOTAL
+    for entry in reversed(kept):
+        files = groups.get(entry["name"])
+        if files is None:
+            continue
+        shown = sorted((f for p, f in files.items() if p not in CONTROL_FILES), key=lambda f: f.path)
+        inline = shown[: min(FILES_INLINE_MAX, budget)]
+        budget -= len(inline)
+        if inline:
+            entry["files"] = [_file(f).to_manifest() for f in inline]
+        if len(inline) < len(shown):
+            entry["filesListing"] = listing_uri(entry["name"])
+    return kept, len(entries)
+
+
+def latest_ready(versions: list[dict[str, Any]]) -> str | None:
+    ready = [v for v in versions if v.get("ready")]
+    return max(ready, key=lambda v: v["index"])["name"] if ready else None
+
+
+def human_bytes(size: int) -> str:
+    """1536 -> 1.5Ki, as kubectl shows quantities."""
+    value = float(size)
+    for suffix in ("", "Ki", "Mi", "Gi", "Ti"):
+        if value < 1024 or suffix == "Ti":
+            return f"{value:.0f}{suffix}" if suffix == "" or value >= 10 else f"{value:.1f}{suffix}"
+        value /= 1024
+    return str(size)

@@ -1,0 +1,45 @@
+"""Helpers of the registry tests: version folders as the runner and users leave them."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from kaizen_api.results import ManifestFile, VersionManifest
+from kaizen_runner.train.output import sha256_file
+
+
+def publish_like_the_runner(model: Path, version: Path, adapter: bool = False) -> Path:
+    """A version folder as kaizen_runner.train.output.publish_version leaves it: files, then the manifest."""
+    kind = "adapter" if adapter else "model"
+    shutil.copytree(model, version / kind)
+    if adapter:
+        for name in ("config.json", "model.safetensors"):
+            (version / kind / name).unlink()
+        (version / kind / "adapter_config.json").write_text(
+            json.dumps({"peft_type": "LORA", "base_model_name_or_path": "s3://models/base"})
+        )
+        (version / kind / "adapter_model.safetensors").write_bytes(b"\0" * 64)
+    (version / "training_report.json").write_text("{}")
+    files = [
+        ManifestFile(path=p.relative_to(version).as_posix(), size=p.stat().st_size, sha256=sha256_file(p))
+        for p in sorted(version.rglob("*"))
+        if p.is_file()
+    ]
+    manifest = VersionManifest(version=version.name, artifacts={kind: kind}, files=files, base_model="Llama")
+    (version / "manifest.json").write_text(manifest.model_dump_json(by_alias=True, exclude_none=True))
+    return version
+
+
+def upload(client, folder: Path, bucket: str, prefix: str, skip: frozenset[str] = frozenset()) -> None:
+    """Put every file of `folder` under `prefix/` (as `aws s3 cp --recursive` would)."""
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        rel = path.relative_to(folder).as_posix()
+        if rel not in skip:
+            client.upload_file(str(path), bucket, f"{prefix}/{rel}")
+
+
+def keys(client, bucket: str, prefix: str) -> list[str]:
+    pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    return sorted(item["Key"] for page in pages for item in page.get("Contents", []))

@@ -1,0 +1,94 @@
+"""`kaizen-runner model check|upload|download` against real folders and the real S3 server."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from kaizen_operator.registry.scan import check_version
+from kaizen_operator.registry.storage import LocalModelStorage
+from kaizen_runner.cli import main
+from kaizen_runner.model.transfer import MIN_PART_SIZE, build_manifest, upload_file_resumable
+
+from registry.helpers import keys
+
+
+def test_check_prints_the_operators_verdict(tiny_models, capsys) -> None:
+    assert main(["model", "check", str(tiny_models["llava"]), "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    expected = check_version(LocalModelStorage(tiny_models["llava"])).to_json()
+    assert printed == {"location": str(tiny_models["llava"]), **expected}
+    assert printed["tags"]["type"] == "VLM"
+
+
+def test_check_names_what_is_missing(model_copy, capsys) -> None:
+    folder = model_copy("llama")
+    (folder / "config.json").unlink()
+    assert main(["model", "check", str(folder)]) == 1
+    out = capsys.readouterr().out
+    assert "not ready (created)" in out and "missing: config.json" in out
+
+
+@pytest.fixture
+def aws_env(s3_server, monkeypatch):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server.endpoint_url)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3_server.access_key_id)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3_server.secret_access_key)
+    return s3_server
+
+
+@pytest.mark.s3
+def test_upload_writes_the_manifest_last_and_download_verifies(
+    aws_env, s3_bucket, model_copy, tmp_path, capsys
+) -> None:
+    folder = model_copy("llama")
+    target = f"s3://{s3_bucket}/models/m"
+    assert main(["model", "upload", str(folder), "--to", target, "--version", "v1", "--no-progress"]) == 0
+    stored = keys(aws_env.client(), s3_bucket, "models/m/v1/")
+    assert "models/m/v1/manifest.json" in stored and "models/m/v1/.kaizen-uploading" not in stored
+    assert len(stored) == len(list(folder.iterdir())) + 1
+    assert main(["model", "check", f"{target}/v1"]) == 0
+    assert main(["model", "upload", str(folder), "--to", target, "--version", "v1", "--no-progress"]) == 2
+    assert "versions are immutable" in capsys.readouterr().err
+    dest = tmp_path / "downloaded"
+    assert main(["model", "download", f"{target}/v1", str(dest), "--no-progress"]) == 0
+    assert sorted(p.name for p in dest.iterdir()) == sorted(
+        [*(p.name for p in folder.iterdir()), "manifest.json"]
+    )
+    (dest / "model.safetensors").write_bytes(b"0" * (dest / "model.safetensors").stat().st_size)
+    assert main(["model", "download", f"{target}/v1", str(dest), "--no-progress"]) == 2, (
+        "same size, wrong bytes"
+    )
+
+
+@pytest.mark.s3
+def test_an_interrupted_multipart_upload_resumes_with_the_parts_already_sent(
+    aws_env, s3_bucket, tmp_path
+) -> None:
+    big = tmp_path / "model.safetensors"
+    big.write_bytes(os.urandom(2 * MIN_PART_SIZE + 1234))
+    client = aws_env.client()
+    key = "models/m/v2/model.safetensors"
+    upload_id = client.create_multipart_upload(Bucket=s3_bucket, Key=key)["UploadId"]
+    with big.open("rb") as handle:
+        client.upload_part(
+            Bucket=s3_bucket, Key=key, UploadId=upload_id, PartNumber=1, Body=handle.read(MIN_PART_SIZE)
+        )
+    sent = upload_file_resumable(client, big, s3_bucket, key, part_size=MIN_PART_SIZE)
+    assert sent == big.stat().st_size - MIN_PART_SIZE
+    assert client.get_object(Bucket=s3_bucket, Key=key)["Body"].read() == big.read_bytes()
+
+
+def test_a_folder_that_is_not_ready_is_not_uploaded(model_copy, capsys) -> None:
+    folder = model_copy("llama")
+    (folder / "tokenizer.json").unlink()
+    assert main(["model", "upload", str(folder), "--to", "s3://bucket-x/m", "--no-progress"]) == 2
+    assert "not a ready model version" in capsys.readouterr().err
+
+
+def test_the_manifest_lists_every_file_with_its_checksum(tiny_models) -> None:
+    manifest = build_manifest(Path(tiny_models["qwen2"]), "v", "Qwen2")
+    assert {f.path for f in manifest.files} == {p.name for p in tiny_models["qwen2"].iterdir()}
+    assert all(f.sha256 and len(f.sha256) == 64 for f in manifest.files)

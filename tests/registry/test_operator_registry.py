@@ -1,0 +1,346 @@
+"""The registry against the real API server and the real S3 server, with the operator in-process:
+versions uploaded to S3 appear in the status; runs' outputs become ready; shares are RBAC that the API
+server enforces (impersonated SelfSubjectAccessReviews); deletion is guarded."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from kaizen_api.base import GROUP, VERSION
+from kaizen_operator.registry.kube import Kube, KubeError
+from kopf.testing import KopfRunner
+from kubernetes.config import kube_config
+
+from registry.helpers import keys, publish_like_the_runner, upload
+
+pytestmark = [pytest.mark.cluster, pytest.mark.s3]
+PM = f"/apis/{GROUP}/{VERSION}/namespaces/{{ns}}/privatemodels"
+
+
+@pytest.fixture(scope="module")
+def operator(control_plane) -> Iterator[KopfRunner]:
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("KUBECONFIG", str(control_plane.kubeconfig))
+        env.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(control_plane.kubeconfig))
+        with KopfRunner(
+            ["run", "--all-namespaces", "--standalone", "-m", "kaizen_operator.handlers"]
+        ) as runner:
+            yield runner
+    assert runner.exception is None, runner.output
+
+
+@pytest.fixture
+def kube(control_plane) -> Iterator[Kube]:
+    from kubernetes import config
+
+    api = config.new_client_from_config(config_file=str(control_plane.kubeconfig))
+    yield Kube(api)
+    api.close()
+
+
+@pytest.fixture
+def secret(kube: Kube, namespace: str, s3_server) -> str:
+    kube.request("POST", f"/api/v1/namespaces/{namespace}/secrets", s3_server.secret("datahub"))
+    return "datahub"
+
+
+def model(name: str, bucket: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "PrivateModel",
+        "metadata": {"name": name},
+        "spec": {
+            "title": name,
+            "storage": {
+                "s3": {"connection": {"name": "datahub"}, "bucket": bucket, "key": f"models/{name}/"}
+            },
+            **spec,
+        },
+    }
+
+
+def wait(get: Callable[[], Any], check: Callable[[Any], bool], what: str, timeout: float = 40) -> Any:
+    deadline = time.monotonic() + timeout
+    value = None
+    while time.monotonic() < deadline:
+        value = get()
+        if check(value):
+            return value
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}; last: {value}")
+
+
+def getter(kube: Kube, namespace: str, name: str) -> Callable[[], dict | None]:
+    return lambda: kube.request("GET", f"{PM.format(ns=namespace)}/{name}", missing_ok=True)
+
+
+def versions_of(obj: dict | None) -> dict[str, dict]:
+    return {v["name"]: v for v in ((obj or {}).get("status") or {}).get("versions") or []}
+
+
+def condition(obj: dict, type_: str) -> dict:
+    return next(c for c in obj["status"]["conditions"] if c["type"] == type_)
+
+
+def test_versions_in_storage_appear_with_sizes_files_readiness_and_tags(
+    operator, kube, namespace, secret, s3_server, s3_bucket, tiny_models, tmp_path
+) -> None:
+    client = s3_server.client()
+    root = "models/registry"
+    upload(client, tiny_models["llama"], s3_bucket, f"{root}/v1")
+    upload(
+        client, tiny_models["llava"], s3_bucket, f"{root}/v2-incomplete", skip=frozenset({"tokenizer.json"})
+    )
+    run = publish_like_the_runner(tiny_models["qwen2"], tmp_path / "ft_Qwen2_20250508124054")
+    upload(client, run, s3_bucket, f"{root}/{run.name}")
+    upload(client, run, s3_bucket, f"{root}/mid-upload", skip=frozenset({"manifest.json"}))
+    upload(client, tiny_models["llama"], s3_bucket, f"{root}/checkpoints/ft_x/checkpoint-2")
+    upload(client, tiny_models["llama"], s3_bucket, f"{root}/.checkpoints/ft_x/checkpoint-2")
+    kube.request(
+        "POST",
+        PM.format(ns=namespace),
+        model("registry", s3_bucket, baseModel="Llama-3.2-1B", ipAllowList=["10.0.0.0/8"]),
+    )
+    get = getter(kube, namespace, "registry")
+    obj = wait(get, lambda o: len(versions_of(o)) == 4, "four versions")
+    versions = versions_of(obj)
+    assert set(versions) == {"v1", "v2-incomplete", "ft_Qwen2_20250508124054", "mid-upload"}
+
+    v1 = versions["v1"]
+    local = {p.name: p.stat().st_size for p in tiny_models["llama"].iterdir()}
+    assert (v1["status"], v1["ready"], v1["fileCount"]) == ("ready", True, len(local))
+    assert {f["name"]: f["sizeBytes"] for f in v1["files"]} == local
+    assert v1["sizeBytes"] == sum(local.values()) and all(f["modified"] for f in v1["files"])
+    assert v1["tags"]["family"] == "Llama" and v1["tags"]["instructionTuned"] is True
+
+    incomplete = versions["v2-incomplete"]
+    assert (incomplete["status"], incomplete["ready"]) == ("created", False)
+    assert incomplete["missing"] == ["tokenizer.json (or tokenizer.model, vocab.json + merges.txt)"]
+    assert incomplete["tags"]["type"] == "VLM"
+
+    assert versions["ft_Qwen2_20250508124054"]["ready"] is True
+    assert versions["ft_Qwen2_20250508124054"]["tags"]["family"] == "Qwen2"
+    assert versions["mid-upload"]["status"] == "uploading"
+
+    status = obj["status"]
+    assert status["versionCount"] == 4 and status["readyVersionCount"] == 2
+    assert (
+        status["latestVersion"]
+        == max((v for v in versions.values() if v["ready"]), key=lambda v: v["index"])["name"]
+    )
+    assert status["storageBytes"] == sum(v["sizeBytes"] for v in versions.values())
+    assert condition(obj, "Ready")["status"] == "True"
+    allow = condition(obj, "IPAllowList")
+    assert (allow["status"], allow["reason"]) == ("False", "NotEnforced"), "rclone keeps no bucket policy"
+
+    family = obj["metadata"]["labels"]["kaizen.dev/family"]
+    found = kube.request(
+        "GET", PM.format(ns=namespace), query={"labelSelector": f"kaizen.dev/family={family}"}
+    )
+    assert [o["metadata"]["name"] for o in found["items"]] == ["registry"]
+    assert obj["metadata"]["labels"]["kaizen.dev/base-model"] == "llama-3.2-1b"
+
+    # The upload finishes; a rescan (the annotation) sees it at once.
+    client.upload_file(str(run / "manifest.json"), s3_bucket, f"{root}/mid-upload/manifest.json")
+    patch = {"metadata": {"annotations": {"kaizen.dev/rescan": "1"}}}
+    kube.request(
+        "PATCH", f"{PM.format(ns=namespace)}/registry", patch, content_type="application/merge-patch+json"
+    )
+    wait(get, lambda o: versions_of(o)["mid-upload"]["ready"], "mid-upload ready")
+
+
+def test_a_version_recorded_by_a_run_becomes_ready_when_its_output_lands(
+    operator, kube, namespace, secret, s3_server, s3_bucket, tiny_models, tmp_path
+) -> None:
+    kube.request("POST", PM.format(ns=namespace), model("tuned", s3_bucket))
+    get = getter(kube, namespace, "tuned")
+    wait(get, lambda o: (o.get("status") or {}).get("lastScanTime"), "first scan")
+    # What the FineTunePipeline controller does when a run starts: merge an entry by version name.
+    entry = {
+        "index": 0,
+        "name": "ft_Llama_20260101000000",
+        "status": "training",
+        "pipeline": "p",
+        "run": "ft_Llama_20260101000000",
+    }
+    kube.request(
+        "PATCH",
+        f"{PM.format(ns=namespace)}/tuned/status",
+        {"status": {"versions": [entry]}},
+        content_type="application/merge-patch+json",
+    )
+    obj = wait(
+        get, lambda o: versions_of(o).get(entry["name"], {}).get("scannedTime"), "recorded version scanned"
+    )
+    assert versions_of(obj)[entry["name"]]["status"] == "training"
+    run = publish_like_the_runner(tiny_models["llama"], tmp_path / entry["name"])
+    upload(
+        s3_server.client(), run, s3_bucket, f"models/tuned/{entry['name']}", skip=frozenset({"manifest.json"})
+    )
+    kube.request(
+        "PATCH",
+        f"{PM.format(ns=namespace)}/tuned",
+        {"metadata": {"annotations": {"kaizen.dev/rescan": "a"}}},
+        content_type="application/merge-patch+json",
+    )
+    obj = wait(get, lambda o: versions_of(o)[entry["name"]].get("fileCount"), "files seen")
+    assert versions_of(obj)[entry["name"]]["status"] == "uploading", "files without the manifest"
+    s3_server.client().upload_file(
+        str(run / "manifest.json"), s3_bucket, f"models/tuned/{entry['name']}/manifest.json"
+    )
+    kube.request(
+        "PATCH",
+        f"{PM.format(ns=namespace)}/tuned",
+        {"metadata": {"annotations": {"kaizen.dev/rescan": "b"}}},
+        content_type="application/merge-patch+json",
+    )
+    obj = wait(get, lambda o: versions_of(o)[entry["name"]]["ready"], "run output ready")
+    version = versions_of(obj)[entry["name"]]
+    assert (version["status"], version["pipeline"], obj["status"]["latestVersion"]) == (
+        "ready",
+        "p",
+        entry["name"],
+    )
+
+
+def can(kube: Kube, user: str, namespace: str, verb: str, name: str) -> bool:
+    review = {
+        "apiVersion": "authorization.k8s.io/v1",
+        "kind": "SelfSubjectAccessReview",
+        "spec": {
+            "resourceAttributes": {
+                "namespace": namespace,
+                "verb": verb,
+                "group": GROUP,
+                "resource": "privatemodels",
+                "name": name,
+            }
+        },
+    }
+    path = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
+    result = kube.request("POST", path, review, headers={"Impersonate-User": user})
+    return bool(result["status"]["allowed"])
+
+
+def test_a_share_lets_that_user_get_this_model_only_until_it_is_removed(
+    operator, kube, namespace, secret, s3_bucket
+) -> None:
+    share = {"email": "ana@example.com", "tenant": "team-a", "role": "viewer"}
+    kube.request("POST", PM.format(ns=namespace), model("shared", s3_bucket, sharing=[share]))
+    kube.request("POST", PM.format(ns=namespace), model("other", s3_bucket))
+    get = getter(kube, namespace, "shared")
+    obj = wait(get, lambda o: (o.get("status") or {}).get("shares"), "shares in status")
+    granted = obj["status"]["shares"][0]
+    assert (granted["email"], granted["role"], granted["user"]) == (
+        "ana@example.com",
+        "viewer",
+        "ana@example.com",
+    )
+    assert granted["invitedTime"]
+    user = "ana@example.com"
+    assert can(kube, user, namespace, "get", "shared")
+    assert not can(kube, user, namespace, "get", "other")
+    assert not can(kube, user, namespace, "update", "shared"), "a viewer cannot edit"
+    with pytest.raises(KubeError, match="403"):
+        kube.request("GET", f"{PM.format(ns=namespace)}/other", headers={"Impersonate-User": user})
+    assert kube.request("GET", f"{PM.format(ns=namespace)}/shared", headers={"Impersonate-User": user})
+
+    editor = {**share, "role": "editor"}
+    kube.request(
+        "PATCH",
+        f"{PM.format(ns=namespace)}/shared",
+        {"spec": {"sharing": [editor]}},
+        content_type="application/merge-patch+json",
+    )
+    obj = wait(get, lambda o: o["status"]["shares"][0]["role"] == "editor", "role updated")
+    assert obj["status"]["shares"][0]["invitedTime"] == granted["invitedTime"], "still the first invite"
+    wait(lambda: can(kube, user, namespace, "patch", "shared"), bool, "editor may patch")
+
+    kube.request(
+        "PATCH",
+        f"{PM.format(ns=namespace)}/shared",
+        {"spec": {"sharing": None}},
+        content_type="application/merge-patch+json",
+    )
+    wait(get, lambda o: not o["status"].get("shares"), "share removed from status")
+    assert not can(kube, user, namespace, "get", "shared")
+    roles = kube.request("GET", f"/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}/roles")
+    assert roles["items"] == []
+
+
+def delete(kube: Kube, namespace: str, name: str) -> None:
+    kube.request("DELETE", f"{PM.format(ns=namespace)}/{name}")
+
+
+def stored(s3_server, bucket: str, name: str) -> list[str]:
+    return keys(s3_server.client(), bucket, f"models/{name}/")
+
+
+def test_delete_with_retain_keeps_the_files(
+    operator, kube, namespace, secret, s3_server, s3_bucket, tiny_models
+) -> None:
+    upload(s3_server.client(), tiny_models["llama"], s3_bucket, "models/kept/v1")
+    kube.request("POST", PM.format(ns=namespace), model("kept", s3_bucket))
+    get = getter(kube, namespace, "kept")
+    wait(get, lambda o: versions_of(o).get("v1", {}).get("ready"), "scanned")
+    delete(kube, namespace, "kept")
+    wait(get, lambda o: o is None, "object deleted")
+    assert len(stored(s3_server, s3_bucket, "kept")) == len(list(tiny_models["llama"].iterdir()))
+
+
+def test_delete_needs_the_confirmation_then_removes_the_files(
+    operator, kube, namespace, secret, s3_server, s3_bucket, tiny_models
+) -> None:
+    upload(s3_server.client(), tiny_models["llama"], s3_bucket, "models/gone/v1")
+    upload(s3_server.client(), tiny_models["llama"], s3_bucket, "models/gone-sibling/v1")
+    kube.request("POST", PM.format(ns=namespace), model("gone", s3_bucket, deletionPolicy="Delete"))
+    get = getter(kube, namespace, "gone")
+    wait(get, lambda o: versions_of(o).get("v1", {}).get("ready"), "scanned")
+    delete(kube, namespace, "gone")
+    obj = wait(
+        get, lambda o: any(c["type"] == "Deleting" for c in o["status"]["conditions"]), "Deleting condition"
+    )
+    deleting = condition(obj, "Deleting")
+    assert (deleting["status"], deleting["reason"]) == ("False", "ConfirmationMissing")
+    assert "kaizen.dev/confirm-delete: gone" in deleting["message"]
+    assert stored(s3_server, s3_bucket, "gone"), "no file removed without the confirmation"
+    patch = {"metadata": {"annotations": {"kaizen.dev/confirm-delete": "gone"}}}
+    kube.request(
+        "PATCH", f"{PM.format(ns=namespace)}/gone", patch, content_type="application/merge-patch+json"
+    )
+    wait(get, lambda o: o is None, "object deleted", timeout=40)
+    assert stored(s3_server, s3_bucket, "gone") == []
+    assert stored(s3_server, s3_bucket, "gone-sibling"), "a sibling prefix is untouched"
+
+
+def test_a_model_in_use_is_not_deleted(
+    operator, kube, namespace, secret, s3_server, s3_bucket, tiny_models
+) -> None:
+    from api.cases import load_example
+
+    upload(s3_server.client(), tiny_models["llama"], s3_bucket, "models/busy/v1")
+    busy = model("busy", s3_bucket, deletionPolicy="Delete")
+    busy["metadata"]["annotations"] = {"kaizen.dev/confirm-delete": "busy"}
+    kube.request("POST", PM.format(ns=namespace), busy)
+    pipeline = load_example("finetune-sft-alpaca.yaml")
+    pipeline["spec"]["output"] = {"privateModel": "busy"}
+    pipeline["spec"]["trigger"] = {"type": "schedule", "schedule": "0 0 1 1 *"}  # no run of its own
+    ftp = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/finetunepipelines"
+    kube.request("POST", ftp, pipeline)
+    running = {"status": {"currentRun": {"name": "ft_run_1", "phase": "Running"}}}
+    name = pipeline["metadata"]["name"]
+    kube.request("PATCH", f"{ftp}/{name}/status", running, content_type="application/merge-patch+json")
+    get = getter(kube, namespace, "busy")
+    wait(get, lambda o: versions_of(o).get("v1", {}).get("ready"), "scanned")
+    delete(kube, namespace, "busy")
+    obj = wait(get, lambda o: any(c["type"] == "InUse" for c in o["status"]["conditions"]), "InUse condition")
+    in_use = condition(obj, "InUse")
+    assert in_use["status"] == "True" and f"FineTunePipeline {name} (run ft_run_1)" in in_use["message"]
+    assert stored(s3_server, s3_bucket, "busy")
+    done = {"status": {"currentRun": {"name": "ft_run_1", "phase": "Succeeded"}}}
+    kube.request("PATCH", f"{ftp}/{name}/status", done, content_type="application/merge-patch+json")
+    wait(get, lambda o: o is None, "deleted once the run finished", timeout=40)
+    assert stored(s3_server, s3_bucket, "busy") == []

@@ -1,0 +1,104 @@
+"""Pure rules of the registry: share RBAC manifests, the delete decision, who uses a model, and which
+version other controllers may use."""
+
+from __future__ import annotations
+
+import pytest
+from kaizen_api.privatemodel import Share
+from kaizen_operator.registry.deletion import deletion_decision, model_users
+from kaizen_operator.registry.rbac import share_binding, share_name, share_role, unique_shares
+from kaizen_operator.registry.usable import ModelNotReady, ready_version
+
+MODEL = {"metadata": {"name": "support", "namespace": "team-a", "uid": "u-1"}}
+
+
+def test_a_share_is_a_role_on_this_model_only_and_a_binding_to_the_user() -> None:
+    share = Share(email="ana@example.com", tenant="team-a", role="editor")
+    role = share_role(MODEL, share, "2026-12-01T00:00:00Z")
+    assert role["rules"] == [
+        {
+            "apiGroups": ["kaizen.dev"],
+            "resources": ["privatemodels"],
+            "resourceNames": ["support"],
+            "verbs": ["get", "list", "watch", "update", "patch"],
+        }
+    ]
+    assert role["metadata"]["ownerReferences"][0]["uid"] == "u-1"
+    binding = share_binding(MODEL, share, "2026-12-01T00:00:00Z", "{tenant}:{email}")
+    assert binding["subjects"] == [
+        {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "team-a:ana@example.com"}
+    ]
+    assert binding["roleRef"]["name"] == role["metadata"]["name"] == share_name("support", share)
+    owner = share_role(MODEL, share.model_copy(update={"role": "owner"}), "t")
+    assert (
+        owner["rules"][0]["verbs"][-1] == "delete" and owner["metadata"]["name"] == role["metadata"]["name"]
+    )
+
+
+def test_one_share_per_user_the_last_one_wins() -> None:
+    shares = [
+        Share(email="a@x.io", tenant="t", role="viewer"),
+        Share(email="A@x.io", tenant="t", role="owner"),
+    ]
+    assert [s.role for s in unique_shares(shares)] == ["owner"]
+
+
+@pytest.mark.parametrize(
+    "policy,annotations,users,expected",
+    [
+        ("Retain", {}, [], (True, False, "Retained")),
+        ("Delete", {}, [], (False, False, "ConfirmationMissing")),
+        ("Delete", {"kaizen.dev/confirm-delete": "other"}, [], (False, False, "ConfirmationMissing")),
+        ("Delete", {"kaizen.dev/confirm-delete": "support"}, [], (True, True, "FilesDeleted")),
+        ("Delete", {"kaizen.dev/confirm-delete": "support"}, ["EvalJob e"], (False, False, "InUse")),
+        ("Retain", {}, ["EvalJob e"], (False, False, "InUse")),
+    ],
+)
+def test_delete_decision(policy, annotations, users, expected) -> None:
+    decision = deletion_decision("support", policy, annotations, users)
+    assert (decision.proceed, decision.delete_files, decision.reason) == expected
+
+
+def test_users_are_running_pipelines_and_unfinished_eval_jobs() -> None:
+    ref = {"privateModel": {"name": "support"}}
+    pipelines = [
+        {
+            "metadata": {"name": "p1"},
+            "spec": {"baseModel": ref},
+            "status": {"currentRun": {"name": "r", "phase": "Running"}},
+        },
+        {"metadata": {"name": "p2"}, "spec": {"output": {"privateModel": "support"}}, "status": {}},
+        {
+            "metadata": {"name": "p3"},
+            "spec": {"output": {"privateModel": "other"}},
+            "status": {"currentRun": {"name": "r"}},
+        },
+    ]
+    jobs = [
+        {"metadata": {"name": "e1"}, "spec": {"model": ref}, "status": {"phase": "Running"}},
+        {"metadata": {"name": "e2"}, "spec": {"model": ref}, "status": {"phase": "Succeeded"}},
+    ]
+    assert model_users("support", pipelines, jobs) == ["FineTunePipeline p1 (run r)", "EvalJob e1"]
+
+
+STATUS = {
+    "versions": [
+        {"index": 0, "name": "v1", "status": "ready", "ready": True},
+        {"index": 1, "name": "v2", "status": "created", "ready": False, "missing": ["tokenizer.json"]},
+        {"index": 2, "name": "v3", "status": "uploading", "ready": False, "message": "upload in progress"},
+    ]
+}
+
+
+def test_only_ready_versions_can_be_used() -> None:
+    assert ready_version(STATUS, "v1").name == "v1"
+    assert ready_version(STATUS).name == "v1", "the newest ready version when none is named"
+    with pytest.raises(ModelNotReady, match="missing tokenizer.json") as caught:
+        ready_version(STATUS, "v2")
+    assert caught.value.missing == ["tokenizer.json"]
+    with pytest.raises(ModelNotReady, match="upload in progress"):
+        ready_version(STATUS, "v3")
+    with pytest.raises(ModelNotReady, match="not in the registry"):
+        ready_version(STATUS, "v9")
+    with pytest.raises(ModelNotReady, match="no ready version"):
+        ready_version({})

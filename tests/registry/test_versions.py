@@ -1,0 +1,159 @@
+"""Versions from a storage listing, merged with what runs recorded; bounded so the object stays small."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+from kaizen_api.privatemodel import FILES_INLINE_MAX, PrivateModelStatus
+from kaizen_operator.registry.readiness import StoredFile, Verdict
+from kaizen_operator.registry.summary import model_labels, retry_delay, scan_status
+from kaizen_operator.registry.versions import build_versions, group_versions, human_bytes
+
+NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+
+
+def listing(*paths: str, size: int = 10) -> list[StoredFile]:
+    return [StoredFile(p, size, NOW - timedelta(minutes=i)) for i, p in enumerate(paths)]
+
+
+def uri(version: str) -> str:
+    return f"s3://b/m/.kaizen/listings/{version}.json"
+
+
+def test_checkpoints_dotted_folders_and_root_files_are_not_versions() -> None:
+    groups = group_versions(
+        listing(
+            "v1/config.json",
+            "v1/model.safetensors",
+            "checkpoints/ft_x/checkpoint-10/model.safetensors",
+            ".checkpoints/ft_x/checkpoint-10/model.safetensors",
+            ".kaizen/listings/v1.json",
+            "_tmp/x",
+            "README.md",
+            "v2/model/config.json.partial",
+            "v2/model/config.json",
+        )
+    )
+    assert {name: sorted(files) for name, files in groups.items()} == {
+        "v1": ["config.json", "model.safetensors"],
+        "v2": ["model/config.json"],
+    }
+
+
+def test_new_versions_get_indexes_by_creation_and_keep_them() -> None:
+    groups = group_versions(listing("b/config.json", "a/config.json"))  # b is the newer one
+    verdicts = {"a": Verdict("ready"), "b": Verdict("created", missing=["tokenizer.json"])}
+    versions, total = build_versions(groups, verdicts, None, NOW, uri)
+    assert [(v["name"], v["index"], v["status"], v["ready"]) for v in versions] == [
+        ("a", 0, "ready", True),
+        ("b", 1, "created", False),
+    ]
+    assert versions[1]["missing"] == ["tokenizer.json"] and total == 2
+    again, _ = build_versions(
+        group_versions(listing("a/config.json")), {"a": Verdict("ready")}, versions, NOW, uri
+    )
+    assert [(v["name"], v["index"]) for v in again] == [("a", 0)], "a version gone from storage leaves"
+
+
+def test_a_run_recorded_version_waits_for_its_files_and_keeps_what_the_run_wrote() -> None:
+    recorded = [{"index": 0, "name": "ft_1", "status": "training", "pipeline": "p", "run": "ft_1"}]
+    versions, total = build_versions({}, {}, recorded, NOW, uri)
+    assert versions[0]["status"] == "training" and versions[0]["ready"] is False and total == 1
+    assert versions[0]["scannedTime"], "marked as scanned, so the event handler does not fire again"
+    recorded_ready = [{"index": 0, "name": "ft_1", "status": "ready", "ready": True, "pipeline": "p"}]
+    versions, _ = build_versions({}, {}, recorded_ready, NOW, uri)
+    assert (versions[0]["status"], versions[0]["ready"]) == ("uploading", False), "not ready before its files"
+    groups = group_versions(listing("ft_1/manifest.json", "ft_1/model/config.json"))
+    versions, _ = build_versions(groups, {"ft_1": Verdict("ready")}, recorded, NOW, uri)
+    assert (versions[0]["status"], versions[0]["pipeline"], versions[0]["fileCount"]) == ("ready", "p", 1)
+
+
+def test_deployed_stays_deployed_while_ready() -> None:
+    previous = [{"index": 3, "name": "v", "status": "deployed", "ready": True, "fileCount": 1}]
+    versions, _ = build_versions(
+        group_versions(listing("v/config.json")), {"v": Verdict("ready")}, previous, NOW, uri
+    )
+    assert versions[0]["status"] == "deployed" and versions[0]["index"] == 3
+
+
+def test_five_thousand_files_keep_the_object_under_256_kib() -> None:
+    paths = [f"big/shards/model-{i:05d}-of-05000.safetensors" for i in range(5000)]
+    groups = group_versions(listing(*paths, size=123_456_789))
+    versions, total = build_versions(groups, {"big": Verdict("ready")}, None, NOW, uri)
+    status = scan_status({}, versions, total, 5000 * 123_456_789, "s3://b/m", NOW, 1)
+    PrivateModelStatus.model_validate(status)  # the CRD's bounds, as the API models declare them
+    obj = {
+        "apiVersion": "kaizen.dev/v1alpha1",
+        "kind": "PrivateModel",
+        "metadata": {"name": "m"},
+        "status": status,
+    }
+    size = len(json.dumps(obj).encode())
+    assert size < 256 * 1024, size
+    version = versions[0]
+    assert version["fileCount"] == 5000 and len(version["files"]) == FILES_INLINE_MAX
+    assert version["filesListing"] == uri("big") and version["sizeBytes"] == 5000 * 123_456_789
+
+
+def test_many_versions_share_one_inline_budget() -> None:
+    paths = [f"v{v:03d}/f{i:03d}" for v in range(200) for i in range(60)]
+    versions, _ = build_versions(
+        group_versions(listing(*paths, size=1)),
+        {f"v{v:03d}": Verdict("ready") for v in range(200)},
+        None,
+        NOW,
+        uri,
+    )
+    inline = sum(len(v.get("files") or []) for v in versions)
+    assert inline == 500 and len(json.dumps(versions)) < 200 * 1024
+
+
+def test_summary_names_the_latest_ready_version_and_why_others_are_not() -> None:
+    versions = [
+        {"index": 0, "name": "a", "status": "ready", "ready": True, "sizeBytes": 5},
+        {"index": 1, "name": "b", "status": "created", "ready": False, "message": "missing tokenizer.json"},
+    ]
+    status = scan_status({}, versions, 2, 5, "s3://b/m", NOW, 4)
+    assert (status["latestVersion"], status["versionCount"], status["readyVersionCount"]) == ("a", 2, 1)
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["observedGeneration"]) == ("True", 4)
+    status = scan_status({}, versions[1:], 1, 0, "s3://b/m", NOW, 4)
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert ready["status"] == "False" and "b: missing tokenizer.json" in ready["message"]
+
+
+def test_labels_follow_tags_and_the_spec_and_stale_ones_are_removed() -> None:
+    from kaizen_api.privatemodel import PrivateModelSpec
+
+    spec = PrivateModelSpec.model_validate(
+        {
+            "title": "t",
+            "baseModel": "Llama-3.1-8B",
+            "tags": {"subject": ["Medicine"], "framework": ["PyTorch"]},
+            "storage": {"s3": {"connection": {"name": "c"}, "bucket": "bkt", "key": "m/"}},
+        }
+    )
+    versions = [
+        {
+            "index": 0,
+            "name": "a",
+            "ready": True,
+            "tags": {"family": "Llama", "type": "LLM", "parameters": 8_030_261_248},
+        }
+    ]
+    current = {"kaizen.dev/type": "vlm", "task.tags.kaizen.dev/old": "true", "team": "x"}
+    assert model_labels(spec, versions, current) == {
+        "kaizen.dev/base-model": "llama-3.1-8b",
+        "kaizen.dev/family": "llama",
+        "kaizen.dev/size-bucket": "1b-10b",
+        "kaizen.dev/type": "llm",
+        "subject.tags.kaizen.dev/medicine": "true",
+        "framework.tags.kaizen.dev/pytorch": "true",
+        "task.tags.kaizen.dev/old": None,
+    }
+
+
+def test_backoff_doubles_up_to_the_resync() -> None:
+    assert [retry_delay(n) for n in (1, 2, 3, 10)] == [30, 60, 120, 1800]
+    assert human_bytes(1536) == "1.5Ki" and human_bytes(5 * 1024**3) == "5.0Gi"
