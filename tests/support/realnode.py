@@ -3,8 +3,9 @@
 ``real_node_cluster`` is a ``LocalControlPlane`` with the real node, started once and shared by every
 test that asks for it; ``real_node_namespace`` is a fresh namespace whose pods all go to the real node
 (``NAMESPACE_ANNOTATIONS``); ``host_s3_server`` is an S3 server that pods reach at the bridge's host
-address. Where the node cannot start (not root, packages or kubelet missing) the tests are skipped
-with the reason, or fail when ``KAIZEN_REQUIRE_REAL_NODE=1`` (CI, set by tools/dev.sh test as root).
+address; ``runner_image`` is the runner image built from its Dockerfile and imported into the node.
+Where the node cannot start (not root, packages or kubelet missing) the tests are skipped with the
+reason, or fail when ``KAIZEN_REQUIRE_REAL_NODE=1`` (CI, set by tools/dev.sh test as root).
 
 The node is a machine-wide singleton, so the shared cluster can be released (``RealNodeClusters``)
 for a test that starts and kills a node of its own.
@@ -17,11 +18,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from kaizen_local import runnerimage
 from kaizen_local.cluster import DEFAULT_SA_PATH, wait_for
 from kaizen_local.controlplane import LocalControlPlane
 from kaizen_local.node.network import HOST_ADDRESS
 from kaizen_local.node.realnode import NAMESPACE_ANNOTATIONS, unavailable_reason
 from kaizen_local.paths import default_bin_dir, missing_binaries
+from kaizen_local.runnerimage import RunnerImageBuild
 from kaizen_local.s3server import S3Server, S3ServerError, run_s3_server
 from support.controlplane import namespace_name
 
@@ -107,3 +110,25 @@ def host_s3_server(real_node_cluster: LocalControlPlane, tmp_path: Path) -> Iter
             yield server
     except S3ServerError as exc:  # raised only while starting
         pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def runner_image_build() -> tuple[str, RunnerImageBuild]:
+    """The runner image built from runner-image/Dockerfile (cached by content; minutes when cold)."""
+    if reason := runnerimage.unavailable_reason():
+        if os.environ.get("KAIZEN_REQUIRE_REAL_NODE") == "1":
+            pytest.fail(f"KAIZEN_REQUIRE_REAL_NODE=1 but {reason}", pytrace=False)
+        pytest.skip(reason)
+    build = RunnerImageBuild()
+    return build.runner(build.base()), build
+
+
+@pytest.fixture
+def runner_image(
+    real_node_cluster: LocalControlPlane, runner_image_build: tuple[str, RunnerImageBuild]
+) -> str:
+    """The runner image's reference, imported into the real node's containerd (once per image)."""
+    reference, build = runner_image_build
+    assert real_node_cluster.node is not None
+    real_node_cluster.node.import_built(reference, build)
+    return reference
