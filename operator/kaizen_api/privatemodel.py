@@ -147,11 +147,21 @@ class ModelVersion(StatusModel):
     )
     message: str | None = Field(default=None, max_length=4096, description="Why the version is not ready.")
     base_model: str | None = Field(default=None, max_length=URI_MAX, description="Base model of an adapter.")
+    artifacts: dict[str, Annotated[str, StringConstraints(max_length=256)]] | None = Field(
+        default=None,
+        max_length=4,
+        description="Kind of artifact (model, adapter) -> its folder in the version ('' for the root).",
+    )
     pipeline: str | None = Field(
         default=None, max_length=NAME_MAX, description="FineTunePipeline that made it."
     )
     run: str | None = Field(default=None, max_length=NAME_MAX, description="The run that made it.")
     scanned_time: datetime | None = Field(default=None, description="When its files were last examined.")
+    listing_digest: str | None = Field(
+        default=None,
+        max_length=64,
+        description="Digest of the file listing last judged: an unchanged version is not read again.",
+    )
     evaluations: list[VersionEvaluation] | None = Field(
         default=None, max_length=20, description="EvalJob results of this version, newest last."
     )

@@ -102,3 +102,20 @@ def test_only_ready_versions_can_be_used() -> None:
         ready_version(STATUS, "v9")
     with pytest.raises(ModelNotReady, match="no ready version"):
         ready_version({})
+
+
+def test_volume_storage_is_read_where_the_claim_is_mounted(tmp_path) -> None:
+    from kaizen_api.common import OutputStorage
+    from kaizen_operator.registry.storage import LocalModelStorage, open_storage
+    from kaizen_runner.storage import StorageError
+
+    storage = OutputStorage.model_validate({"pvc": {"claimName": "models", "path": "team/support"}})
+    with pytest.raises(
+        StorageError, match=r"'models' is not mounted into the operator.*KAIZEN_VOLUMES_DIR/models"
+    ):
+        open_storage(storage, lambda name: {}, environ={})
+    (tmp_path / "models" / "team" / "support" / "v1").mkdir(parents=True)
+    (tmp_path / "models" / "team" / "support" / "v1" / "config.json").write_text("{}")
+    opened = open_storage(storage, lambda name: {}, environ={"KAIZEN_VOLUMES_DIR": str(tmp_path)})
+    assert isinstance(opened, LocalModelStorage)
+    assert [f.path for f in opened.list()] == ["v1/config.json"]
