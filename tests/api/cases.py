@@ -363,6 +363,27 @@ CASES: list[Case] = [
         "spec.notification.emails[0]",
     ),
     Case(
+        "standard-dataset-and-predictions",
+        STD,
+        {"spec.predictions": {"s3": S3_DATA}},
+        "spec.dataset",
+    ),
+    Case(
+        "predictions-with-a-model",
+        STD,
+        {"spec.dataset": DELETE, "spec.predictions": {"s3": S3_DATA}},
+        "spec.model",
+    ),
+    Case("lm-eval-with-predictions", LM, {"spec.predictions": {"s3": S3_DATA}}, "spec.dataset"),
+    Case("eval-model-missing", LM, {"spec.model": DELETE}, "spec.model"),
+    Case(
+        "code-execution-without-humaneval",
+        LM,
+        {"spec.allowCodeExecution": True},
+        "spec.allowCodeExecution",
+    ),
+    Case("run-token-too-long", LM, {"spec.runToken": "r" * 64}, "spec.runToken"),
+    Case(
         "endpoint-url-invalid",
         LM,
         {"spec.model": {"endpoint": {"baseUrl": "vllm:8000", "model": "m"}}},
@@ -454,5 +475,6 @@ ALLOWED_UPDATES: list[Case] = [
     Case("hyperparameters-changed", SFT, {f"{HP}.epochs": 3}, ""),
     Case("schedule-added", SFT, {"spec.trigger": {"type": "schedule", "schedule": "@weekly"}}, ""),
     Case("eval-description-changed", LM, {"spec.description": "re-labelled"}, ""),
+    Case("eval-run-again", LM, {"spec.runToken": "again-1"}, ""),
     Case("model-tags-changed", PM, {"spec.tags": {"other": ["v2"]}}, ""),
 ]
