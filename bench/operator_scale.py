@@ -73,8 +73,7 @@ class JobWatch:
                     query_params=[("watch", "1"), ("timeoutSeconds", "30")],
                     auth_settings=["BearerToken"],
                 )[:3],
-                _preload_content=False,
-            )
+            )  # the body is not read yet: stream it
             buffer = b""
             for chunk in response.response.stream(4096):
                 buffer += chunk
@@ -112,6 +111,24 @@ def proc_stat(pid: int) -> tuple[float, int]:
     status = Path(f"/proc/{pid}/status").read_text()
     hwm = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:"))
     return cpu, hwm * 1024
+
+
+def reconcile_metrics(port: int) -> dict[str, float]:
+    """Passes and time spent in them, from the operator's own Prometheus endpoint."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    totals: dict[str, float] = {}
+    for line in text.splitlines():
+        for name in (
+            "kaizen_reconciles_total",
+            "kaizen_reconcile_duration_seconds_sum",
+            "kaizen_status_patches_total",
+        ):
+            if line.startswith(name + "{"):
+                totals[name] = totals.get(name, 0.0) + float(line.rsplit(" ", 1)[1])
+    return totals
 
 
 def bare_job(name: str) -> dict[str, Any]:
@@ -160,7 +177,7 @@ def run(cluster: Cluster, pipelines: int, idle_seconds: float, log_path: Path) -
             name = f"bare-{i}"
             bare_started[name] = time.monotonic()
             cluster.request("POST", f"/apis/batch/v1/namespaces/{namespace}/jobs", bare_job(name))
-        watch.wait(pipelines, timeout=300, prefix="bare-")
+        watch.wait(pipelines, timeout=60 + pipelines * 0.2, prefix="bare-")
         bare = [watch.seen[n][0] - t for n, t in bare_started.items()]
         started = {}
         t0 = time.monotonic()
@@ -171,7 +188,7 @@ def run(cluster: Cluster, pipelines: int, idle_seconds: float, log_path: Path) -
                 "POST", PIPELINES.format(namespace), pipeline(name, preflight=HOLD, workload=HOLD)
             )
         create_seconds = time.monotonic() - t0
-        watch.wait(2 * pipelines, timeout=600)
+        watch.wait(2 * pipelines, timeout=120 + pipelines * 0.5)
         first = {
             labels.get("kaizen.dev/pipeline"): at
             for _, (at, labels) in sorted(watch.seen.items(), key=lambda kv: kv[1][0], reverse=True)
@@ -185,6 +202,7 @@ def run(cluster: Cluster, pipelines: int, idle_seconds: float, log_path: Path) -
         cpu1, peak = proc_stat(operator.pid)
         summary = {
             "pipelines": pipelines,
+            "operator_metrics": reconcile_metrics(int(env["KAIZEN_METRICS_PORT"])),
             "bare_create_to_watch_s": percentiles(bare),
             "operator_create_to_workload_s": percentiles(latency),
             "pipelines_create_wall_s": create_seconds,

@@ -77,7 +77,7 @@ def apply(
         if (status.get("currentRun") or {}).get("objectName") == run_name:
             patch["currentRun"] = updated
         try:
-            patch_status(ctx.kube, pipeline, patch)
+            patch_status(ctx, pipeline, patch)
             return True
         except Conflict:
             if attempt == ATTEMPTS - 1:

@@ -27,7 +27,8 @@ RESOURCES: dict[str, tuple[str, str]] = {
     "kaizen.dev/v1alpha1/FineTunePipeline": ("/apis/kaizen.dev/v1alpha1", "finetunepipelines"),
     "kaizen.dev/v1alpha1/PrivateModel": ("/apis/kaizen.dev/v1alpha1", "privatemodels"),
 }
-DISCOVERY_TTL_S = 30.0
+DISCOVERY_TTL_S = 5.0
+METADATA_LIST = "application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io"
 
 
 class ApiError(Exception):
@@ -44,13 +45,16 @@ class ApiError(Exception):
         super().__init__(f"{status} {self.reason}: {self.message}")
 
 
-def load_api_client() -> client.ApiClient:
-    """In-cluster credentials when in a pod, else the kubeconfig ($KUBECONFIG or ~/.kube/config)."""
+def load_api_client(connections: int = 20) -> client.ApiClient:
+    """In-cluster credentials when in a pod, else the kubeconfig ($KUBECONFIG or ~/.kube/config);
+    `connections` kept-alive connections, one per concurrent reconcile."""
+    configuration = client.Configuration()
     try:
-        config.load_incluster_config()
+        config.load_incluster_config(client_configuration=configuration)
     except config.ConfigException:
-        config.load_kube_config()
-    return client.ApiClient()
+        config.load_kube_config(client_configuration=configuration)
+    configuration.connection_pool_maxsize = connections
+    return client.ApiClient(configuration)
 
 
 def path_of(api_version: str, kind: str, namespace: str | None, name: str | None = None) -> str:
@@ -79,8 +83,9 @@ class Kube:
         body: Any = None,
         query: dict[str, str] | None = None,
         content_type: str = "application/json",
+        accept: str = "application/json",
     ) -> Any:
-        headers = {"Content-Type": content_type, "Accept": "application/json"}
+        headers = {"Content-Type": content_type, "Accept": accept}
         method, url, headers, body, _ = self.api.param_serialize(
             method,
             path,
@@ -103,8 +108,14 @@ class Kube:
                 return None
             raise
 
-    def list(self, path: str, selector: str | None = None) -> list[dict[str, Any]]:
-        answer = self.request("GET", path, query={"labelSelector": selector} if selector else None)
+    def list(
+        self, path: str, selector: str | None = None, *, metadata_only: bool = False
+    ) -> list[dict[str, Any]]:
+        """Items of a collection; with `metadata_only`, just their metadata (no spec or status sent)."""
+        accept = METADATA_LIST if metadata_only else "application/json"
+        answer = self.request(
+            "GET", path, query={"labelSelector": selector} if selector else None, accept=accept
+        )
         return list(answer.get("items") or [])
 
     def create(self, manifest: dict[str, Any]) -> bool:
@@ -114,6 +125,9 @@ class Kube:
         except ApiError as err:
             if err.status == 409 and err.reason == "AlreadyExists":
                 return False
+            if err.status == 404:  # the kind is not served (a CRD was removed): look again next time
+                with self._lock:
+                    self._discovery.clear()
             raise
         return True
 

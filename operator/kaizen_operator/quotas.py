@@ -32,7 +32,7 @@ def pipeline_blocker(
     if quotas.max_pipelines is None:
         return None
     meta = pipeline["metadata"]
-    items = kube.list(path_of(API, KIND, meta["namespace"]))
+    items = kube.list(path_of(API, KIND, meta["namespace"]), metadata_only=True)
     order = sorted((i["metadata"]["creationTimestamp"], i["metadata"]["name"]) for i in items)
     position = order.index((meta["creationTimestamp"], meta["name"])) if items else 0
     if position >= quotas.max_pipelines:

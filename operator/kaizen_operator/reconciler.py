@@ -66,6 +66,8 @@ class Context:
     phases: RunPhases = field(default_factory=RunPhases)
     # (namespace, run object name) -> (pipeline name, uid), for the progress endpoint; active runs only.
     run_index: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
+    # (namespace, name) -> resourceVersion of the operator's own last status write.
+    written: dict[tuple[str, str], str] = field(default_factory=dict)
 
 
 class Conflict(Exception):
@@ -116,17 +118,20 @@ def _event(kube: Kube, pipeline: dict[str, Any], type_: str, reason: str, messag
         log.warning("event %s on %s/%s not posted: %s", reason, meta["namespace"], meta["name"], err)
 
 
-def patch_status(kube: Kube, pipeline: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
-    """Merge-patch status with the resourceVersion read, so a concurrent writer makes this a Conflict."""
+def patch_status(ctx: Context, pipeline: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
+    """Merge-patch status with the resourceVersion read, so a concurrent writer makes this a Conflict.
+
+    The new resourceVersion is remembered: the watch event this write causes needs no reconcile."""
     meta = pipeline["metadata"]
     body = {"metadata": {"resourceVersion": meta["resourceVersion"]}, "status": status}
     try:
-        patched = kube.merge_patch(path_of(API, KIND, meta["namespace"], meta["name"]) + "/status", body)
+        patched = ctx.kube.merge_patch(path_of(API, KIND, meta["namespace"], meta["name"]) + "/status", body)
     except ApiError as err:
         if err.status == 409:
             raise Conflict() from None
         raise
     STATUS_PATCHES.labels(KIND).inc()
+    ctx.written[(meta["namespace"], meta["name"])] = patched["metadata"]["resourceVersion"]
     return patched
 
 
@@ -360,6 +365,7 @@ def reconcile(ctx: Context, namespace: str, name: str) -> float | None:
     key = (namespace, name)
     if pipeline is None or pipeline["metadata"].get("deletionTimestamp"):
         ctx.phases.forget(key)
+        ctx.written.pop(key, None)
         for run_key in [k for k, v in ctx.run_index.items() if k[0] == namespace and v[0] == name]:
             ctx.run_index.pop(run_key, None)
         return None
@@ -371,7 +377,7 @@ def reconcile(ctx: Context, namespace: str, name: str) -> float | None:
             FINETUNE_PIPELINE, pipeline.get("spec") or {}, pipeline.get("status") or {}, generation
         )
         if any((pipeline.get("status") or {}).get(k) != v for k, v in status.items()):
-            patch_status(kube, pipeline, status)
+            patch_status(ctx, pipeline, status)
         return None
     work = Pass(ctx, pipeline, spec)
     work.check_blockers()
@@ -381,7 +387,7 @@ def reconcile(ctx: Context, namespace: str, name: str) -> float | None:
     if handled or len(work.runs) != len(work.status.runs or []):
         # New runs are on record before any child of theirs exists.
         status = work.derived_status()
-        pipeline = patch_status(kube, pipeline, status)
+        pipeline = patch_status(ctx, pipeline, status)
         for job, note in handled:
             children.mark_handled(kube, job, namespace, note)
         work.pipeline = pipeline
@@ -390,7 +396,7 @@ def reconcile(ctx: Context, namespace: str, name: str) -> float | None:
     work.advance_runs(cancel)
     status = work.derived_status()
     if work.changed(status):
-        patch_status(kube, pipeline, status)
+        patch_status(ctx, pipeline, status)
     for type_, reason, message in work.events:
         _event(kube, pipeline, type_, reason, message)
     ctx.phases.set(key, [r["phase"] for r in status.get("runs") or []])

@@ -362,6 +362,41 @@ def test_unknown_model_blocks_with_a_reason(ns, control_plane) -> None:
     assert not jobs(control_plane, ns, "kaizen.dev/pipeline=nomodel")
 
 
+def test_a_refused_child_reaches_a_condition(ns, control_plane) -> None:
+    quota = {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "no-jobs"}}
+    quota["spec"] = {"hard": {"count/jobs.batch": "0"}}
+    control_plane.request("POST", f"/api/v1/namespaces/{ns}/resourcequotas", quota)
+    create(control_plane, ns, pipeline("refused"))
+    obj = wait_pipeline(
+        control_plane, ns, "refused", lambda o: conditions(o).get("Ready", {}).get("status") == "False"
+    )
+    ready = conditions(obj)["Ready"]
+    assert ready["reason"] == "ReconcileError" and "quota" in ready["message"]
+    assert runs(obj)[0]["phase"] == "Pending", "the run waits and is retried"
+
+
+def test_without_the_pytorchjob_crd_a_multinode_run_is_an_indexed_job(ns, control_plane) -> None:
+    from kaizen_local.cluster import CrdRef, load_crds, third_party_crd_files
+
+    (crd,) = load_crds(f for f in third_party_crd_files() if f.name == "kubeflow.org_pytorchjobs.yaml")
+    crd_path = f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{crd['metadata']['name']}"
+    control_plane.request("DELETE", crd_path)
+    try:
+        deadline = time.monotonic() + 60
+        while control_plane.request("GET", crd_path, missing_ok=True) is not None:
+            assert time.monotonic() < deadline, "the CRD was not removed"
+            time.sleep(0.5)
+        time.sleep(6)  # the operator's discovery cache (5 s)
+        create(control_plane, ns, pipeline("nocrd", resources={"gpusPerNode": 1, "nodes": 2}))
+        obj = wait_pipeline(control_plane, ns, "nocrd", first_run_phase("Succeeded"))
+        assert runs(obj)[0]["jobKind"] == "Job"
+        job = control_plane.request("GET", f"/apis/batch/v1/namespaces/{ns}/jobs/{runs(obj)[0]['jobName']}")
+        assert job["spec"]["completionMode"] == "Indexed"
+    finally:
+        control_plane.install_crds([crd])
+        control_plane.wait_established([CrdRef.of(crd)])
+
+
 def test_no_secret_value_leaks(operator, control_plane) -> None:
     """Runs last in the module: no token a test read is in a ConfigMap, a status or an Event (the
     operator's log is checked when the module's operator stops)."""

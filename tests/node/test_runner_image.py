@@ -9,7 +9,8 @@ from kaizen_local.cluster import wait_for
 from kaizen_local.controlplane import LocalControlPlane
 from kubernetes import client
 
-pytestmark = [pytest.mark.cluster, pytest.mark.real_node]
+# A cold build of the runner image (tools/dev.sh setup makes it first) takes minutes.
+pytestmark = [pytest.mark.cluster, pytest.mark.real_node, pytest.mark.timeout(2400)]
 
 WHOAMI = "id -u; touch /home/kaizen/x 2>/dev/null || echo read-only"
 RESTRICTED = {"pod-security.kubernetes.io/enforce": "restricted"}

@@ -16,7 +16,9 @@ class Listing:
     def __init__(self, items: list[dict[str, Any]]) -> None:
         self.items = items
 
-    def list(self, path: str, selector: str | None = None) -> list[dict[str, Any]]:
+    def list(
+        self, path: str, selector: str | None = None, metadata_only: bool = False
+    ) -> list[dict[str, Any]]:
         return self.items
 
 

@@ -173,3 +173,12 @@ def test_an_unchanged_version_is_not_judged_again_and_a_changed_one_is() -> None
     )
     assert not unchanged(rewritten["v"], versions[0]), "same size, newer modification"
     assert not unchanged(group_versions(listing("v/config.json"))["v"], versions[0])
+
+
+def test_evaluations_recorded_by_the_eval_controller_survive_a_scan() -> None:
+    evaluation = {"evalJob": "e1", "runName": "r1", "suite": "standard", "results": {"bleu": 0.4}}
+    previous = [{"index": 0, "name": "v", "status": "ready", "ready": True, "evaluations": [evaluation]}]
+    groups = group_versions(listing("v/config.json"))
+    versions, _ = build_versions(groups, {"v": Verdict("ready")}, previous, NOW, uri)
+    assert versions[0]["evaluations"] == [evaluation]
+    PrivateModelStatus.model_validate({"versions": versions})
