@@ -373,7 +373,9 @@ def test_a_refused_child_reaches_a_condition(ns, control_plane) -> None:
         "spec": {
             "failurePolicy": "Fail",
             "matchConstraints": {"resourceRules": rules},
-            "validations": [{"expression": "false", "message": "jobs are closed here", "reason": "Forbidden"}],
+            "validations": [
+                {"expression": "false", "message": "jobs are closed here", "reason": "Forbidden"}
+            ],
         },
     }
     binding = {
