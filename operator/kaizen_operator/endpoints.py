@@ -115,8 +115,11 @@ def progress_app(ctx: Context, limiter: RateLimiter) -> web.Application:
         PROGRESS_REPORTS.labels("accepted" if applied else "stale").inc()
         return web.json_response({"applied": applied})
 
+    from kaizen_operator.eval_progress import eval_progress_handler  # evaluation runs, same channel
+
     app = web.Application(client_max_size=BODY_MAX_BYTES)
     app.router.add_post("/runs/{namespace}/{run}", post)
+    app.router.add_post("/evalruns/{namespace}/{run}", eval_progress_handler(ctx, limiter))
     return app
 
 

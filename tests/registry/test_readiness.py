@@ -126,3 +126,13 @@ def test_an_upload_marker_means_uploading(model_copy) -> None:
     folder = model_copy("llama")
     (folder / UPLOAD_MARKER).write_text("")
     assert verdict(folder).status == "uploading"
+
+
+def test_an_adapter_has_its_base_models_tags_when_the_base_can_be_read(tiny_models, tmp_path) -> None:
+    version = publish_like_the_runner(tiny_models["llama"], tmp_path / "lora", adapter=True)
+    config = version / "adapter" / "adapter_config.json"
+    config.write_text(json.dumps({"peft_type": "LORA", "base_model_name_or_path": str(tiny_models["llama"])}))
+    tags = verdict(version).tags
+    assert tags is not None
+    assert (tags.adapter, tags.family, tags.type, tags.instruction_tuned) == (True, "Llama", "LLM", True)
+    assert tags.parameters == real_parameters(tiny_models["llama"])

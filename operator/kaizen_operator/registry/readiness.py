@@ -74,6 +74,7 @@ class Verdict:
     tags: ReadinessTags | None = None
     manifest: VersionManifest | None = None
     base_model: str | None = None
+    artifacts: dict[str, str] | None = None
 
     @property
     def ready(self) -> bool:
@@ -223,6 +224,19 @@ def model_tags(
     )
 
 
+def _adapter_tags(
+    check: _Check, folder: str, base: str | None, base_config: Callable[[str], dict[str, Any] | None] | None
+) -> ReadinessTags:
+    """An adapter has its base's family, type and size (its own few parameters aside), when the base's
+    config.json can be read; its own chat template says whether it is instruction-tuned."""
+    config = base_config(base) if base and base_config else None
+    instruction_tuned = check.chat_template(folder)
+    if not isinstance(config, dict):
+        return ReadinessTags(adapter=True, instruction_tuned=instruction_tuned)
+    tags = model_tags(config, lambda path: None, "")
+    return tags.model_copy(update={"adapter": True, "instruction_tuned": instruction_tuned})
+
+
 def _check_manifest(check: _Check, manifest: VersionManifest, checksum: Callable[[str], str] | None) -> None:
     for entry in manifest.files:
         stored = check.files.get(entry.path)
@@ -240,10 +254,12 @@ def assess_version(
     *,
     checksum: Callable[[str], str] | None = None,
     in_progress: bool = False,
+    base_config: Callable[[str], dict[str, Any] | None] | None = None,
 ) -> Verdict:
     """The verdict on one version folder. `files` maps each path (relative to the folder) to its listing
     entry; `read` returns a small file's bytes (config, index, manifest); `checksum` returns a file's
-    sha256 when checksums are wanted; `in_progress` says a run or an upload is known to be writing it."""
+    sha256 when checksums are wanted; `in_progress` says a run or an upload is known to be writing it;
+    `base_config(uri)` returns an adapter's base config.json where it can be read, for the adapter's tags."""
     check = _Check(files, read)
     manifest: VersionManifest | None = None
     if MANIFEST in files:
@@ -258,11 +274,12 @@ def assess_version(
         _check_manifest(check, manifest, checksum)
     tags: ReadinessTags | None = None
     base: str | None = None
-    for kind, folder in sorted(_artifacts(files, manifest).items(), key=lambda item: item[0] != "model"):
+    artifacts = _artifacts(files, manifest)
+    for kind, folder in sorted(artifacts.items(), key=lambda item: item[0] != "model"):
         if kind == "adapter":
             base = check.adapter_folder(folder, manifest)
             if tags is None:
-                tags = ReadinessTags(adapter=True, instruction_tuned=check.chat_template(folder))
+                tags = _adapter_tags(check, folder, base, base_config)
         else:
             config = check.model_folder(folder)
             if config is not None and tags is None:
@@ -272,4 +289,4 @@ def assess_version(
         status: VersionStatus = "ready"
     else:
         status = "failed" if manifest is not None or check.problems else "created"
-    return Verdict(status, missing, check.problems, tags, manifest, base)
+    return Verdict(status, missing, check.problems, tags, manifest, base, artifacts)
