@@ -20,6 +20,7 @@ from kaizen_api.common import (
     ObjectName,
     Resources,
 )
+from kaizen_api.evalgate import EvaluationGate
 from kaizen_api.schedule import CRON_PATTERN, TIME_ZONES, TZ_VERSION, known_time_zone
 
 Trainer = Literal["pretraining", "sft", "dpo"]
@@ -320,6 +321,10 @@ class FineTunePipelineSpec(KaizenModel):
     trigger: Trigger = Field(default_factory=Trigger, description="Manual or scheduled runs.")
     resources: Resources = Field(default_factory=Resources, description="GPUs, nodes, placement and queue.")
     output: ModelOutput = Field(description="Target PrivateModel of the fine-tuned versions.")
+    evaluation: EvaluationGate | None = Field(
+        default=None,
+        description="Evaluate each new version; it is promoted only when every threshold holds.",
+    )
     successful_runs_history_limit: int = Field(default=5, ge=0, le=50, description="Finished runs kept.")
     failed_runs_history_limit: int = Field(default=5, ge=0, le=50, description="Failed runs kept.")
     active_deadline_seconds: int | None = Field(

@@ -9,17 +9,18 @@ from __future__ import annotations
 from typing import Any
 
 from kaizen_api.evaljob import EvalRunRecord
-from kaizen_api.privatemodel import EVALUATIONS_MAX, VersionEvaluation
+from kaizen_api.privatemodel import VersionEvaluation
 
 from kaizen_operator.kube import ApiError, Kube, path_of
 
 ATTEMPTS = 3
+EVALUATIONS_MAX = 20  # the registry's bound on status.versions[].evaluations (newest last)
 
 
 def merge_evaluation(
     versions: list[dict[str, Any]], version: str, entry: VersionEvaluation
 ) -> list[dict[str, Any]] | None:
-    """`versions` with the evaluation added first in the version's list, or None when nothing changes
+    """`versions` with the evaluation appended to the version's list, or None when nothing changes
     (the run is already recorded, or the version is not in the registry)."""
     out = []
     changed = False
@@ -30,7 +31,7 @@ def merge_evaluation(
                 e.get("runName") == entry.run_name and e.get("evalJob") == entry.eval_job for e in evaluations
             ):
                 return None
-            item = {**item, "evaluations": [entry.to_manifest(), *evaluations][:EVALUATIONS_MAX]}
+            item = {**item, "evaluations": [*evaluations, entry.to_manifest()][-EVALUATIONS_MAX:]}
             changed = True
         out.append(item)
     return out if changed else None

@@ -26,6 +26,7 @@ RESOURCES: dict[str, tuple[str, str]] = {
     "kubeflow.org/v1/PyTorchJob": ("/apis/kubeflow.org/v1", "pytorchjobs"),
     "kaizen.dev/v1alpha1/FineTunePipeline": ("/apis/kaizen.dev/v1alpha1", "finetunepipelines"),
     "kaizen.dev/v1alpha1/PrivateModel": ("/apis/kaizen.dev/v1alpha1", "privatemodels"),
+    "kaizen.dev/v1alpha1/EvalJob": ("/apis/kaizen.dev/v1alpha1", "evaljobs"),
 }
 DISCOVERY_TTL_S = 5.0
 METADATA_LIST = "application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io"

@@ -57,6 +57,7 @@ EXT = "spec.extendedHyperparameters"
 LM = "evaljob-lm-eval.yaml"
 STD = "evaljob-standard.yaml"
 PM = "privatemodel.yaml"
+GATED = "finetune-sft-gated.yaml"
 S3_DATA = {"connection": {"name": "datahub"}, "bucket": "kaizen-data", "key": "d.json"}
 
 CASES: list[Case] = [
@@ -414,6 +415,44 @@ CASES: list[Case] = [
         LM,
         {"spec.model": {"endpoint": {"baseUrl": "vllm:8000", "model": "m"}}},
         "spec.model.endpoint.baseUrl",
+    ),
+    # The evaluation gate of a pipeline
+    Case(
+        "gate-threshold-from-another-suite",
+        GATED,
+        {"spec.evaluation.thresholds": [{"metric": "gsm8k/exact_match", "value": 0.3}]},
+        "spec.evaluation.thresholds",
+    ),
+    Case(
+        "gate-threshold-metric-not-chosen",
+        GATED,
+        {"spec.evaluation.thresholds": [{"metric": "rouge1", "value": 0.3}]},
+        "spec.evaluation.thresholds",
+    ),
+    Case(
+        "gate-lm-eval-threshold-of-another-task",
+        GATED,
+        {
+            "spec.evaluation": {
+                "suite": "lm-eval-harness",
+                "tasks": ["gsm8k"],
+                "thresholds": [{"metric": "arc_easy/acc", "value": 0.5}],
+            }
+        },
+        "spec.evaluation.thresholds",
+    ),
+    Case(
+        "gate-lm-eval-with-a-dataset",
+        GATED,
+        {"spec.evaluation.suite": "lm-eval-harness", "spec.evaluation.tasks": ["gsm8k"]},
+        "spec.evaluation.suite",
+    ),
+    Case("gate-without-thresholds", GATED, {"spec.evaluation.thresholds": []}, "spec.evaluation.thresholds"),
+    Case(
+        "gate-operator-unknown",
+        GATED,
+        {"spec.evaluation.thresholds": [{"metric": "rougeL", "operator": "=>", "value": 0.4}]},
+        "spec.evaluation.thresholds[0].operator",
     ),
     # PrivateModel (SPEC §5)
     Case("ip-octet-300", PM, {"spec.ipAllowList": ["192.168.300.1"]}, "spec.ipAllowList[0]"),
