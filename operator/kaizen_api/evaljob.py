@@ -199,6 +199,9 @@ class EvalJobSpec(KaizenModel):
     )
     notification: Notification | None = Field(default=None, description="E-mail when the job ends.")
     resources: Resources = Field(default_factory=Resources, description="GPUs and placement.")
+    active_deadline_seconds: int | None = Field(
+        default=None, ge=60, le=30 * 86400, description="A run still going after this many seconds fails."
+    )
     output: OutputStorage | None = Field(
         default=None, description="Where results and logged samples are written; status only when omitted."
     )

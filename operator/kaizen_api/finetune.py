@@ -6,11 +6,11 @@ Defaults are SPEC's (not TRL's): they are meant to work for a first run without 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, StringConstraints
 
-from kaizen_api.base import LIST_MAX, NAME_MAX, KaizenModel, Rule, StatusModel, immutable
+from kaizen_api.base import LIST_MAX, NAME_MAX, URI_MAX, KaizenModel, Rule, StatusModel, immutable
 from kaizen_api.common import (
     DISPLAY_NAME,
     Conditions,
@@ -20,6 +20,7 @@ from kaizen_api.common import (
     ObjectName,
     Resources,
 )
+from kaizen_api.evalgate import EvaluationGate
 from kaizen_api.schedule import CRON_PATTERN, TIME_ZONES, TZ_VERSION, known_time_zone
 
 Trainer = Literal["pretraining", "sft", "dpo"]
@@ -117,16 +118,44 @@ class RuntimeParameters(KaizenModel):
     liger_kernel: bool = Field(default=False, description="Use Liger kernels where supported.")
 
 
+# Preference losses that read dpoLabelSmoothing (TRL's robust DPO loss and CPO's SimPO); the others ignore it.
+SMOOTHED_LOSSES = ("sigmoid", "simpo")
+# TRL's KTO compares each completion with others of its micro-batch (its KL term): it needs two or more.
+KTO_MIN_BATCH_SIZE = 2
+
+
 class DpoParameters(KaizenModel):
     """Preference-optimisation options (trainer dpo)."""
 
-    dpo_label_smoothing: float = Field(default=0.0, ge=0, le=0.5, description="Label smoothing, [0, 0.5].")
+    dpo_label_smoothing: float = Field(
+        default=0.0,
+        ge=0,
+        le=0.5,  # below 0.5: a rule, since the apiserver checks an integral value (0) against int(maximum)
+        description="Label smoothing (noisy-label DPO), [0, 0.5); only prefLoss sigmoid and simpo use it.",
+    )
     pref_beta: float = Field(default=0.1, ge=0, le=1, description="Beta of the preference loss, [0, 1].")
     pref_ftx: float = Field(default=0.0, ge=0, le=10, description="Weight of the added SFT loss, [0, 10].")
     pref_loss: Literal["sigmoid", "hinge", "ipo", "kto_pair", "orpo", "simpo"] = Field(
         default="sigmoid", description="Preference loss: sigmoid (DPO), hinge, ipo, kto_pair, orpo or simpo."
     )
     simpo_gamma: float = Field(default=0.5, gt=0, le=100, description="Target reward margin of SimPO, > 0.")
+
+    rules = (
+        Rule(
+            cel="!has(self.dpoLabelSmoothing) || self.dpoLabelSmoothing < 0.5",
+            message="dpoLabelSmoothing must be below 0.5",
+            field_path=".dpoLabelSmoothing",
+            check=lambda m: m.dpo_label_smoothing < 0.5,
+        ),
+        Rule(
+            cel="!has(self.dpoLabelSmoothing) || self.dpoLabelSmoothing == 0.0 || "
+            f"!has(self.prefLoss) || self.prefLoss in {_cel_list(SMOOTHED_LOSSES)}",
+            message="dpoLabelSmoothing is only used by prefLoss sigmoid and simpo; set it to 0 for "
+            "hinge, ipo, kto_pair and orpo",
+            field_path=".dpoLabelSmoothing",
+            check=lambda m: m.dpo_label_smoothing == 0 or m.pref_loss in SMOOTHED_LOSSES,
+        ),
+    )
 
 
 class LoraParameters(KaizenModel):
@@ -156,6 +185,11 @@ class OtherParameters(KaizenModel):
     )
     eval_steps: int = Field(default=100, ge=1, description="Steps between evaluations (evalStrategy steps).")
     number_of_checkpoints: int = Field(default=3, ge=1, le=100, description="Checkpoints to keep.")
+    keep_checkpoints: bool = Field(
+        default=False,
+        description="Keep the run's checkpoints (and the last step's) in the output storage after it "
+        "succeeds; by default they are deleted once the version is published.",
+    )
     logging_steps: int = Field(default=10, ge=1, description="Steps between two logged metric points.")
 
 
@@ -238,6 +272,31 @@ _FORMAT_CEL = " && ".join(
 )
 
 
+def _kto_batch_ok(m: Any) -> bool:
+    """On FineTunePipelineSpec and TrainRunConfig alike."""
+    return (
+        m.trainer != "dpo"
+        or m.extended_hyperparameters.dpo.pref_loss != "kto_pair"
+        or m.hyperparameters.batch_size >= KTO_MIN_BATCH_SIZE
+    )
+
+
+# Rules of a training configuration as a whole: the pipeline spec and the runner's TrainRunConfig (same
+# field names) both carry them, so the runner refuses exactly what admission refuses.
+TRAINING_RULES = (
+    Rule(
+        cel="self.trainer != 'dpo' || !has(self.extendedHyperparameters) || "
+        "!has(self.extendedHyperparameters.dpo) || !has(self.extendedHyperparameters.dpo.prefLoss) || "
+        "self.extendedHyperparameters.dpo.prefLoss != 'kto_pair' || (has(self.hyperparameters) && "
+        f"has(self.hyperparameters.batchSize) && self.hyperparameters.batchSize >= {KTO_MIN_BATCH_SIZE})",
+        message=f"hyperparameters.batchSize must be at least {KTO_MIN_BATCH_SIZE} with prefLoss kto_pair "
+        "(KTO's KL term compares the completions of one batch)",
+        field_path=".hyperparameters.batchSize",
+        check=_kto_batch_ok,
+    ),
+)
+
+
 class FineTunePipelineSpec(KaizenModel):
     """A fine-tuning pipeline: data, base model, trainer, hyperparameters, trigger, resources, output."""
 
@@ -268,6 +327,10 @@ class FineTunePipelineSpec(KaizenModel):
     trigger: Trigger = Field(default_factory=Trigger, description="Manual or scheduled runs.")
     resources: Resources = Field(default_factory=Resources, description="GPUs, nodes, placement and queue.")
     output: ModelOutput = Field(description="Target PrivateModel of the fine-tuned versions.")
+    evaluation: EvaluationGate | None = Field(
+        default=None,
+        description="Evaluate each new version; it is promoted only when every threshold holds.",
+    )
     successful_runs_history_limit: int = Field(default=5, ge=0, le=50, description="Finished runs kept.")
     failed_runs_history_limit: int = Field(default=5, ge=0, le=50, description="Failed runs kept.")
     active_deadline_seconds: int | None = Field(
@@ -299,6 +362,7 @@ class FineTunePipelineSpec(KaizenModel):
                 or m.hyperparameters.finetuning_type == "lora"
             ),
         ),
+        *TRAINING_RULES,
         immutable("trainer"),
         immutable("baseModel"),
         immutable("output"),
@@ -333,45 +397,116 @@ class RunMetrics(StatusModel):
     )
 
 
-RunPhase = Literal["Pending", "Running", "Succeeded", "Failed", "Cancelled"]
+class RecordProblem(StatusModel):
+    """One skipped or invalid record: its index in the file and why."""
+
+    index: int = Field(ge=0, description="Record index in the file (0-based).")
+    reason: str = Field(max_length=1024, description="Why the record cannot be used.")
+    source: str | None = Field(default=None, max_length=URI_MAX, description="File it came from.")
+
+
+class PreflightPlan(StatusModel):
+    """What the CPU preflight found and planned, before any GPU is requested."""
+
+    records: int = Field(default=0, ge=0, description="Records read from the dataset.")
+    usable_records: int = Field(default=0, ge=0, description="Records that will be trained on.")
+    skipped_records: int = Field(default=0, ge=0, description="Records skipped, with the first reasons.")
+    first_problems: list[RecordProblem] | None = Field(
+        default=None, max_length=20, description="The first skipped or invalid records."
+    )
+    tokens: int = Field(default=0, ge=0, description="Tokens after templating and truncation.")
+    truncated_records: int = Field(default=0, ge=0, description="Records cut at maxSequenceLength.")
+    steps_per_epoch: int = Field(default=0, ge=0, description="Optimizer steps per epoch.")
+    total_steps: int = Field(default=0, ge=0, description="Optimizer steps of the whole run.")
+    world_size: int = Field(default=1, ge=1, description="Processes the plan assumed (nodes x GPUs).")
+    estimated_gpu_memory_bytes: int | None = Field(
+        default=None, ge=0, description="Estimated peak GPU memory per device."
+    )
+    parameters: int | None = Field(default=None, ge=0, description="Parameters of the base model.")
+
+
+class LossPoint(StatusModel):
+    """One point of the downsampled training-loss curve kept for display."""
+
+    step: int = Field(ge=0, description="Optimizer step.")
+    loss: float = Field(description="Training loss at that step.")
+
+
+LOSS_HISTORY_MAX = 50
+
+RunPhase = Literal["Pending", "Running", "Succeeded", "Failed", "Cancelled", "Skipped"]
+FINISHED_PHASES: frozenset[str] = frozenset({"Succeeded", "Failed", "Cancelled", "Skipped"})
 
 
 class RunStatus(StatusModel):
-    """One run of the pipeline."""
+    """One run of the pipeline (or a scheduled firing that was skipped, with its reason)."""
 
     name: str = Field(max_length=NAME_MAX, description="Run name ft_<base model>_<timestamp>.")
+    object_name: LabelName | None = Field(
+        default=None, description="Name of the run's objects (ConfigMap, Secret, preflight Job, workload)."
+    )
     job_name: LabelName | None = Field(default=None, description="The Job or PyTorchJob of this run.")
     job_kind: Literal["Job", "PyTorchJob"] | None = Field(
         default=None, description="Kind of the run's workload."
     )
+    nodes: int | None = Field(default=None, ge=1, description="Nodes of the workload.")
     trigger: Literal["manual", "schedule"] | None = Field(default=None, description="What started the run.")
+    token: str | None = Field(
+        default=None,
+        max_length=63,
+        description="The spec.trigger.runToken a manual run was requested with.",
+    )
+    scheduled_time: datetime | None = Field(
+        default=None, description="When the schedule fired for this run (scheduled runs)."
+    )
     phase: RunPhase = Field(
-        default="Pending", description="Pending, Running, Succeeded, Failed or Cancelled."
+        default="Pending", description="Pending, Running, Succeeded, Failed, Cancelled or Skipped."
     )
     start_time: datetime | None = Field(default=None, description="When the run started.")
     completion_time: datetime | None = Field(default=None, description="When the run ended.")
+    preflight: PreflightPlan | None = Field(default=None, description="The CPU preflight's plan.")
     progress: RunProgress | None = Field(default=None, description="Live progress.")
     metrics: RunMetrics | None = Field(default=None, description="Latest metrics.")
+    loss_history: list[LossPoint] | None = Field(
+        default=None,
+        max_length=LOSS_HISTORY_MAX,
+        description="Training loss, downsampled; the full curve is in the run's output.",
+    )
     output_version: str | None = Field(
         default=None, max_length=NAME_MAX, description="PrivateModel version produced by the run."
     )
-    reason: str | None = Field(default=None, max_length=1024, description="Why the run ended as it did.")
+    reason: str | None = Field(
+        default=None, max_length=1024, description="Why the run is waiting, or why it ended as it did."
+    )
     message: str | None = Field(
         default=None, max_length=32768, description="Details, e.g. the runner's error."
     )
     exit_code: int | None = Field(default=None, description="Exit code of the failed container.")
+
+    @property
+    def finished(self) -> bool:
+        return self.phase in FINISHED_PHASES
 
 
 class FineTunePipelineStatus(StatusModel):
     """What the operator observed."""
 
     observed_generation: int | None = Field(default=None, description="metadata.generation last reconciled.")
-    conditions: Conditions | None = Field(default=None, description="Ready, Running, Succeeded, Suspended.")
+    conditions: Conditions | None = Field(
+        default=None, description="Accepted, Ready, Running, Succeeded, Failed, Suspended."
+    )
     phase: str | None = Field(default=None, max_length=64, description="Summary for display only.")
     last_run_name: str | None = Field(default=None, max_length=NAME_MAX, description="Newest run's name.")
+    last_run_token: str | None = Field(
+        default=None,
+        max_length=63,
+        description="spec.trigger.runToken of the newest manual run ('' for the run a new pipeline starts).",
+    )
     last_schedule_time: datetime | None = Field(default=None, description="When the schedule last fired.")
     next_schedule_time: datetime | None = Field(default=None, description="When the schedule fires next.")
-    current_run: RunStatus | None = Field(default=None, description="The run in progress, if any.")
+    current_run: RunStatus | None = Field(default=None, description="The newest active run, if any.")
     runs: list[RunStatus] | None = Field(
-        default=None, max_length=100, description="Run history, newest first, within the history limits."
+        default=None,
+        max_length=100,
+        description="Runs, newest first: the active ones and finished ones within the history limits.",
     )

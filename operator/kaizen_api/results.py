@@ -14,6 +14,10 @@ from pydantic import Field
 
 from kaizen_api.base import NAME_MAX, URI_MAX, StatusModel
 from kaizen_api.evaljob import RESULTS_MAX, EvalProgress
+
+# Defined beside the status they end up in; re-exported here with the other payloads.
+from kaizen_api.finetune import PreflightPlan as PreflightPlan
+from kaizen_api.finetune import RecordProblem as RecordProblem
 from kaizen_api.finetune import RunMetrics, RunProgress
 
 # Exit codes of `kaizen-runner`: the operator's podFailurePolicy fails a Job at once on a user error
@@ -36,34 +40,6 @@ FailureReason = Literal[
 USER_ERROR_REASONS: frozenset[str] = frozenset(
     {"DataInvalid", "ConfigInvalid", "ModelInvalid", "DataNotStaged"}
 )
-
-
-class RecordProblem(StatusModel):
-    """One skipped or invalid record: its index in the file and why."""
-
-    index: int = Field(ge=0, description="Record index in the file (0-based).")
-    reason: str = Field(max_length=1024, description="Why the record cannot be used.")
-    source: str | None = Field(default=None, max_length=URI_MAX, description="File it came from.")
-
-
-class PreflightPlan(StatusModel):
-    """What the CPU preflight found and planned, before any GPU is requested."""
-
-    records: int = Field(default=0, ge=0, description="Records read from the dataset.")
-    usable_records: int = Field(default=0, ge=0, description="Records that will be trained on.")
-    skipped_records: int = Field(default=0, ge=0, description="Records skipped, with the first reasons.")
-    first_problems: list[RecordProblem] | None = Field(
-        default=None, max_length=20, description="The first skipped or invalid records."
-    )
-    tokens: int = Field(default=0, ge=0, description="Tokens after templating and truncation.")
-    truncated_records: int = Field(default=0, ge=0, description="Records cut at maxSequenceLength.")
-    steps_per_epoch: int = Field(default=0, ge=0, description="Optimizer steps per epoch.")
-    total_steps: int = Field(default=0, ge=0, description="Optimizer steps of the whole run.")
-    world_size: int = Field(default=1, ge=1, description="Processes the plan assumed (nodes x GPUs).")
-    estimated_gpu_memory_bytes: int | None = Field(
-        default=None, ge=0, description="Estimated peak GPU memory per device."
-    )
-    parameters: int | None = Field(default=None, ge=0, description="Parameters of the base model.")
 
 
 class ProgressReport(StatusModel):
@@ -173,6 +149,19 @@ class RunReport(StatusModel):
     log_history: list[dict[str, Any]] = Field(
         default_factory=list, description="The trainer's log history (one entry per logged step)."
     )
+
+
+class CheckpointMarker(StatusModel):
+    """`kaizen-checkpoint.json`, written by node 0 after its part of a checkpoint is stored; with more
+    nodes, each node n > 0 writes `kaizen-node-<n>.json` after its part. A checkpoint with every
+    marker is complete; a restarted run resumes only from one of those."""
+
+    step: int = Field(ge=0, description="Optimizer step of the checkpoint.")
+    epoch: float | None = Field(default=None, ge=0, description="Epochs done (fractional).")
+    world_size: int = Field(default=1, ge=1, description="Processes that wrote it.")
+    nnodes: int = Field(default=1, ge=1, description="Nodes that wrote parts of it.")
+    node: int = Field(default=0, ge=0, description="The node whose part this marker vouches for.")
+    zero_stage: int | None = Field(default=None, ge=1, le=3, description="DeepSpeed ZeRO stage, if any.")
 
 
 EVAL_RESULTS_SCHEMA = "kaizen.dev/eval-results/v1"

@@ -51,11 +51,13 @@ class Case:
 
 
 SFT = "finetune-sft-alpaca.yaml"
+DPO = "finetune-dpo.yaml"
 HP = "spec.hyperparameters"
 EXT = "spec.extendedHyperparameters"
 LM = "evaljob-lm-eval.yaml"
 STD = "evaljob-standard.yaml"
 PM = "privatemodel.yaml"
+GATED = "finetune-sft-gated.yaml"
 S3_DATA = {"connection": {"name": "datahub"}, "bucket": "kaizen-data", "key": "d.json"}
 
 CASES: list[Case] = [
@@ -283,6 +285,31 @@ CASES: list[Case] = [
         {f"{EXT}.dpo": {"dpoLabelSmoothing": 0.6}},
         f"{EXT}.dpo.dpoLabelSmoothing",
     ),
+    Case(
+        "label-smoothing-half",
+        DPO,
+        {f"{EXT}.dpo": {"prefLoss": "sigmoid", "dpoLabelSmoothing": 0.5}},
+        f"{EXT}.dpo.dpoLabelSmoothing",
+    ),
+    Case(
+        "label-smoothing-with-hinge",
+        DPO,
+        {f"{EXT}.dpo": {"prefLoss": "hinge", "dpoLabelSmoothing": 0.1}},
+        f"{EXT}.dpo.dpoLabelSmoothing",
+    ),
+    Case(
+        "label-smoothing-with-ipo",
+        DPO,
+        {f"{EXT}.dpo": {"prefLoss": "ipo", "dpoLabelSmoothing": 0.2}},
+        f"{EXT}.dpo.dpoLabelSmoothing",
+    ),
+    Case("kto-pair-default-batch", DPO, {f"{EXT}.dpo": {"prefLoss": "kto_pair"}}, f"{HP}.batchSize"),
+    Case(
+        "kto-pair-batch-one",
+        DPO,
+        {f"{EXT}.dpo": {"prefLoss": "kto_pair"}, f"{HP}.batchSize": 1},
+        f"{HP}.batchSize",
+    ),
     Case("pref-ftx-high", SFT, {f"{EXT}.dpo": {"prefFtx": 11}}, f"{EXT}.dpo.prefFtx"),
     Case("pref-loss-unknown", SFT, {f"{EXT}.dpo": {"prefLoss": "kto"}}, f"{EXT}.dpo.prefLoss"),
     Case("simpo-gamma-zero", SFT, {f"{EXT}.dpo": {"simpoGamma": 0}}, f"{EXT}.dpo.simpoGamma"),
@@ -363,10 +390,69 @@ CASES: list[Case] = [
         "spec.notification.emails[0]",
     ),
     Case(
+        "standard-dataset-and-predictions",
+        STD,
+        {"spec.predictions": {"s3": S3_DATA}},
+        "spec.dataset",
+    ),
+    Case(
+        "predictions-with-a-model",
+        STD,
+        {"spec.dataset": DELETE, "spec.predictions": {"s3": S3_DATA}},
+        "spec.model",
+    ),
+    Case("lm-eval-with-predictions", LM, {"spec.predictions": {"s3": S3_DATA}}, "spec.dataset"),
+    Case("eval-model-missing", LM, {"spec.model": DELETE}, "spec.model"),
+    Case(
+        "code-execution-without-humaneval",
+        LM,
+        {"spec.allowCodeExecution": True},
+        "spec.allowCodeExecution",
+    ),
+    Case("run-token-too-long", LM, {"spec.runToken": "r" * 64}, "spec.runToken"),
+    Case(
         "endpoint-url-invalid",
         LM,
         {"spec.model": {"endpoint": {"baseUrl": "vllm:8000", "model": "m"}}},
         "spec.model.endpoint.baseUrl",
+    ),
+    # The evaluation gate of a pipeline
+    Case(
+        "gate-threshold-from-another-suite",
+        GATED,
+        {"spec.evaluation.thresholds": [{"metric": "gsm8k/exact_match", "value": 0.3}]},
+        "spec.evaluation.thresholds",
+    ),
+    Case(
+        "gate-threshold-metric-not-chosen",
+        GATED,
+        {"spec.evaluation.thresholds": [{"metric": "rouge1", "value": 0.3}]},
+        "spec.evaluation.thresholds",
+    ),
+    Case(
+        "gate-lm-eval-threshold-of-another-task",
+        GATED,
+        {
+            "spec.evaluation": {
+                "suite": "lm-eval-harness",
+                "tasks": ["gsm8k"],
+                "thresholds": [{"metric": "arc_easy/acc", "value": 0.5}],
+            }
+        },
+        "spec.evaluation.thresholds",
+    ),
+    Case(
+        "gate-lm-eval-with-a-dataset",
+        GATED,
+        {"spec.evaluation.suite": "lm-eval-harness", "spec.evaluation.tasks": ["gsm8k"]},
+        "spec.evaluation.suite",
+    ),
+    Case("gate-without-thresholds", GATED, {"spec.evaluation.thresholds": []}, "spec.evaluation.thresholds"),
+    Case(
+        "gate-operator-unknown",
+        GATED,
+        {"spec.evaluation.thresholds": [{"metric": "rougeL", "operator": "=>", "value": 0.4}]},
+        "spec.evaluation.thresholds[0].operator",
     ),
     # PrivateModel (SPEC §5)
     Case("ip-octet-300", PM, {"spec.ipAllowList": ["192.168.300.1"]}, "spec.ipAllowList[0]"),
@@ -454,5 +540,6 @@ ALLOWED_UPDATES: list[Case] = [
     Case("hyperparameters-changed", SFT, {f"{HP}.epochs": 3}, ""),
     Case("schedule-added", SFT, {"spec.trigger": {"type": "schedule", "schedule": "@weekly"}}, ""),
     Case("eval-description-changed", LM, {"spec.description": "re-labelled"}, ""),
+    Case("eval-run-again", LM, {"spec.runToken": "again-1"}, ""),
     Case("model-tags-changed", PM, {"spec.tags": {"other": ["v2"]}}, ""),
 ]

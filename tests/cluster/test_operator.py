@@ -1,5 +1,8 @@
 """The operator, run in-process against the real API server, admits each kind: it sets the Accepted
-and summary conditions and observedGeneration within seconds, and never touches spec."""
+and summary conditions and observedGeneration within seconds, and never touches spec.
+
+A FineTunePipeline is reconciled at once rather than left Pending: alone in its namespace, the
+example's output PrivateModel does not exist, so Ready is False and names that cause."""
 
 from __future__ import annotations
 
@@ -44,15 +47,17 @@ def wait_for_status(
 
 
 @pytest.mark.parametrize(
-    "kind,example,summary",
+    "kind,example,summary,summary_status",
     [
-        (FINETUNE_PIPELINE, "finetune-sft-alpaca.yaml", "Ready"),
-        (EVAL_JOB, "evaljob-lm-eval.yaml", "Succeeded"),
-        (PRIVATE_MODEL, "privatemodel.yaml", "Ready"),
+        (FINETUNE_PIPELINE, "finetune-sft-alpaca.yaml", "Ready", ("False", "OutputModelNotFound")),
+        (EVAL_JOB, "evaljob-lm-eval.yaml", "Succeeded", ("Unknown", None)),
+        (PRIVATE_MODEL, "privatemodel.yaml", "Ready", ("Unknown", None)),
     ],
     ids=lambda v: getattr(v, "kind", None),
 )
-def test_operator_sets_initial_conditions(operator, control_plane, namespace, kind, example, summary) -> None:
+def test_operator_sets_initial_conditions(
+    operator, control_plane, namespace, kind, example, summary, summary_status
+) -> None:
     api = control_plane.api_client()
     manifest = load_example(example)
     created = client.CustomObjectsApi(api).create_namespaced_custom_object(
@@ -63,6 +68,8 @@ def test_operator_sets_initial_conditions(operator, control_plane, namespace, ki
     assert time.monotonic() - started < 20
     conditions = {c["type"]: c for c in obj["status"]["conditions"]}
     assert conditions["Accepted"]["status"] == "True"
-    assert conditions[summary]["status"] == "Unknown"
+    status, reason = summary_status
+    assert conditions[summary]["status"] == status
+    assert reason is None or conditions[summary]["reason"] == reason
     assert all(c["observedGeneration"] == obj["metadata"]["generation"] for c in conditions.values())
     assert obj["spec"] == created["spec"], "the operator must never write spec"

@@ -1,7 +1,159 @@
-"""kopf handlers for FineTunePipeline."""
+"""kopf handlers for FineTunePipeline: watch events only enqueue; a work queue reconciles.
 
+kopf watches the pipelines and the children that carry the `kaizen.dev/pipeline` label (Jobs,
+PyTorchJobs); any event maps to its pipeline's key. No per-object daemon or timer: an idle pipeline
+costs a key in kopf's watch and nothing else. The startup handler also serves the progress endpoint
+and the ops endpoint (metrics, health) from the operator's event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import os
+import time
+from collections.abc import Hashable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import kopf
+from aiohttp import web
+from kaizen_api.base import GROUP, VERSION
 from kaizen_api.kinds import FINETUNE_PIPELINE
 
-from kaizen_operator.handlers.admit import register_admission
+from kaizen_operator import endpoints, reconciler
+from kaizen_operator.catalog import load_catalog
+from kaizen_operator.kube import ApiError, Kube, load_api_client, path_of
+from kaizen_operator.metrics import QUEUE_DEPTH, RECONCILE_SECONDS, RECONCILES
+from kaizen_operator.progress import RateLimiter, new_key
+from kaizen_operator.settings import load_settings
+from kaizen_operator.workqueue import WorkQueue
 
-register_admission(FINETUNE_PIPELINE)
+log = logging.getLogger(__name__)
+KEY_ENV = "KAIZEN_PROGRESS_KEY"
+KEY_SECRET = "kaizen-progress-key"
+NAMESPACE_ENV = "KAIZEN_OPERATOR_NAMESPACE"
+WORKERS = 16  # passes wait on the API server, not on the CPU
+
+
+@dataclass
+class Runtime:
+    ctx: reconciler.Context
+    queue: WorkQueue
+    servers: list[web.AppRunner]
+    executor: ThreadPoolExecutor
+
+
+RUNTIME: Runtime | None = None  # one operator per process (kopf runs one at a time)
+
+
+def progress_key(kube: Kube) -> bytes:
+    """The HMAC key of run tokens: $KAIZEN_PROGRESS_KEY, else a Secret in the operator's namespace
+    (created once, so tokens survive restarts), else a fresh one (tokens of older runs stop working)."""
+    if raw := os.environ.get(KEY_ENV):
+        return raw.encode()
+    namespace = os.environ.get(NAMESPACE_ENV)
+    if not namespace:
+        log.warning("no %s or %s: progress tokens last only as long as this process", KEY_ENV, NAMESPACE_ENV)
+        return new_key()
+    path = path_of("v1", "Secret", namespace, KEY_SECRET)
+    for _ in range(2):
+        secret = kube.get(path)
+        if secret is not None:
+            return base64.b64decode(secret["data"]["key"])
+        body: dict[str, Any] = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": KEY_SECRET, "namespace": namespace},
+            "data": {"key": base64.b64encode(new_key()).decode()},
+        }
+        if kube.create(body):
+            return base64.b64decode(body["data"]["key"])
+    raise RuntimeError(f"cannot read or create Secret {namespace}/{KEY_SECRET}")
+
+
+async def _work(key: Hashable) -> float | None:
+    assert RUNTIME is not None and isinstance(key, tuple)
+    namespace, name = key
+    started = time.monotonic()
+    outcome = "ok"
+    try:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            RUNTIME.executor, reconciler.reconcile, RUNTIME.ctx, namespace, name
+        )
+    except reconciler.Conflict:
+        outcome = "conflict"
+        return 0.1
+    except ApiError as err:
+        outcome = "error"
+        log.warning("reconcile of %s/%s: %s", namespace, name, err)
+        return 10.0
+    finally:
+        RECONCILES.labels(FINETUNE_PIPELINE.kind, outcome).inc()
+        RECONCILE_SECONDS.labels(FINETUNE_PIPELINE.kind).observe(time.monotonic() - started)
+        QUEUE_DEPTH.set(RUNTIME.queue.depth)
+
+
+@kopf.on.startup()
+async def start_runtime(**_: Any) -> None:
+    global RUNTIME
+    settings = load_settings()
+    kube = Kube(load_api_client(WORKERS + 4))
+    key = await asyncio.to_thread(progress_key, kube)
+    ctx = reconciler.Context(
+        kube=kube, settings=settings, catalog=load_catalog(settings.catalog_path), key=key
+    )
+    queue = WorkQueue(_work, workers=WORKERS)
+    RUNTIME = Runtime(ctx, queue, [], ThreadPoolExecutor(WORKERS, thread_name_prefix="reconcile"))
+    queue.start()
+    RUNTIME.servers = [
+        await endpoints.serve(endpoints.progress_app(ctx, RateLimiter()), settings.progress_port),
+        await endpoints.serve(endpoints.ops_app(lambda: RUNTIME is not None), settings.metrics_port),
+    ]
+    log.info("progress endpoint on :%d, metrics on :%d", settings.progress_port, settings.metrics_port)
+
+
+@kopf.on.cleanup()
+async def stop_runtime(**_: Any) -> None:
+    global RUNTIME
+    if RUNTIME is None:
+        return
+    await RUNTIME.queue.stop()
+    RUNTIME.executor.shutdown(wait=True)
+    for server in RUNTIME.servers:
+        await server.cleanup()
+    RUNTIME.ctx.kube.api.close()
+    RUNTIME = None
+
+
+def _enqueue(namespace: str | None, name: str | None) -> None:
+    if RUNTIME is not None and namespace and name:
+        RUNTIME.queue.add((namespace, name))
+
+
+@kopf.on.event(GROUP, VERSION, FINETUNE_PIPELINE.plural)
+async def pipeline_event(namespace: str | None, name: str | None, meta: kopf.Meta, **_: Any) -> None:
+    """Every change but the operator's own status writes (those it has already accounted for)."""
+    own = RUNTIME is not None and RUNTIME.ctx.written.get((namespace or "", name or "")) == meta.get(
+        "resourceVersion"
+    )
+    if not own:
+        _enqueue(namespace, name)
+
+
+@kopf.on.event("batch", "v1", "jobs", labels={"kaizen.dev/pipeline": kopf.PRESENT})
+@kopf.on.event("kubeflow.org", "v1", "pytorchjobs", labels={"kaizen.dev/pipeline": kopf.PRESENT})
+async def child_event(
+    type: str | None, namespace: str | None, labels: kopf.Labels, meta: kopf.Meta, **_: Any
+) -> None:
+    """The owner's name (labels hold at most 63 characters); a trigger Job's owner is the CronJob.
+
+    A child's creation tells nothing new (the operator made it, or the pipeline's own listing at
+    start-up covers it), except for a schedule's trigger Job, which is a run request."""
+    if type == "ADDED" and labels.get("kaizen.dev/trigger") != "schedule":
+        return
+    owners = [r["name"] for r in meta.get("ownerReferences") or [] if r.get("kind") == FINETUNE_PIPELINE.kind]
+    _enqueue(namespace, owners[0] if owners else labels.get("kaizen.dev/pipeline"))

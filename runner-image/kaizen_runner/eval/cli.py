@@ -64,56 +64,54 @@ def load_config(path: Path, output_dir: str | None = None) -> Any:
     return cfg
 
 
-def _fail(reason: str, message: str, run_name: str | None) -> int:
-    from kaizen_api.results import EXIT_INFRA_ERROR, EXIT_USER_ERROR, USER_ERROR_REASONS, TerminationMessage
+def _fail(err: Exception, cfg: Any) -> int:
+    """Classify the failure as training does; report it in the termination message and to the endpoint."""
+    from kaizen_api.results import EXIT_USER_ERROR, TerminationMessage
 
+    from kaizen_runner.train.failures import classify, exit_code
     from kaizen_runner.train.progress import write_termination_message
 
+    reason, message = classify(err)
+    code = exit_code(reason)
+    if code != EXIT_USER_ERROR:  # not the user's to fix: keep the traceback in the log
+        logging.getLogger(__name__).error("evaluation failed (%s)", reason, exc_info=err)
     print(f"kaizen-runner eval: error: {message}", file=sys.stderr)
-    body = TerminationMessage(run_name=run_name, phase="Failed", reason=reason, message=message[:3500])  # type: ignore[arg-type]
-    write_termination_message(body.to_manifest())
-    return EXIT_USER_ERROR if reason in USER_ERROR_REASONS else EXIT_INFRA_ERROR
+    run_name = getattr(cfg, "run_name", None)
+    write_termination_message(
+        TerminationMessage(run_name=run_name, phase="Failed", reason=reason, message=message[:4096])
+    )
+    return code
 
 
-def final_message(results: Any, uri: str | None) -> dict[str, Any]:
-    """The termination message: compact results first; warnings shortened, then dropped, to fit 4 KiB."""
+def final_message(results: Any, uri: str | None) -> Any:
+    """The termination message: the compact results always fit (64 short entries); warnings are
+    shortened, and left out when the message would pass Kubernetes' 4 KiB limit with them."""
     from kaizen_api.results import TerminationMessage
 
     from kaizen_runner.train.progress import TERMINATION_MESSAGE_MAX
 
-    warnings = [w[:200] for w in results.warnings[:8]] or None
-    for keep_warnings in (warnings, None):
-        body = TerminationMessage(
-            run_name=results.run_name,
-            phase="Succeeded",
-            results=results.compact(),
-            results_uri=uri,
-            warnings=keep_warnings,
-        ).to_manifest()
-        if len(json.dumps(body, separators=(",", ":")).encode()) <= TERMINATION_MESSAGE_MAX:
-            break
-    return body
+    body = TerminationMessage(
+        run_name=results.run_name, phase="Succeeded", results=results.compact(), results_uri=uri
+    )
+    with_warnings = body.model_copy(update={"warnings": [w[:200] for w in results.warnings[:8]] or None})
+    size = len(with_warnings.model_dump_json(by_alias=True, exclude_none=True).encode())
+    return with_warnings if size <= TERMINATION_MESSAGE_MAX else body
 
 
 def run_eval_command(args: argparse.Namespace) -> int:
-    from pydantic import ValidationError
-
-    from kaizen_runner.eval.errors import EvalError
     from kaizen_runner.train.progress import write_termination_message
 
     if args.config is None:
         args.parser.error("--config is required (or use: kaizen-runner eval score FILE)")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    cfg = None
     try:
         cfg = load_config(args.config, args.output_dir)
-    except (ValidationError, ValueError, OSError) as err:
-        return _fail("ConfigInvalid", f"{args.config}: {err}", None)
-    from kaizen_runner.eval.run import run_eval
+        from kaizen_runner.eval.run import run_eval
 
-    try:
         results, uri = run_eval(cfg, work_dir=args.work_dir)
-    except EvalError as err:
-        return _fail(err.reason, err.message, cfg.run_name)
+    except Exception as err:  # every failure ends with a reason, an exit code and a termination message
+        return _fail(err, cfg)
     write_termination_message(final_message(results, uri))
     summary = {"runName": cfg.run_name, "results": results.compact(), "resultsUri": uri}
     print(json.dumps({**summary, "warnings": results.warnings}, ensure_ascii=False))

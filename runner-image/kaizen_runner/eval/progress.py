@@ -46,7 +46,7 @@ class EvalProgressReporter:
         pace = (time.monotonic() - self._started) / self.done
         return max(0, int(pace * (self.total - self.done)))
 
-    def payload(self, phase: str = "Running", **extra: Any) -> dict[str, Any]:
+    def payload(self, phase: str = "Running", **extra: Any) -> ProgressReport:
         progress = EvalProgress(
             done=self.done,
             total=self.total,
@@ -56,7 +56,7 @@ class EvalProgressReporter:
             updated_time=datetime.now(UTC),
         )
         report = ProgressReport(run_name=self.run_name, phase=phase, eval_progress=progress, **extra)  # type: ignore[arg-type]
-        return report.to_manifest()
+        return report
 
     def report(self, *, force: bool = False, phase: str = "Running", **extra: Any) -> None:
         if self._sender is None:

@@ -1,0 +1,252 @@
+"""Operator scale benchmark: create -> workload latency against a bare create, peak RSS, idle CPU.
+
+Against the local control plane (started here, or `--kubeconfig` / $KAIZEN_KUBECONFIG), in one
+fresh namespace, with the operator as a subprocess watching only that namespace:
+
+1. bare: N suspended batch/v1 Jobs created one after another; latency = POST start -> the Job's
+   ADDED event on a watch. This is what any controller's child costs the API server and a watch.
+2. operator: N FineTunePipelines created the same way; latency = POST start -> ADDED of the
+   pipeline's first workload (its preflight Job), which the operator creates after recording the
+   run. The pods are kept Running (kwok, `kaizen.dev/fake-duration`) so nothing else moves.
+3. idle: the operator's CPU over `--idle-seconds` once nothing changes, as % of one core; its peak
+   RSS (VmHWM) over the whole run.
+
+Ratios are operator / bare at p50 and p99. Targets: p99 <= 3x, RSS < 250 MB, idle CPU < 1 %.
+
+    python bench/operator_scale.py [--pipelines 1000] [--idle-seconds 60] [--kubeconfig F] [--json F]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+from kaizen_local.cluster import Cluster
+from kaizen_local.controlplane import LocalControlPlane
+from kaizen_local.paths import default_bin_dir
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests" / "cluster"))
+
+from ftp_support import (  # noqa: E402  (test helpers: manifests and fake pod outcomes)
+    MODELS,
+    PIPELINES,
+    fake,
+    free_port,
+    message,
+    pipeline,
+    private_model,
+)
+
+HOLD = fake(0, message(phase="Succeeded"), duration="24h")
+
+
+class JobWatch:
+    """First-seen (ADDED) times of the namespace's Jobs, from one watch stream."""
+
+    def __init__(self, cluster: Cluster, namespace: str) -> None:
+        self.seen: dict[str, tuple[float, dict[str, str]]] = {}
+        self._api = cluster.api_client()
+        self._namespace = namespace
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop:
+            response = self._api.call_api(
+                *self._api.param_serialize(
+                    "GET",
+                    f"/apis/batch/v1/namespaces/{self._namespace}/jobs",
+                    query_params=[("watch", "1"), ("timeoutSeconds", "30")],
+                    auth_settings=["BearerToken"],
+                )[:3],
+            )  # the body is not read yet: stream it
+            buffer = b""
+            for chunk in response.response.stream(4096):
+                buffer += chunk
+                *lines, buffer = buffer.split(b"\n")
+                now = time.monotonic()
+                for line in lines:
+                    event = json.loads(line)
+                    meta = event["object"]["metadata"]
+                    if event["type"] == "ADDED":
+                        self.seen.setdefault(meta["name"], (now, meta.get("labels") or {}))
+
+    def wait(self, count: int, timeout: float, prefix: str = "") -> None:
+        deadline = time.monotonic() + timeout
+        while sum(1 for n in self.seen if n.startswith(prefix)) < count:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"only {len(self.seen)} Jobs seen, {count} expected")
+            time.sleep(0.2)
+
+    def close(self) -> None:
+        self._stop = True
+        self._api.close()
+
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    ordered = sorted(values)
+    q = statistics.quantiles(ordered, n=100, method="inclusive")
+    return {"p50": statistics.median(ordered), "p99": q[98], "max": ordered[-1]}
+
+
+def proc_stat(pid: int) -> tuple[float, int]:
+    """CPU seconds (user + system) and peak RSS in bytes of a process."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    cpu = (int(fields[11]) + int(fields[12])) / ticks
+    status = Path(f"/proc/{pid}/status").read_text()
+    hwm = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:"))
+    return cpu, hwm * 1024
+
+
+def reconcile_metrics(port: int) -> dict[str, float]:
+    """Passes and time spent in them, from the operator's own Prometheus endpoint."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    totals: dict[str, float] = {}
+    for line in text.splitlines():
+        for name in (
+            "kaizen_reconciles_total",
+            "kaizen_reconcile_duration_seconds_sum",
+            "kaizen_status_patches_total",
+        ):
+            if line.startswith(name + "{"):
+                totals[name] = totals.get(name, 0.0) + float(line.rsplit(" ", 1)[1])
+    return totals
+
+
+def bare_job(name: str) -> dict[str, Any]:
+    container = {"name": "c", "image": "busybox", "command": ["true"]}
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name},
+        "spec": {
+            "suspend": True,
+            "template": {"spec": {"restartPolicy": "Never", "containers": [container]}},
+        },
+    }
+
+
+def run(cluster: Cluster, pipelines: int, idle_seconds: float, log_path: Path) -> dict[str, Any]:
+    namespace = f"bench-{uuid.uuid4().hex[:6]}"
+    cluster.request(
+        "POST",
+        "/api/v1/namespaces",
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}},
+    )
+    cluster.request("POST", MODELS.format(namespace), private_model())
+    watch = JobWatch(cluster, namespace)
+    progress = free_port()
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(cluster.kubeconfig),
+        "KAIZEN_FAKE_PODS": "1",
+        "KAIZEN_PROGRESS_PORT": str(progress),
+        "KAIZEN_PROGRESS_URL": f"http://127.0.0.1:{progress}",
+        "KAIZEN_METRICS_PORT": str(free_port()),
+        "KAIZEN_PROGRESS_KEY": base64.b64encode(os.urandom(24)).decode(),
+    }
+    with log_path.open("ab") as log:
+        operator = subprocess.Popen(
+            [sys.executable, "-m", "kaizen_operator.main", "--namespace", namespace],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        time.sleep(8)  # started and watching
+        bare_started = {}
+        for i in range(pipelines):
+            name = f"bare-{i}"
+            bare_started[name] = time.monotonic()
+            cluster.request("POST", f"/apis/batch/v1/namespaces/{namespace}/jobs", bare_job(name))
+        watch.wait(pipelines, timeout=60 + pipelines * 0.2, prefix="bare-")
+        bare = [watch.seen[n][0] - t for n, t in bare_started.items()]
+        started = {}
+        t0 = time.monotonic()
+        for i in range(pipelines):
+            name = f"scale-{i}"
+            started[name] = time.monotonic()
+            cluster.request(
+                "POST", PIPELINES.format(namespace), pipeline(name, preflight=HOLD, workload=HOLD)
+            )
+        create_seconds = time.monotonic() - t0
+        watch.wait(2 * pipelines, timeout=120 + pipelines * 0.5)
+        first = {
+            labels.get("kaizen.dev/pipeline"): at
+            for _, (at, labels) in sorted(watch.seen.items(), key=lambda kv: kv[1][0], reverse=True)
+            if labels.get("kaizen.dev/component") == "preflight"
+        }
+        latency = [first[n] - t for n, t in started.items()]
+        settle = time.monotonic()
+        time.sleep(10)  # the last status patches land
+        cpu0, _ = proc_stat(operator.pid)
+        time.sleep(idle_seconds)
+        cpu1, peak = proc_stat(operator.pid)
+        summary = {
+            "pipelines": pipelines,
+            "operator_metrics": reconcile_metrics(int(env["KAIZEN_METRICS_PORT"])),
+            "bare_create_to_watch_s": percentiles(bare),
+            "operator_create_to_workload_s": percentiles(latency),
+            "pipelines_create_wall_s": create_seconds,
+            "all_workloads_after_s": settle - t0,
+            "operator_peak_rss_mb": peak / 1e6,
+            "operator_idle_cpu_percent": 100 * (cpu1 - cpu0) / idle_seconds,
+            "idle_seconds": idle_seconds,
+            "load_average": os.getloadavg(),
+            "cpus": os.cpu_count(),
+        }
+        for q in ("p50", "p99"):
+            summary[f"ratio_{q}"] = (
+                summary["operator_create_to_workload_s"][q] / summary["bare_create_to_watch_s"][q]
+            )
+        return summary
+    finally:
+        operator.terminate()
+        operator.wait(timeout=30)
+        watch.close()
+        cluster.request("DELETE", f"/api/v1/namespaces/{namespace}", missing_ok=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--pipelines", type=int, default=1000)
+    parser.add_argument("--idle-seconds", type=float, default=60.0)
+    parser.add_argument("--kubeconfig", default=os.environ.get("KAIZEN_KUBECONFIG"))
+    parser.add_argument("--json", type=Path, help="write the summary here too")
+    args = parser.parse_args(argv)
+    with ExitStack() as stack:
+        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="kaizen-scale-")))
+        if args.kubeconfig:
+            cluster: Cluster = Cluster(Path(args.kubeconfig))
+        else:
+            cluster = stack.enter_context(LocalControlPlane(workdir / "cp", default_bin_dir()))
+        summary = run(cluster, args.pipelines, args.idle_seconds, workdir / "operator.log")
+    text = json.dumps(summary, indent=2)
+    print(text)
+    if args.json:
+        args.json.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,156 @@
+"""A run's child objects: found by label, created if absent, deleted on cancel.
+
+Names are deterministic (`naming.ChildNames`), so creating is "create, and on AlreadyExists adopt":
+a restarted operator, or one that died between creating a child and recording it, never makes a
+second workload for a run.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+from kaizen_api.finetune import RunStatus
+
+from kaizen_operator import fakepods
+from kaizen_operator.kube import Kube, path_for, path_of
+from kaizen_operator.naming import ChildNames, label_value
+from kaizen_operator.progress import run_token
+from kaizen_operator.resolve import ResolvedRun
+from kaizen_operator.runs import RunChildren
+from kaizen_operator.settings import OperatorSettings
+from kaizen_operator.workloads import (
+    build_config_map,
+    build_preflight_job,
+    build_token_secret,
+    build_workload,
+)
+from kaizen_operator.workloads.meta import (
+    COMPONENT_LABEL,
+    PIPELINE_LABEL,
+    PREFLIGHT,
+    RUN_LABEL,
+    TRAIN,
+    TRIGGER_LABEL,
+)
+
+
+def _owned_by(obj: dict[str, Any], uid: str) -> bool:
+    return any(ref.get("uid") == uid for ref in obj["metadata"].get("ownerReferences") or [])
+
+
+@dataclass
+class Observed:
+    """Everything the pipeline's runs own, by run object name."""
+
+    jobs: dict[str, list[dict[str, Any]]]
+    pytorchjobs: dict[str, list[dict[str, Any]]]
+    pods: dict[str, list[dict[str, Any]]]
+
+    def of(self, run: RunStatus) -> RunChildren:
+        assert run.object_name
+        names = ChildNames.of(run.object_name)
+        jobs = {j["metadata"]["name"]: j for j in self.jobs.get(run.object_name, [])}
+        workloads = [jobs.get(names.job), *self.pytorchjobs.get(run.object_name, [])]
+        pods = self.pods.get(run.object_name, [])
+
+        def pods_of(component: str) -> list[dict[str, Any]]:
+            return [p for p in pods if p["metadata"]["labels"].get(COMPONENT_LABEL) == component]
+
+        return RunChildren(
+            preflight_job=jobs.get(names.preflight_job),
+            workload=next((w for w in workloads if w is not None), None),
+            preflight_pods=pods_of(PREFLIGHT),
+            workload_pods=pods_of(TRAIN),
+        )
+
+
+def observe(
+    kube: Kube, namespace: str, pipeline: str, uid: str, *, pytorchjobs: bool, pods: bool
+) -> Observed:
+    """One LIST per kind, by the pipeline label; only objects this pipeline object owns count."""
+    selector = f"{PIPELINE_LABEL}={label_value(pipeline)},{RUN_LABEL}"
+    grouped: dict[str, dict[str, list[dict[str, Any]]]] = {
+        "jobs": defaultdict(list),
+        "pytorchjobs": defaultdict(list),
+    }
+    for kind, api_version, plural in (
+        ("Job", "batch/v1", "jobs"),
+        ("PyTorchJob", "kubeflow.org/v1", "pytorchjobs"),
+    ):
+        if plural == "pytorchjobs" and not pytorchjobs:
+            continue
+        for obj in kube.list(path_of(api_version, kind, namespace), selector):
+            if _owned_by(obj, uid):
+                obj.setdefault("kind", kind)
+                grouped[plural][obj["metadata"]["labels"][RUN_LABEL]].append(obj)
+    by_run: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    if pods:
+        for pod in kube.list(path_of("v1", "Pod", namespace), selector):
+            by_run[pod["metadata"]["labels"][RUN_LABEL]].append(pod)
+    return Observed(grouped["jobs"], grouped["pytorchjobs"], by_run)
+
+
+def trigger_jobs(kube: Kube, namespace: str, pipeline: str) -> list[dict[str, Any]]:
+    return kube.list(
+        path_of("batch/v1", "Job", namespace),
+        f"{PIPELINE_LABEL}={label_value(pipeline)},{TRIGGER_LABEL}=schedule",
+    )
+
+
+def create_preflight(
+    kube: Kube, resolved: ResolvedRun, pipeline: dict[str, Any], settings: OperatorSettings, key: bytes
+) -> None:
+    """The run's token Secret and ConfigMap, then its CPU preflight Job."""
+    names = resolved.names
+    meta = pipeline["metadata"]
+    token = run_token(key, meta["namespace"], names.run, meta["uid"])
+    kube.create(build_token_secret(names, pipeline, token))
+    kube.create(build_config_map(resolved, pipeline, names))
+    job = build_preflight_job(resolved, pipeline, names, settings)
+    fakepods.apply(pipeline, "preflight", [job])
+    kube.create(job)
+
+
+def create_workload(
+    kube: Kube,
+    resolved: ResolvedRun,
+    pipeline: dict[str, Any],
+    settings: OperatorSettings,
+    *,
+    pytorchjob: bool,
+) -> dict[str, Any]:
+    """The GPU workload (and the headless Service of an Indexed Job); returns the Job or PyTorchJob."""
+    manifests = build_workload(resolved, pipeline, resolved.names, settings, pytorchjob_available=pytorchjob)
+    fakepods.apply(pipeline, "workload", manifests)
+    for manifest in manifests:  # the Service first: pods resolve their peers' names at start
+        kube.create(manifest)
+    return next(m for m in manifests if m["kind"] in ("Job", "PyTorchJob"))
+
+
+def delete_children(kube: Kube, namespace: str, run: RunStatus) -> None:
+    """A cancelled run: its workload, preflight, Service and token go; the ConfigMap stays for inspection."""
+    assert run.object_name
+    names = ChildNames.of(run.object_name)
+    if run.job_kind == "PyTorchJob" and run.job_name:
+        kube.delete(path_of("kubeflow.org/v1", "PyTorchJob", namespace, run.job_name))
+    for api_version, kind, name in (
+        ("batch/v1", "Job", names.job),
+        ("batch/v1", "Job", names.preflight_job),
+        ("v1", "Service", names.service),
+        ("v1", "Secret", names.token_secret),
+    ):
+        kube.delete(path_of(api_version, kind, namespace, name))
+
+
+def mark_handled(kube: Kube, job: str, namespace: str, note: str) -> None:
+    """Record on a schedule's trigger Job that its request became a run (or was skipped)."""
+    body = {"metadata": {"annotations": {"kaizen.dev/handled": note}}}
+    kube.merge_patch(
+        path_for(
+            {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": job, "namespace": namespace}},
+            named=True,
+        ),
+        body,
+    )

@@ -1,0 +1,147 @@
+"""The operator's HTTP endpoints, served from its own event loop (aiohttp, which kopf already uses).
+
+- progress port: `POST /runs/<namespace>/<run object name>`, the runner's live reports
+  (`kaizen_api.results.ProgressReport`) with the run's bearer token; applied to the run in status.
+- ops port: `/metrics` (Prometheus), `/healthz` (the loop answers), `/readyz` (workers started).
+
+Responses: 200 applied or ignored as stale, 400 bad body, 401 no token, 403 wrong token, 404 no
+such active run, 413 body over 64 KiB, 429 over the run's rate. A refused report changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+from kaizen_api.finetune import RunStatus
+from kaizen_api.results import ProgressReport
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import ValidationError
+
+from kaizen_operator.kube import ApiError, path_of
+from kaizen_operator.metrics import PROGRESS_REPORTS
+from kaizen_operator.naming import ChildNames
+from kaizen_operator.progress import BODY_MAX_BYTES, RateLimiter, apply_report, is_stale, token_matches
+from kaizen_operator.reconciler import API, KIND, Conflict, Context, patch_status
+
+log = logging.getLogger(__name__)
+ATTEMPTS = 4
+
+
+class Refused(Exception):
+    def __init__(self, status: int, outcome: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.outcome, self.message = status, outcome, message
+
+
+def owner_of(ctx: Context, namespace: str, run: str) -> tuple[str, str]:
+    """(pipeline name, uid) of the run: from the index of active runs, else from its token Secret."""
+    if (owner := ctx.run_index.get((namespace, run))) is not None:
+        return owner
+    try:
+        secret = ctx.kube.get(path_of("v1", "Secret", namespace, ChildNames.of(run).token_secret))
+    except ValueError:  # not a run object name at all
+        secret = None
+    meta = (secret or {}).get("metadata") or {}
+    name = (meta.get("labels") or {}).get("kaizen.dev/pipeline")
+    uid = next((r["uid"] for r in meta.get("ownerReferences") or [] if r.get("kind") == KIND), None)
+    if not name or not uid:
+        raise Refused(404, "unknown_run", f"no active run {namespace}/{run}")
+    return name, uid
+
+
+def apply(
+    ctx: Context, namespace: str, run_name: str, owner: tuple[str, str], report: ProgressReport
+) -> bool:
+    """Patch the report into the run's status (retried on conflicts); False when it was stale."""
+    for attempt in range(ATTEMPTS):
+        pipeline = ctx.kube.get(path_of(API, KIND, namespace, owner[0]))
+        if pipeline is None or pipeline["metadata"]["uid"] != owner[1]:
+            raise Refused(404, "unknown_run", f"run {run_name} belongs to a pipeline that is gone")
+        status = pipeline.get("status") or {}
+        runs = list(status.get("runs") or [])
+        index = next((i for i, r in enumerate(runs) if r.get("objectName") == run_name), None)
+        if index is None or runs[index].get("phase") not in ("Pending", "Running"):
+            raise Refused(404, "unknown_run", f"run {run_name} is not active")
+        run = RunStatus.model_validate(runs[index])
+        if report.run_name != run.name:
+            raise Refused(400, "invalid", f"runName {report.run_name!r} is not this run ({run.name})")
+        if is_stale(run, report):
+            return False
+        updated = apply_report(run, report).to_manifest()
+        runs[index] = updated
+        patch: dict[str, Any] = {"runs": runs}
+        if (status.get("currentRun") or {}).get("objectName") == run_name:
+            patch["currentRun"] = updated
+        try:
+            patch_status(ctx, pipeline, patch)
+            return True
+        except Conflict:
+            if attempt == ATTEMPTS - 1:
+                raise
+    return False
+
+
+def progress_app(ctx: Context, limiter: RateLimiter) -> web.Application:
+    async def post(request: web.Request) -> web.Response:
+        namespace, run = request.match_info["namespace"], request.match_info["run"]
+        header = request.headers.get("Authorization", "")
+        try:
+            if not header.startswith("Bearer ") or not header[7:].strip():
+                raise Refused(401, "unauthorized", "a bearer token is required")
+            token = header[7:].strip()
+            owner = await asyncio.to_thread(owner_of, ctx, namespace, run)
+            if not token_matches(ctx.key, token, namespace, run, owner[1]):
+                raise Refused(403, "forbidden", "the token does not authorise this run")
+            if not limiter.allow(f"{namespace}/{run}"):
+                raise Refused(429, "rate_limited", "too many reports for this run")
+            try:
+                report = ProgressReport.model_validate_json(await request.read())
+            except ValidationError as err:
+                raise Refused(
+                    400, "invalid", f"not a progress report: {err.error_count()} problems"
+                ) from None
+            applied = await asyncio.to_thread(apply, ctx, namespace, run, owner, report)
+        except Refused as refused:
+            PROGRESS_REPORTS.labels(refused.outcome).inc()
+            return web.json_response({"error": refused.message}, status=refused.status)
+        except (ApiError, Conflict) as err:
+            PROGRESS_REPORTS.labels("error").inc()
+            log.warning("progress report for %s/%s not applied: %s", namespace, run, err)
+            return web.json_response({"error": "not applied, try again"}, status=503)
+        PROGRESS_REPORTS.labels("accepted" if applied else "stale").inc()
+        return web.json_response({"applied": applied})
+
+    from kaizen_operator.eval_progress import eval_progress_handler  # evaluation runs, same channel
+
+    app = web.Application(client_max_size=BODY_MAX_BYTES)
+    app.router.add_post("/runs/{namespace}/{run}", post)
+    app.router.add_post("/evalruns/{namespace}/{run}", eval_progress_handler(ctx, limiter))
+    return app
+
+
+def ops_app(ready: Callable[[], bool]) -> web.Application:
+    async def metrics(_: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    async def readyz(_: web.Request) -> web.Response:
+        return web.Response(text="ok") if ready() else web.Response(text="starting", status=503)
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    return app
+
+
+async def serve(app: web.Application, port: int, host: str = "0.0.0.0") -> web.AppRunner:
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    return runner

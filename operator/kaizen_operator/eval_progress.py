@@ -1,0 +1,100 @@
+"""Evaluation runs on the operator's progress endpoint: `POST /evalruns/<namespace>/<run object name>`.
+
+The same port, bearer-token scheme (HMAC of namespace, run object name and owner uid), rate limit and
+report model (`ProgressReport.evalProgress`) as training runs; the report lands in the EvalJob's
+`status.progress` while its latest run is the one reporting and is active.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiohttp import web
+from kaizen_api.evaljob import EvalJobStatus
+from kaizen_api.results import ProgressReport
+from pydantic import ValidationError
+
+from kaizen_operator.endpoints import Refused
+from kaizen_operator.eval_reconciler import API, KIND, patch_eval_status
+from kaizen_operator.eval_runs import FINISHED, run_number, run_object_name
+from kaizen_operator.eval_workload import EVALJOB_LABEL
+from kaizen_operator.kube import ApiError, path_of
+from kaizen_operator.metrics import PROGRESS_REPORTS
+from kaizen_operator.naming import ChildNames
+from kaizen_operator.progress import RateLimiter, token_matches
+from kaizen_operator.reconciler import Conflict, Context
+
+ATTEMPTS = 4
+
+
+def eval_owner(ctx: Context, namespace: str, run: str) -> tuple[str, str]:
+    """(EvalJob name, uid) of a run object name, from its token Secret's labels and owner."""
+    try:
+        secret = ctx.kube.get(path_of("v1", "Secret", namespace, ChildNames.of(run).token_secret))
+    except ValueError:
+        secret = None
+    meta = (secret or {}).get("metadata") or {}
+    owner = next((r for r in meta.get("ownerReferences") or [] if r.get("kind") == KIND), None)
+    if owner is None or EVALJOB_LABEL not in (meta.get("labels") or {}):
+        raise Refused(404, "unknown_run", f"no active evaluation run {namespace}/{run}")
+    return owner["name"], owner["uid"]
+
+
+def apply_eval(
+    ctx: Context, namespace: str, run: str, owner: tuple[str, str], report: ProgressReport
+) -> bool:
+    for attempt in range(ATTEMPTS):
+        job = ctx.kube.get(path_of(API, KIND, namespace, owner[0]))
+        if job is None or job["metadata"]["uid"] != owner[1]:
+            raise Refused(404, "unknown_run", f"run {run} belongs to an EvalJob that is gone")
+        status = EvalJobStatus.model_validate(job.get("status") or {})
+        latest = status.runs[0] if status.runs else None
+        if latest is None or run_object_name(owner[0], run_number(latest)) != run or latest.phase in FINISHED:
+            raise Refused(404, "unknown_run", f"run {run} is not active")
+        if report.run_name != latest.run_name:
+            raise Refused(400, "invalid", f"runName {report.run_name!r} is not this run ({latest.run_name})")
+        new = report.eval_progress
+        old = status.progress
+        if new is None or (
+            old and old.updated_time and new.updated_time and new.updated_time <= old.updated_time
+        ):
+            return False
+        try:
+            patch_eval_status(ctx, job, {"progress": new.to_manifest()})
+            return True
+        except Conflict:
+            if attempt == ATTEMPTS - 1:
+                raise
+    return False
+
+
+def eval_progress_handler(ctx: Context, limiter: RateLimiter) -> Any:
+    async def post(request: web.Request) -> web.Response:
+        namespace, run = request.match_info["namespace"], request.match_info["run"]
+        header = request.headers.get("Authorization", "")
+        try:
+            if not header.startswith("Bearer ") or not header[7:].strip():
+                raise Refused(401, "unauthorized", "a bearer token is required")
+            owner = await asyncio.to_thread(eval_owner, ctx, namespace, run)
+            if not token_matches(ctx.key, header[7:].strip(), namespace, run, owner[1]):
+                raise Refused(403, "forbidden", "the token does not authorise this run")
+            if not limiter.allow(f"eval/{namespace}/{run}"):
+                raise Refused(429, "rate_limited", "too many reports for this run")
+            try:
+                report = ProgressReport.model_validate_json(await request.read())
+            except ValidationError as err:
+                raise Refused(
+                    400, "invalid", f"not a progress report: {err.error_count()} problems"
+                ) from None
+            applied = await asyncio.to_thread(apply_eval, ctx, namespace, run, owner, report)
+        except Refused as refused:
+            PROGRESS_REPORTS.labels(refused.outcome).inc()
+            return web.json_response({"error": refused.message}, status=refused.status)
+        except (ApiError, Conflict):
+            PROGRESS_REPORTS.labels("error").inc()
+            return web.json_response({"error": "not applied, try again"}, status=503)
+        PROGRESS_REPORTS.labels("accepted" if applied else "stale").inc()
+        return web.json_response({"applied": applied})
+
+    return post

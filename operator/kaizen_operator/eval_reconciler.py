@@ -1,0 +1,284 @@
+"""One EvalJob reconcile: record a new run, create or follow its Job, derive status, notify, register.
+
+Level-based, like the pipelines' reconciler (whose Context, status patching and Events it shares): a
+new run is on record in status before any child exists, children have names derived from the run,
+and everything else is derived from the Job and pod found. The latest run's results stay at the top
+level of status; `status.runs` keeps the newest RUNS_MAX runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from datetime import UTC, datetime
+from typing import Any
+
+from kaizen_api.evaljob import RUNS_MAX, EvalJobSpec, EvalJobStatus, EvalRunRecord
+from kaizen_api.kinds import EVAL_JOB
+from pydantic import ValidationError
+
+from kaizen_operator import fakepods, notify
+from kaizen_operator.admission import admission_status
+from kaizen_operator.conditions import get_condition, set_condition
+from kaizen_operator.eval_registry import record_evaluation
+from kaizen_operator.eval_resolve import resolve_eval_run
+from kaizen_operator.eval_runs import (
+    EvalAdvance,
+    EvalChildren,
+    advance_eval,
+    cancel_requested,
+    new_run,
+    run_number,
+    run_object_name,
+)
+from kaizen_operator.eval_workload import build_eval_config_map, build_eval_job, build_eval_token_secret
+from kaizen_operator.kube import ApiError, path_of
+from kaizen_operator.naming import ChildNames
+from kaizen_operator.progress import run_token
+from kaizen_operator.reconciler import Conflict, Context
+from kaizen_operator.resolve import ResolveError
+from kaizen_operator.workloads.meta import RUN_LABEL
+
+log = logging.getLogger(__name__)
+API = "kaizen.dev/v1alpha1"
+KIND = EVAL_JOB.kind
+STATUS_KEYS = (
+    "observedGeneration", "phase", "conditions", "jobName", "runName", "startTime", "completionTime",
+    "progress", "results", "resultsUri", "warnings", "message", "runs",
+)  # fmt: skip
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def patch_eval_status(ctx: Context, job: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
+    meta = job["metadata"]
+    body = {"metadata": {"resourceVersion": meta["resourceVersion"]}, "status": status}
+    try:
+        return ctx.kube.merge_patch(path_of(API, KIND, meta["namespace"], meta["name"]) + "/status", body)
+    except ApiError as err:
+        if err.status == 409:
+            raise Conflict() from None
+        raise
+
+
+def _objects(ctx: Context, namespace: str, spec: EvalJobSpec) -> dict[str, dict[str, Any]]:
+    """The PrivateModel / FineTunePipeline the model reference names (and a pipeline's output model)."""
+    found: dict[str, dict[str, Any]] = {}
+    ref = spec.model
+    if ref is not None and ref.pipeline_run is not None:
+        pipeline = ctx.kube.get(path_of(API, "FineTunePipeline", namespace, ref.pipeline_run.pipeline))
+        if pipeline is not None:
+            found[f"FineTunePipeline/{ref.pipeline_run.pipeline}"] = pipeline
+            output = ((pipeline.get("spec") or {}).get("output") or {}).get("privateModel")
+            if output and (model := ctx.kube.get(path_of(API, "PrivateModel", namespace, output))):
+                found[f"PrivateModel/{output}"] = model
+    if ref is not None and ref.private_model is not None:
+        model = ctx.kube.get(path_of(API, "PrivateModel", namespace, ref.private_model.name))
+        if model is not None:
+            found[f"PrivateModel/{ref.private_model.name}"] = model
+    return found
+
+
+def _children(ctx: Context, namespace: str, object_name: str) -> EvalChildren:
+    names = ChildNames.of(object_name)
+    job = ctx.kube.get(path_of("batch/v1", "Job", namespace, names.job))
+    pods = ctx.kube.list(path_of("v1", "Pod", namespace), f"{RUN_LABEL}={object_name}")
+    return EvalChildren(job=job, pods=pods)
+
+
+def _create_children(
+    ctx: Context, job: dict[str, Any], spec: EvalJobSpec, run: EvalRunRecord, obj: str
+) -> None:
+    namespace = job["metadata"]["namespace"]
+    resolved = resolve_eval_run(
+        job, run.run_name, obj, ctx.catalog, _objects(ctx, namespace, spec), ctx.settings
+    )
+    token = run_token(ctx.key, namespace, obj, job["metadata"]["uid"])
+    workload = build_eval_job(resolved, job, ctx.settings)
+    fakepods.apply(job, "workload", [workload])
+    for manifest in (
+        build_eval_config_map(resolved, job),
+        build_eval_token_secret(resolved, job, token),
+        workload,
+    ):
+        ctx.kube.create(manifest)
+
+
+def _delete_children(ctx: Context, namespace: str, obj: str) -> None:
+    names = ChildNames.of(obj)
+    ctx.kube.delete(path_of("batch/v1", "Job", namespace, names.job))
+    ctx.kube.delete(path_of("v1", "Secret", namespace, names.token_secret))
+
+
+def _step(
+    ctx: Context, job: dict[str, Any], spec: EvalJobSpec, run: EvalRunRecord, now: datetime
+) -> EvalAdvance:
+    namespace = job["metadata"]["namespace"]
+    obj = run_object_name(job["metadata"]["name"], run_number(run))
+    cancel = cancel_requested(job["metadata"].get("annotations") or {}, run)
+    step = advance_eval(run, _children(ctx, namespace, obj), now=now, cancel=cancel)
+    try:
+        if "create_children" in step.actions:
+            _create_children(ctx, job, spec, run, obj)
+        if "delete_children" in step.actions:
+            _delete_children(ctx, namespace, obj)
+    except ResolveError as err:
+        ended = run.model_copy(update={"phase": "Failed", "reason": err.reason, "completion_time": now})
+        return EvalAdvance(ended, message=err.message, event=("Warning", err.reason, err.message))
+    return step
+
+
+def _notify(
+    ctx: Context, job: dict[str, Any], spec: EvalJobSpec, run: EvalRunRecord, message: str | None
+) -> tuple[str, str, str]:
+    """(status, reason, message) of the Notified condition after sending, or deciding not to."""
+    wanted = spec.notification
+    assert wanted is not None
+    if run.phase not in wanted.on:
+        return "False", "NotRequested", f"no mail for outcome {run.phase}"
+    secret_name = os.environ.get(notify.SECRET_ENV, notify.DEFAULT_SECRET)
+    namespace = os.environ.get("KAIZEN_OPERATOR_NAMESPACE", job["metadata"]["namespace"])
+    try:
+        settings = notify.smtp_settings(ctx.kube.get(path_of("v1", "Secret", namespace, secret_name)))
+        mail = notify.compose(
+            settings.sender,
+            list(wanted.emails),
+            job=job["metadata"]["name"],
+            namespace=job["metadata"]["namespace"],
+            run_name=run.run_name,
+            phase=run.phase,
+            reason=run.reason,
+            results=run.results,
+            results_uri=run.results_uri,
+            message=message,
+        )
+        notify.send(settings, mail)
+    except (notify.NotifyError, ApiError) as err:
+        return "False", "SendFailed", f"run {run.run_name}: {err}"
+    return "True", "Sent", f"run {run.run_name}: mail sent to {', '.join(wanted.emails)}"
+
+
+def _conditions(
+    old: list[dict[str, Any]] | None, run: EvalRunRecord, generation: int, message: str
+) -> list[dict[str, Any]]:
+    finished = run.phase in ("Succeeded", "Failed", "Cancelled")
+    running = "True" if run.phase == "Running" else "False"
+    conditions = set_condition(
+        old, "Running", running, run.phase if not finished else "Finished", "", generation
+    )
+    succeeded = "Unknown" if not finished else ("True" if run.phase == "Succeeded" else "False")
+    reason = run.reason or ("Running" if run.phase == "Running" else "Pending")
+    return set_condition(conditions, "Succeeded", succeeded, reason, message[:32768], generation)
+
+
+def reconcile_eval(ctx: Context, namespace: str, name: str) -> float | None:
+    """One pass; returns seconds until the job wants another look (None: only on events)."""
+    job = ctx.kube.get(path_of(API, KIND, namespace, name))
+    if job is None or job["metadata"].get("deletionTimestamp"):
+        return None
+    generation = job["metadata"]["generation"]
+    try:
+        spec = EvalJobSpec.model_validate(job.get("spec") or {})
+    except ValidationError:
+        status = admission_status(EVAL_JOB, job.get("spec") or {}, job.get("status") or {}, generation)
+        if any((job.get("status") or {}).get(k) != v for k, v in status.items()):
+            patch_eval_status(ctx, job, status)
+        return None
+    now = utcnow()
+    old = EvalJobStatus.model_validate(job.get("status") or {})
+    runs = list(old.runs or [])
+    if (started := new_run(spec, runs, now)) is not None:
+        runs = [started, *runs][:RUNS_MAX]
+        record: dict[str, Any] = dict.fromkeys(("progress", "results", "resultsUri", "warnings", "message"))
+        record |= {"runs": [r.to_manifest() for r in runs], "runName": started.run_name, "phase": "Pending"}
+        job = patch_eval_status(ctx, job, record)  # on record before any child exists
+    current = runs[0]
+    step = _step(ctx, job, spec, current, now)
+    latest = runs[0] = step.run
+    before = job.get("status") or {}
+    conditions = _conditions(before.get("conditions"), latest, generation, step.message or "")
+    finished = latest.phase in ("Succeeded", "Failed", "Cancelled")
+    notified = get_condition(conditions, "Notified")
+    if (
+        finished
+        and spec.notification is not None
+        and not (notified and latest.run_name in notified["message"])
+    ):
+        conditions = set_condition(
+            conditions, "Notified", *_notify(ctx, job, spec, latest, step.message), generation
+        )
+    if latest.phase == "Succeeded" and current.phase != "Succeeded":
+        _record_on_version(ctx, job, spec, latest)
+
+    def carried(key: str, value: Any) -> Any:
+        """This pass's value, else what status has (cleared when the run was recorded)."""
+        return value if value is not None else before.get(key)
+
+    dumped = latest.to_manifest()
+    status = {
+        "observedGeneration": generation,
+        "phase": latest.phase,
+        "conditions": conditions,
+        "jobName": ChildNames.of(run_object_name(name, run_number(latest))).job,
+        "runName": latest.run_name,
+        "startTime": dumped.get("startTime"),
+        "completionTime": dumped.get("completionTime"),
+        "progress": carried("progress", None),
+        "results": latest.results,
+        "resultsUri": latest.results_uri,
+        "warnings": carried("warnings", list(step.warnings) or None),
+        "message": carried("message", step.message),
+        "runs": [r.to_manifest() for r in runs],
+    }
+    if any(before.get(k) != status.get(k) for k in STATUS_KEYS):
+        patch_eval_status(ctx, job, status)
+    if step.event is not None:
+        _event(ctx, job, *step.event)
+    return None
+
+
+def _event(ctx: Context, job: dict[str, Any], type_: str, reason: str, message: str) -> None:
+    meta = job["metadata"]
+    stamp = utcnow().strftime("%Y-%m-%dT%H:%M:%SZ")
+    involved = {
+        "apiVersion": API,
+        "kind": KIND,
+        "name": meta["name"],
+        "namespace": meta["namespace"],
+        "uid": meta["uid"],
+    }
+    event = {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+        "involvedObject": involved,
+        "type": type_,
+        "reason": reason,
+        "message": message[:1024],
+        "firstTimestamp": stamp,
+        "lastTimestamp": stamp,
+        "count": 1,
+        "source": {"component": "kaizen-operator"},
+    }
+    try:
+        ctx.kube.request("POST", path_of("v1", "Event", meta["namespace"]), event)
+    except ApiError as err:  # an Event is best effort
+        log.warning("event %s on %s/%s not posted: %s", reason, meta["namespace"], meta["name"], err)
+
+
+def _record_on_version(ctx: Context, job: dict[str, Any], spec: EvalJobSpec, run: EvalRunRecord) -> None:
+    """Best effort: the run's scores on the evaluated PrivateModel version (registry_link writes versions)."""
+    namespace = job["metadata"]["namespace"]
+    try:
+        resolved = resolve_eval_run(
+            job, run.run_name, run_object_name(job["metadata"]["name"], run_number(run)), ctx.catalog,
+            _objects(ctx, namespace, spec), ctx.settings,
+        )  # fmt: skip
+        if resolved.private_model is None:
+            return
+        model, version = resolved.private_model
+        record_evaluation(ctx.kube, namespace, model, version, job["metadata"]["name"], run, spec.suite)
+    except (ResolveError, ApiError) as err:
+        log.warning("results of %s/%s not recorded on the model version: %s", namespace, run.run_name, err)

@@ -1,0 +1,68 @@
+"""A succeeded evaluation's scores on the evaluated PrivateModel version (`status.versions[].evaluations`).
+
+The EvalJob controller's one write to a PrivateModel: it merges by run name into the version's
+entry and touches nothing else, so the registry controller's fields (files, tags, readiness) stay.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kaizen_api.evaljob import EvalRunRecord
+from kaizen_api.privatemodel import VersionEvaluation
+
+from kaizen_operator.kube import ApiError, Kube, path_of
+
+ATTEMPTS = 3
+EVALUATIONS_MAX = 20  # the registry's bound on status.versions[].evaluations (newest last)
+
+
+def merge_evaluation(
+    versions: list[dict[str, Any]], version: str, entry: VersionEvaluation
+) -> list[dict[str, Any]] | None:
+    """`versions` with the evaluation appended to the version's list, or None when nothing changes
+    (the run is already recorded, or the version is not in the registry)."""
+    out = []
+    changed = False
+    for item in versions:
+        if item.get("name") == version:
+            evaluations = list(item.get("evaluations") or [])
+            if any(
+                e.get("runName") == entry.run_name and e.get("evalJob") == entry.eval_job for e in evaluations
+            ):
+                return None
+            item = {**item, "evaluations": [*evaluations, entry.to_manifest()][-EVALUATIONS_MAX:]}
+            changed = True
+        out.append(item)
+    return out if changed else None
+
+
+def record_evaluation(
+    kube: Kube, namespace: str, model: str, version: str, job: str, run: EvalRunRecord, suite: str
+) -> None:
+    entry = VersionEvaluation(
+        eval_job=job,
+        run_name=run.run_name,
+        suite=suite,
+        completed_time=run.completion_time,
+        results=run.results,
+        results_uri=run.results_uri,
+    )
+    path = path_of("kaizen.dev/v1alpha1", "PrivateModel", namespace, model)
+    for attempt in range(ATTEMPTS):
+        current = kube.get(path)
+        if current is None:
+            return
+        merged = merge_evaluation(list((current.get("status") or {}).get("versions") or []), version, entry)
+        if merged is None:
+            return
+        body = {
+            "metadata": {"resourceVersion": current["metadata"]["resourceVersion"]},
+            "status": {"versions": merged},
+        }
+        try:
+            kube.merge_patch(f"{path}/status", body)
+            return
+        except ApiError as err:
+            if err.status != 409 or attempt == ATTEMPTS - 1:
+                raise

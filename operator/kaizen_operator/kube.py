@@ -1,0 +1,158 @@
+"""A small synchronous Kubernetes REST client: plain JSON in and out, no model classes.
+
+The typed methods of the `kubernetes` package build and validate a model object for every response,
+which costs CPU and memory the operator does not need; this calls the same authenticated ApiClient
+with paths. Handlers run it in worker threads.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import Any
+
+from kubernetes import client, config
+
+# apiVersion/kind -> (path prefix, plural) for every kind the operator touches.
+RESOURCES: dict[str, tuple[str, str]] = {
+    "v1/ConfigMap": ("/api/v1", "configmaps"),
+    "v1/Secret": ("/api/v1", "secrets"),
+    "v1/Service": ("/api/v1", "services"),
+    "v1/Pod": ("/api/v1", "pods"),
+    "v1/Event": ("/api/v1", "events"),
+    "batch/v1/Job": ("/apis/batch/v1", "jobs"),
+    "batch/v1/CronJob": ("/apis/batch/v1", "cronjobs"),
+    "kubeflow.org/v1/PyTorchJob": ("/apis/kubeflow.org/v1", "pytorchjobs"),
+    "kaizen.dev/v1alpha1/FineTunePipeline": ("/apis/kaizen.dev/v1alpha1", "finetunepipelines"),
+    "kaizen.dev/v1alpha1/PrivateModel": ("/apis/kaizen.dev/v1alpha1", "privatemodels"),
+    "kaizen.dev/v1alpha1/EvalJob": ("/apis/kaizen.dev/v1alpha1", "evaljobs"),
+}
+DISCOVERY_TTL_S = 5.0
+METADATA_LIST = "application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io"
+
+
+class ApiError(Exception):
+    """A non-2xx answer; `reason` is the Status reason (AlreadyExists, Conflict, Forbidden, …)."""
+
+    def __init__(self, status: int, body: str) -> None:
+        try:
+            parsed = json.loads(body)
+        except ValueError:
+            parsed = {}
+        self.status = status
+        self.reason = str(parsed.get("reason") or status)
+        self.message = str(parsed.get("message") or body[:500])
+        super().__init__(f"{status} {self.reason}: {self.message}")
+
+
+def load_api_client(connections: int = 20) -> client.ApiClient:
+    """In-cluster credentials when in a pod, else the kubeconfig ($KUBECONFIG or ~/.kube/config);
+    `connections` kept-alive connections, one per concurrent reconcile."""
+    configuration = client.Configuration()
+    try:
+        config.load_incluster_config(client_configuration=configuration)
+    except config.ConfigException:
+        config.load_kube_config(client_configuration=configuration)
+    configuration.connection_pool_maxsize = connections
+    return client.ApiClient(configuration)
+
+
+def path_of(api_version: str, kind: str, namespace: str | None, name: str | None = None) -> str:
+    prefix, plural = RESOURCES[f"{api_version}/{kind}"]
+    base = f"{prefix}/namespaces/{namespace}/{plural}" if namespace else f"{prefix}/{plural}"
+    return f"{base}/{name}" if name else base
+
+
+def path_for(manifest: dict[str, Any], *, named: bool = False) -> str:
+    meta = manifest["metadata"]
+    return path_of(
+        manifest["apiVersion"], manifest["kind"], meta.get("namespace"), meta["name"] if named else None
+    )
+
+
+class Kube:
+    def __init__(self, api: client.ApiClient) -> None:
+        self.api = api
+        self._discovery: dict[str, tuple[float, bool]] = {}
+        self._lock = threading.Lock()
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        query: dict[str, str] | None = None,
+        content_type: str = "application/json",
+        accept: str = "application/json",
+    ) -> Any:
+        headers = {"Content-Type": content_type, "Accept": accept}
+        method, url, headers, body, _ = self.api.param_serialize(
+            method,
+            path,
+            query_params=list((query or {}).items()),
+            header_params=headers,
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+        response = self.api.call_api(method, url, headers, body, _request_timeout=30)
+        data = response.read()
+        if not 200 <= response.status < 300:
+            raise ApiError(response.status, data.decode(errors="replace"))
+        return json.loads(data) if data else None
+
+    def get(self, path: str) -> dict[str, Any] | None:
+        try:
+            return self.request("GET", path)  # type: ignore[no-any-return]
+        except ApiError as err:
+            if err.status == 404:
+                return None
+            raise
+
+    def list(
+        self, path: str, selector: str | None = None, *, metadata_only: bool = False
+    ) -> list[dict[str, Any]]:
+        """Items of a collection; with `metadata_only`, just their metadata (no spec or status sent)."""
+        accept = METADATA_LIST if metadata_only else "application/json"
+        answer = self.request(
+            "GET", path, query={"labelSelector": selector} if selector else None, accept=accept
+        )
+        return list(answer.get("items") or [])
+
+    def create(self, manifest: dict[str, Any]) -> bool:
+        """Create-if-absent: True when created, False when it already existed (deterministic names)."""
+        try:
+            self.request("POST", path_for(manifest), manifest)
+        except ApiError as err:
+            if err.status == 409 and err.reason == "AlreadyExists":
+                return False
+            if err.status == 404:  # the kind is not served (a CRD was removed): look again next time
+                with self._lock:
+                    self._discovery.clear()
+            raise
+        return True
+
+    def merge_patch(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        return self.request("PATCH", path, body, content_type="application/merge-patch+json")  # type: ignore[no-any-return]
+
+    def delete(self, path: str) -> bool:
+        try:
+            self.request("DELETE", path, {"propagationPolicy": "Background"})
+        except ApiError as err:
+            if err.status == 404:
+                return False
+            raise
+        return True
+
+    def serves(self, group_version: str, plural: str) -> bool:
+        """Whether the cluster serves a resource (e.g. a CRD is installed), cached for a while."""
+        key = f"{group_version}/{plural}"
+        with self._lock:
+            cached = self._discovery.get(key)
+        if cached and time.monotonic() - cached[0] < DISCOVERY_TTL_S:
+            return cached[1]
+        found = self.get(f"/apis/{group_version}")
+        served = bool(found) and any(r.get("name") == plural for r in (found or {}).get("resources") or [])
+        with self._lock:
+            self._discovery[key] = (time.monotonic(), served)
+        return served

@@ -1,0 +1,90 @@
+"""The pure half of the live progress endpoint: per-run tokens, rate limits, applying a report.
+
+A run's token is an HMAC of (namespace, run object name, pipeline uid) under the operator's key, so
+it authorises exactly one run of one pipeline object: another run's token, or the same run name in a
+re-created pipeline, does not verify. The token reaches the run's pods only through its Secret.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from dataclasses import dataclass, field
+
+from kaizen_api.finetune import LOSS_HISTORY_MAX, LossPoint, RunStatus
+from kaizen_api.results import ProgressReport
+
+BODY_MAX_BYTES = 64 * 1024
+
+
+def new_key() -> bytes:
+    return secrets.token_bytes(32)
+
+
+def run_token(key: bytes, namespace: str, run_object_name: str, pipeline_uid: str) -> str:
+    message = "\x00".join((namespace, run_object_name, pipeline_uid)).encode()
+    return hmac.new(key, message, hashlib.sha256).hexdigest()
+
+
+def token_matches(key: bytes, presented: str, namespace: str, run_object_name: str, uid: str) -> bool:
+    return hmac.compare_digest(presented.encode(), run_token(key, namespace, run_object_name, uid).encode())
+
+
+@dataclass
+class RateLimiter:
+    """A token bucket per run: `burst` reports at once, then one per `interval_s`; bounded in size."""
+
+    interval_s: float = 1.0
+    burst: int = 3
+    max_keys: int = 10_000
+    _buckets: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    def allow(self, key: str, now: float | None = None) -> bool:
+        now = time.monotonic() if now is None else now
+        tokens, last = self._buckets.get(key, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + (now - last) / self.interval_s)
+        if tokens < 1:
+            self._buckets[key] = (tokens, now)
+            return False
+        if len(self._buckets) >= self.max_keys and key not in self._buckets:
+            self._buckets.clear()  # a flood of distinct runs: forget everyone rather than grow
+        self._buckets[key] = (tokens - 1, now)
+        return True
+
+
+def downsample(points: list[LossPoint], limit: int = LOSS_HISTORY_MAX) -> list[LossPoint]:
+    """Keep the curve's shape within `limit` points: drop every other point, always keep the newest."""
+    while len(points) > limit:
+        points = points[:-1:2] + points[-1:]
+    return points
+
+
+def is_stale(run: RunStatus, report: ProgressReport) -> bool:
+    """A report no newer than the one applied last (reports can arrive out of order or be replayed)."""
+    old = run.progress.updated_time if run.progress else None
+    new = report.progress.updated_time if report.progress else None
+    if old is None:
+        return False
+    return new is None or new <= old
+
+
+def apply_report(run: RunStatus, report: ProgressReport) -> RunStatus:
+    """The run with the report's progress, metrics and loss point; phase stays what its pods say."""
+    changes: dict[str, object] = {}
+    if report.progress is not None:
+        changes["progress"] = report.progress
+    if report.metrics is not None:
+        metrics = (run.metrics or report.metrics).model_copy(
+            update=report.metrics.model_dump(exclude_none=True)
+        )
+        changes["metrics"] = metrics
+        step = report.progress.step if report.progress else None
+        loss = report.metrics.train_total_loss
+        history = list(run.loss_history or [])
+        if loss is not None and step is not None and (not history or step > history[-1].step):
+            changes["loss_history"] = downsample([*history, LossPoint(step=step, loss=loss)])
+    if report.output_version:
+        changes["output_version"] = report.output_version
+    return run.model_copy(update=changes)

@@ -1,0 +1,388 @@
+"""One FineTunePipeline reconcile: read what exists, derive status, create what is missing, patch.
+
+Level-based: every pass starts from the pipeline object (read fresh), its children and the runs its
+status records, never from memory of events. New runs are recorded in status *before* their children
+are created, and every child name is derived from the run, so a pass cut short at any point (an
+operator killed with SIGKILL) is completed by the next one without a second workload.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from kaizen_api.finetune import FineTunePipelineSpec, FineTunePipelineStatus, RunStatus
+from kaizen_api.kinds import FINETUNE_PIPELINE
+from pydantic import ValidationError
+
+from kaizen_operator import children, pipeline_status, schedule
+from kaizen_operator.admission import admission_status
+from kaizen_operator.catalog import Catalog
+from kaizen_operator.events import post_event
+from kaizen_operator.kube import ApiError, Kube, path_of
+from kaizen_operator.metrics import STATUS_PATCHES, RunPhases
+from kaizen_operator.naming import is_template, run_display_name, run_object_name
+from kaizen_operator.pipeline_status import Blocker
+from kaizen_operator.quotas import concurrent_runs_blocker, pipeline_blocker
+from kaizen_operator.registry_link import record_version
+from kaizen_operator.resolve import ResolveError, base_model_facts, resolve_train_run
+from kaizen_operator.runs import advance
+from kaizen_operator.settings import OperatorSettings
+from kaizen_operator.triggers import (
+    RunRequest,
+    cancel_targets,
+    concurrency_decision,
+    manual_request,
+    schedule_requests,
+)
+from kaizen_operator.workloads import workload_kind
+
+log = logging.getLogger(__name__)
+API = "kaizen.dev/v1alpha1"
+KIND = "FineTunePipeline"
+RETRY_S = 30.0
+STATUS_KEYS = (
+    "observedGeneration",
+    "phase",
+    "conditions",
+    "runs",
+    "currentRun",
+    "lastRunName",
+    "lastRunToken",
+    "lastScheduleTime",
+    "nextScheduleTime",
+)
+# A 4xx other than these means the API server will never accept the manifest as built.
+RETRYABLE_STATUSES = frozenset({401, 403, 404, 408, 409, 429})
+
+
+@dataclass
+class Context:
+    kube: Kube
+    settings: OperatorSettings
+    catalog: Catalog
+    key: bytes
+    phases: RunPhases = field(default_factory=RunPhases)
+    # (namespace, run object name) -> (pipeline name, uid), for the progress endpoint; active runs only.
+    run_index: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
+    # (namespace, name) -> resourceVersion of the operator's own last status write.
+    written: dict[tuple[str, str], str] = field(default_factory=dict)
+
+
+class Conflict(Exception):
+    """The pipeline changed while this pass worked: run again from a fresh read."""
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def _private_models(kube: Kube, namespace: str, spec: FineTunePipelineSpec) -> dict[str, dict[str, Any]]:
+    wanted = {spec.output.private_model}
+    if spec.base_model.private_model is not None:
+        wanted.add(spec.base_model.private_model.name)
+    found = {}
+    for name in wanted:
+        obj = kube.get(path_of(API, "PrivateModel", namespace, name))
+        if obj is not None:
+            found[name] = obj
+    return found
+
+
+def patch_status(ctx: Context, pipeline: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
+    """Merge-patch status with the resourceVersion read, so a concurrent writer makes this a Conflict.
+
+    The new resourceVersion is remembered: the watch event this write causes needs no reconcile."""
+    meta = pipeline["metadata"]
+    body = {"metadata": {"resourceVersion": meta["resourceVersion"]}, "status": status}
+    try:
+        patched = ctx.kube.merge_patch(path_of(API, KIND, meta["namespace"], meta["name"]) + "/status", body)
+    except ApiError as err:
+        if err.status == 409:
+            raise Conflict() from None
+        raise
+    STATUS_PATCHES.labels(KIND).inc()
+    ctx.written[(meta["namespace"], meta["name"])] = patched["metadata"]["resourceVersion"]
+    return patched
+
+
+class Pass:
+    """The state of one reconcile pass over one pipeline."""
+
+    def __init__(self, ctx: Context, pipeline: dict[str, Any], spec: FineTunePipelineSpec) -> None:
+        self.ctx = ctx
+        self.pipeline = pipeline
+        self.spec = spec
+        self.meta = pipeline["metadata"]
+        self.ns = self.meta["namespace"]
+        self.status = FineTunePipelineStatus.model_validate(pipeline.get("status") or {})
+        self.runs: list[RunStatus] = list(self.status.runs or [])
+        self.now = utcnow()
+        self.blocker: Blocker | None = None
+        self.errors: list[str] = []
+        self.events: list[tuple[str, str, str]] = []
+        self.requeue: float | None = None
+        self.private_models: dict[str, dict[str, Any]] = {}
+        self.fresh: set[str] = set()  # object names of runs recorded by this pass: nothing of theirs exists
+
+    # -- what blocks runs --------------------------------------------------------------------------
+
+    def check_blockers(self) -> None:
+        kube, settings = self.ctx.kube, self.ctx.settings
+        self.private_models = _private_models(kube, self.ns, self.spec)
+        nodes = self.spec.resources.nodes
+        try:
+            self.model_name = base_model_facts(self.pipeline, self.ctx.catalog, self.private_models).name
+            probe = resolve_train_run(
+                self.pipeline, "ft_probe_00000000000000", self.ctx.catalog, self.private_models, settings
+            )
+            if nodes > 1:  # CRDMissing when a PyTorchJob is asked for and its CRD is not installed
+                workload_kind(
+                    probe, settings, pytorchjob_available=kube.serves("kubeflow.org/v1", "pytorchjobs")
+                )
+        except ResolveError as err:
+            self.blocker = Blocker(err.reason, err.message)
+            return
+        self.blocker = pipeline_blocker(kube, self.pipeline, self.spec, settings.quotas)
+
+    # -- new runs ----------------------------------------------------------------------------------
+
+    def _new_run(self, request: RunRequest, **fields: Any) -> RunStatus:
+        template = is_template(self.pipeline)
+        when = request.when
+        taken = {r.object_name for r in self.runs}
+        while True:
+            display = run_display_name(self.model_name, when, template)
+            obj = run_object_name(self.meta["name"], display)
+            if obj not in taken or request.trigger == "schedule":
+                break
+            when += timedelta(seconds=1)  # two manual runs within one second
+        return RunStatus(
+            name=display,
+            object_name=obj,
+            trigger=request.trigger,
+            token=request.token,
+            scheduled_time=when if request.trigger == "schedule" else None,
+            start_time=self.now,
+            nodes=self.spec.resources.nodes,
+            **({"phase": "Pending", "reason": "Preflight"} | fields),
+        )
+
+    def take_requests(self, trigger_jobs: list[dict[str, Any]]) -> tuple[list[tuple[str, str]], set[str]]:
+        """Record new runs and skipped firings; returns (trigger Job, note) to mark and runs to replace."""
+        handled: list[tuple[str, str]] = []
+        replace: set[str] = set()
+        if self.blocker is None:
+            manual = manual_request(self.spec, self.status, self.now)
+            if manual is not None:
+                quota = concurrent_runs_blocker(self.ctx.kube, self.ns, self.ctx.settings.quotas)
+                if quota is None:
+                    self.runs.insert(0, self._new_run(manual))
+                    self.fresh.add(self.runs[0].object_name or "")
+                    self.status.last_run_token = manual.token
+                else:
+                    self.blocker, self.requeue = quota, RETRY_S
+        for request in schedule_requests(trigger_jobs):
+            active = [r for r in self.runs if not r.finished]
+            decision, message = concurrency_decision(self.spec.trigger.concurrency_policy, active)
+            skip: Blocker | None = None
+            if self.blocker is not None:
+                skip = self.blocker
+            elif self.spec.trigger.suspend:
+                skip = Blocker("Suspended", "the schedule fired while spec.trigger.suspend was true")
+            elif decision == "skip":
+                skip = Blocker("ConcurrencyForbidden", message)
+            elif (
+                quota := concurrent_runs_blocker(self.ctx.kube, self.ns, self.ctx.settings.quotas)
+            ) is not None:
+                skip = quota
+            if skip is not None:
+                run = self._new_run(
+                    request,
+                    phase="Skipped",
+                    reason=skip.reason,
+                    message=skip.message,
+                    completion_time=self.now,
+                )
+                run.object_name = None
+                self.events.append(
+                    ("Warning", "RunSkipped", f"scheduled run {run.name} skipped: {skip.message}")
+                )
+            else:
+                run = self._new_run(request)
+                self.fresh.add(run.object_name or "")
+                if decision == "replace":
+                    replace |= {r.name for r in active}
+            self.runs.insert(0, run)
+            self.status.last_schedule_time = request.when
+            handled.append((request.trigger_job or "", f"{run.phase} {run.name}"))
+        return handled, replace
+
+    # -- existing runs -----------------------------------------------------------------------------
+
+    def advance_runs(self, cancel: set[str]) -> None:
+        active = [r for r in self.runs if not r.finished and r.object_name]
+        if not active:
+            return
+        kube = self.ctx.kube
+        multinode = any((r.nodes or 1) > 1 for r in active)
+        pytorchjob = (
+            multinode
+            and self.ctx.settings.multinode_backend != "indexedjob"
+            and kube.serves("kubeflow.org/v1", "pytorchjobs")
+        )
+        if all(r.object_name in self.fresh for r in active):
+            observed = children.Observed({}, {}, {})  # saves two LISTs on a new run's way to its preflight
+        else:
+            observed = children.observe(
+                kube, self.ns, self.meta["name"], self.meta["uid"], pytorchjobs=pytorchjob, pods=True
+            )
+        for index, run in enumerate(self.runs):
+            if run.finished or not run.object_name:
+                continue
+            step = advance(run, observed.of(run), now=self.now, cancel=run.name in cancel)
+            try:
+                updated = self._act(step.run, step.actions, pytorchjob)
+                if updated.phase == "Succeeded":
+                    self._register(updated)
+            except ResolveError as err:  # e.g. the output model was deleted under a pending run
+                updated = run.model_copy(
+                    update={
+                        "phase": "Failed",
+                        "reason": err.reason,
+                        "message": err.message,
+                        "completion_time": self.now,
+                    }
+                )
+                step = step.__class__(
+                    updated, event=("Warning", err.reason, f"run {run.name}: {err.message}")
+                )
+            except ApiError as err:
+                if err.status in RETRYABLE_STATUSES or err.status >= 500:
+                    self.errors.append(f"run {run.name}: {err}")
+                    self.requeue = RETRY_S
+                    continue  # keep the run as recorded; the next pass tries again
+                updated = run.model_copy(
+                    update={
+                        "phase": "Failed",
+                        "reason": "WorkloadRejected",
+                        "message": f"the API server refused a child of the run: {err.message}",
+                        "completion_time": self.now,
+                    }
+                )
+                step = step.__class__(updated, event=("Warning", "WorkloadRejected", updated.message or ""))
+            self.runs[index] = updated
+            if step.event:
+                self.events.append(step.event)
+
+    def _act(self, run: RunStatus, actions: tuple[str, ...], pytorchjob: bool) -> RunStatus:
+        ctx = self.ctx
+        if "delete_children" in actions:
+            children.delete_children(ctx.kube, self.ns, run)
+        if "create_preflight" in actions or "create_workload" in actions:
+            resolved = resolve_train_run(
+                self.pipeline, run.name, ctx.catalog, self.private_models, ctx.settings
+            )
+            if "create_preflight" in actions:
+                children.create_preflight(ctx.kube, resolved, self.pipeline, ctx.settings, ctx.key)
+            else:
+                workload = children.create_workload(
+                    ctx.kube, resolved, self.pipeline, ctx.settings, pytorchjob=pytorchjob
+                )
+                run = run.model_copy(
+                    update={"job_name": workload["metadata"]["name"], "job_kind": workload["kind"]}
+                )
+                self.events.append(
+                    ("Normal", "WorkloadCreated", f"run {run.name}: {workload['kind']} {run.job_name}")
+                )
+        return run
+
+    def _register(self, run: RunStatus) -> None:
+        """Before the status says Succeeded, so a pass cut short here registers on the next one."""
+        assert run.output_version
+        record_version(
+            self.ctx.kube, self.ns, self.spec.output.private_model, run.output_version, run.completion_time
+        )
+
+    # -- status ------------------------------------------------------------------------------------
+
+    def derived_status(self) -> dict[str, Any]:
+        runs = pipeline_status.prune(self.runs, self.spec)
+        generation = self.meta["generation"]
+        blocker = self.blocker
+        if blocker is None and self.errors:
+            blocker = Blocker("ReconcileError", "; ".join(self.errors)[:4096])
+        conditions = pipeline_status.conditions(
+            (self.pipeline.get("status") or {}).get("conditions"), self.spec, runs, generation, blocker
+        )
+        current = next((r for r in runs if not r.finished), None)
+        out = FineTunePipelineStatus(
+            observed_generation=generation,
+            phase=pipeline_status.phase(self.spec, runs, blocker),
+            last_run_name=next((r.name for r in runs if r.phase != "Skipped"), self.status.last_run_name),
+            last_run_token=self.status.last_run_token,
+            last_schedule_time=self.status.last_schedule_time,
+            next_schedule_time=schedule.next_time(self.spec, self.now),
+            current_run=current,
+            runs=runs,
+        ).to_manifest()
+        out["conditions"] = conditions
+        # Keys this pass no longer sets are removed (merge patch null), e.g. currentRun after a run ends.
+        return {key: out.get(key) for key in STATUS_KEYS}
+
+    def changed(self, status: dict[str, Any]) -> bool:
+        old = self.pipeline.get("status") or {}
+        return any(old.get(key) != status.get(key) for key in STATUS_KEYS)
+
+
+def reconcile(ctx: Context, namespace: str, name: str) -> float | None:
+    """One pass; returns seconds until the pipeline wants another look (None: only on events)."""
+    kube = ctx.kube
+    pipeline = kube.get(path_of(API, KIND, namespace, name))
+    key = (namespace, name)
+    if pipeline is None or pipeline["metadata"].get("deletionTimestamp"):
+        ctx.phases.forget(key)
+        ctx.written.pop(key, None)
+        for run_key in [k for k, v in ctx.run_index.items() if k[0] == namespace and v[0] == name]:
+            ctx.run_index.pop(run_key, None)
+        return None
+    generation = pipeline["metadata"]["generation"]
+    try:
+        spec = FineTunePipelineSpec.model_validate(pipeline.get("spec") or {})
+    except ValidationError:  # CEL admits what the models refuse only when the CRDs are stale
+        status = admission_status(
+            FINETUNE_PIPELINE, pipeline.get("spec") or {}, pipeline.get("status") or {}, generation
+        )
+        if any((pipeline.get("status") or {}).get(k) != v for k, v in status.items()):
+            patch_status(ctx, pipeline, status)
+        return None
+    work = Pass(ctx, pipeline, spec)
+    work.check_blockers()
+    schedule.sync_cronjob(kube, pipeline, spec, ctx.settings, work.blocker is None)
+    triggers = children.trigger_jobs(kube, namespace, name) if spec.trigger.type == "schedule" else []
+    handled, replace = work.take_requests(triggers)
+    if handled or len(work.runs) != len(work.status.runs or []):
+        # New runs are on record before any child of theirs exists.
+        status = work.derived_status()
+        pipeline = patch_status(ctx, pipeline, status)
+        for job, note in handled:
+            children.mark_handled(kube, job, namespace, note)
+        work.pipeline = pipeline
+        work.meta = pipeline["metadata"]
+    cancel = cancel_targets(pipeline["metadata"].get("annotations") or {}, work.runs) | replace
+    work.advance_runs(cancel)
+    status = work.derived_status()
+    if work.changed(status):
+        patch_status(ctx, pipeline, status)
+    for type_, reason, message in work.events:
+        post_event(kube, pipeline, type_, reason, message)
+    ctx.phases.set(key, [r["phase"] for r in status.get("runs") or []])
+    for run in status.get("runs") or []:
+        run_key = (namespace, run.get("objectName") or "")
+        if run.get("phase") in ("Pending", "Running") and run.get("objectName"):
+            ctx.run_index[run_key] = (name, pipeline["metadata"]["uid"])
+        else:
+            ctx.run_index.pop(run_key, None)
+    return work.requeue

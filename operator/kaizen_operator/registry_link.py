@@ -1,0 +1,55 @@
+"""A succeeded run's output becomes a version entry in its target PrivateModel's status.
+
+The one place the FineTunePipeline controller writes a PrivateModel. The registry controller owns
+everything else there (storage scan, readiness, tags, sizes), so this merges by version name and
+keeps every field already set: an entry that exists is left as it is.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from kaizen_operator.kube import ApiError, Kube, path_of
+
+ATTEMPTS = 3
+
+
+def version_entry(name: str, index: int, created: datetime | None) -> dict[str, Any]:
+    entry: dict[str, Any] = {"index": index, "name": name, "status": "ready"}
+    if created is not None:
+        entry["createdTime"] = created.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return entry
+
+
+def merge_version(
+    versions: list[dict[str, Any]], name: str, created: datetime | None
+) -> list[dict[str, Any]] | None:
+    """`versions` with `name` appended (oldest first), or None when it is already there."""
+    if any(v.get("name") == name for v in versions):
+        return None
+    index = max((int(v.get("index", -1)) for v in versions), default=-1) + 1
+    return [*versions, version_entry(name, index, created)]
+
+
+def record_version(kube: Kube, namespace: str, model: str, version: str, created: datetime | None) -> None:
+    """Add the version to PrivateModel `model`'s status; optimistic concurrency, retried on conflict."""
+    path = path_of("kaizen.dev/v1alpha1", "PrivateModel", namespace, model)
+    for attempt in range(ATTEMPTS):
+        current = kube.get(path)
+        if current is None:
+            raise ApiError(404, f'{{"reason": "NotFound", "message": "PrivateModel {model} not found"}}')
+        versions = list((current.get("status") or {}).get("versions") or [])
+        merged = merge_version(versions, version, created)
+        if merged is None:
+            return
+        body = {
+            "metadata": {"resourceVersion": current["metadata"]["resourceVersion"]},
+            "status": {"versions": merged},
+        }
+        try:
+            kube.merge_patch(f"{path}/status", body)
+            return
+        except ApiError as err:
+            if err.status != 409 or attempt == ATTEMPTS - 1:
+                raise

@@ -1,0 +1,273 @@
+"""One run's state from what exists: its Jobs (or PyTorchJob), their pods and the runner's last words.
+
+Pure, so every outcome is unit-tested without a cluster. A run moves through preflight (a CPU Job
+whose termination message carries the plan), then its GPU workload; `advance` returns the run as the
+children show it now plus the actions the handler must take (create the next child, delete a
+cancelled run's workload). A finished run is final: its children may be gone (TTL) and nothing is
+derived for it again.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from kaizen_api.finetune import RunStatus
+from kaizen_api.results import TerminationMessage
+from pydantic import ValidationError
+
+Action = Literal["create_preflight", "create_workload", "delete_children"]
+Outcome = Literal["Pending", "Suspended", "Running", "Succeeded", "Failed"]
+
+OOM_EXIT_CODE = 137
+# The runner's failure classes that have a better-known name as a condition reason.
+RUNNER_REASONS = {"OutOfMemory": "OOMKilled"}
+PROBLEMS_IN_MESSAGE = 10
+
+
+@dataclass(frozen=True)
+class RunChildren:
+    """What exists of one run (found by its `kaizen.dev/run` label)."""
+
+    preflight_job: dict[str, Any] | None = None
+    workload: dict[str, Any] | None = None
+    preflight_pods: list[dict[str, Any]] = field(default_factory=list)
+    workload_pods: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Advance:
+    run: RunStatus
+    actions: tuple[Action, ...] = ()
+    # (Normal|Warning, reason, message) when the run changed phase: an Event for the user.
+    event: tuple[str, str, str] | None = None
+
+
+@dataclass(frozen=True)
+class Failure:
+    reason: str
+    message: str
+    exit_code: int | None = None
+
+
+def _conditions(obj: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    items = (obj.get("status") or {}).get("conditions") or []
+    return {c["type"]: c for c in items if c.get("status") == "True"}
+
+
+def workload_outcome(obj: dict[str, Any]) -> tuple[Outcome, dict[str, Any] | None]:
+    """A batch/v1 Job's or a PyTorchJob's state, with the condition that decided it."""
+    conditions = _conditions(obj)
+    for kind, outcome in (("Complete", "Succeeded"), ("Succeeded", "Succeeded")):
+        if kind in conditions:
+            return outcome, conditions[kind]  # type: ignore[return-value]
+    for kind in ("Failed", "FailureTarget"):
+        if kind in conditions:
+            return "Failed", conditions[kind]
+    if obj.get("kind") == "PyTorchJob":
+        if "Suspended" in conditions:
+            return "Suspended", conditions["Suspended"]
+        return ("Running" if "Running" in conditions else "Pending"), None
+    status = obj.get("status") or {}
+    if (obj.get("spec") or {}).get("suspend") and not status.get("active"):
+        return "Suspended", conditions.get("Suspended")
+    return ("Running" if status.get("ready") or status.get("active") else "Pending"), None
+
+
+def _terminated(pod: dict[str, Any]) -> dict[str, Any] | None:
+    for status in (pod.get("status") or {}).get("containerStatuses") or []:
+        state = (status.get("state") or {}).get("terminated") or (status.get("lastState") or {}).get(
+            "terminated"
+        )
+        if state:
+            return dict(state)
+    return None
+
+
+def termination_message(pod: dict[str, Any]) -> tuple[TerminationMessage | None, str]:
+    """The runner's TerminationMessage from the pod, or None with the raw text (e.g. a log tail)."""
+    text = ((_terminated(pod) or {}).get("message") or "").strip()
+    if not text:
+        return None, ""
+    try:
+        return TerminationMessage.model_validate(json.loads(text)), text
+    except (ValueError, ValidationError):
+        return None, text
+
+
+def _finished_at(pod: dict[str, Any]) -> str:
+    return str((_terminated(pod) or {}).get("finishedAt") or "")
+
+
+def _is_running(pod: dict[str, Any]) -> bool:
+    return (pod.get("status") or {}).get("phase") == "Running"
+
+
+def pod_failure(pods: list[dict[str, Any]]) -> Failure | None:
+    """Why the newest failed pod failed: Evicted, OOMKilled, the runner's reason, else ExitCode<N>."""
+    failed = [p for p in pods if (p.get("status") or {}).get("phase") == "Failed"]
+    if not failed:
+        return None
+    pod = max(failed, key=_finished_at)
+    status = pod.get("status") or {}
+    disrupted = any(
+        c.get("type") == "DisruptionTarget" and c.get("status") == "True"
+        for c in status.get("conditions") or []
+    )
+    if status.get("reason") == "Evicted" or disrupted:
+        return Failure("Evicted", status.get("message") or "the pod was evicted")
+    state = _terminated(pod) or {}
+    code = state.get("exitCode")
+    term, raw = termination_message(pod)
+    if state.get("reason") == "OOMKilled" or code == OOM_EXIT_CODE:
+        return Failure("OOMKilled", "the container ran out of memory (exit code 137)", code)
+    if term is not None and term.reason:
+        return Failure(RUNNER_REASONS.get(term.reason, term.reason), term.message or term.reason, code)
+    if code is not None:
+        return Failure(f"ExitCode{code}", raw[-2000:] or f"the container exited with code {code}", code)
+    return None
+
+
+def workload_failure(
+    obj: dict[str, Any], condition: dict[str, Any] | None, pods: list[dict[str, Any]]
+) -> Failure:
+    """The cause of a failed workload, most specific first; DeadlineExceeded beats what the pods show."""
+    reason = (condition or {}).get("reason") or "Failed"
+    message = (condition or {}).get("message") or ""
+    if reason == "DeadlineExceeded":
+        return Failure("DeadlineExceeded", message or "the run was active longer than activeDeadlineSeconds")
+    return pod_failure(pods) or Failure(reason, message or f"the {obj.get('kind', 'workload')} failed")
+
+
+def _successful_message(pods: list[dict[str, Any]]) -> TerminationMessage | None:
+    """The termination message of a succeeded pod that carries results (rank 0 writes them)."""
+    found = [termination_message(p)[0] for p in pods if (p.get("status") or {}).get("phase") == "Succeeded"]
+    messages = [m for m in found if m is not None]
+    with_results = [m for m in messages if m.metrics or m.output_version or m.plan]
+    best = with_results or messages
+    return best[0] if best else None
+
+
+def problems_text(term: TerminationMessage) -> str:
+    """The runner's message followed by the first bad records, index and reason."""
+    lines = [term.message or "the dataset has invalid records"]
+    for problem in (term.plan.first_problems if term.plan else None) or []:
+        lines.append(f"record {problem.index}: {problem.reason}")
+        if len(lines) > PROBLEMS_IN_MESSAGE:
+            break
+    return "\n".join(lines)
+
+
+def _end(run: RunStatus, phase: str, now: datetime, **changes: Any) -> Advance:
+    ended = run.model_copy(update={"phase": phase, "completion_time": now, **changes})
+    if phase == "Succeeded":
+        event = ("Normal", "RunSucceeded", f"run {run.name} succeeded")
+    else:
+        event = (
+            "Warning",
+            f"Run{phase}",
+            f"run {run.name}: {changes.get('reason')}: {changes.get('message')}",
+        )
+    return Advance(ended, event=event)
+
+
+def _preflight(run: RunStatus, children: RunChildren, now: datetime) -> Advance | None:
+    """The preflight stage; None once its plan is recorded and the workload stage takes over."""
+    if run.preflight is not None:
+        return None
+    job = children.preflight_job
+    if job is None:
+        return Advance(run.model_copy(update={"reason": "Preflight"}), ("create_preflight",))
+    outcome, condition = workload_outcome(job)
+    if outcome == "Succeeded":
+        term = _successful_message(children.preflight_pods)
+        if term is None or term.plan is None:
+            return _end(
+                run, "Failed", now, reason="PreflightFailed", message="the preflight ended without a plan"
+            )
+        run.preflight = term.plan  # `run` is advance()'s own copy
+        return None
+    if outcome == "Failed":
+        terms = [termination_message(p)[0] for p in children.preflight_pods]
+        term = next((t for t in terms if t is not None and t.phase == "Failed"), None)
+        if term is not None and term.reason:
+            return _end(
+                run,
+                "Failed",
+                now,
+                reason=RUNNER_REASONS.get(term.reason, term.reason),
+                message=problems_text(term) if term.reason == "DataInvalid" else term.message,
+                preflight=term.plan,
+            )
+        failure = workload_failure(job, condition, children.preflight_pods)
+        return _end(
+            run,
+            "Failed",
+            now,
+            reason=failure.reason,
+            message=f"preflight: {failure.message}",
+            exit_code=failure.exit_code,
+        )
+    return Advance(run.model_copy(update={"reason": "Preflight"}))
+
+
+def advance(run: RunStatus, children: RunChildren, *, now: datetime, cancel: bool = False) -> Advance:
+    """The run as its children show it, and what to do next."""
+    if run.finished:
+        return Advance(run)
+    if cancel:
+        ended = _end(
+            run, "Cancelled", now, reason="Cancelled", message="cancelled by annotation kaizen.dev/cancel"
+        )
+        return Advance(ended.run, ("delete_children",), ended.event)
+    run = run.model_copy(deep=True)
+    staged = _preflight(run, children, now)
+    if staged is not None:
+        return staged
+    workload = children.workload
+    if workload is None:
+        if run.job_name:  # it was created and is gone: deleted by someone, or TTL before we looked
+            return _end(
+                run,
+                "Failed",
+                now,
+                reason="WorkloadDeleted",
+                message=f"{run.job_kind} {run.job_name} was deleted",
+            )
+        return Advance(run.model_copy(update={"reason": "Starting"}), ("create_workload",))
+    run = run.model_copy(
+        update={"job_name": workload["metadata"]["name"], "job_kind": workload.get("kind", "Job")}
+    )
+    outcome, condition = workload_outcome(workload)
+    if outcome == "Succeeded":
+        term = _successful_message(children.workload_pods)
+        # The version is named after the run (SPEC §3) unless the runner said otherwise.
+        return _end(
+            run,
+            "Succeeded",
+            now,
+            reason="Succeeded",
+            message="the run completed",
+            metrics=(term.metrics if term else None) or run.metrics,
+            output_version=(term.output_version if term else None) or run.output_version or run.name,
+        )
+    if outcome == "Failed":
+        failure = workload_failure(workload, condition, children.workload_pods)
+        return _end(
+            run, "Failed", now, reason=failure.reason, message=failure.message, exit_code=failure.exit_code
+        )
+    if outcome == "Suspended":
+        return Advance(run.model_copy(update={"phase": "Pending", "reason": "Queued"}))
+    running = (
+        outcome == "Running"
+        and any(_is_running(p) for p in children.workload_pods)
+        or (outcome == "Running" and workload.get("kind") == "PyTorchJob")
+    )
+    if running:
+        changed = run.phase != "Running"
+        run = run.model_copy(update={"phase": "Running", "reason": "Training"})
+        event = ("Normal", "RunRunning", f"run {run.name} is training on {run.job_kind} {run.job_name}")
+        return Advance(run, event=event if changed else None)
+    return Advance(run.model_copy(update={"phase": "Pending", "reason": "Starting"}))

@@ -1,0 +1,65 @@
+"""A schedule pipeline's CronJob, kept as the builders render it, and its next firing time.
+
+The CronJob's own concurrencyPolicy is Allow: its trigger Jobs only ask for runs, and the operator
+applies the pipeline's policy to them (triggers.concurrency_decision), so a skipped firing is
+recorded in the history instead of vanishing inside the CronJob controller.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from croniter import croniter
+from kaizen_api.finetune import FineTunePipelineSpec
+
+from kaizen_operator.kube import Kube, path_of
+from kaizen_operator.naming import cronjob_name
+from kaizen_operator.settings import OperatorSettings
+from kaizen_operator.workloads import build_cronjob
+
+
+def next_time(spec: FineTunePipelineSpec, now: datetime) -> datetime | None:
+    trigger = spec.trigger
+    if trigger.type != "schedule" or trigger.suspend or not trigger.schedule:
+        return None
+    start = now.astimezone(ZoneInfo(trigger.time_zone)) if trigger.time_zone else now
+    expression = {"@annually": "@yearly", "@midnight": "@daily"}.get(trigger.schedule, trigger.schedule)
+    fires: datetime = croniter(expression, start).get_next(datetime)
+    return fires.astimezone(UTC)
+
+
+def contains(actual: Any, wanted: Any) -> bool:
+    """Whether `actual` (as the API server returns it, defaults filled in) has everything `wanted` sets."""
+    if isinstance(wanted, dict):
+        return isinstance(actual, dict) and all(contains(actual.get(k), v) for k, v in wanted.items())
+    if isinstance(wanted, list):
+        return (
+            isinstance(actual, list)
+            and len(actual) == len(wanted)
+            and all(contains(a, w) for a, w in zip(actual, wanted, strict=True))
+        )
+    return bool(actual == wanted)
+
+
+def sync_cronjob(
+    kube: Kube,
+    pipeline: dict[str, Any],
+    spec: FineTunePipelineSpec,
+    settings: OperatorSettings,
+    allowed: bool,
+) -> None:
+    """Create or update the CronJob of a schedule pipeline; delete it when the pipeline has none."""
+    meta = pipeline["metadata"]
+    path = path_of("batch/v1", "CronJob", meta["namespace"], cronjob_name(meta["name"]))
+    if spec.trigger.type != "schedule" or not allowed:
+        if (pipeline.get("status") or {}).get("nextScheduleTime") or spec.trigger.type == "schedule":
+            kube.delete(path)
+        return
+    desired = build_cronjob(pipeline, settings)
+    existing = kube.get(path)
+    if existing is None:
+        kube.create(desired)
+    elif not contains(existing.get("spec"), desired["spec"]):
+        kube.merge_patch(path, {"spec": desired["spec"]})

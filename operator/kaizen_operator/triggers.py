@@ -1,0 +1,79 @@
+"""What asks for a run: a new manual pipeline, a changed `spec.trigger.runToken`, a schedule's trigger Job.
+
+Pure. Every request is level-based: a manual request is "the spec's token differs from the token of
+the newest manual run" (kept in `status.lastRunToken`, so history pruning never re-runs one); a
+scheduled request is a trigger Job the operator has not yet marked handled.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from kaizen_api.finetune import FineTunePipelineSpec, FineTunePipelineStatus, RunStatus
+
+SCHEDULED_ANNOTATION = "batch.kubernetes.io/cronjob-scheduled-timestamp"
+TRIGGER_LABEL = "kaizen.dev/trigger"
+HANDLED_ANNOTATION = "kaizen.dev/handled"
+CANCEL_ANNOTATION = "kaizen.dev/cancel"
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    trigger: Literal["manual", "schedule"]
+    when: datetime  # the run's timestamp: now for manual runs, the firing time for scheduled ones
+    token: str | None = None
+    trigger_job: str | None = None
+
+
+def parse_time(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
+
+
+def manual_request(
+    spec: FineTunePipelineSpec, status: FineTunePipelineStatus, now: datetime
+) -> RunRequest | None:
+    """A run for the spec's token, unless one was started for it (a new pipeline's token is '')."""
+    if spec.trigger.type != "manual" or spec.trigger.suspend:
+        return None
+    token = spec.trigger.run_token or ""
+    if status.last_run_token == token:
+        return None
+    return RunRequest("manual", now, token=token)
+
+
+def schedule_requests(trigger_jobs: list[dict[str, Any]]) -> list[RunRequest]:
+    """Unhandled trigger Jobs, oldest firing first."""
+    requests = []
+    for job in trigger_jobs:
+        meta = job["metadata"]
+        annotations = meta.get("annotations") or {}
+        if HANDLED_ANNOTATION in annotations or meta.get("deletionTimestamp"):
+            continue
+        when = parse_time(annotations.get(SCHEDULED_ANNOTATION)) or parse_time(meta["creationTimestamp"])
+        assert when is not None
+        requests.append(RunRequest("schedule", when, trigger_job=meta["name"]))
+    return sorted(requests, key=lambda r: r.when)
+
+
+def concurrency_decision(
+    policy: str, active: list[RunStatus]
+) -> tuple[Literal["start", "skip", "replace"], str]:
+    """concurrencyPolicy for a scheduled run: Forbid skips while a run is active, Replace cancels it."""
+    if not active:
+        return "start", ""
+    names = ", ".join(r.name for r in active)
+    if policy == "Forbid":
+        return "skip", f"concurrencyPolicy Forbid: run {names} is still active"
+    if policy == "Replace":
+        return "replace", f"concurrencyPolicy Replace: replaced by a scheduled run ({names} cancelled)"
+    return "start", ""
+
+
+def cancel_targets(annotations: dict[str, str], runs: list[RunStatus]) -> set[str]:
+    """Active runs named (display or object name) by the `kaizen.dev/cancel` annotation."""
+    wanted = {part.strip() for part in (annotations.get(CANCEL_ANNOTATION) or "").split(",") if part.strip()}
+    return {r.name for r in runs if not r.finished and (r.name in wanted or r.object_name in wanted)}

@@ -1,0 +1,230 @@
+"""Acceptance: a standard-suite EvalJob on a tiny local model and a shared sample dataset, end to end
+through the controller on the real control plane.
+
+The operator creates the run's ConfigMap, token Secret and Job; kwok "runs" the pod. The test runs
+`kaizen-runner eval` with the ConfigMap's eval.json, the mounted connection and the token Secret, as
+the pod would (the model, data and results live on the local S3 server), so its live progress goes
+to the operator's endpoint; then kwok ends the pod with the runner's own termination message.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from ftp_support import MODELS, conditions, free_port, kopf_operator, operator_env, pods, restrict
+from kaizen_api.base import GROUP, VERSION
+from support.tinymodels import SAMPLES, build_tiny_causal_lm
+
+pytestmark = [pytest.mark.cluster, pytest.mark.s3, pytest.mark.slow]
+EVALJOBS = f"/apis/{GROUP}/{VERSION}/namespaces/{{}}/evaljobs"
+DATASET = SAMPLES / "alpaca" / "alpaca_test_mini.json"
+
+
+class Inbox:
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's naming)
+        self.messages.append(envelope.content.decode())
+        return "250 OK"
+
+
+@pytest.fixture(scope="module")
+def smtp() -> Iterator[tuple[Inbox, int]]:
+    inbox, port = Inbox(), free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    yield inbox, port
+    controller.stop()
+
+
+@pytest.fixture(scope="module")
+def operator(control_plane) -> Iterator[Any]:
+    with pytest.MonkeyPatch.context() as patch:
+        env = operator_env(control_plane)
+        with kopf_operator(control_plane, env, patch) as runner:
+            runner.env = env
+            yield runner
+
+
+def _secret(name: str, data: dict[str, str]) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "stringData": data}
+
+
+@pytest.fixture
+def ns(operator, control_plane, namespace, s3_server, smtp) -> str:
+    restrict(control_plane, namespace)
+    control_plane.request("POST", f"/api/v1/namespaces/{namespace}/secrets", s3_server.secret("datahub"))
+    smtp_data = {"host": "127.0.0.1", "port": str(smtp[1]), "from": "kaizen@example.com"}
+    control_plane.request(
+        "POST", f"/api/v1/namespaces/{namespace}/secrets", _secret("kaizen-smtp", smtp_data)
+    )
+    return namespace
+
+
+@pytest.fixture
+def staged_model(tmp_path, s3_server, control_plane, ns) -> str:
+    """A tiny Qwen2 uploaded as version v1 of PrivateModel `tiny` (the registry's status set by hand)."""
+    client = s3_server.client()
+    for bucket in ("models", "data"):
+        with contextlib.suppress(client.exceptions.ClientError):  # already there from another test
+            client.create_bucket(Bucket=bucket)
+    folder = build_tiny_causal_lm(tmp_path / "tiny", "qwen2")
+    files = []
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        key = f"tiny/v1/{path.relative_to(folder).as_posix()}"
+        client.upload_file(str(path), "models", key)
+        files.append({"name": path.relative_to(folder).as_posix(), "sizeBytes": path.stat().st_size})
+    client.upload_file(str(DATASET), "data", "alpaca_test_mini.json")
+    storage = {"s3": {"connection": {"name": "datahub"}, "bucket": "models", "key": "tiny/"}}
+    model = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "PrivateModel",
+        "metadata": {"name": "tiny"},
+        "spec": {"title": "Tiny", "storage": storage},
+    }
+    control_plane.request("POST", MODELS.format(ns), model)
+    version = {
+        "index": 0, "name": "v1", "status": "ready", "ready": True, "files": files,
+        "tags": {"type": "LLM", "size": "30K", "instructionTuned": True},
+    }  # fmt: skip
+    status = {"status": {"latestVersion": "v1", "versionCount": 1, "versions": [version]}}
+    control_plane.request(
+        "PATCH", f"{MODELS.format(ns)}/tiny/status", status, content_type="application/merge-patch+json"
+    )
+    return "tiny"
+
+
+def evaljob(name: str) -> dict[str, Any]:
+    fake = {"workload": {"annotations": {"kaizen.dev/fake-duration": "10m"}}}  # runs until the test ends it
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "EvalJob",
+        "metadata": {"name": name, "annotations": {"kaizen.dev/fake-pods": json.dumps(fake)}},
+        "spec": {
+            "displayName": "testj_tiny",
+            "model": {"privateModel": {"name": "tiny", "version": "v1"}},
+            "suite": "standard",
+            "dataset": {
+                "format": "alpaca",
+                "s3": {"connection": {"name": "datahub"}, "bucket": "data", "key": "alpaca_test_mini.json"},
+            },
+            "parameters": {"maxTokens": 4, "seed": 3, "logSamples": True},
+            "resources": {"gpusPerNode": 0},
+            "output": {"s3": {"connection": {"name": "datahub"}, "bucket": "data", "key": "eval-results"}},
+            "notification": {"emails": ["ml-team@example.com"]},
+        },
+    }
+
+
+def wait(cluster: Any, path: str, check: Any, timeout: float = 90) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        obj = cluster.request("GET", path)
+        if check(obj):
+            return obj  # type: ignore[no-any-return]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{path}: not reached in {timeout}s; status: {obj.get('status')}")
+        time.sleep(0.3)
+
+
+def run_as_the_pod(cluster: Any, ns: str, run_obj: str, s3_server: Any, tmp: Path) -> dict[str, Any]:
+    """`kaizen-runner eval --config` with what the pod mounts: eval.json, the connection, the token."""
+    config_map = cluster.request("GET", f"/api/v1/namespaces/{ns}/configmaps/{run_obj}-config")
+    config = tmp / "run.json"
+    config.write_text(config_map["data"]["run.json"])
+    secret = cluster.request("GET", f"/api/v1/namespaces/{ns}/secrets/{run_obj}-token")
+    connections = tmp / "connections" / "datahub"
+    connections.mkdir(parents=True)
+    for key, value in s3_server.secret("datahub")["stringData"].items():
+        (connections / key).write_text(value)
+    env = {
+        **os.environ,
+        "KAIZEN_CONNECTIONS_DIR": str(connections.parent),
+        "KAIZEN_PROGRESS_TOKEN": base64.b64decode(secret["data"]["token"]).decode(),
+        "KAIZEN_TERMINATION_LOG": str(tmp / "termination-log"),
+        "KAIZEN_WORK_DIR": str(tmp / "work"),
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "kaizen_runner.cli", "eval", "--config", str(config)],
+        env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    return {"termination": (tmp / "termination-log").read_text(), "stdout": done.stdout}
+
+
+def test_standard_suite_end_to_end(ns, control_plane, staged_model, s3_server, smtp, tmp_path) -> None:
+    control_plane.request("POST", EVALJOBS.format(ns), evaljob("tiny-eval"))
+    path = f"{EVALJOBS.format(ns)}/tiny-eval"
+    obj = wait(control_plane, path, lambda o: (o.get("status") or {}).get("jobName"))
+    run_obj = obj["status"]["jobName"]
+    wait(control_plane, f"/apis/batch/v1/namespaces/{ns}/jobs/{run_obj}", lambda j: True)
+    [pod] = wait_pods(control_plane, ns, run_obj)
+    assert pod["metadata"]["labels"]["kaizen.dev/evaljob"] == "tiny-eval"
+
+    outcome = run_as_the_pod(control_plane, ns, run_obj, s3_server, tmp_path)
+    running = control_plane.request("GET", path)
+    progress = running["status"]["progress"]  # live progress reached status through the endpoint
+    assert progress["total"] == 100 and progress["done"] == 100 and progress["percentage"] == 100
+
+    pod_path = f"/api/v1/namespaces/{ns}/pods/{pod['metadata']['name']}"
+    end = {
+        "metadata": {
+            "labels": {"kaizen.dev/fake-exit-code": "0"},
+            "annotations": {
+                "kaizen.dev/fake-termination-message": outcome["termination"],
+                "kaizen.dev/fake-duration": "0s",
+            },
+        }
+    }
+    control_plane.request("PATCH", pod_path, end, content_type="application/merge-patch+json")
+    done = wait(
+        control_plane, path, lambda o: (o.get("status") or {}).get("phase") == "Succeeded", timeout=120
+    )
+
+    status = done["status"]
+    summary = json.loads(outcome["stdout"].strip().splitlines()[-1])
+    assert status["results"] == summary["results"]
+    assert set(status["results"]) == {"bleu", "fuzzy_match", "rouge1", "rouge2", "rougeL", "rougeLsum"}
+    assert status["resultsUri"] == "s3://data/eval-results/testj_tiny-1"
+    assert status["runName"] == "testj_tiny-1" and status["runs"][0]["phase"] == "Succeeded"
+    cond = conditions(done)
+    assert cond["Succeeded"]["status"] == "True" and cond["Running"]["status"] == "False"
+    assert cond["Notified"]["status"] == "True", cond["Notified"]
+    results = json.loads(
+        s3_server.client()
+        .get_object(Bucket="data", Key="eval-results/testj_tiny-1/results.json")["Body"]
+        .read()
+    )
+    assert results["tasks"][0]["samples"] == 100
+    assert any("testj_tiny-1 succeeded" in m for m in smtp[0].messages)
+    model = control_plane.request("GET", f"{MODELS.format(ns)}/tiny")
+    [evaluation] = model["status"]["versions"][0]["evaluations"]
+    assert evaluation["runName"] == "testj_tiny-1" and evaluation["results"] == status["results"]
+    assert done["spec"]["displayName"] == "testj_tiny", "the operator never writes spec"
+
+
+def wait_pods(cluster: Any, ns: str, run_obj: str, timeout: float = 60) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + timeout
+    while True:
+        found = [
+            p for p in pods(cluster, ns, f"kaizen.dev/run={run_obj}") if p["status"].get("phase") == "Running"
+        ]
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no running pod of {run_obj} in {timeout}s")
+        time.sleep(0.3)

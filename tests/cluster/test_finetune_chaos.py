@@ -1,0 +1,80 @@
+"""The operator killed with SIGKILL at random points while pipelines start: exactly one workload per run.
+
+The operator runs as a subprocess (`kaizen-operator --namespace <ns>`), started and killed ten times
+while pipelines are created; a last start lets every run finish. Each pipeline must end with one
+run, Succeeded, and each run with one preflight Job and one training Job.
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from ftp_support import (
+    MODELS,
+    PIPELINES,
+    fake,
+    jobs,
+    message,
+    operator_env,
+    pipeline,
+    private_model,
+    restrict,
+    runs,
+)
+
+pytestmark = pytest.mark.cluster
+KILLS = 10
+OPERATOR = [sys.executable, "-m", "kaizen_operator.main"]
+
+
+def test_sigkill_at_random_points_leaves_one_workload_per_run(
+    control_plane, namespace, tmp_path: Path
+) -> None:
+    restrict(control_plane, namespace)
+    control_plane.request("POST", MODELS.format(namespace), private_model())
+    env = operator_env(control_plane) | {"PYTHONUNBUFFERED": "1"}
+    rng = random.Random(20261201)
+    log = (tmp_path / "operator.log").open("ab")
+    command = [*OPERATOR, "--namespace", namespace]
+    names: list[str] = []
+    slow = fake(0, message(phase="Succeeded", metrics={"trainTotalLoss": 0.3}), duration="2s")
+    for kill in range(KILLS):
+        proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+        for _ in range(2):
+            name = f"chaos-{len(names)}"
+            control_plane.request("POST", PIPELINES.format(namespace), pipeline(name, workload=slow))
+            names.append(name)
+        time.sleep(rng.uniform(0.5, 6.0) if kill % 3 else rng.uniform(0.05, 1.0))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            items = control_plane.request("GET", PIPELINES.format(namespace))["items"]
+            done = [p for p in items if runs(p) and all(r["phase"] == "Succeeded" for r in runs(p))]
+            if len(done) == len(names):
+                break
+            assert proc.poll() is None, (tmp_path / "operator.log").read_text()[-4000:]
+            if time.monotonic() > deadline:
+                pending = {p["metadata"]["name"]: runs(p) for p in items if p not in done}
+                raise AssertionError(f"{len(done)}/{len(names)} pipelines finished; the rest: {pending}")
+            time.sleep(1)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()
+    for item in items:
+        (run,) = runs(item)  # one request (the creation) -> one run, whatever the kills did
+        selector = f"kaizen.dev/run={run['objectName']}"
+        assert len(jobs(control_plane, namespace, f"{selector},kaizen.dev/component=train")) == 1
+        assert len(jobs(control_plane, namespace, f"{selector},kaizen.dev/component=preflight")) == 1
+        assert run["metrics"]["trainTotalLoss"] == 0.3
+    all_jobs = jobs(control_plane, namespace, "kaizen.dev/component=train")
+    assert len(all_jobs) == len(names), "no stray workload for a run that is not on record"

@@ -1,0 +1,31 @@
+"""Smoke test of bench/operator_scale.py at a tiny size (the benchmark itself is not a test): every
+figure is reported and every pipeline got its workload."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.cluster
+BENCH = Path(__file__).resolve().parents[2] / "bench" / "operator_scale.py"
+
+
+def test_bench_reports_every_figure(control_plane, tmp_path: Path) -> None:
+    summary_path = tmp_path / "summary.json"
+    done = subprocess.run(
+        [sys.executable, str(BENCH), "--pipelines", "20", "--idle-seconds", "5"]
+        + ["--kubeconfig", str(control_plane.kubeconfig), "--json", str(summary_path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    summary = json.loads(summary_path.read_text())
+    assert summary["pipelines"] == 20
+    for key in ("ratio_p50", "ratio_p99", "operator_peak_rss_mb", "operator_idle_cpu_percent"):
+        assert summary[key] >= 0, key
+    assert summary["operator_create_to_workload_s"]["p50"] > 0

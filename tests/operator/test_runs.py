@@ -1,0 +1,155 @@
+"""Run derivation from children, without a cluster: every phase and failure reason."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from kaizen_api.finetune import PreflightPlan, RecordProblem, RunStatus
+from kaizen_api.results import TerminationMessage
+from kaizen_operator.runs import RunChildren, advance, workload_outcome
+
+NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+PLAN = PreflightPlan(records=4, usable_records=4, total_steps=8)
+
+
+def run(**fields: Any) -> RunStatus:
+    return RunStatus(name="ft_m_20261201120000", object_name="p-20261201120000-abc123", **fields)
+
+
+def job(*conditions: str, reason: str = "", active: int = 0, suspend: bool = False) -> dict[str, Any]:
+    return {
+        "kind": "Job",
+        "metadata": {"name": "p-20261201120000-abc123"},
+        "spec": {"suspend": suspend},
+        "status": {
+            "active": active,
+            "conditions": [
+                {"type": c, "status": "True", "reason": reason, "message": reason} for c in conditions
+            ],
+        },
+    }
+
+
+def pod(phase: str, exit_code: int | None = None, message: str = "", **status: Any) -> dict[str, Any]:
+    container: dict[str, Any] = {"name": "train"}
+    if exit_code is not None:
+        container["state"] = {
+            "terminated": {"exitCode": exit_code, "message": message, "finishedAt": "2026-12-01T12:00:00Z"}
+        }
+    return {
+        "metadata": {"name": "pod"},
+        "status": {"phase": phase, "containerStatuses": [container], **status},
+    }
+
+
+def term(**fields: Any) -> str:
+    return TerminationMessage(**fields).model_dump_json(by_alias=True, exclude_none=True)
+
+
+def test_a_new_run_asks_for_its_preflight() -> None:
+    step = advance(run(), RunChildren(), now=NOW)
+    assert step.actions == ("create_preflight",) and step.run.phase == "Pending"
+
+
+def test_preflight_success_records_the_plan_and_asks_for_the_workload() -> None:
+    children = RunChildren(
+        preflight_job=job("Complete"),
+        preflight_pods=[pod("Succeeded", 0, term(phase="Succeeded", plan=PLAN))],
+    )
+    step = advance(run(), children, now=NOW)
+    assert step.run.preflight == PLAN and step.actions == ("create_workload",)
+
+
+def test_preflight_data_invalid_fails_with_the_records() -> None:
+    plan = PreflightPlan(first_problems=[RecordProblem(index=7, reason="empty output")])
+    message = term(phase="Failed", reason="DataInvalid", message="bad data", plan=plan)
+    children = RunChildren(
+        preflight_job=job("Failed", reason="PodFailurePolicy"), preflight_pods=[pod("Failed", 2, message)]
+    )
+    step = advance(run(), children, now=NOW)
+    assert step.run.phase == "Failed" and step.run.reason == "DataInvalid"
+    assert "record 7: empty output" in (step.run.message or "") and not step.actions
+    assert step.event and step.event[0] == "Warning"
+
+
+def test_preflight_without_a_plan_fails() -> None:
+    children = RunChildren(preflight_job=job("Complete"), preflight_pods=[pod("Succeeded", 0)])
+    assert advance(run(), children, now=NOW).run.reason == "PreflightFailed"
+
+
+@pytest.mark.parametrize(
+    "pods,condition,reason,exit_code",
+    [
+        ([pod("Failed", 137)], "BackoffLimitExceeded", "OOMKilled", 137),
+        ([pod("Failed", 1)], "BackoffLimitExceeded", "ExitCode1", 1),
+        (
+            [pod("Failed", 2, term(phase="Failed", reason="OutOfMemory", message="CUDA"))],
+            "PodFailurePolicy",
+            "OOMKilled",
+            2,
+        ),
+        (
+            [pod("Failed", 2, term(phase="Failed", reason="ConfigInvalid", message="x"))],
+            "PodFailurePolicy",
+            "ConfigInvalid",
+            2,
+        ),
+        ([pod("Failed", 1)], "DeadlineExceeded", "DeadlineExceeded", None),
+        (
+            [pod("Failed", None, reason="Evicted", message="node pressure")],
+            "BackoffLimitExceeded",
+            "Evicted",
+            None,
+        ),
+        ([], "BackoffLimitExceeded", "BackoffLimitExceeded", None),
+    ],
+)
+def test_workload_failure_reasons(
+    pods: list[dict[str, Any]], condition: str, reason: str, exit_code: int | None
+) -> None:
+    children = RunChildren(workload=job("Failed", reason=condition), workload_pods=pods)
+    step = advance(run(preflight=PLAN, job_name="p-20261201120000-abc123", job_kind="Job"), children, now=NOW)
+    assert (step.run.phase, step.run.reason, step.run.exit_code) == ("Failed", reason, exit_code)
+    assert step.run.completion_time == NOW
+
+
+def test_success_takes_metrics_from_the_termination_message() -> None:
+    message = term(phase="Succeeded", metrics={"trainTotalLoss": 0.5}, outputVersion="v1")
+    children = RunChildren(workload=job("Complete"), workload_pods=[pod("Succeeded", 0, message)])
+    step = advance(run(preflight=PLAN), children, now=NOW)
+    assert step.run.phase == "Succeeded" and step.run.output_version == "v1"
+    assert step.run.metrics and step.run.metrics.train_total_loss == 0.5
+
+
+def test_success_without_a_message_names_the_version_after_the_run() -> None:
+    children = RunChildren(workload=job("Complete"), workload_pods=[pod("Succeeded", 0)])
+    assert advance(run(preflight=PLAN), children, now=NOW).run.output_version == "ft_m_20261201120000"
+
+
+def test_running_queued_and_deleted() -> None:
+    active = RunChildren(workload=job(active=1), workload_pods=[pod("Running")])
+    step = advance(run(preflight=PLAN), active, now=NOW)
+    assert step.run.phase == "Running" and step.event and step.event[1] == "RunRunning"
+    queued = RunChildren(workload=job(suspend=True))
+    assert advance(run(preflight=PLAN), queued, now=NOW).run.reason == "Queued"
+    gone = advance(run(preflight=PLAN, job_name="x", job_kind="Job"), RunChildren(), now=NOW)
+    assert gone.run.reason == "WorkloadDeleted"
+
+
+def test_cancel_deletes_children_and_finished_runs_are_final() -> None:
+    step = advance(run(preflight=PLAN), RunChildren(), now=NOW, cancel=True)
+    assert step.run.phase == "Cancelled" and step.actions == ("delete_children",)
+    assert advance(step.run, RunChildren(workload=job("Complete")), now=NOW).run.phase == "Cancelled"
+
+
+def test_pytorchjob_conditions() -> None:
+    def pj(type_: str) -> dict[str, Any]:
+        return {"kind": "PyTorchJob", "status": {"conditions": [{"type": type_, "status": "True"}]}}
+
+    assert workload_outcome(pj("Running"))[0] == "Running"
+    assert workload_outcome(pj("Succeeded"))[0] == "Succeeded"
+    assert workload_outcome(pj("Failed"))[0] == "Failed"
+    assert workload_outcome(pj("Suspended"))[0] == "Suspended"
+    assert workload_outcome({"kind": "PyTorchJob"})[0] == "Pending"

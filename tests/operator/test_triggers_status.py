@@ -1,0 +1,124 @@
+"""Triggers, history limits, conditions and the progress endpoint's pure half."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from api.cases import load_example
+from kaizen_api.finetune import FineTunePipelineSpec, FineTunePipelineStatus, LossPoint, RunStatus
+from kaizen_api.results import ProgressReport
+from kaizen_operator import pipeline_status
+from kaizen_operator.conditions import get_condition
+from kaizen_operator.pipeline_status import Blocker
+from kaizen_operator.progress import RateLimiter, apply_report, downsample, is_stale, run_token, token_matches
+from kaizen_operator.schedule import contains, next_time
+from kaizen_operator.triggers import cancel_targets, concurrency_decision, manual_request, schedule_requests
+
+NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+
+
+def spec(**trigger: object) -> FineTunePipelineSpec:
+    body = load_example("finetune-sft-alpaca.yaml")["spec"]
+    return FineTunePipelineSpec.model_validate(body | {"trigger": trigger, "successfulRunsHistoryLimit": 1})
+
+
+def test_manual_requests_follow_the_token() -> None:
+    assert manual_request(spec(), FineTunePipelineStatus(), NOW).token == ""  # type: ignore[union-attr]
+    assert manual_request(spec(), FineTunePipelineStatus(last_run_token=""), NOW) is None
+    changed = manual_request(spec(runToken="b"), FineTunePipelineStatus(last_run_token=""), NOW)
+    assert changed is not None and changed.token == "b"
+    assert manual_request(spec(suspend=True), FineTunePipelineStatus(), NOW) is None
+
+
+def test_schedule_requests_are_unhandled_trigger_jobs_oldest_first() -> None:
+    def job(name: str, stamp: str, handled: bool = False) -> dict:
+        annotations = {"batch.kubernetes.io/cronjob-scheduled-timestamp": stamp}
+        if handled:
+            annotations["kaizen.dev/handled"] = "Running x"
+        return {"metadata": {"name": name, "creationTimestamp": stamp, "annotations": annotations}}
+
+    requests = schedule_requests(
+        [
+            job("b", "2026-12-02T03:00:00Z"),
+            job("a", "2026-12-01T03:00:00Z"),
+            job("c", "2026-12-03T03:00:00Z", True),
+        ]
+    )
+    assert [r.trigger_job for r in requests] == ["a", "b"]
+
+
+def test_concurrency_policies() -> None:
+    active = [RunStatus(name="r1", phase="Running")]
+    assert concurrency_decision("Forbid", active)[0] == "skip"
+    assert concurrency_decision("Replace", active)[0] == "replace"
+    assert concurrency_decision("Allow", active)[0] == "start"
+    assert concurrency_decision("Forbid", [])[0] == "start"
+
+
+def test_cancel_names_active_runs_by_either_name() -> None:
+    runs = [
+        RunStatus(name="ft_a", object_name="p-a", phase="Running"),
+        RunStatus(name="ft_b", phase="Failed"),
+    ]
+    assert cancel_targets({"kaizen.dev/cancel": "p-a, ft_b"}, runs) == {"ft_a"}
+
+
+def test_history_limits_keep_active_runs() -> None:
+    runs = [
+        RunStatus(name="4", phase="Running"),
+        RunStatus(name="3", phase="Succeeded"),
+        RunStatus(name="2", phase="Succeeded"),
+        RunStatus(name="1", phase="Failed"),
+    ]
+    assert [r.name for r in pipeline_status.prune(runs, spec())] == ["4", "3", "1"]
+
+
+def test_conditions_name_the_cause() -> None:
+    runs = [RunStatus(name="r", phase="Failed", reason="OOMKilled", message="exit 137")]
+    conds = pipeline_status.conditions(None, spec(), runs, 3, Blocker("QuotaExceeded", "2 runs active"))
+    assert get_condition(conds, "Failed")["reason"] == "OOMKilled"
+    assert get_condition(conds, "Ready")["reason"] == "QuotaExceeded"
+    assert get_condition(conds, "Running")["status"] == "False"
+    assert {c["observedGeneration"] for c in conds} == {3}
+    assert pipeline_status.phase(spec(), runs, None) == "Failed"
+
+
+def test_tokens_authorise_one_run_of_one_pipeline_object() -> None:
+    key = b"k" * 32
+    token = run_token(key, "ns", "run-a", "uid-1")
+    assert token_matches(key, token, "ns", "run-a", "uid-1")
+    assert not token_matches(key, token, "ns", "run-b", "uid-1")
+    assert not token_matches(key, token, "ns", "run-a", "uid-2")  # a re-created pipeline
+    assert not token_matches(b"x" * 32, token, "ns", "run-a", "uid-1")
+
+
+def test_rate_limit_and_stale_reports() -> None:
+    limiter = RateLimiter(interval_s=1.0, burst=2)
+    assert [limiter.allow("r", now=0.0) for _ in range(3)] == [True, True, False]
+    assert limiter.allow("r", now=1.5)
+    first = ProgressReport.model_validate(
+        {
+            "runName": "r",
+            "progress": {"step": 2, "updatedTime": "2026-12-01T12:00:10Z"},
+            "metrics": {"trainTotalLoss": 2.0},
+        }
+    )
+    run = apply_report(RunStatus(name="r", phase="Running"), first)
+    assert run.loss_history == [LossPoint(step=2, loss=2.0)]
+    assert is_stale(run, first)
+    older = first.model_copy(update={"progress": first.progress.model_copy(update={"updated_time": NOW})})  # type: ignore[union-attr]
+    assert is_stale(run, older)
+
+
+def test_loss_history_is_bounded_and_keeps_the_ends() -> None:
+    points = [LossPoint(step=i, loss=float(i)) for i in range(200)]
+    kept = downsample(points, 50)
+    assert len(kept) <= 50 and kept[0].step == 0 and kept[-1].step == 199
+
+
+def test_next_schedule_time_in_the_zone_and_spec_subset() -> None:
+    nightly = spec(type="schedule", schedule="0 3 * * *", timeZone="Asia/Tokyo")
+    assert next_time(nightly, NOW) == datetime(2026, 12, 1, 18, 0, tzinfo=UTC)
+    assert next_time(spec(type="schedule", schedule="@daily", suspend=True), NOW) is None
+    assert contains({"a": 1, "b": {"c": [1, 2]}, "x": 0}, {"b": {"c": [1, 2]}})
+    assert not contains({"a": 1}, {"a": 2})
