@@ -1,112 +1,138 @@
 #!/usr/bin/env python3
-"""The README's demo: a local control plane (or KAIZEN_KUBECONFIG's cluster), the operator, every
-manifest in examples/ applied to a namespace, and their status shown with the CRDs' printer columns.
+"""The README's demo: Kaizen's main job for real on this machine.
 
-    tools/dev.sh demo            # show status and stop
+A local control plane with one real node (containerd + runc + kubelet), the runner image built from
+runner-image/Dockerfile, an S3 server holding a tiny model (the mirror of the catalog entry in
+examples/demo/catalog-tiny.yaml) and a ../shared/datasets file, and the operator. One
+FineTunePipeline trains the tiny model (preflight pod, training pod), then one EvalJob scores the new
+PrivateModel version (eval pod), watched live. Where the real node cannot start, the demo says why
+and runs on kwok's fake nodes instead: the pods' lifecycle is then faked, so nothing trains.
+
+    tools/dev.sh demo            # run it and stop
     tools/dev.sh demo --keep     # keep the cluster and operator running until Ctrl-C
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
+import fcntl
 import shutil
-import subprocess
+import signal
 import sys
 import time
-from pathlib import Path
+from typing import Any
 
-import yaml
 from kaizen_api.base import GROUP, VERSION
-from kaizen_api.kinds import KINDS
-from kaizen_local.cluster import Cluster, default_crd_files, load_crds
+from kaizen_local import demomanifests as manifests
 from kaizen_local.controlplane import LocalControlPlane
-from kubernetes import client
-
-ROOT = Path(__file__).resolve().parents[1]
+from kaizen_local.demostack import MODELS_BUCKET, DemoStack, Stages
+from kaizen_local.demowatch import Watch
+from kaizen_local.node.realnode import NODE_DIR, unavailable_reason
+from kaizen_local.paths import CACHE_DIR, default_bin_dir, missing_binaries
 
 NAMESPACE = "kaizen-demo"
-PLURALS = {k.kind: k.plural for k in KINDS}
-TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io"
+MODEL, PIPELINE, EVAL = "tiny-assistant", "sft-tiny", "eval-tiny"
+API = f"/apis/{GROUP}/{VERSION}/namespaces/{NAMESPACE}"
+KINDS = {"finetunepipelines": "ftp", "evaljobs": "ej"}
+DONE = {"Succeeded", "Failed"}
 
 
-def apply_examples(api: client.ApiClient) -> list[tuple[str, str]]:
-    core, objects = client.CoreV1Api(api), client.CustomObjectsApi(api)
-    if not core.list_namespace(field_selector=f"metadata.name={NAMESPACE}").items:
-        core.create_namespace({"metadata": {"name": NAMESPACE}})
-    created = []
-    for path in sorted((ROOT / "examples").glob("*.yaml")):
-        for doc in yaml.safe_load_all(path.read_text()):
-            name = doc["metadata"]["name"]
-            if doc["kind"] == "Secret":
-                core.create_namespaced_secret(NAMESPACE, doc)
-            else:
-                objects.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURALS[doc["kind"]], doc)
-                created.append((PLURALS[doc["kind"]], name))
-            print(f"applied {path.name}: {doc['kind']}/{name}")
-    return created
+def real_node_reason() -> str | None:
+    bin_dir = default_bin_dir()
+    if missing := missing_binaries(bin_dir, ("kubelet",)):
+        return f"missing in {bin_dir}: {', '.join(missing)} (run tools/build-k8s-bins.sh)"
+    from kaizen_local import runnerimage
+
+    return unavailable_reason(bin_dir) or runnerimage.unavailable_reason() or node_in_use()
 
 
-def wait_until_observed(api: client.ApiClient, created: list[tuple[str, str]], timeout: float = 60) -> None:
-    objects = client.CustomObjectsApi(api)
-    deadline = time.monotonic() + timeout
-    pending = list(created)
-    while pending and time.monotonic() < deadline:
-        plural, name = pending[0]
-        obj = objects.get_namespaced_custom_object(GROUP, VERSION, NAMESPACE, plural, name)
-        if obj.get("status", {}).get("observedGeneration") == obj["metadata"]["generation"]:
-            pending.pop(0)
-        else:
-            time.sleep(0.3)
-    if pending:
-        raise SystemExit(f"the operator did not reconcile {pending} within {timeout}s")
+def node_in_use() -> str | None:
+    """The node is a machine-wide singleton: another session (a test run, another demo) may hold it."""
+    lock = NODE_DIR / "lock"
+    if not lock.exists():
+        return None
+    with lock.open("a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            return f"the real node is in use by pid {handle.read().strip() or '?'} (only one can run)"
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return None
 
 
-def print_table(api: client.ApiClient, plural: str) -> None:
-    """What `kubectl get <plural>` shows: the server renders the CRD's printer columns."""
-    request = api.param_serialize(
-        "GET",
-        f"/apis/{GROUP}/{VERSION}/namespaces/{NAMESPACE}/{plural}",
-        header_params={"Accept": TABLE},
-        auth_settings=["BearerToken"],
+def runner_image(cluster: LocalControlPlane) -> str:
+    from kaizen_local.runnerimage import RunnerImageBuild
+
+    build = RunnerImageBuild(log=lambda line: print(f"    {line}"))
+    reference = build.runner(build.base())
+    assert cluster.node is not None
+    cluster.node.import_built(reference, build)
+    return reference
+
+
+def get(cluster: LocalControlPlane, plural: str, name: str) -> dict[str, Any]:
+    return cluster.request("GET", f"{API}/{plural}/{name}")  # type: ignore[no-any-return]
+
+
+def phase(cluster: LocalControlPlane, plural: str, name: str) -> str | None:
+    return (get(cluster, plural, name).get("status") or {}).get("phase")
+
+
+def ready_version(cluster: LocalControlPlane) -> dict[str, Any] | None:
+    status = get(cluster, "privatemodels", MODEL).get("status") or {}
+    return next((v for v in status.get("versions") or [] if v.get("ready")), None)
+
+
+def run_demo(stack: DemoStack, timeout: float) -> bool:
+    cluster = stack.cluster
+    stack.namespace(NAMESPACE)
+    cluster.request("POST", f"{API}/privatemodels", manifests.private_model(MODEL))
+    cluster.request("POST", f"{API}/finetunepipelines", manifests.pipeline(PIPELINE, MODEL))
+    print(f"\n$ kubectl get ftp,ej -n {NAMESPACE} -w      # FineTunePipeline {PIPELINE} created")
+    watch = Watch(cluster, NAMESPACE, KINDS)
+
+    def trained() -> bool:
+        stack.check_operator()
+        return phase(cluster, "finetunepipelines", PIPELINE) in DONE and (
+            phase(cluster, "finetunepipelines", PIPELINE) == "Failed" or ready_version(cluster) is not None
+        )
+
+    if not watch.until(trained, timeout) or (version := ready_version(cluster)) is None:
+        print(f"the pipeline did not produce a ready version; operator log: {stack.operator_log}")
+        return False
+    cluster.request("POST", f"{API}/evaljobs", manifests.evaljob(EVAL, MODEL, version["name"]))
+    watch.out(f"          EvalJob {EVAL} created for {MODEL} version {version['name']}")
+
+    def evaluated() -> bool:
+        stack.check_operator()
+        return phase(cluster, "evaljobs", EVAL) in DONE
+
+    finished = watch.until(evaluated, timeout)
+    report(stack, version["name"])
+    return finished and phase(cluster, "evaljobs", EVAL) == "Succeeded"
+
+
+def report(stack: DemoStack, version_name: str) -> None:
+    cluster = stack.cluster
+    model = get(cluster, "privatemodels", MODEL)
+    version = next(v for v in model["status"]["versions"] if v["name"] == version_name)
+    print(f"\nPrivateModel {MODEL}: latest version {model['status'].get('latestVersion')}")
+    print(
+        f"  {version_name}: status={version.get('status')} ready={version.get('ready')} "
+        f"files={version.get('fileCount')} size={version.get('sizeBytes')}B"
     )
-    response = api.call_api(*request)
-    response.read()
-    table = json.loads(response.data)
-    headers = ["NAME"] + [c["name"].upper() for c in table["columnDefinitions"] if c["priority"] == 0][1:]
-    rows = [
-        [
-            "<none>" if v is None else str(v)
-            for v, c in zip(r["cells"], table["columnDefinitions"], strict=True)
-            if c["priority"] == 0
-        ]
-        for r in table["rows"]
-    ]
-    widths = [max(len(x) for x in col) for col in zip(headers, *rows, strict=True)]
-    print(f"\n$ kubectl get {plural} -n {NAMESPACE}")
-    for line in [headers, *rows]:
-        print("   ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)))
-
-
-def run(cluster: Cluster, keep: bool) -> None:
-    env = {**cluster.env, "PYTHONUNBUFFERED": "1"}
-    operator = subprocess.Popen([sys.executable, "-m", "kaizen_operator.main"], env=env)
-    try:
-        with cluster.api_client() as api:
-            created = apply_examples(api)
-            wait_until_observed(api, created)
-            for kind in KINDS:
-                print_table(api, kind.plural)
-        print(f"\nKUBECONFIG={cluster.kubeconfig}")
-        if keep:
-            print("cluster and operator keep running; Ctrl-C stops them")
-            operator.wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        operator.terminate()
-        operator.wait(timeout=30)
+    ej = get(cluster, "evaljobs", EVAL).get("status") or {}
+    for name, score in sorted((ej.get("results") or {}).items()):
+        print(f"  {name:<16} {score}")
+    if ej.get("message") and ej.get("phase") != "Succeeded":
+        print(f"  EvalJob message: {ej['message']}")
+    assert stack.s3 is not None
+    folder = stack.s3.root / MODELS_BUCKET / MODEL / version_name
+    print(
+        f"\nloss curve: {folder / 'loss_curve.png'}; training report: {folder / 'training_report.json'}; "
+        f"eval results: {ej.get('resultsUri')} (the S3 server serves {stack.s3.root})"
+    )
 
 
 def main() -> int:
@@ -114,18 +140,47 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--keep", action="store_true", help="keep running until Ctrl-C")
+    parser.add_argument(
+        "--require-real-node", action="store_true", help="fail instead of falling back to kwok"
+    )
+    parser.add_argument("--timeout", type=float, default=1200, help="seconds to wait for each object")
     args = parser.parse_args()
-    if existing := os.environ.get("KAIZEN_KUBECONFIG"):
-        cluster = Cluster(Path(existing))
-        cluster.install_crds(load_crds(default_crd_files()))
-        run(cluster, args.keep)
-        return 0
-    work_dir = ROOT / ".cache" / "demo-cluster"
-    shutil.rmtree(work_dir, ignore_errors=True)  # a fresh etcd each time
-    with LocalControlPlane(work_dir) as plane:
-        print(f"control plane up in {plane.startup_seconds:.1f}s")
-        run(plane, args.keep)
-    return 0
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the cluster on a plain kill too
+    started = time.monotonic()
+    stages = Stages()
+    reason = real_node_reason()
+    if reason and args.require_real_node:
+        print(f"the real node cannot start here: {reason}", file=sys.stderr)
+        return 2
+    if reason:
+        print(
+            f"NOTE: the real node cannot start here: {reason}.\n"
+            "      Falling back to kwok's fake nodes: pods are scheduled but never run, so the pipeline "
+            "and the EvalJob will not train or score anything."
+        )
+    work_dir = CACHE_DIR / "demo-run"
+    shutil.rmtree(work_dir, ignore_errors=True)  # a fresh etcd and bucket each time; caches live elsewhere
+    cluster = LocalControlPlane(work_dir / "cluster", real_node=reason is None)
+    ok = False
+    try:
+        stages.run("control plane" + ("" if reason else " + real node"), cluster.start)
+        image = None if reason else (lambda: runner_image(cluster))
+        stack = DemoStack(cluster, work_dir, stages).start(image)
+        try:
+            ok = run_demo(stack, args.timeout)
+            print(f"\nsetup stages: {stages.seconds}; demo total {time.monotonic() - started:.0f}s")
+            print(f"KUBECONFIG={cluster.kubeconfig}")
+            if args.keep:
+                print("cluster and operator keep running; Ctrl-C stops them")
+                while True:
+                    time.sleep(3600)
+        finally:
+            stack.close()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        cluster.stop()
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

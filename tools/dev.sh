@@ -43,6 +43,10 @@ setup() {
   if [[ -z "${KAIZEN_KUBECONFIG:-}" ]]; then
     tools/build-k8s-bins.sh
   fi
+  # The runner image for the real node (minutes when cold; a hash lookup when nothing changed).
+  if [[ $(id -u) == 0 ]] && command -v buildah >/dev/null 2>&1; then
+    "$py" -m kaizen_local.runnerimage
+  fi
 }
 
 case "${1:-}" in

@@ -6,7 +6,7 @@ Defaults are SPEC's (not TRL's): they are meant to work for a first run without 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, StringConstraints
 
@@ -118,16 +118,44 @@ class RuntimeParameters(KaizenModel):
     liger_kernel: bool = Field(default=False, description="Use Liger kernels where supported.")
 
 
+# Preference losses that read dpoLabelSmoothing (TRL's robust DPO loss and CPO's SimPO); the others ignore it.
+SMOOTHED_LOSSES = ("sigmoid", "simpo")
+# TRL's KTO compares each completion with others of its micro-batch (its KL term): it needs two or more.
+KTO_MIN_BATCH_SIZE = 2
+
+
 class DpoParameters(KaizenModel):
     """Preference-optimisation options (trainer dpo)."""
 
-    dpo_label_smoothing: float = Field(default=0.0, ge=0, le=0.5, description="Label smoothing, [0, 0.5].")
+    dpo_label_smoothing: float = Field(
+        default=0.0,
+        ge=0,
+        le=0.5,  # below 0.5: a rule, since the apiserver checks an integral value (0) against int(maximum)
+        description="Label smoothing (noisy-label DPO), [0, 0.5); only prefLoss sigmoid and simpo use it.",
+    )
     pref_beta: float = Field(default=0.1, ge=0, le=1, description="Beta of the preference loss, [0, 1].")
     pref_ftx: float = Field(default=0.0, ge=0, le=10, description="Weight of the added SFT loss, [0, 10].")
     pref_loss: Literal["sigmoid", "hinge", "ipo", "kto_pair", "orpo", "simpo"] = Field(
         default="sigmoid", description="Preference loss: sigmoid (DPO), hinge, ipo, kto_pair, orpo or simpo."
     )
     simpo_gamma: float = Field(default=0.5, gt=0, le=100, description="Target reward margin of SimPO, > 0.")
+
+    rules = (
+        Rule(
+            cel="!has(self.dpoLabelSmoothing) || self.dpoLabelSmoothing < 0.5",
+            message="dpoLabelSmoothing must be below 0.5",
+            field_path=".dpoLabelSmoothing",
+            check=lambda m: m.dpo_label_smoothing < 0.5,
+        ),
+        Rule(
+            cel="!has(self.dpoLabelSmoothing) || self.dpoLabelSmoothing == 0.0 || "
+            f"!has(self.prefLoss) || self.prefLoss in {_cel_list(SMOOTHED_LOSSES)}",
+            message="dpoLabelSmoothing is only used by prefLoss sigmoid and simpo; set it to 0 for "
+            "hinge, ipo, kto_pair and orpo",
+            field_path=".dpoLabelSmoothing",
+            check=lambda m: m.dpo_label_smoothing == 0 or m.pref_loss in SMOOTHED_LOSSES,
+        ),
+    )
 
 
 class LoraParameters(KaizenModel):
@@ -157,6 +185,11 @@ class OtherParameters(KaizenModel):
     )
     eval_steps: int = Field(default=100, ge=1, description="Steps between evaluations (evalStrategy steps).")
     number_of_checkpoints: int = Field(default=3, ge=1, le=100, description="Checkpoints to keep.")
+    keep_checkpoints: bool = Field(
+        default=False,
+        description="Keep the run's checkpoints (and the last step's) in the output storage after it "
+        "succeeds; by default they are deleted once the version is published.",
+    )
     logging_steps: int = Field(default=10, ge=1, description="Steps between two logged metric points.")
 
 
@@ -239,6 +272,31 @@ _FORMAT_CEL = " && ".join(
 )
 
 
+def _kto_batch_ok(m: Any) -> bool:
+    """On FineTunePipelineSpec and TrainRunConfig alike."""
+    return (
+        m.trainer != "dpo"
+        or m.extended_hyperparameters.dpo.pref_loss != "kto_pair"
+        or m.hyperparameters.batch_size >= KTO_MIN_BATCH_SIZE
+    )
+
+
+# Rules of a training configuration as a whole: the pipeline spec and the runner's TrainRunConfig (same
+# field names) both carry them, so the runner refuses exactly what admission refuses.
+TRAINING_RULES = (
+    Rule(
+        cel="self.trainer != 'dpo' || !has(self.extendedHyperparameters) || "
+        "!has(self.extendedHyperparameters.dpo) || !has(self.extendedHyperparameters.dpo.prefLoss) || "
+        "self.extendedHyperparameters.dpo.prefLoss != 'kto_pair' || (has(self.hyperparameters) && "
+        f"has(self.hyperparameters.batchSize) && self.hyperparameters.batchSize >= {KTO_MIN_BATCH_SIZE})",
+        message=f"hyperparameters.batchSize must be at least {KTO_MIN_BATCH_SIZE} with prefLoss kto_pair "
+        "(KTO's KL term compares the completions of one batch)",
+        field_path=".hyperparameters.batchSize",
+        check=_kto_batch_ok,
+    ),
+)
+
+
 class FineTunePipelineSpec(KaizenModel):
     """A fine-tuning pipeline: data, base model, trainer, hyperparameters, trigger, resources, output."""
 
@@ -304,6 +362,7 @@ class FineTunePipelineSpec(KaizenModel):
                 or m.hyperparameters.finetuning_type == "lora"
             ),
         ),
+        *TRAINING_RULES,
         immutable("trainer"),
         immutable("baseModel"),
         immutable("output"),

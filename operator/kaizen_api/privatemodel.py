@@ -108,14 +108,17 @@ class ReadinessTags(StatusModel):
     adapter: bool | None = Field(default=None, description="The version is a LoRA adapter of a base model.")
 
 
+EVALUATIONS_MAX = 10
+
+
 class VersionEvaluation(StatusModel):
-    """An EvalJob's headline results for this version."""
+    """An evaluation run of this version (written by the EvalJob controller)."""
 
     eval_job: str = Field(max_length=NAME_MAX, description="The EvalJob.")
-    suite: str | None = Field(default=None, max_length=32, description="Its test suite.")
-    completed_time: datetime | None = Field(default=None, description="When it finished.")
+    run_name: str = Field(max_length=NAME_MAX, description="Its run.")
+    suite: str = Field(max_length=32, description="The suite.")
+    completed_time: datetime | None = Field(default=None, description="When the run ended.")
     results: dict[str, float] | None = Field(default=None, max_length=64, description="Headline scores.")
-    run_name: str | None = Field(default=None, max_length=NAME_MAX, description="The EvalJob's run.")
     results_uri: str | None = Field(default=None, max_length=URI_MAX, description="Full results.")
 
 
@@ -149,13 +152,23 @@ class ModelVersion(StatusModel):
     )
     message: str | None = Field(default=None, max_length=4096, description="Why the version is not ready.")
     base_model: str | None = Field(default=None, max_length=URI_MAX, description="Base model of an adapter.")
+    artifacts: dict[str, Annotated[str, StringConstraints(max_length=256)]] | None = Field(
+        default=None,
+        max_length=4,
+        description="Kind of artifact (model, adapter) -> its folder in the version ('' for the root).",
+    )
     pipeline: str | None = Field(
         default=None, max_length=NAME_MAX, description="FineTunePipeline that made it."
     )
     run: str | None = Field(default=None, max_length=NAME_MAX, description="The run that made it.")
     scanned_time: datetime | None = Field(default=None, description="When its files were last examined.")
+    listing_digest: str | None = Field(
+        default=None,
+        max_length=64,
+        description="Digest of the file listing last judged: an unchanged version is not read again.",
+    )
     evaluations: list[VersionEvaluation] | None = Field(
-        default=None, max_length=20, description="EvalJob results of this version, newest last."
+        default=None, max_length=EVALUATIONS_MAX, description="The latest evaluation runs, newest first."
     )
 
 

@@ -151,6 +151,19 @@ class RunReport(StatusModel):
     )
 
 
+class CheckpointMarker(StatusModel):
+    """`kaizen-checkpoint.json`, written by node 0 after its part of a checkpoint is stored; with more
+    nodes, each node n > 0 writes `kaizen-node-<n>.json` after its part. A checkpoint with every
+    marker is complete; a restarted run resumes only from one of those."""
+
+    step: int = Field(ge=0, description="Optimizer step of the checkpoint.")
+    epoch: float | None = Field(default=None, ge=0, description="Epochs done (fractional).")
+    world_size: int = Field(default=1, ge=1, description="Processes that wrote it.")
+    nnodes: int = Field(default=1, ge=1, description="Nodes that wrote parts of it.")
+    node: int = Field(default=0, ge=0, description="The node whose part this marker vouches for.")
+    zero_stage: int | None = Field(default=None, ge=1, le=3, description="DeepSpeed ZeRO stage, if any.")
+
+
 EVAL_RESULTS_SCHEMA = "kaizen.dev/eval-results/v1"
 
 

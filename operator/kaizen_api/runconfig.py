@@ -13,7 +13,13 @@ from pydantic import Field, model_validator
 
 from kaizen_api.base import NAME_MAX, URI_MAX, KaizenModel
 from kaizen_api.common import DataFormat
-from kaizen_api.finetune import TRAINER_FORMATS, ExtendedHyperparameters, Hyperparameters, Trainer
+from kaizen_api.finetune import (
+    TRAINER_FORMATS,
+    TRAINING_RULES,
+    ExtendedHyperparameters,
+    Hyperparameters,
+    Trainer,
+)
 
 # Bumped whenever a run configuration gains something an older runner would misread or refuse; the
 # operator writes the version its models have, and a runner refuses a config newer than it knows.
@@ -93,7 +99,7 @@ class TrainRunConfig(KaizenModel):
     )
     output: RunLocation = Field(
         description="Folder of the target PrivateModel's storage; "
-        "the run writes checkpoints/<run>/ and <run>/ in it."
+        "the run writes .checkpoints/<run>/ and <run>/ in it."
     )
     progress: ProgressTarget | None = Field(default=None, description="Live progress endpoint.")
     max_steps: int | None = Field(
@@ -101,6 +107,8 @@ class TrainRunConfig(KaizenModel):
         ge=1,
         description="Stop after this many optimizer steps (smoke tests); epochs otherwise.",
     )
+
+    rules = TRAINING_RULES
 
     @model_validator(mode="before")
     @classmethod

@@ -1,25 +1,28 @@
 """S3-compatible object storage (a "Data Hub connection") through boto3, with errors a user can act on.
 
-Data loading reads uploads from here and training writes checkpoints and models back. Every
-botocore failure becomes a `StorageError` naming the bucket/key and the cause (wrong
-credentials, missing bucket or object, unreachable endpoint), never a raw traceback.
+The one S3 layer of the runner: data loading reads uploads through it, and training's `Store`
+(checkpoints, model versions) is a key space on top of it. Files travel through boto3's managed
+transfers (multipart, several parts at once, each part retried) and every call retries with
+botocore's adaptive mode, so a long run survives an S3 server that hiccups or restarts. Every
+botocore failure becomes a `StorageError` naming the bucket/key and the cause (wrong credentials,
+missing bucket or object, unreachable endpoint), never a raw traceback.
 """
 
 from __future__ import annotations
 
 import base64
-import builtins
 import os
-import posixpath
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import boto3
+from boto3.exceptions import S3TransferFailedError, S3UploadFailedError
+from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
@@ -36,6 +39,33 @@ _DENIED = frozenset(
 )
 _MISSING = frozenset({"NoSuchKey", "NotFound", "404"})
 _COPY_CHUNK = 1 << 20
+MIB = 1 << 20
+# Attempts per S3 call (botocore's AWS_MAX_ATTEMPTS, which it would read itself if no Config set it):
+# with adaptive back-off, ten attempts ride out about a minute of an unreachable server.
+DEFAULT_MAX_ATTEMPTS = 10
+FILE_ATTEMPTS = 3
+_RESTARTABLE_CODES = frozenset({"NoSuchUpload", "RequestTimeout", "InternalError", "SlowDown", "503", "500"})
+
+
+def _restartable(exc: S3UploadFailedError) -> bool:
+    """Worth uploading the whole file again: not a refusal (denied, no bucket) but a lost session."""
+    cause = exc.__context__
+    if isinstance(cause, ClientError):
+        return str(cause.response.get("Error", {}).get("Code", "")) in _RESTARTABLE_CODES
+    return True
+
+
+def transfer_config(
+    *, threshold: int = 64 * MIB, chunk: int = 64 * MIB, concurrency: int = 8
+) -> TransferConfig:
+    """Managed transfers: files above `threshold` go in `chunk`-sized parts, `concurrency` at a time."""
+    return TransferConfig(
+        multipart_threshold=threshold,
+        multipart_chunksize=chunk,
+        max_concurrency=concurrency,
+        num_download_attempts=DEFAULT_MAX_ATTEMPTS,
+        use_threads=True,
+    )
 
 
 class StorageError(Exception):
@@ -96,11 +126,14 @@ class S3Connection(BaseModel):
             raise StorageError(f"{where}: {exc.errors()[0]['msg']}", cause="bad_config") from None
 
     def client(self) -> Any:
-        """A boto3 S3 client tuned for S3-compatible servers (path-style addressing, few quick retries)."""
+        """A boto3 S3 client tuned for S3-compatible servers: path-style addressing, adaptive retries
+        ($AWS_MAX_ATTEMPTS, else ten), a connection pool as large as the transfers' concurrency."""
+        attempts = int(os.environ.get("AWS_MAX_ATTEMPTS") or DEFAULT_MAX_ATTEMPTS)
         config = Config(
-            connect_timeout=5,
-            read_timeout=60,
-            retries={"max_attempts": 2, "mode": "standard"},
+            connect_timeout=10,
+            read_timeout=120,
+            retries={"max_attempts": attempts, "mode": "adaptive"},
+            max_pool_connections=32,
             s3={"addressing_style": "path"},
             # Many S3-compatible servers reject the streaming checksums newer boto3 sends by default.
             request_checksum_calculation="when_required",
@@ -140,17 +173,15 @@ def parse_s3_url(url: str) -> tuple[str, str]:
     return bucket, key
 
 
-def _folder(prefix: str) -> str:
-    """`runs/r1` → `runs/r1/`, so that a folder's prefix does not also match `runs/r10`."""
-    return prefix if not prefix or prefix.endswith("/") else prefix + "/"
-
-
 class ObjectStore:
     """Object operations on one connection."""
 
-    def __init__(self, connection: S3Connection, client: Any = None) -> None:
+    def __init__(
+        self, connection: S3Connection, client: Any = None, transfer: TransferConfig | None = None
+    ) -> None:
         self.connection = connection
         self.client = client if client is not None else connection.client()
+        self.transfer = transfer or transfer_config()
 
     def head(self, bucket: str, key: str) -> ObjectInfo:
         with self._errors("read", bucket, key):
@@ -183,43 +214,24 @@ class ObjectStore:
             self.client.put_object(Bucket=bucket, Key=key, Body=data, **extra)
 
     def download_file(self, bucket: str, key: str, dest: Path, *, max_bytes: int | None = None) -> Path:
-        """Stream one object to `dest`; with `max_bytes`, stop as soon as the object proves larger."""
+        """A managed download to `dest` (parts in parallel, each retried; written under a temporary name
+        and renamed, so `dest` is whole or absent); with `max_bytes`, refused first if larger."""
         dest.parent.mkdir(parents=True, exist_ok=True)
         with self._errors("read", bucket, key):
-            response = self.client.get_object(Bucket=bucket, Key=key)
-            self._check_size(response.get("ContentLength", 0), max_bytes, bucket, key)
-            with open(dest, "wb") as out:
-                self._copy(response["Body"], out, max_bytes, bucket, key)
+            if max_bytes is not None:
+                self._check_size(self.head(bucket, key).size, max_bytes, bucket, key)
+            self.client.download_file(bucket, key, str(dest), Config=self.transfer)
         return dest
-
-    def download_prefix(self, bucket: str, prefix: str, dest_dir: Path) -> builtins.list[Path]:
-        """Download every object in the folder `prefix` into `dest_dir`, keeping paths below the prefix."""
-        prefix = _folder(prefix)
-        written = []
-        root = dest_dir.resolve()
-        for info in self.list(bucket, prefix):
-            relative = info.key[len(prefix) :].lstrip("/")
-            if not relative or relative.endswith("/"):
-                continue
-            target = (root / relative).resolve()
-            if not target.is_relative_to(root):
-                raise StorageError(
-                    f"s3://{bucket}/{info.key} would be written outside {dest_dir}",
-                    cause="failed",
-                    bucket=bucket,
-                )
-            written.append(self.download_file(bucket, info.key, target))
-        return written
 
     def delete_prefix(self, bucket: str, prefix: str) -> int:
         """Delete every object in the folder `prefix` (never a whole bucket); returns how many."""
-        prefix = _folder(prefix)
-        if not prefix:
+        folder = prefix if not prefix or prefix.endswith("/") else prefix + "/"
+        if not folder:
             raise StorageError(
                 f"refusing to delete everything in bucket {bucket!r}", cause="bad_config", bucket=bucket
             )
-        keys = [info.key for info in self.list(bucket, prefix)]
-        self.delete_keys(bucket, keys, where=prefix)
+        keys = [info.key for info in self.list(bucket, folder)]
+        self.delete_keys(bucket, keys, where=folder)
         return len(keys)
 
     def delete_keys(self, bucket: str, keys: Sequence[str], *, where: str) -> None:
@@ -230,29 +242,17 @@ class ObjectStore:
                 self.client.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
 
     def upload_file(self, path: Path, bucket: str, key: str) -> None:
+        """A managed upload (multipart above the threshold, parts in parallel, each retried). A multipart
+        session the server lost (it restarted and forgot it) or a transfer that ran out of retries
+        starts over, up to FILE_ATTEMPTS times."""
         with self._errors("write", bucket, key):
-            self.client.upload_file(str(path), bucket, key)
-
-    def upload_dir(self, directory: Path, bucket: str, prefix: str) -> builtins.list[str]:
-        """Upload every regular file below `directory` (symlinks are not followed); returns the keys."""
-        keys = []
-        for path in sorted(directory.rglob("*")):
-            if path.is_file() and not path.is_symlink():
-                key = (
-                    posixpath.join(prefix, path.relative_to(directory).as_posix())
-                    if prefix
-                    else (path.relative_to(directory).as_posix())
-                )
-                self.upload_file(path, bucket, key)
-                keys.append(key)
-        return keys
-
-    def _copy(self, body: Any, out: IO[bytes], max_bytes: int | None, bucket: str, key: str) -> None:
-        size = 0
-        for chunk in body.iter_chunks(_COPY_CHUNK):
-            size += len(chunk)
-            self._check_size(size, max_bytes, bucket, key)
-            out.write(chunk)
+            for attempt in range(1, FILE_ATTEMPTS + 1):
+                try:
+                    self.client.upload_file(str(path), bucket, key, Config=self.transfer)
+                    return
+                except S3UploadFailedError as exc:
+                    if attempt == FILE_ATTEMPTS or not _restartable(exc):
+                        raise
 
     @staticmethod
     def _check_size(size: int, max_bytes: int | None, bucket: str, key: str) -> None:
@@ -279,6 +279,16 @@ class ObjectStore:
                 cause="unreachable",
                 bucket=bucket,
                 key=key,
+            ) from None
+        except S3UploadFailedError as exc:  # boto3 wraps the ClientError of a failed upload
+            if isinstance(exc.__context__, ClientError):
+                raise self._client_error(exc.__context__, action, bucket, key, target) from None
+            raise StorageError(
+                f"cannot {action} {target}: {exc}", cause="unreachable", bucket=bucket, key=key
+            ) from None
+        except S3TransferFailedError as exc:
+            raise StorageError(
+                f"cannot {action} {target}: {exc}", cause="unreachable", bucket=bucket, key=key
             ) from None
         except BotoCoreError as exc:
             raise StorageError(

@@ -51,6 +51,7 @@ class Case:
 
 
 SFT = "finetune-sft-alpaca.yaml"
+DPO = "finetune-dpo.yaml"
 HP = "spec.hyperparameters"
 EXT = "spec.extendedHyperparameters"
 LM = "evaljob-lm-eval.yaml"
@@ -283,6 +284,31 @@ CASES: list[Case] = [
         SFT,
         {f"{EXT}.dpo": {"dpoLabelSmoothing": 0.6}},
         f"{EXT}.dpo.dpoLabelSmoothing",
+    ),
+    Case(
+        "label-smoothing-half",
+        DPO,
+        {f"{EXT}.dpo": {"prefLoss": "sigmoid", "dpoLabelSmoothing": 0.5}},
+        f"{EXT}.dpo.dpoLabelSmoothing",
+    ),
+    Case(
+        "label-smoothing-with-hinge",
+        DPO,
+        {f"{EXT}.dpo": {"prefLoss": "hinge", "dpoLabelSmoothing": 0.1}},
+        f"{EXT}.dpo.dpoLabelSmoothing",
+    ),
+    Case(
+        "label-smoothing-with-ipo",
+        DPO,
+        {f"{EXT}.dpo": {"prefLoss": "ipo", "dpoLabelSmoothing": 0.2}},
+        f"{EXT}.dpo.dpoLabelSmoothing",
+    ),
+    Case("kto-pair-default-batch", DPO, {f"{EXT}.dpo": {"prefLoss": "kto_pair"}}, f"{HP}.batchSize"),
+    Case(
+        "kto-pair-batch-one",
+        DPO,
+        {f"{EXT}.dpo": {"prefLoss": "kto_pair"}, f"{HP}.batchSize": 1},
+        f"{HP}.batchSize",
     ),
     Case("pref-ftx-high", SFT, {f"{EXT}.dpo": {"prefFtx": 11}}, f"{EXT}.dpo.prefFtx"),
     Case("pref-loss-unknown", SFT, {f"{EXT}.dpo": {"prefLoss": "kto"}}, f"{EXT}.dpo.prefLoss"),

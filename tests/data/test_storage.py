@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import itertools
+import os
+import threading
+import time
+from pathlib import Path
 
 import pytest
-from kaizen_runner.storage import ObjectStore, S3Connection, StorageError, parse_s3_url
+from boto3.s3.transfer import TransferConfig
+from kaizen_runner.storage import MIB, ObjectStore, S3Connection, StorageError, parse_s3_url, transfer_config
 
 
 @pytest.fixture
@@ -31,28 +38,64 @@ def test_get_bytes_stops_at_max_bytes(store, s3_bucket):
     assert caught.value.cause == "too_large" and "s3://" in str(caught.value)
 
 
+def small_parts() -> TransferConfig:
+    return transfer_config(threshold=5 * MIB, chunk=5 * MIB, concurrency=2)
+
+
+def big_file(path: Path, size: int = 17 * MIB) -> bytes:
+    data = os.urandom(size)
+    path.write_bytes(data)
+    return hashlib.sha256(data).digest()
+
+
 @pytest.mark.s3
-def test_upload_dir_download_prefix_delete_prefix(store, s3_bucket, tmp_path):
-    source = tmp_path / "out"
-    (source / "checkpoint-10").mkdir(parents=True)
-    (source / "checkpoint-10" / "model.safetensors").write_bytes(b"\0" * 9 * 1024 * 1024)  # multipart upload
-    (source / "config.json").write_text("{}")
-    (source / "link.json").symlink_to(source / "config.json")
-    keys = store.upload_dir(source, s3_bucket, "runs/r1")
-    assert keys == ["runs/r1/checkpoint-10/model.safetensors", "runs/r1/config.json"]
-    target = tmp_path / "back"
-    written = store.download_prefix(s3_bucket, "runs/r1", target)
-    assert sorted(p.relative_to(target).as_posix() for p in written) == [
-        "checkpoint-10/model.safetensors",
-        "config.json",
-    ]
-    assert (target / "checkpoint-10" / "model.safetensors").stat().st_size == 9 * 1024 * 1024
-    store.put_bytes(s3_bucket, "runs/r10/keep.txt", b"a sibling folder whose name starts the same")
-    assert len(store.download_prefix(s3_bucket, "runs/r1", tmp_path / "again")) == 2
-    assert store.delete_prefix(s3_bucket, "runs/r1") == 2
-    assert [o.key for o in store.list(s3_bucket)] == ["runs/r10/keep.txt"]
-    with pytest.raises(StorageError, match="refusing to delete everything"):
-        store.delete_prefix(s3_bucket, "")
+def test_files_above_the_multipart_threshold_go_in_parts(s3_server, s3_bucket, tmp_path):
+    store = ObjectStore(s3_server.connection(), transfer=small_parts())
+    parts: list[str] = []
+    store.client.meta.events.register("before-send.s3.UploadPart", lambda **_: parts.append("up"))
+    store.client.meta.events.register(
+        "before-send.s3.GetObject", lambda request, **_: parts.append(str(request.headers.get("Range", "")))
+    )
+    digest = big_file(tmp_path / "model.safetensors")
+    store.upload_file(tmp_path / "model.safetensors", s3_bucket, "v/model.safetensors")
+    assert parts.count("up") == 4  # 17 MiB in 5 MiB parts
+    assert store.head(s3_bucket, "v/model.safetensors").size == 17 * MIB
+    back = store.download_file(s3_bucket, "v/model.safetensors", tmp_path / "back" / "m.bin")
+    assert hashlib.sha256(back.read_bytes()).digest() == digest
+    assert sum(1 for p in parts if "bytes=" in p) == 4  # ranged GETs, one per part
+
+
+@pytest.mark.s3
+@pytest.mark.parametrize("direction", ["upload", "download"])
+def test_a_transfer_survives_the_server_stopping_and_restarting(restartable_s3, tmp_path, direction):
+    """The server goes down while the second part is on its way and comes back 2 s later: the transfer
+    retries and completes, with the right content."""
+    server = restartable_s3
+    assert server.server is not None
+    store = ObjectStore(server.server.connection(), transfer=small_parts())
+    store.client.create_bucket(Bucket="models")
+    digest = big_file(tmp_path / "big.bin")
+    if direction == "download":
+        store.upload_file(tmp_path / "big.bin", "models", "big.bin")
+    calls = itertools.count()
+    outages: list[float] = []
+
+    def outage(**_: object) -> None:
+        if next(calls) == 1:
+            server.stop()
+            outages.append(time.monotonic())
+            threading.Timer(2.0, server.start).start()
+
+    event = "before-send.s3.UploadPart" if direction == "upload" else "before-send.s3.GetObject"
+    store.client.meta.events.register(event, outage)
+    if direction == "upload":
+        store.upload_file(tmp_path / "big.bin", "models", "big.bin")
+        store.client.meta.events.unregister(event, outage)
+        store.download_file("models", "big.bin", tmp_path / "back.bin")
+    else:
+        store.download_file("models", "big.bin", tmp_path / "back.bin")
+    assert outages, "the server was never stopped"
+    assert hashlib.sha256((tmp_path / "back.bin").read_bytes()).digest() == digest
 
 
 @pytest.mark.s3
@@ -124,7 +167,8 @@ def test_connection_from_env():
         S3Connection.from_env({"AWS_ENDPOINT_URL": "http://e", "AWS_ACCESS_KEY_ID": "a"})
 
 
-def test_unreachable_endpoint_names_it():
+def test_unreachable_endpoint_names_it(monkeypatch):
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")  # the retries of a real pod would take a minute
     store = ObjectStore(
         S3Connection(endpoint_url="http://127.0.0.1:9", access_key_id="a", secret_access_key="s")
     )
@@ -144,3 +188,13 @@ def test_parse_s3_url(url, parsed):
 def test_parse_s3_url_rejects(url):
     with pytest.raises(StorageError):
         parse_s3_url(url)
+
+
+@pytest.mark.s3
+def test_delete_prefix_keeps_a_sibling_folder(store, s3_bucket):
+    store.put_bytes(s3_bucket, "runs/r1/a.txt", b"a")
+    store.put_bytes(s3_bucket, "runs/r10/keep.txt", b"a sibling folder whose name starts the same")
+    assert store.delete_prefix(s3_bucket, "runs/r1") == 1
+    assert [o.key for o in store.list(s3_bucket)] == ["runs/r10/keep.txt"]
+    with pytest.raises(StorageError, match="refusing to delete everything"):
+        store.delete_prefix(s3_bucket, "")

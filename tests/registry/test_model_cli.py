@@ -92,3 +92,26 @@ def test_the_manifest_lists_every_file_with_its_checksum(tiny_models) -> None:
     manifest = build_manifest(Path(tiny_models["qwen2"]), "v", "Qwen2")
     assert {f.path for f in manifest.files} == {p.name for p in tiny_models["qwen2"].iterdir()}
     assert all(f.sha256 and len(f.sha256) == 64 for f in manifest.files)
+
+
+@pytest.mark.s3
+def test_an_interrupted_upload_shows_as_uploading_and_resumes_file_by_file(
+    aws_env, s3_bucket, model_copy
+) -> None:
+    from kaizen_operator.registry.scan import check_version
+    from kaizen_operator.registry.storage import S3ModelStorage
+    from kaizen_runner.model.transfer import upload_version
+    from kaizen_runner.storage import ObjectStore
+
+    folder = model_copy("llama")
+    objects = ObjectStore(aws_env.connection())
+    manifest = build_manifest(folder, "v3")
+    # The first attempt died after the marker and the weights.
+    objects.put_bytes(s3_bucket, "models/m/v3/.kaizen-uploading", b"{}")
+    objects.upload_file(folder / "model.safetensors", s3_bucket, "models/m/v3/model.safetensors")
+    assert check_version(S3ModelStorage(objects, s3_bucket, "models/m/v3")).status == "uploading"
+    sent = upload_version(objects, folder, s3_bucket, "models/m/v3", manifest)
+    total = sum(f.size for f in manifest.files)
+    assert sent == total - (folder / "model.safetensors").stat().st_size
+    verdict = check_version(S3ModelStorage(objects, s3_bucket, "models/m/v3"))
+    assert verdict.ready and verdict.manifest is not None and verdict.manifest.version == "v3"

@@ -344,3 +344,123 @@ def test_a_model_in_use_is_not_deleted(
     kube.request("PATCH", f"{ftp}/{name}/status", done, content_type="application/merge-patch+json")
     wait(get, lambda o: o is None, "deleted once the run finished", timeout=40)
     assert stored(s3_server, s3_bucket, "busy") == []
+
+
+def test_upload_to_a_private_model_through_the_kubeconfig_then_download_it(
+    operator, control_plane, kube, namespace, secret, s3_server, s3_bucket, model_copy, tmp_path
+) -> None:
+    from kaizen_runner.cli import main
+
+    kube.request("POST", PM.format(ns=namespace), model("workstation", s3_bucket))
+    get = getter(kube, namespace, "workstation")
+    wait(get, lambda o: (o.get("status") or {}).get("lastScanTime"), "first scan")
+    folder = model_copy("qwen2")
+    common = ["-n", namespace, "--kubeconfig", str(control_plane.kubeconfig), "--no-progress"]
+    assert main(["model", "upload", str(folder), "--to", "pm/workstation", "--version", "v1", *common]) == 0
+    assert main(["model", "download", "pm/workstation", str(tmp_path / "early"), *common]) == 2, (
+        "not scanned yet"
+    )
+    patch = {"metadata": {"annotations": {"kaizen.dev/rescan": "uploaded"}}}
+    kube.request(
+        "PATCH", f"{PM.format(ns=namespace)}/workstation", patch, content_type="application/merge-patch+json"
+    )
+    obj = wait(get, lambda o: versions_of(o).get("v1", {}).get("ready"), "uploaded version ready")
+    assert versions_of(obj)["v1"]["tags"]["family"] == "Qwen2"
+    dest = tmp_path / "dl"
+    assert main(["model", "download", "pm/workstation", str(dest), *common]) == 0
+    assert (dest / "model.safetensors").read_bytes() == (folder / "model.safetensors").read_bytes()
+
+
+def test_the_allow_list_is_applied_as_a_bucket_policy_and_removed_when_emptied(
+    operator, kube, namespace, policy_s3
+) -> None:
+    import json
+
+    from kaizen_operator.registry.policy import statement_id
+    from kaizen_runner.storage import S3Connection
+
+    connection = {
+        "AWS_ENDPOINT_URL": policy_s3,
+        "AWS_ACCESS_KEY_ID": "KAIZENTESTACCESSKEY1",
+        "AWS_SECRET_ACCESS_KEY": "x" * 40,
+    }
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "datahub"}, "stringData": connection}
+    kube.request("POST", f"/api/v1/namespaces/{namespace}/secrets", secret)
+    client = S3Connection.from_secret(secret).client()
+    bucket = f"policy-{namespace[-6:]}"
+    client.create_bucket(Bucket=bucket)
+    other = {
+        "Sid": "Unrelated",
+        "Effect": "Allow",
+        "Principal": "*",
+        "Action": "s3:ListBucket",
+        "Resource": f"arn:aws:s3:::{bucket}",
+    }
+    client.put_bucket_policy(
+        Bucket=bucket, Policy=json.dumps({"Version": "2012-10-17", "Statement": [other]})
+    )
+    kube.request(
+        "POST", PM.format(ns=namespace), model("guarded", bucket, ipAllowList=["10.0.0.0/8", "192.168.0.1"])
+    )
+    get = getter(kube, namespace, "guarded")
+    obj = wait(
+        get,
+        lambda o: any(c["type"] == "IPAllowList" for c in (o.get("status") or {}).get("conditions") or []),
+        "IPAllowList",
+    )
+    assert (condition(obj, "IPAllowList")["status"], condition(obj, "IPAllowList")["reason"]) == (
+        "True",
+        "PolicyApplied",
+    )
+    policy = json.loads(client.get_bucket_policy(Bucket=bucket)["Policy"])
+    assert policy == {
+        "Version": "2012-10-17",
+        "Statement": [
+            other,
+            {
+                "Sid": statement_id(namespace, "guarded"),
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": ["s3:GetObject"],
+                "Resource": [f"arn:aws:s3:::{bucket}/models/guarded/*"],
+                "Condition": {"NotIpAddress": {"aws:SourceIp": ["10.0.0.0/8", "192.168.0.1/32"]}},
+            },
+        ],
+    }
+    kube.request(
+        "PATCH",
+        f"{PM.format(ns=namespace)}/guarded",
+        {"spec": {"ipAllowList": None}},
+        content_type="application/merge-patch+json",
+    )
+    wait(get, lambda o: condition(o, "IPAllowList")["reason"] == "Empty", "allow-list emptied")
+    assert json.loads(client.get_bucket_policy(Bucket=bucket)["Policy"])["Statement"] == [other]
+
+
+def test_five_thousand_files_in_one_version_on_the_api_server(
+    operator, kube, namespace, secret, s3_server, s3_bucket, tiny_models
+) -> None:
+    import json
+    from concurrent.futures import ThreadPoolExecutor
+
+    client = s3_server.client()
+    upload(client, tiny_models["llama"], s3_bucket, "models/many/v1")
+    names = [
+        f"models/many/v1/extra/part-{i:05d}.bin"
+        for i in range(5000 - len(list(tiny_models["llama"].iterdir())))
+    ]
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda key: client.put_object(Bucket=s3_bucket, Key=key, Body=b"x"), names))
+    kube.request("POST", PM.format(ns=namespace), model("many", s3_bucket))
+    get = getter(kube, namespace, "many")
+    obj = wait(get, lambda o: versions_of(o).get("v1", {}).get("fileCount"), "scanned", timeout=120)
+    version = versions_of(obj)["v1"]
+    assert version["fileCount"] == 5000 and len(version["files"]) == 50 and version["ready"]
+    assert len(json.dumps(obj).encode()) < 256 * 1024
+    listing = json.loads(
+        client.get_object(Bucket=s3_bucket, Key="models/many/.kaizen/listings/v1.json")["Body"].read()
+    )
+    assert (
+        len(listing) == 5000
+        and version["filesListing"] == f"s3://{s3_bucket}/models/many/.kaizen/listings/v1.json"
+    )

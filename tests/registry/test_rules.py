@@ -102,3 +102,34 @@ def test_only_ready_versions_can_be_used() -> None:
         ready_version(STATUS, "v9")
     with pytest.raises(ModelNotReady, match="no ready version"):
         ready_version({})
+
+
+def test_volume_storage_is_read_where_the_claim_is_mounted(tmp_path) -> None:
+    from kaizen_api.common import OutputStorage
+    from kaizen_operator.registry.storage import LocalModelStorage, open_storage
+    from kaizen_runner.storage import StorageError
+
+    storage = OutputStorage.model_validate({"pvc": {"claimName": "models", "path": "team/support"}})
+    with pytest.raises(
+        StorageError, match=r"'models' is not mounted into the operator.*KAIZEN_VOLUMES_DIR/models"
+    ):
+        open_storage(storage, lambda name: {}, environ={})
+    (tmp_path / "models" / "team" / "support" / "v1").mkdir(parents=True)
+    (tmp_path / "models" / "team" / "support" / "v1" / "config.json").write_text("{}")
+    opened = open_storage(storage, lambda name: {}, environ={"KAIZEN_VOLUMES_DIR": str(tmp_path)})
+    assert isinstance(opened, LocalModelStorage)
+    assert [f.path for f in opened.list()] == ["v1/config.json"]
+
+
+def test_what_wakes_an_event_driven_scan() -> None:
+    from kaizen_operator.handlers.privatemodel import _wants_scan
+
+    scanned = {"versions": [{"name": "v", "scannedTime": "2026-12-01T00:00:00Z"}], "observedRescan": "1"}
+    assert not _wants_scan(scanned, {"annotations": {"kaizen.dev/rescan": "1"}}), "our own status patch"
+    assert _wants_scan(scanned, {"annotations": {"kaizen.dev/rescan": "2"}}), "a new rescan request"
+    assert _wants_scan({"versions": [{"name": "ft_1", "status": "training"}]}, {}), "a run recorded a version"
+    assert not _wants_scan({"versions": [{"name": "ft_1"}]}, {"deletionTimestamp": "now"})
+    long_value = "x" * 1000
+    assert not _wants_scan(
+        {"observedRescan": long_value[:253]}, {"annotations": {"kaizen.dev/rescan": long_value}}
+    )

@@ -157,3 +157,28 @@ def test_labels_follow_tags_and_the_spec_and_stale_ones_are_removed() -> None:
 def test_backoff_doubles_up_to_the_resync() -> None:
     assert [retry_delay(n) for n in (1, 2, 3, 10)] == [30, 60, 120, 1800]
     assert human_bytes(1536) == "1.5Ki" and human_bytes(5 * 1024**3) == "5.0Gi"
+
+
+def test_an_unchanged_version_is_not_judged_again_and_a_changed_one_is() -> None:
+    from kaizen_operator.registry.versions import unchanged
+
+    groups = group_versions(listing("v/config.json", "v/model.safetensors"))
+    versions, _ = build_versions(groups, {"v": Verdict("ready")}, None, NOW, uri)
+    assert unchanged(groups["v"], versions[0])
+    later = NOW + timedelta(hours=1)
+    again, _ = build_versions(groups, {}, versions, later, uri)  # no verdict: nothing was read
+    assert again[0]["status"] == "ready" and again[0]["scannedTime"] == later.isoformat()
+    rewritten = group_versions(
+        [StoredFile("v/config.json", 10, later), StoredFile("v/model.safetensors", 10, NOW)]
+    )
+    assert not unchanged(rewritten["v"], versions[0]), "same size, newer modification"
+    assert not unchanged(group_versions(listing("v/config.json"))["v"], versions[0])
+
+
+def test_evaluations_recorded_by_the_eval_controller_survive_a_scan() -> None:
+    evaluation = {"evalJob": "e1", "runName": "r1", "suite": "standard", "results": {"bleu": 0.4}}
+    previous = [{"index": 0, "name": "v", "status": "ready", "ready": True, "evaluations": [evaluation]}]
+    groups = group_versions(listing("v/config.json"))
+    versions, _ = build_versions(groups, {"v": Verdict("ready")}, previous, NOW, uri)
+    assert versions[0]["evaluations"] == [evaluation]
+    PrivateModelStatus.model_validate({"versions": versions})

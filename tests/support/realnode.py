@@ -3,8 +3,10 @@
 ``real_node_cluster`` is a ``LocalControlPlane`` with the real node, started once and shared by every
 test that asks for it; ``real_node_namespace`` is a fresh namespace whose pods all go to the real node
 (``NAMESPACE_ANNOTATIONS``); ``host_s3_server`` is an S3 server that pods reach at the bridge's host
-address. Where the node cannot start (not root, packages or kubelet missing) the tests are skipped
-with the reason, or fail when ``KAIZEN_REQUIRE_REAL_NODE=1`` (CI, set by tools/dev.sh test as root).
+address; ``runner_image`` is the runner image built from its Dockerfile and imported into the node;
+``real_node_env`` bundles them for end-to-end tests (with the operator's environment for the node).
+Where the node cannot start (not root, packages or kubelet missing) the tests are skipped with the
+reason, or fail when ``KAIZEN_REQUIRE_REAL_NODE=1`` (CI, set by tools/dev.sh test as root).
 
 The node is a machine-wide singleton, so the shared cluster can be released (``RealNodeClusters``)
 for a test that starts and kills a node of its own.
@@ -14,14 +16,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from kaizen_local import runnerimage
 from kaizen_local.cluster import DEFAULT_SA_PATH, wait_for
 from kaizen_local.controlplane import LocalControlPlane
 from kaizen_local.node.network import HOST_ADDRESS
 from kaizen_local.node.realnode import NAMESPACE_ANNOTATIONS, unavailable_reason
 from kaizen_local.paths import default_bin_dir, missing_binaries
+from kaizen_local.runnerimage import RunnerImageBuild
 from kaizen_local.s3server import S3Server, S3ServerError, run_s3_server
 from support.controlplane import namespace_name
 
@@ -107,3 +112,65 @@ def host_s3_server(real_node_cluster: LocalControlPlane, tmp_path: Path) -> Iter
             yield server
     except S3ServerError as exc:  # raised only while starting
         pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def runner_image_build() -> tuple[str, RunnerImageBuild]:
+    """The runner image built from runner-image/Dockerfile (cached by content; minutes when cold)."""
+    if reason := runnerimage.unavailable_reason():
+        if os.environ.get("KAIZEN_REQUIRE_REAL_NODE") == "1":
+            pytest.fail(f"KAIZEN_REQUIRE_REAL_NODE=1 but {reason}", pytrace=False)
+        pytest.skip(reason)
+    build = RunnerImageBuild()
+    return build.runner(build.base()), build
+
+
+@pytest.fixture
+def runner_image(
+    real_node_cluster: LocalControlPlane, runner_image_build: tuple[str, RunnerImageBuild]
+) -> str:
+    """The runner image's reference, imported into the real node's containerd (once per image)."""
+    reference, build = runner_image_build
+    assert real_node_cluster.node is not None
+    real_node_cluster.node.import_built(reference, build)
+    return reference
+
+
+@dataclass(frozen=True)
+class RealNodeEnv:
+    """What an end-to-end test on the real node works with: the cluster, a namespace whose pods run on
+    the real node, the runner image in its containerd, and an S3 server those pods reach."""
+
+    cluster: LocalControlPlane
+    namespace: str
+    runner_image: str
+    s3: S3Server
+
+    def operator_env(self, progress_port: int) -> dict[str, str]:
+        """Environment for ``python -m kaizen_operator.main`` on the host: its run pods use the local
+        runner image (never pulled) and report progress to the host's bridge address, where the
+        operator's progress endpoint must listen (on 0.0.0.0 or ``HOST_ADDRESS``)."""
+        return {
+            **self.cluster.env,
+            "KAIZEN_RUNNER_IMAGE": self.runner_image,
+            "KAIZEN_IMAGE_PULL_POLICY": "Never",
+            "KAIZEN_PROGRESS_URL": f"http://{HOST_ADDRESS}:{progress_port}",
+            "KAIZEN_PROGRESS_PORT": str(progress_port),
+            "KAIZEN_HF_HUB_OFFLINE": "true",
+        }
+
+    def create_s3_secret(self, name: str = "datahub") -> str:
+        """The S3 server's connection as a Secret in the namespace (what the CRs' connections name)."""
+        manifest = self.s3.secret(name)
+        self.cluster.request("POST", f"/api/v1/namespaces/{self.namespace}/secrets", manifest)
+        return name
+
+
+@pytest.fixture
+def real_node_env(
+    real_node_cluster: LocalControlPlane,
+    real_node_namespace: str,
+    runner_image: str,
+    host_s3_server: S3Server,
+) -> RealNodeEnv:
+    return RealNodeEnv(real_node_cluster, real_node_namespace, runner_image, host_s3_server)

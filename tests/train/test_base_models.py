@@ -108,3 +108,48 @@ def test_missing_optional_packages_name_their_setting(setting: str, runtime: dic
 
     with pytest.raises(RunnerError, match=f"^{setting} needs the"):
         check_optional_packages(RuntimeParameters.model_validate(runtime))
+
+
+def test_hub_models_download_safetensors_only_without_the_original_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Code-path check (no hub here): the download asks for one copy of the weights, not .bin and
+    original/ beside the safetensors; a repo with .bin weights only gets those on a second try."""
+    import fnmatch
+
+    import huggingface_hub
+
+    repo = [
+        "config.json",
+        "model.safetensors",
+        "pytorch_model.bin",
+        "original/consolidated.00.pth",
+        "tokenizer.json",
+    ]
+    calls: list[dict] = []
+
+    def fake_snapshot_download(repo_id: str, **kwargs: object) -> str:
+        calls.append(kwargs)
+        allowed = [
+            name
+            for name in files
+            if any(fnmatch.fnmatch(name, p) for p in kwargs["allow_patterns"])  # type: ignore[union-attr]
+            and not any(fnmatch.fnmatch(name, p) for p in kwargs["ignore_patterns"])  # type: ignore[union-attr]
+        ]
+        folder = tmp_path / repo_id / str(len(calls))
+        for name in allowed:
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            (folder / name).write_text("{}")
+        return str(folder)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
+    files = repo
+    folder = resolve_base_model(RunLocation(uri="hf://org/model"), tmp_path)
+    assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()) == [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+    ]
+    files = ["config.json", "pytorch_model.bin", "tokenizer.json"]
+    folder = resolve_base_model(RunLocation(uri="hf://org/legacy"), tmp_path)
+    assert (folder / "pytorch_model.bin").is_file() and len(calls) == 3

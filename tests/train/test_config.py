@@ -156,24 +156,91 @@ def test_dpo_defaults_and_mapping() -> None:
 def test_dpo_label_smoothing_selects_the_robust_loss() -> None:
     args = preference_args(dpo_config(dpoLabelSmoothing=0.1), FACTS)
     assert (args["loss_type"], args["label_smoothing"]) == (["robust"], 0.1)
-    with pytest.raises(RunnerError, match="below 0.5"):
-        preference_args(dpo_config(dpoLabelSmoothing=0.5), FACTS)
+
+
+@pytest.mark.parametrize(
+    ("dpo", "hyper", "named"),
+    [
+        ({"dpoLabelSmoothing": 0.5}, {}, "dpoLabelSmoothing"),  # TRL's robust loss needs [0, 0.5)
+        ({"dpoLabelSmoothing": 0.1, "prefLoss": "hinge"}, {}, "dpoLabelSmoothing"),  # hinge would ignore it
+        ({"prefLoss": "kto_pair"}, {}, "batchSize"),  # the default batch of 1: TRL's KTO refuses it
+    ],
+)
+def test_the_runner_refuses_what_admission_refuses(dpo: dict, hyper: dict, named: str) -> None:
+    """One rule in kaizen_api, enforced on the run configuration too: no second copy in the runner."""
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=named):
+        config(trainer="dpo", hyperparameters=hyper, extendedHyperparameters={"dpo": dpo})
+
+
+def test_kto_pair_with_two_per_batch_builds_a_real_kto_config(tmp_path: Any) -> None:
+    from trl import KTOConfig
+
+    cfg = config(
+        trainer="dpo",
+        hyperparameters={"batchSize": 2},
+        extendedHyperparameters={"dpo": {"prefLoss": "kto_pair"}},
+    )
+    built = KTOConfig(
+        **{
+            **trainer_args(cfg, RunFacts(output_dir=str(tmp_path), has_eval=False, use_cpu=True)),
+            "bf16": False,
+        }
+    )
+    assert built.per_device_train_batch_size == 2
+
+
+def test_constant_schedule_with_warmup_warms_up() -> None:
+    """transformers' `constant` has no warm-up; asked for with one, it becomes constant_with_warmup."""
+    warm = config(extendedHyperparameters={"runtime": {"lrSchedulerType": "constant", "lrWarmupSteps": 10}})
+    assert common_args(warm, FACTS)["lr_scheduler_type"] == "constant_with_warmup"
+    ratio = config(extendedHyperparameters={"runtime": {"lrSchedulerType": "constant", "lrWarmupRatio": 0.1}})
+    assert common_args(ratio, FACTS)["lr_scheduler_type"] == "constant_with_warmup"
+    cold = config(extendedHyperparameters={"runtime": {"lrSchedulerType": "constant"}})
+    assert common_args(cold, FACTS)["lr_scheduler_type"] == "constant"
+
+
+def test_constant_with_warmup_really_warms_up() -> None:
+    import torch
+    from transformers import get_scheduler
+
+    warm = config(extendedHyperparameters={"runtime": {"lrSchedulerType": "constant", "lrWarmupSteps": 4}})
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    schedule = get_scheduler(common_args(warm, FACTS)["lr_scheduler_type"], optimizer, num_warmup_steps=4)
+    assert schedule.get_last_lr()[0] == 0.0  # the first step starts from zero, not at the full rate
+
+
+def test_collectives_wait_long_and_the_terminal_keeps_its_progress_bar() -> None:
+    args = common_args(config(), FACTS)
+    assert args["ddp_timeout"] >= 3 * 3600 and args["disable_tqdm"] is True  # a pod: plain log lines
+    terminal = RunFacts(output_dir="/o", has_eval=False, use_cpu=True, interactive=True)
+    assert common_args(config(), terminal)["disable_tqdm"] is False
 
 
 def test_reference_free_and_kto_losses() -> None:
     simpo = preference_args(dpo_config(prefLoss="simpo", simpoGamma=1.5, prefFtx=0.2), FACTS)
     assert (simpo["loss_type"], simpo["simpo_gamma"], simpo["cpo_alpha"]) == ("simpo", 1.5, 0.2)
     assert preference_args(dpo_config(prefLoss="orpo", prefBeta=0.2), FACTS)["beta"] == 0.2
-    assert preference_args(dpo_config(prefLoss="kto_pair"), FACTS)["beta"] == 0.1
+    kto = config(
+        trainer="dpo",
+        hyperparameters={"batchSize": 2},
+        extendedHyperparameters={"dpo": {"prefLoss": "kto_pair"}},
+    )
+    assert preference_args(kto, FACTS)["beta"] == 0.1
 
 
 @pytest.mark.parametrize("pref_loss", ["sigmoid", "hinge", "ipo", "orpo", "simpo", "kto_pair"])
 def test_the_mapping_builds_a_real_trl_config(pref_loss: str, tmp_path: Any) -> None:
     """TRL accepts every key (a typo or a removed TRL field fails here, not in a pod)."""
-    from kaizen_runner.train.run import _trainer_class
+    from kaizen_runner.train.building import trainer_class
 
-    cfg = dpo_config(prefLoss=pref_loss)
-    config_cls, _ = _trainer_class(cfg)
+    cfg = config(
+        trainer="dpo",
+        hyperparameters={"batchSize": 2},
+        extendedHyperparameters={"dpo": {"prefLoss": pref_loss}},
+    )
+    config_cls, _ = trainer_class(cfg)
     facts = RunFacts(output_dir=str(tmp_path), has_eval=True, use_cpu=True)
     built = config_cls(**{**trainer_args(cfg, facts), "bf16": False})
     assert built.learning_rate == 1e-5
@@ -185,3 +252,22 @@ def test_sft_mapping_builds_a_real_sft_config(tmp_path: Any) -> None:
     facts = RunFacts(output_dir=str(tmp_path), has_eval=True, use_cpu=True, assistant_only_loss=True)
     built = SFTConfig(**{**trainer_args(config(), facts), "bf16": False})
     assert (built.max_length, built.assistant_only_loss, built.logging_steps) == (2048, True, 10)
+
+
+def test_training_data_is_not_held_to_the_consoles_upload_limit(
+    tmp_path: Any, data_dir: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """100 MB is what a user may upload in the console; a Data Hub dataset a run trains on may be larger.
+    The limit is a setting ($KAIZEN_MAX_DATASET_BYTES), unlimited by default for training."""
+    from kaizen_api.runconfig import RunDataset
+    from kaizen_runner.data.limits import DEFAULT_LIMITS, dataset_limits
+    from kaizen_runner.train.data import DataPlan, load_dataset
+
+    assert DEFAULT_LIMITS.max_upload_bytes == 100 * 1024 * 1024
+    assert dataset_limits().max_upload_bytes > 1 << 40
+    location = RunDataset(uri=str(data_dir / "alpaca_train.json"), format="alpaca")
+    dataset, _ = load_dataset(location, DataPlan(trainer="sft"))
+    assert len(dataset) == 8
+    monkeypatch.setenv("KAIZEN_MAX_DATASET_BYTES", "100")
+    with pytest.raises(RunnerError, match="at most 100 bytes"):
+        load_dataset(location, DataPlan(trainer="sft"))

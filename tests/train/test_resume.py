@@ -7,7 +7,12 @@ from pathlib import Path
 
 import pytest
 from kaizen_api.runconfig import TrainRunConfig
-from kaizen_runner.train.checkpoints import EXIT_AFTER_CHECKPOINT_CODE, MARKER, stored_checkpoints
+from kaizen_runner.train.checkpoints import (
+    EXIT_AFTER_CHECKPOINT_CODE,
+    MARKER,
+    checkpoint_store,
+    stored_checkpoints,
+)
 from kaizen_runner.train.output import MANIFEST, is_version_complete
 from kaizen_runner.train.run import run_training
 from kaizen_runner.train.store import open_store
@@ -42,7 +47,8 @@ def test_killed_run_resumes_from_its_checkpoint(
 
     cfg = TrainRunConfig.model_validate(json.loads(path.read_text()))
     root = open_store(cfg.output)
-    checkpoints = root.child("checkpoints", cfg.run_name)
+    checkpoints = checkpoint_store(root, cfg.run_name)
+    assert checkpoints.uri.endswith(f"/.checkpoints/{cfg.run_name}")  # never mistaken for a version
     assert stored_checkpoints(checkpoints) == ["checkpoint-4"]
     assert f"checkpoint-4/{MARKER}" in checkpoints.list_files()
     assert root.child(cfg.run_name).list_files() == {}  # no version from the killed attempt
@@ -58,7 +64,7 @@ def test_killed_run_resumes_from_its_checkpoint(
     assert is_version_complete(version)
     report = json.loads(version.get_bytes("training_report.json") or b"{}")
     assert report["resumedFrom"] == "checkpoint-4"
-    assert stored_checkpoints(checkpoints) == ["checkpoint-8", "checkpoint-12"]
+    assert checkpoints.list_files() == {}  # a succeeded run's checkpoints are removed
     assert json.loads(version.get_bytes(MANIFEST) or b"{}")["version"] == cfg.run_name
 
     uninterrupted_cfg = TrainRunConfig.model_validate(config("ft_tiny_20260101000002"))

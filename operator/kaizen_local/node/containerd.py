@@ -118,3 +118,9 @@ def images(run_dir: Path) -> set[str]:
 def import_image(run_dir: Path, archive: Path) -> None:
     """Import an OCI archive and unpack it for the overlayfs snapshotter, as a pull would."""
     ctr(run_dir, "images", "import", "--snapshotter", "overlayfs", str(archive))
+
+
+def delete_content(run_dir: Path, digests: list[str]) -> None:
+    """Delete blobs from the content store (not the snapshots unpacked from them)."""
+    if digests:
+        ctr(run_dir, "content", "delete", *digests)

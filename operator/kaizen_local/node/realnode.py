@@ -32,13 +32,16 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from kaizen_local.node import containerd, kubelet, network, oci
 from kaizen_local.node.pki import NodePki
 from kaizen_local.node.teardown import teardown
 from kaizen_local.paths import CACHE_DIR
 from kaizen_local.processes import ControlPlaneError, free_port
+
+if TYPE_CHECKING:
+    from kaizen_local.runnerimage import RunnerImageBuild
 
 NODE_DIR = Path(os.environ.get("KAIZEN_NODE_DIR") or CACHE_DIR / "node")
 HOST_TOOLS = {  # command -> the Debian package that brings it
@@ -167,6 +170,28 @@ class RealNode:
         """Import an OCI archive into the node's containerd unless ``reference`` is there already."""
         if reference not in containerd.images(self.run_dir):
             containerd.import_image(self.run_dir, archive)
+
+    def import_built(self, reference: str, build: RunnerImageBuild) -> None:
+        """Import an image from buildah's storage (``runnerimage``) unless containerd has it already.
+        Other tags of its repository are removed, and so are the imported layer blobs once unpacked:
+        containers start from the unpacked snapshots, and the runner image's are gigabytes."""
+        if reference in containerd.images(self.run_dir):
+            return
+        archive = build.export(reference)
+        try:
+            self._timed(f"import {reference}", lambda: containerd.import_image(self.run_dir, archive))
+            layers = oci.layer_digests(archive)
+        finally:
+            archive.unlink(missing_ok=True)
+        if reference not in containerd.images(self.run_dir):
+            raise ControlPlaneError(f"{archive} imported, but containerd has no image {reference}")
+        containerd.delete_content(self.run_dir, layers)
+        repository = reference.rsplit(":", 1)[0]
+        stale = [
+            i for i in containerd.images(self.run_dir) if i.startswith(f"{repository}:") and i != reference
+        ]
+        if stale:
+            containerd.ctr(self.run_dir, "images", "remove", *stale)
 
     def teardown(self) -> None:
         """After the kubelet and containerd have stopped: remove everything, release the lock."""

@@ -18,6 +18,7 @@ from kaizen_api.base import GROUP, VERSION
 from kaizen_api.kinds import EVAL_JOB, FINETUNE_PIPELINE, PRIVATE_MODEL
 from kaizen_api.privatemodel import PrivateModelSpec
 from kaizen_runner.storage import StorageError
+from pydantic import ValidationError
 
 from kaizen_operator.admission import admission_status
 from kaizen_operator.conditions import Condition, set_condition
@@ -147,9 +148,18 @@ def delete(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
     """Hold the finalizer while the model is in use or a Delete is unconfirmed; remove files only then."""
     meta = body["metadata"]
     generation = int(meta.get("generation") or 0)
-    spec = PrivateModelSpec.model_validate(dict(body["spec"]))
-    users = _users(meta["namespace"], meta["name"])
-    decision = deletion_decision(meta["name"], spec.deletion_policy, meta.get("annotations"), users)
+    try:
+        spec: PrivateModelSpec | None = PrivateModelSpec.model_validate(dict(body["spec"]))
+    except ValidationError:
+        spec = None  # an invalid spec names no storage to remove: the object goes, as with Retain
+    try:
+        users = _users(meta["namespace"], meta["name"])
+    except KubeError as err:
+        raise kopf.TemporaryError(
+            f"cannot list the model's users: {err}", delay=DELETE_RECHECK_SECONDS
+        ) from None
+    policy = spec.deletion_policy if spec is not None else "Retain"
+    decision = deletion_decision(meta["name"], policy, meta.get("annotations"), users)
     conditions = (body.get("status") or {}).get("conditions")
     in_use = (
         ("True", "InUse", decision.message)
@@ -157,7 +167,7 @@ def delete(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
         else ("False", "NotInUse", "no run or evaluation uses it")
     )
     conditions = set_condition(conditions, "InUse", *in_use, generation)
-    if decision.proceed and decision.delete_files:
+    if decision.proceed and decision.delete_files and spec is not None:
         try:
             removed = delete_files(body, spec, default_kube())
             decision_message = f"{decision.message} ({removed} file(s))"

@@ -86,10 +86,16 @@ class Kube:
         return dict(result) if result is not None else None
 
     def secret(self, namespace: str, name: str) -> dict[str, Any]:
-        found = self.request("GET", f"/api/v1/namespaces/{namespace}/secrets/{name}", missing_ok=True)
-        if found is None:
-            from kaizen_runner.storage import StorageError
+        """A connection Secret; StorageError (the storage cannot be reached) when it cannot be read."""
+        from kaizen_runner.storage import StorageError
 
+        try:
+            found = self.request("GET", f"/api/v1/namespaces/{namespace}/secrets/{name}", missing_ok=True)
+        except KubeError as err:
+            raise StorageError(
+                f"cannot read connection Secret {namespace}/{name}: {err}", cause="access_denied"
+            ) from None
+        if found is None:
             raise StorageError(f"connection Secret {namespace}/{name} does not exist", cause="bad_config")
         return dict(found)
 

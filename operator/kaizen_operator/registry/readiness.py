@@ -62,6 +62,8 @@ class StoredFile:
 
 
 Reader = Callable[[str], bytes | None]
+# (base model URI, base model name) -> the base's tags, or None when it cannot be looked up.
+BaseTags = Callable[[str | None, str | None], ReadinessTags | None]
 
 
 @dataclass
@@ -74,6 +76,7 @@ class Verdict:
     tags: ReadinessTags | None = None
     manifest: VersionManifest | None = None
     base_model: str | None = None
+    artifacts: dict[str, str] | None = None
 
     @property
     def ready(self) -> bool:
@@ -223,6 +226,16 @@ def model_tags(
     )
 
 
+def _adapter_tags(
+    check: _Check, folder: str, base: str | None, manifest: VersionManifest | None, base_tags: BaseTags | None
+) -> ReadinessTags:
+    """An adapter has its base's family, type and size (its own few parameters aside), when the base can
+    be looked up; its own chat template says whether it is instruction-tuned."""
+    found = base_tags(base, manifest.base_model if manifest else None) if base_tags else None
+    update = {"adapter": True, "instruction_tuned": check.chat_template(folder)}
+    return (found or ReadinessTags()).model_copy(update=update)
+
+
 def _check_manifest(check: _Check, manifest: VersionManifest, checksum: Callable[[str], str] | None) -> None:
     for entry in manifest.files:
         stored = check.files.get(entry.path)
@@ -240,10 +253,12 @@ def assess_version(
     *,
     checksum: Callable[[str], str] | None = None,
     in_progress: bool = False,
+    base_tags: BaseTags | None = None,
 ) -> Verdict:
     """The verdict on one version folder. `files` maps each path (relative to the folder) to its listing
     entry; `read` returns a small file's bytes (config, index, manifest); `checksum` returns a file's
-    sha256 when checksums are wanted; `in_progress` says a run or an upload is known to be writing it."""
+    sha256 when checksums are wanted; `in_progress` says a run or an upload is known to be writing it;
+    `base_tags(uri, name)` looks up the tags of an adapter's base (see registry.bases)."""
     check = _Check(files, read)
     manifest: VersionManifest | None = None
     if MANIFEST in files:
@@ -258,11 +273,12 @@ def assess_version(
         _check_manifest(check, manifest, checksum)
     tags: ReadinessTags | None = None
     base: str | None = None
-    for kind, folder in sorted(_artifacts(files, manifest).items(), key=lambda item: item[0] != "model"):
+    artifacts = _artifacts(files, manifest)
+    for kind, folder in sorted(artifacts.items(), key=lambda item: item[0] != "model"):
         if kind == "adapter":
             base = check.adapter_folder(folder, manifest)
             if tags is None:
-                tags = ReadinessTags(adapter=True, instruction_tuned=check.chat_template(folder))
+                tags = _adapter_tags(check, folder, base, manifest, base_tags)
         else:
             config = check.model_folder(folder)
             if config is not None and tags is None:
@@ -272,4 +288,4 @@ def assess_version(
         status: VersionStatus = "ready"
     else:
         status = "failed" if manifest is not None or check.problems else "created"
-    return Verdict(status, missing, check.problems, tags, manifest, base)
+    return Verdict(status, missing, check.problems, tags, manifest, base, artifacts)

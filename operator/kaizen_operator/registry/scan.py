@@ -12,7 +12,15 @@ from kaizen_api.base import GROUP
 from kaizen_api.privatemodel import FILES_INLINE_MAX, PrivateModelSpec
 from kaizen_runner.storage import StorageError
 
-from kaizen_operator.registry.readiness import CONTROL_FILES, Reader, StoredFile, Verdict, assess_version
+from kaizen_operator.registry.bases import base_tags_reader, operator_catalog
+from kaizen_operator.registry.readiness import (
+    CONTROL_FILES,
+    BaseTags,
+    Reader,
+    StoredFile,
+    Verdict,
+    assess_version,
+)
 from kaizen_operator.registry.storage import ModelStorage, open_storage
 from kaizen_operator.registry.summary import scan_failed_status, scan_status
 from kaizen_operator.registry.versions import (
@@ -21,6 +29,7 @@ from kaizen_operator.registry.versions import (
     group_versions,
     listing_document,
     listing_key,
+    unchanged,
 )
 
 VERIFY_ANNOTATION = f"{GROUP}/verify-checksums"
@@ -39,20 +48,29 @@ def judge(
     groups: Mapping[str, Mapping[str, StoredFile]],
     previous: Mapping[str, Mapping[str, Any]],
     verify: bool = False,
+    base_tags: BaseTags | None = None,
 ) -> dict[str, Verdict]:
-    """The verdict on every version; a version a run or upload is writing counts as in progress."""
+    """The verdict on every version whose files changed since the last scan (all of them with `verify`);
+    a version a run or upload is writing counts as in progress."""
     verdicts = {}
     for name, files in groups.items():
+        if not verify and unchanged(files, previous.get(name)):
+            continue
         checksum = (lambda path, n=name: storage.sha256(f"{n}/{path}")) if verify else None
         in_progress = previous.get(name, {}).get("status") in PENDING
         verdicts[name] = assess_version(
-            files, _reader(storage, name, files), checksum=checksum, in_progress=in_progress
+            files,
+            _reader(storage, name, files),
+            checksum=checksum,
+            in_progress=in_progress,
+            base_tags=base_tags,
         )
     return verdicts
 
 
 def _write_listings(storage: ModelStorage, groups: Mapping, versions: list[dict], previous: Mapping) -> None:
-    """The full file listing of each version that lists only its first files, when it changed."""
+    """The full file listing of each version that lists only its first files, when it changed (best
+    effort: a connection without write access still gets a scan)."""
     for entry in versions:
         files = groups.get(entry["name"])
         if files is None or entry.get("fileCount", 0) <= FILES_INLINE_MAX and "filesListing" not in entry:
@@ -65,7 +83,10 @@ def _write_listings(storage: ModelStorage, groups: Mapping, versions: list[dict]
         ):
             continue
         shown = {p: f for p, f in files.items() if p not in CONTROL_FILES}
-        storage.write(listing_key(entry["name"]), json.dumps(listing_document(shown)).encode())
+        try:
+            storage.write(listing_key(entry["name"]), json.dumps(listing_document(shown)).encode())
+        except StorageError:
+            entry.pop("filesListing", None)  # a read-only connection: the count and first files remain
 
 
 def scan(
@@ -81,7 +102,10 @@ def scan(
         groups = group_versions(storage.list())
         previous = {v["name"]: v for v in status.get("versions") or [] if isinstance(v, dict) and "name" in v}
         annotations = body["metadata"].get("annotations") or {}
-        verdicts = judge(storage, groups, previous, verify=annotations.get(VERIFY_ANNOTATION) == "true")
+        verify = annotations.get(VERIFY_ANNOTATION) == "true"
+        verdicts = judge(
+            storage, groups, previous, verify, base_tags_reader(storage, catalog=operator_catalog())
+        )
         versions, total = build_versions(
             groups, verdicts, list(previous.values()), now, lambda v: f"{storage.uri}/{listing_key(v)}"
         )
@@ -97,4 +121,5 @@ def check_version(storage: ModelStorage, *, verify: bool = False) -> Verdict:
     files = {f.path: f for f in storage.list() if not f.path.endswith(".partial")}
     checksum = storage.sha256 if verify else None
     read: Reader = lambda path: storage.read(path) if path in files else None  # noqa: E731
-    return assess_version(files, read, checksum=checksum)
+    bases = base_tags_reader(storage, local_paths=True, catalog=operator_catalog())
+    return assess_version(files, read, checksum=checksum, base_tags=bases)

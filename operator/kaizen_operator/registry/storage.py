@@ -13,6 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
 from kaizen_api.common import OutputStorage
 from kaizen_runner.storage import ObjectStore, S3Connection, StorageError
 
@@ -80,9 +81,14 @@ class S3ModelStorage(ModelStorage):
 
     def sha256(self, key: str) -> str:
         digest = hashlib.sha256()
-        body = self.objects.client.get_object(Bucket=self.bucket, Key=self.key(key))["Body"]
-        for chunk in body.iter_chunks(1 << 20):
-            digest.update(chunk)
+        try:
+            body = self.objects.client.get_object(Bucket=self.bucket, Key=self.key(key))["Body"]
+            for chunk in body.iter_chunks(1 << 20):
+                digest.update(chunk)
+        except (ClientError, BotoCoreError) as exc:
+            raise StorageError(
+                f"cannot read s3://{self.bucket}/{self.key(key)}: {exc}", cause="failed"
+            ) from None
         return digest.hexdigest()
 
 

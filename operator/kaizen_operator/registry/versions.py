@@ -9,6 +9,7 @@ recorded before its files arrived stays, as `training` or `uploading`, until the
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any
@@ -37,7 +38,9 @@ _SCAN_FIELDS = frozenset(
         "missing",
         "message",
         "baseModel",
+        "artifacts",
         "scannedTime",
+        "listingDigest",
     }
 )
 
@@ -69,6 +72,16 @@ def _file(item: StoredFile) -> ModelFile:
     return ModelFile(name=item.path, size_bytes=item.size, modified=item.modified)
 
 
+def listing_digest(files: Mapping[str, StoredFile]) -> str:
+    """Changes whenever a file of the version is added, removed, resized or rewritten."""
+    digest = hashlib.sha256()
+    for item in sorted(files.values(), key=lambda f: f.path):
+        digest.update(
+            f"{item.path}\0{item.size}\0{item.modified.isoformat() if item.modified else ''}\n".encode()
+        )
+    return digest.hexdigest()[:32]
+
+
 def _created(files: Mapping[str, StoredFile], verdict: Verdict) -> datetime | None:
     if verdict.manifest is not None and verdict.manifest.created_time is not None:
         return verdict.manifest.created_time
@@ -95,10 +108,11 @@ def _scanned(
         missing=verdict.missing[:20] or None,
         message=verdict.message,
         base_model=verdict.base_model,
+        artifacts=verdict.artifacts,
         scanned_time=now,
     )
     kept = {k: v for k, v in previous.items() if k not in _SCAN_FIELDS}
-    return {**kept, **version.to_manifest()}
+    return {**kept, **version.to_manifest(), "listingDigest": listing_digest(files)}
 
 
 def _recorded(previous: dict[str, Any], now: datetime) -> dict[str, Any] | None:
@@ -119,6 +133,7 @@ def build_versions(
     listing_uri: Callable[[str], str],
 ) -> tuple[list[dict[str, Any]], int]:
     """Status entries for every version (oldest first, the newest VERSIONS_MAX when more) and the count.
+    A version without a verdict is unchanged since its previous entry (see `unchanged`), which is kept.
 
     Each keeps its earlier index and the fields others recorded (pipeline, run, evaluations); new ones
     get the next indexes in order of creation. Files are listed inline up to FILES_INLINE_MAX per
@@ -126,7 +141,10 @@ def build_versions(
     """
     before = {v["name"]: v for v in previous or [] if isinstance(v, dict) and "name" in v}
     entries = [
-        _scanned(name, files, verdicts[name], before.get(name, {}), now) for name, files in groups.items()
+        _scanned(name, files, verdicts[name], before.get(name, {}), now)
+        if name in verdicts
+        else {**before[name], "scannedTime": now.isoformat()}  # unchanged since its last judgement
+        for name, files in groups.items()
     ]
     entries += [
         e for name, v in before.items() if name not in groups and (e := _recorded(v, now)) is not None
@@ -153,6 +171,11 @@ def build_versions(
         if len(inline) < len(shown):
             entry["filesListing"] = listing_uri(entry["name"])
     return kept, len(entries)
+
+
+def unchanged(files: Mapping[str, StoredFile], previous: Mapping[str, Any] | None) -> bool:
+    """The version's files are exactly those its previous entry judged: no need to read them again."""
+    return previous is not None and previous.get("listingDigest") == listing_digest(files)
 
 
 def latest_ready(versions: list[dict[str, Any]]) -> str | None:

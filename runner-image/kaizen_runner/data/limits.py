@@ -1,10 +1,18 @@
-"""Size limits that keep one upload from exhausting a runner pod's memory or disk."""
+"""Size limits that keep one upload from exhausting a runner pod's memory or disk.
+
+The 100 MB file limit is the console's upload limit (SPEC §2), the default for what a user uploads
+and previews. A training run reads data the platform already holds (a Data Hub dataset may be far
+larger), so it uses `dataset_limits()`: the same archive limits, and a file limit from
+$KAIZEN_MAX_DATASET_BYTES, unlimited when that is unset.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, replace
 
 MIB = 1024 * 1024
+MAX_DATASET_ENV = "KAIZEN_MAX_DATASET_BYTES"
 
 
 @dataclass(frozen=True)
@@ -23,6 +31,14 @@ class Limits:
 
 
 DEFAULT_LIMITS = Limits()
+
+
+def dataset_limits() -> Limits:
+    """The limits for a training dataset: no file size limit unless $KAIZEN_MAX_DATASET_BYTES sets one."""
+    raw = os.environ.get(MAX_DATASET_ENV, "").strip()
+    if raw and not raw.isdigit():
+        raise ValueError(f"{MAX_DATASET_ENV}={raw!r} is not a number of bytes")
+    return replace(DEFAULT_LIMITS, max_upload_bytes=int(raw) if raw else 1 << 62)
 
 
 def human_size(n: int) -> str:

@@ -76,7 +76,7 @@ def _check_size(size: int, name: str, limits: Limits) -> None:
     if size > limits.max_upload_bytes:
         raise DataError(
             Reason.FILE_TOO_LARGE,
-            f"{name}: {human_size(size)}; an upload may be at most {human_size(limits.max_upload_bytes)}",
+            f"{name}: {human_size(size)}; a file may be at most {human_size(limits.max_upload_bytes)} here",
         )
 
 

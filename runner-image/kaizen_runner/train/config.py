@@ -17,6 +17,10 @@ from kaizen_api.runconfig import TrainRunConfig
 from kaizen_runner.train.errors import RunnerError
 
 OPTIMIZERS = {"adamw": "adamw_torch", "sgd": "sgd"}
+# Collectives may wait this long: one rank can be busy for a long time while the others wait at a
+# barrier (staging a 70B base model, fetching a checkpoint, gathering ZeRO-3 weights to save).
+# torch's default (30 min) would let the NCCL watchdog kill such a run.
+DDP_TIMEOUT_S = 4 * 3600
 
 # pref_loss → (trainer family, TRL loss type). sigmoid/hinge/ipo are DPOTrainer losses; ORPO and SimPO
 # are reference-free objectives with their own trainers; kto_pair trains KTO on each pair's chosen
@@ -42,6 +46,7 @@ class RunFacts:
     is_vision: bool = False
     assistant_only_loss: bool = False
     packing: bool = False
+    interactive: bool = False  # a terminal: tqdm's progress bar instead of plain log lines
 
 
 def preference_family(dpo: DpoParameters) -> str:
@@ -82,7 +87,9 @@ def common_args(cfg: TrainRunConfig, facts: RunFacts) -> dict[str, Any]:
         "gradient_checkpointing_kwargs": {"use_reentrant": False} if gradient_checkpointing else None,
         # An explicit step count wins over the ratio (SPEC: lrWarmupSteps overrides lrWarmupRatio).
         "warmup_steps": rt.lr_warmup_steps if rt.lr_warmup_steps > 0 else rt.lr_warmup_ratio,
-        "lr_scheduler_type": rt.lr_scheduler_type,
+        "lr_scheduler_type": _scheduler(
+            rt.lr_scheduler_type, rt.lr_warmup_steps > 0 or rt.lr_warmup_ratio > 0
+        ),
         "full_determinism": rt.full_determinism,
         "seed": rt.seed,
         "data_seed": rt.seed,
@@ -93,9 +100,15 @@ def common_args(cfg: TrainRunConfig, facts: RunFacts) -> dict[str, Any]:
         "deepspeed": facts.deepspeed,
         "report_to": ["tensorboard"],
         "save_only_model": False,
-        "disable_tqdm": True,
+        "disable_tqdm": not facts.interactive,
+        "ddp_timeout": DDP_TIMEOUT_S,
     }
     return args
+
+
+def _scheduler(name: str, warmup: bool) -> str:
+    """transformers' `constant` ignores warm-up; with warm-up asked for, its warm-up twin is meant."""
+    return "constant_with_warmup" if name == "constant" and warmup else name
 
 
 def sft_args(cfg: TrainRunConfig, facts: RunFacts) -> dict[str, Any]:
@@ -126,8 +139,7 @@ def preference_args(cfg: TrainRunConfig, facts: RunFacts) -> dict[str, Any]:
         losses, weights = [loss], [1.0]
         if dpo.pref_loss == "sigmoid" and dpo.dpo_label_smoothing > 0:
             # Noisy-label DPO: TRL's sigmoid loss ignores label smoothing; its "robust" loss succeeds cDPO.
-            if dpo.dpo_label_smoothing >= 0.5:
-                raise RunnerError("dpoLabelSmoothing must be below 0.5 with prefLoss sigmoid")
+            # The API admits smoothing only below 0.5 and only for sigmoid (and simpo): see DpoParameters.
             losses = ["robust"]
         if dpo.pref_ftx > 0:
             losses, weights = [*losses, "sft"], [*weights, dpo.pref_ftx]

@@ -64,7 +64,9 @@ class VertexMetricsMixin:
         )
         if count is not None:
             mode = "train" if self.model.training else "eval"  # type: ignore[attr-defined]
-            total = self.accelerator.gather_for_metrics(count.reshape(1)).sum()  # type: ignore[attr-defined]
+            # A sum over every rank. (gather_for_metrics would cut the gathered counts to the eval
+            # set's remainder on the last batch, as if they were per-sample values.)
+            total = self.accelerator.reduce(count.reshape(1), reduction="sum")  # type: ignore[attr-defined]
             self._predictions()[mode] += int(total.item())
         return result
 

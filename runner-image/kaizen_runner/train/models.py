@@ -50,12 +50,30 @@ def resolve_base_model(location: RunLocation, cache_dir: Path) -> Path:
     return _model_folder(path, uri)
 
 
+# What a model folder needs: config, tokenizer, chat template and safetensors weights. Hub repos often
+# also hold the same weights as .bin/.pth and the original checkpoint under original/ (Llama 3: +16 GB).
+HUB_PATTERNS = ["*.json", "*.safetensors", "*.model", "*.tiktoken", "*.txt", "*.jinja", "*.py"]
+# Only for repos without safetensors weights.
+HUB_LEGACY_WEIGHTS = ["*.json", "*.bin", "*.model", "*.tiktoken", "*.txt", "*.jinja", "*.py"]
+HUB_IGNORED = ["original/*", "*/original/*"]
+
+
 def _from_hub(repo_id: str) -> Path:
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
+    def download(patterns: list[str]) -> Path:
+        return Path(
+            snapshot_download(
+                repo_id, local_files_only=_hub_offline(), allow_patterns=patterns, ignore_patterns=HUB_IGNORED
+            )
+        )
+
     try:
-        return Path(snapshot_download(repo_id, local_files_only=_hub_offline()))
+        folder = download(HUB_PATTERNS)
+        if not any(folder.glob("*.safetensors")):
+            folder = download(HUB_LEGACY_WEIGHTS)
+        return folder
     except LocalEntryNotFoundError as err:
         raise RunnerError(
             f"base model hf://{repo_id} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set; "
@@ -173,6 +191,7 @@ def load_model(
     dtype: Any,
     quantization_bit: int | None = None,
     flash_attention: bool = False,
+    gradient_checkpointing: bool = True,
 ) -> Any:
     from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
 
@@ -189,7 +208,8 @@ def load_model(
     if quant is not None:
         from peft import prepare_model_for_kbit_training
 
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=True)
+        # The trainer turns checkpointing on or off per disableGradientCheckpointing; PEFT must not force it.
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
     return model
 
 

@@ -13,6 +13,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -76,14 +77,15 @@ class _Sender:
         self.url = url
         self.token = token
         self.timeout_s = timeout_s
-        self._pending: ProgressReport | None = None
+        self._pending: ProgressReport | Mapping[str, Any] | None = None
         self._cond = threading.Condition()
         self._busy = False
         self.sent = 0
         self.failed = 0
         threading.Thread(target=self._loop, name="kaizen-progress", daemon=True).start()
 
-    def submit(self, payload: ProgressReport) -> None:
+    def submit(self, payload: ProgressReport | Mapping[str, Any]) -> None:
+        """A report (or, from evaluation, one already dumped in its manifest form)."""
         with self._cond:
             self._pending = payload
             self._cond.notify_all()
@@ -110,10 +112,12 @@ class _Sender:
                 self._busy = False
                 self._cond.notify_all()
 
-    def _post(self, payload: ProgressReport) -> None:
+    def _post(self, payload: ProgressReport | Mapping[str, Any]) -> None:
         headers = {"Content-Type": "application/json"}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
+        if not isinstance(payload, ProgressReport):
+            payload = ProgressReport.model_validate(payload)
         body = payload.model_dump_json(by_alias=True, exclude_none=True).encode()
         request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
         with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
@@ -230,7 +234,7 @@ def send_failure(run_name: str, target: ProgressTarget, reason: FailureReason, m
 
 
 # Dropped in this order when a message is over Kubernetes' limit; the error message is cut last.
-_OPTIONAL = ("results", "train_runtime_seconds", "results_uri", "output_uri", "plan", "metrics")
+_OPTIONAL = ("warnings", "results", "train_runtime_seconds", "results_uri", "output_uri", "plan", "metrics")
 
 
 def termination_message(body: TerminationMessage, limit: int = TERMINATION_MESSAGE_MAX) -> str:
@@ -253,8 +257,13 @@ def termination_message(body: TerminationMessage, limit: int = TERMINATION_MESSA
     return text.encode()[:limit].decode(errors="ignore")
 
 
-def write_termination_message(body: TerminationMessage, path: str | None = None) -> Path | None:
-    """Write the final report where Kubernetes picks it up; a missing /dev/termination-log is not an error."""
+def write_termination_message(
+    body: TerminationMessage | Mapping[str, Any], path: str | None = None
+) -> Path | None:
+    """Write the final report where Kubernetes picks it up; a missing /dev/termination-log is not an error.
+    A mapping (evaluation's manifest form) is read as a TerminationMessage first."""
+    if not isinstance(body, TerminationMessage):
+        body = TerminationMessage.model_validate(body)
     target = Path(path or os.environ.get("KAIZEN_TERMINATION_LOG", TERMINATION_LOG_DEFAULT))
     try:
         target.write_text(termination_message(body), encoding="utf-8")

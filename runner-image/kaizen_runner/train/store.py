@@ -1,20 +1,29 @@
 """Where a run's checkpoints and model version go: an S3 prefix or a folder (a mounted volume).
 
 Both behave as a flat key space under a root, so checkpoint sync, resume and version publishing are
-written once. Keys are POSIX paths relative to the store's root.
+written once. Keys are POSIX paths relative to the store's root. S3 goes through the runner's one
+S3 layer (`kaizen_runner.storage.ObjectStore`: managed, retried transfers); folders are copied
+with a rename at the end, so a reader never sees half a file. Several files move at once.
 """
 
 from __future__ import annotations
 
 import shutil
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 from kaizen_api.runconfig import RunLocation
 
 from kaizen_runner.storage import ObjectStore, StorageError, parse_s3_url
 from kaizen_runner.train.connections import object_store
 from kaizen_runner.train.errors import RunnerError
+
+# Files in flight at once (each large one is itself sent in parallel parts by the S3 layer).
+FILE_CONCURRENCY = 4
+T = TypeVar("T")
 
 
 class Store(ABC):
@@ -45,26 +54,28 @@ class Store(ABC):
 
     def put_dir(self, local: Path, prefix: str, *, skip: frozenset[str] = frozenset()) -> list[str]:
         """Upload every file under `local` to `prefix/…`; returns the keys written (relative to prefix)."""
-        written = []
-        for path in sorted(p for p in local.rglob("*") if p.is_file()):
-            rel = path.relative_to(local).as_posix()
-            if rel in skip:
-                continue
-            self.put_file(path, _join(prefix, rel))
-            written.append(rel)
-        return written
+        files = [
+            (path, rel)
+            for path in sorted(p for p in local.rglob("*") if p.is_file() and not p.is_symlink())
+            if (rel := path.relative_to(local).as_posix()) not in skip
+        ]
+        _each(lambda item: self.put_file(item[0], _join(prefix, item[1])), files)
+        return [rel for _, rel in files]
 
     def download(self, prefix: str, local: Path) -> Path:
         """Copy every key under `prefix` into `local`, keeping the relative layout."""
         files = self.list_files(prefix)
         if not files:
             raise RunnerError(f"nothing found at {self.uri}/{prefix}")
-        local.mkdir(parents=True, exist_ok=True)
+        root = local.resolve()
+        targets = []
         for key in files:
-            rel = key[len(prefix) :].lstrip("/") if prefix else key
-            target = local / rel
+            target = (root / (key[len(prefix) :].lstrip("/") if prefix else key)).resolve()
+            if not target.is_relative_to(root):
+                raise RunnerError(f"{self.uri}/{key} would be written outside {local}", reason="StorageError")
             target.parent.mkdir(parents=True, exist_ok=True)
-            self._download_file(key, target)
+            targets.append((key, target))
+        _each(lambda item: self._download_file(*item), targets)
         return local
 
     def _download_file(self, key: str, target: Path) -> None:
@@ -72,6 +83,13 @@ class Store(ABC):
         if data is None:
             raise RunnerError(f"{self.uri}/{key} disappeared while downloading", reason="StorageError")
         target.write_bytes(data)
+
+
+def _each(action: Callable[[T], object], items: Sequence[T]) -> None:
+    """Run `action` on every item, FILE_CONCURRENCY at a time; the first error is raised."""
+    with ThreadPoolExecutor(max_workers=FILE_CONCURRENCY) as pool:
+        for _ in pool.map(action, items):
+            pass
 
 
 def _join(*parts: str) -> str:

@@ -1,0 +1,163 @@
+"""After training: the model saved in the base's dtype, the run report, and the version published.
+
+Every rank takes part in saving (ZeRO-3 gathers its partitioned weights); everything after that is
+rank 0's alone, and no rank waits for it: torchrun waits for all workers anyway, so a long merge or
+upload holds no barrier that a collective timeout could break.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import shutil
+from pathlib import Path
+from typing import Any
+
+from kaizen_api.finetune import RunMetrics
+from kaizen_api.results import BaseModelInfo, RunReport, TerminationMessage, VersionManifest
+from kaizen_api.runconfig import TrainRunConfig
+
+from kaizen_runner.train.distributed import barrier, current_ranks
+from kaizen_runner.train.output import LOSS_CURVE, REPORT, plot_loss_curve, publish_version
+from kaizen_runner.train.staging import RunPaths
+from kaizen_runner.train.weights import cast_saved_weights, output_dtype
+
+log = logging.getLogger(__name__)
+
+
+def save_model(
+    trainer: Any, cfg: TrainRunConfig, paths: RunPaths, base: Path, vision: bool
+) -> dict[str, str]:
+    """Adapter and/or full weights with the tokenizer, in the base's dtype; returns the artifacts (rank 0)."""
+    lora = cfg.hyperparameters.finetuning_type == "lora"
+    folder = paths.version_dir / ("adapter" if lora else "model")
+    trainer.save_model(str(folder))
+    barrier()  # ZeRO-3's gathered weights are written: the folder is whole
+    if not current_ranks().is_main:
+        return {}
+    (folder / "training_args.bin").unlink(missing_ok=True)  # a pickle; the report holds the settings as JSON
+    dtype = output_dtype(base, cfg.extended_hyperparameters.runtime.mixed_precision)
+    if not lora:
+        cast_saved_weights(folder, dtype)  # fp32 master weights, published as the base was
+        return {"model": "model"}
+    _point_adapter_at(folder, cfg.base_model.uri)
+    if not cfg.extended_hyperparameters.lora.merge_adapter:
+        return {"adapter": "adapter"}
+    merge(folder, base, paths.version_dir / "model", vision, trainer.processing_class, dtype)
+    return {"adapter": "adapter", "model": "model"}
+
+
+def _point_adapter_at(folder: Path, base_uri: str) -> None:
+    """The adapter names its base by the run's URI, not by this pod's scratch path."""
+    config_path = folder / "adapter_config.json"
+    config = json.loads(config_path.read_text())
+    config["base_model_name_or_path"] = base_uri
+    config_path.write_text(json.dumps(config, indent=2))
+
+
+def merge(adapter: Path, base: Path, target: Path, vision: bool, processing: Any, dtype: Any) -> None:
+    """Base weights (unquantised, in `dtype`: half of fp32's memory) + adapter → a plain model that
+    loads without PEFT."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
+
+    auto = AutoModelForImageTextToText if vision else AutoModelForCausalLM
+    model = auto.from_pretrained(base, dtype=dtype)
+    merged = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload(progressbar=False)
+    merged.save_pretrained(str(target))
+    processing.save_pretrained(str(target))
+
+
+def library_versions() -> dict[str, str]:
+    import accelerate
+    import peft
+    import torch
+    import transformers
+    import trl
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "trl": trl.__version__,
+        "peft": peft.__version__,
+        "accelerate": accelerate.__version__,
+    }
+
+
+def write_version_files(
+    cfg: TrainRunConfig, paths: RunPaths, log_history: list[dict[str, Any]], report: RunReport
+) -> None:
+    folder = paths.version_dir
+    if paths.logs_dir.is_dir():
+        shutil.copytree(paths.logs_dir, folder / "logs", dirs_exist_ok=True)
+    plot_loss_curve(log_history, folder / LOSS_CURVE, cfg.run_name)
+    (folder / REPORT).write_text(report.model_dump_json(by_alias=True, exclude_none=True, indent=2))
+
+
+def build_report(
+    cfg: TrainRunConfig,
+    trainer: Any,
+    *,
+    metrics: RunMetrics,
+    artifacts: dict[str, str],
+    data_reports: dict[str, Any],
+    assistant_only_loss: bool,
+    resumed_from: str | None,
+    train_output: dict[str, Any],
+    runtime_s: float,
+) -> RunReport:
+    return RunReport(
+        run_name=cfg.run_name,
+        trainer=cfg.trainer,
+        base_model=BaseModelInfo(name=cfg.base_model_name, uri=cfg.base_model.uri),
+        config=cfg.model_dump(by_alias=True, mode="json"),
+        resumed_from=resumed_from,
+        world_size=current_ranks().world_size,
+        global_step=trainer.state.global_step,
+        epoch=trainer.state.epoch,
+        train_runtime_seconds=round(runtime_s, 3),
+        train_output={k: float(v) for k, v in train_output.items() if isinstance(v, int | float)},
+        metrics=metrics,
+        artifacts=artifacts,
+        data_reports=data_reports,
+        assistant_only_loss=assistant_only_loss,
+        library_versions=library_versions(),
+        log_history=trainer.state.log_history,
+    )
+
+
+def publish(
+    cfg: TrainRunConfig, paths: RunPaths, report: RunReport
+) -> tuple[str, VersionManifest, TerminationMessage]:
+    """Report written, version uploaded with its manifest last; then the run's checkpoints go, unless
+    the user keeps them (a succeeded run never resumes)."""
+    write_version_files(cfg, paths, report.log_history, report)
+    version_store = paths.store.child(cfg.run_name)
+    manifest = publish_version(
+        paths.version_dir,
+        version_store,
+        VersionManifest(
+            version=cfg.run_name,
+            base_model=cfg.base_model_name,
+            base_model_uri=cfg.base_model.uri,
+            trainer=cfg.trainer,
+            finetuning_type=cfg.hyperparameters.finetuning_type,
+            artifacts=report.artifacts,
+            metrics=report.metrics,
+        ),
+    )
+    if not cfg.extended_hyperparameters.others.keep_checkpoints:
+        paths.checkpoints.delete("")
+        log.info("removed the run's checkpoints from %s", paths.checkpoints.uri)
+    summary = TerminationMessage(
+        run_name=cfg.run_name,
+        phase="Succeeded",
+        output_version=cfg.run_name,
+        output_uri=version_store.uri,
+        global_step=report.global_step,
+        metrics=report.metrics,
+        train_runtime_seconds=report.train_runtime_seconds,
+    )
+    return version_store.uri, manifest, summary

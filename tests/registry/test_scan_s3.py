@@ -1,0 +1,59 @@
+"""One scan of a PrivateModel's storage on the real S3 server, without a cluster: the status patch."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from kaizen_operator.registry.scan import scan
+
+from registry.helpers import publish_like_the_runner, upload
+
+pytestmark = pytest.mark.s3
+
+
+def body(bucket: str, status: dict | None = None) -> dict:
+    storage = {"s3": {"connection": {"name": "datahub"}, "bucket": bucket, "key": "models/m"}}
+    return {
+        "metadata": {"name": "m", "namespace": "ns", "generation": 2},
+        "spec": {"title": "m", "storage": storage},
+        "status": status or {},
+    }
+
+
+def test_a_lora_version_takes_its_tags_from_the_base_in_the_same_storage(
+    s3_server, s3_bucket, tiny_models, tmp_path
+) -> None:
+    client = s3_server.client()
+    upload(client, tiny_models["qwen2"], s3_bucket, "bases/qwen2")
+    version = publish_like_the_runner(tiny_models["qwen2"], tmp_path / "ft_Qwen2_lora", adapter=True)
+    config = version / "adapter" / "adapter_config.json"
+    config.write_text(
+        json.dumps({"peft_type": "LORA", "base_model_name_or_path": f"s3://{s3_bucket}/bases/qwen2"})
+    )
+    (version / "manifest.json").unlink()  # a published adapter without a manifest is judged on its files
+    (version / "training_report.json").unlink()
+    upload(client, version, s3_bucket, "models/m/ft_Qwen2_lora")
+    status, versions = scan(body(s3_bucket), lambda name: s3_server.secret(name))
+    assert status["observedGeneration"] == 2 and status["versionCount"] == 1
+    entry = versions[0]
+    assert entry["ready"] is True and entry["baseModel"] == f"s3://{s3_bucket}/bases/qwen2"
+    assert entry["artifacts"] == {"adapter": "adapter"}
+    assert (entry["tags"]["family"], entry["tags"]["adapter"], entry["tags"]["size"]) == (
+        "Qwen2",
+        True,
+        "35K",
+    )
+
+
+def test_an_unknown_bucket_is_a_failed_scan_with_backoff(s3_server) -> None:
+    status, _ = scan(body("no-such-bucket"), lambda name: s3_server.secret(name))
+    reachable = next(c for c in status["conditions"] if c["type"] == "StorageReachable")
+    assert (reachable["status"], status["scanFailures"], status["phase"]) == (
+        "False",
+        1,
+        "StorageUnavailable",
+    )
+    assert "no-such-bucket" in reachable["message"]
+    again, _ = scan(body("no-such-bucket", status), lambda name: s3_server.secret(name))
+    assert again["scanFailures"] == 2
