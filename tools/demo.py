@@ -15,7 +15,9 @@ and runs on kwok's fake nodes instead: the pods' lifecycle is then faked, so not
 from __future__ import annotations
 
 import argparse
+import fcntl
 import shutil
+import signal
 import sys
 import time
 from typing import Any
@@ -25,7 +27,7 @@ from kaizen_local import demomanifests as manifests
 from kaizen_local.controlplane import LocalControlPlane
 from kaizen_local.demostack import MODELS_BUCKET, DemoStack, Stages
 from kaizen_local.demowatch import Watch
-from kaizen_local.node.realnode import unavailable_reason
+from kaizen_local.node.realnode import NODE_DIR, unavailable_reason
 from kaizen_local.paths import CACHE_DIR, default_bin_dir, missing_binaries
 
 NAMESPACE = "kaizen-demo"
@@ -41,7 +43,22 @@ def real_node_reason() -> str | None:
         return f"missing in {bin_dir}: {', '.join(missing)} (run tools/build-k8s-bins.sh)"
     from kaizen_local import runnerimage
 
-    return unavailable_reason(bin_dir) or runnerimage.unavailable_reason()
+    return unavailable_reason(bin_dir) or runnerimage.unavailable_reason() or node_in_use()
+
+
+def node_in_use() -> str | None:
+    """The node is a machine-wide singleton: another session (a test run, another demo) may hold it."""
+    lock = NODE_DIR / "lock"
+    if not lock.exists():
+        return None
+    with lock.open("a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            return f"the real node is in use by pid {handle.read().strip() or '?'} (only one can run)"
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return None
 
 
 def runner_image(cluster: LocalControlPlane) -> str:
@@ -123,11 +140,18 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--keep", action="store_true", help="keep running until Ctrl-C")
+    parser.add_argument(
+        "--require-real-node", action="store_true", help="fail instead of falling back to kwok"
+    )
     parser.add_argument("--timeout", type=float, default=1200, help="seconds to wait for each object")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the cluster on a plain kill too
     started = time.monotonic()
     stages = Stages()
     reason = real_node_reason()
+    if reason and args.require_real_node:
+        print(f"the real node cannot start here: {reason}", file=sys.stderr)
+        return 2
     if reason:
         print(
             f"NOTE: the real node cannot start here: {reason}.\n"

@@ -130,7 +130,7 @@ class DpoParameters(KaizenModel):
     dpo_label_smoothing: float = Field(
         default=0.0,
         ge=0,
-        lt=0.5,
+        le=0.5,  # below 0.5: a rule, since the apiserver checks an integral value (0) against int(maximum)
         description="Label smoothing (noisy-label DPO), [0, 0.5); only prefLoss sigmoid and simpo use it.",
     )
     pref_beta: float = Field(default=0.1, ge=0, le=1, description="Beta of the preference loss, [0, 1].")
@@ -141,6 +141,12 @@ class DpoParameters(KaizenModel):
     simpo_gamma: float = Field(default=0.5, gt=0, le=100, description="Target reward margin of SimPO, > 0.")
 
     rules = (
+        Rule(
+            cel="!has(self.dpoLabelSmoothing) || self.dpoLabelSmoothing < 0.5",
+            message="dpoLabelSmoothing must be below 0.5",
+            field_path=".dpoLabelSmoothing",
+            check=lambda m: m.dpo_label_smoothing < 0.5,
+        ),
         Rule(
             cel="!has(self.dpoLabelSmoothing) || self.dpoLabelSmoothing == 0.0 || "
             f"!has(self.prefLoss) || self.prefLoss in {_cel_list(SMOOTHED_LOSSES)}",

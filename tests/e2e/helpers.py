@@ -52,5 +52,6 @@ def pod_report(stack: DemoStack) -> str:
     lines = []
     for pod in answer["items"]:
         states = [c.get("state") for c in (pod.get("status") or {}).get("containerStatuses") or []]
-        lines.append(f"{pod['metadata']['namespace']}/{pod['metadata']['name']}: {pod['status'].get('phase')} {states}")
+        meta = pod["metadata"]
+        lines.append(f"{meta['namespace']}/{meta['name']}: {pod['status'].get('phase')} {states}")
     return "\n".join(lines)
