@@ -39,6 +39,7 @@ UV_CACHE_ID = "kaizen-uv"  # the Dockerfile's cache mount id
 BUILD_CA_PATH = "/run/kaizen-build-ca.crt"
 BUILD_ARGS = {"UV_COMPILE_BYTECODE": "1"}
 RUNNER_REPOSITORY = "kaizen.local/runner"
+KEEP_RUNNER_TAGS = 3
 TOOLS = {"buildah": "buildah", "mmdebstrap": "mmdebstrap"}
 DEBIAN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -168,7 +169,22 @@ class RunnerImageBuild:
             "--tag", reference, str(REPO_ROOT),
         ]  # fmt: skip
         self._timed("runner image (buildah build)", lambda: _run(*command, env=env, log=self.build_log))
+        self._remove_older(reference)
         return reference
+
+    def _remove_older(self, reference: str) -> None:
+        """Runner tags beyond the newest KEEP_RUNNER_TAGS, and the layers only they used (gigabytes when
+        the dependencies changed). Several worktrees may share this machine's buildah storage, so the
+        newest few stay; the build's cached intermediate layers stay too."""
+        listing = _run("buildah", "images", "--format", "{{.Name}}:{{.Tag}}|{{.CreatedAtRaw}}")
+        runner_tags = sorted(
+            (line.split("|", 1) for line in listing.splitlines() if line.startswith(f"{RUNNER_REPOSITORY}:")),
+            key=lambda tag_created: tag_created[1],
+            reverse=True,
+        )
+        if older := [tag for tag, _ in runner_tags[KEEP_RUNNER_TAGS:] if tag != reference]:
+            _run("buildah", "rmi", *older)
+            _run("buildah", "rmi", "--prune")
 
     def _uv_cache_mount_parent(self) -> Path:
         """buildah keeps cache mounts under $TMPDIR/buildah-cache/<id> (newer releases add -<uid>); a

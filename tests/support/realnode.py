@@ -116,12 +116,16 @@ def host_s3_server(real_node_cluster: LocalControlPlane, tmp_path: Path) -> Iter
 
 @pytest.fixture(scope="session")
 def runner_image_build() -> tuple[str, RunnerImageBuild]:
-    """The runner image built from runner-image/Dockerfile (cached by content; minutes when cold)."""
+    """The runner image built from runner-image/Dockerfile (cached by content; minutes when cold), or
+    ``KAIZEN_TEST_RUNNER_IMAGE``'s image, built before and found in buildah's storage or the node's
+    containerd (any change under operator/ or runner-image/ changes the content hash)."""
     if reason := runnerimage.unavailable_reason():
         if os.environ.get("KAIZEN_REQUIRE_REAL_NODE") == "1":
             pytest.fail(f"KAIZEN_REQUIRE_REAL_NODE=1 but {reason}", pytrace=False)
         pytest.skip(reason)
     build = RunnerImageBuild()
+    if prebuilt := os.environ.get("KAIZEN_TEST_RUNNER_IMAGE"):
+        return prebuilt, build
     return build.runner(build.base()), build
 
 

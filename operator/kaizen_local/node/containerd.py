@@ -115,9 +115,11 @@ def images(run_dir: Path) -> set[str]:
     return set(ctr(run_dir, "images", "list", "--quiet").split())
 
 
-def import_image(run_dir: Path, archive: Path) -> None:
-    """Import an OCI archive and unpack it for the overlayfs snapshotter, as a pull would."""
-    ctr(run_dir, "images", "import", "--snapshotter", "overlayfs", str(archive))
+def import_image(run_dir: Path, archive: Path, base_name: str = "") -> None:
+    """Import an OCI archive and unpack it for the overlayfs snapshotter, as a pull would. An archive
+    whose index names only a tag (buildah's do) needs ``base_name``, the repository to put it in."""
+    naming = ["--base-name", base_name] if base_name else []
+    ctr(run_dir, "images", "import", "--snapshotter", "overlayfs", *naming, str(archive))
 
 
 def delete_content(run_dir: Path, digests: list[str]) -> None:

@@ -177,16 +177,18 @@ class RealNode:
         containers start from the unpacked snapshots, and the runner image's are gigabytes."""
         if reference in containerd.images(self.run_dir):
             return
+        repository = reference.rsplit(":", 1)[0]
         archive = build.export(reference)
         try:
-            self._timed(f"import {reference}", lambda: containerd.import_image(self.run_dir, archive))
+            self._timed(
+                f"import {reference}", lambda: containerd.import_image(self.run_dir, archive, repository)
+            )
             layers = oci.layer_digests(archive)
         finally:
             archive.unlink(missing_ok=True)
         if reference not in containerd.images(self.run_dir):
             raise ControlPlaneError(f"{archive} imported, but containerd has no image {reference}")
         containerd.delete_content(self.run_dir, layers)
-        repository = reference.rsplit(":", 1)[0]
         stale = [
             i for i in containerd.images(self.run_dir) if i.startswith(f"{repository}:") and i != reference
         ]
