@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from kaizen_operator import children, pipeline_status, schedule
 from kaizen_operator.admission import admission_status
 from kaizen_operator.catalog import Catalog
+from kaizen_operator.events import post_event
 from kaizen_operator.kube import ApiError, Kube, path_of
 from kaizen_operator.metrics import STATUS_PATCHES, RunPhases
 from kaizen_operator.naming import is_template, run_display_name, run_object_name
@@ -90,34 +91,6 @@ def _private_models(kube: Kube, namespace: str, spec: FineTunePipelineSpec) -> d
     return found
 
 
-def _event(kube: Kube, pipeline: dict[str, Any], type_: str, reason: str, message: str) -> None:
-    meta = pipeline["metadata"]
-    stamp = utcnow().strftime("%Y-%m-%dT%H:%M:%SZ")
-    event = {
-        "apiVersion": "v1",
-        "kind": "Event",
-        "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
-        "involvedObject": {
-            "apiVersion": API,
-            "kind": KIND,
-            "name": meta["name"],
-            "namespace": meta["namespace"],
-            "uid": meta["uid"],
-        },
-        "type": type_,
-        "reason": reason,
-        "message": message[:1024],
-        "firstTimestamp": stamp,
-        "lastTimestamp": stamp,
-        "count": 1,
-        "source": {"component": "kaizen-operator"},
-    }
-    try:
-        kube.request("POST", path_of("v1", "Event", meta["namespace"]), event)
-    except ApiError as err:  # an Event is best effort
-        log.warning("event %s on %s/%s not posted: %s", reason, meta["namespace"], meta["name"], err)
-
-
 def patch_status(ctx: Context, pipeline: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
     """Merge-patch status with the resourceVersion read, so a concurrent writer makes this a Conflict.
 
@@ -152,6 +125,7 @@ class Pass:
         self.events: list[tuple[str, str, str]] = []
         self.requeue: float | None = None
         self.private_models: dict[str, dict[str, Any]] = {}
+        self.fresh: set[str] = set()  # object names of runs recorded by this pass: nothing of theirs exists
 
     # -- what blocks runs --------------------------------------------------------------------------
 
@@ -206,6 +180,7 @@ class Pass:
                 quota = concurrent_runs_blocker(self.ctx.kube, self.ns, self.ctx.settings.quotas)
                 if quota is None:
                     self.runs.insert(0, self._new_run(manual))
+                    self.fresh.add(self.runs[0].object_name or "")
                     self.status.last_run_token = manual.token
                 else:
                     self.blocker, self.requeue = quota, RETRY_S
@@ -237,6 +212,7 @@ class Pass:
                 )
             else:
                 run = self._new_run(request)
+                self.fresh.add(run.object_name or "")
                 if decision == "replace":
                     replace |= {r.name for r in active}
             self.runs.insert(0, run)
@@ -257,9 +233,12 @@ class Pass:
             and self.ctx.settings.multinode_backend != "indexedjob"
             and kube.serves("kubeflow.org/v1", "pytorchjobs")
         )
-        observed = children.observe(
-            kube, self.ns, self.meta["name"], self.meta["uid"], pytorchjobs=pytorchjob, pods=True
-        )
+        if all(r.object_name in self.fresh for r in active):
+            observed = children.Observed({}, {}, {})  # saves two LISTs on a new run's way to its preflight
+        else:
+            observed = children.observe(
+                kube, self.ns, self.meta["name"], self.meta["uid"], pytorchjobs=pytorchjob, pods=True
+            )
         for index, run in enumerate(self.runs):
             if run.finished or not run.object_name:
                 continue
@@ -398,7 +377,7 @@ def reconcile(ctx: Context, namespace: str, name: str) -> float | None:
     if work.changed(status):
         patch_status(ctx, pipeline, status)
     for type_, reason, message in work.events:
-        _event(kube, pipeline, type_, reason, message)
+        post_event(kube, pipeline, type_, reason, message)
     ctx.phases.set(key, [r["phase"] for r in status.get("runs") or []])
     for run in status.get("runs") or []:
         run_key = (namespace, run.get("objectName") or "")

@@ -363,16 +363,46 @@ def test_unknown_model_blocks_with_a_reason(ns, control_plane) -> None:
 
 
 def test_a_refused_child_reaches_a_condition(ns, control_plane) -> None:
-    quota = {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "no-jobs"}}
-    quota["spec"] = {"hard": {"count/jobs.batch": "0"}}
-    control_plane.request("POST", f"/api/v1/namespaces/{ns}/resourcequotas", quota)
-    create(control_plane, ns, pipeline("refused"))
-    obj = wait_pipeline(
-        control_plane, ns, "refused", lambda o: conditions(o).get("Ready", {}).get("status") == "False"
-    )
-    ready = conditions(obj)["Ready"]
-    assert ready["reason"] == "ReconcileError" and "quota" in ready["message"]
-    assert runs(obj)[0]["phase"] == "Pending", "the run waits and is retried"
+    """An admission policy refuses the run's Jobs: the cause is on Ready, the run waits and is retried."""
+    path = "/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicies"
+    rules = [{"apiGroups": ["batch"], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["jobs"]}]
+    policy = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicy",
+        "metadata": {"name": ns},
+        "spec": {
+            "failurePolicy": "Fail",
+            "matchConstraints": {"resourceRules": rules},
+            "validations": [
+                {"expression": "false", "message": "jobs are closed here", "reason": "Forbidden"}
+            ],
+        },
+    }
+    binding = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicyBinding",
+        "metadata": {"name": ns},
+        "spec": {
+            "policyName": ns,
+            "validationActions": ["Deny"],
+            "matchResources": {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}}},
+        },
+    }
+    control_plane.request("POST", path, policy)
+    control_plane.request("POST", path.replace("policies", "policybindings"), binding)
+    try:
+        time.sleep(2)  # the apiserver loads policies asynchronously
+        create(control_plane, ns, pipeline("refused"))
+        obj = wait_pipeline(
+            control_plane, ns, "refused", lambda o: conditions(o).get("Ready", {}).get("status") == "False"
+        )
+        ready = conditions(obj)["Ready"]
+        assert ready["reason"] == "ReconcileError" and "jobs are closed here" in ready["message"]
+        assert runs(obj)[0]["phase"] == "Pending", "the run waits and is retried"
+        assert not jobs(control_plane, ns, "kaizen.dev/pipeline=refused")
+    finally:
+        control_plane.request("DELETE", f"{path.replace('policies', 'policybindings')}/{ns}", missing_ok=True)
+        control_plane.request("DELETE", f"{path}/{ns}", missing_ok=True)
 
 
 def test_without_the_pytorchjob_crd_a_multinode_run_is_an_indexed_job(ns, control_plane) -> None:

@@ -257,3 +257,22 @@ def test_chunk_boundaries_never_change_what_is_parsed(monkeypatch, chunk, doc):
     monkeypatch.setattr(jsonstream, "CHUNK_BYTES", chunk)
     text = json.dumps(doc, ensure_ascii=False, indent=1).encode()
     assert list(iter_json(io.BytesIO(text), "doc.json")) == doc
+
+
+def test_the_file_is_parsed_once_and_its_spool_removed_on_close(tmp_path, monkeypatch):
+    """Records come back from the validation pass's spool: iterating them twice reads the file zero more
+    times, and closing the result removes the spool."""
+    from kaizen_runner.data import loader
+
+    path = tmp_path / "a.json"
+    path.write_text(json.dumps(ALPACA_ROWS))
+    opened = []
+    real = loader.open_rows
+    monkeypatch.setattr(loader, "open_rows", lambda *a, **k: opened.append(a[0]) or real(*a, **k))
+    result = load_records(path, "alpaca")
+    assert list(result.records) == ALPACA_RECORDS and list(result.records) == ALPACA_RECORDS
+    assert opened == [path]
+    spool = result.records.spool
+    assert spool.is_file()
+    result.close()
+    assert not spool.exists()

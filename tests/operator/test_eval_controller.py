@@ -238,3 +238,32 @@ def test_results_are_merged_once_into_the_evaluated_version():
     assert merged and merged[1]["evaluations"][0]["results"] == {"rougeL": 0.4} and merged[1]["files"]
     assert merge_evaluation(merged, "ft_v1", entry) is None  # recorded already
     assert merge_evaluation(versions, "ft_v9", entry) is None
+
+
+def test_the_gate_evaljob_evaluates_the_new_version_and_decides_promotion():
+    from kaizen_api.finetune import FineTunePipelineSpec, RunStatus
+    from kaizen_operator.eval_gate import build_gate_evaljob, gate_promotion
+
+    pipeline = load_example("finetune-sft-gated.yaml")
+    pipeline["metadata"].update(namespace="team-a", uid=UID)
+    version = "ft_Qwen2.5-0.5B-Instruct_20261201220000"
+    run = RunStatus(
+        name=version, object_name="sft-gated-20261201220000-ab12cd", phase="Succeeded", output_version=version
+    )
+    evaljob = build_gate_evaljob(pipeline, run)
+    spec = EvalJobSpec.model_validate(evaljob["spec"])  # a valid EvalJob
+    assert spec.model and spec.model.private_model and spec.model.private_model.version == run.output_version
+    assert spec.suite == "standard" and spec.metrics == ["rougeL", "bleu"]
+    assert evaljob["metadata"]["name"] == "sft-gated-20261201220000-ab12cd-eval"
+    assert evaljob["metadata"]["ownerReferences"][0]["kind"] == "FineTunePipeline"
+    gate = FineTunePipelineSpec.model_validate(pipeline["spec"]).evaluation
+    assert gate is not None
+    assert gate_promotion(gate, {"status": {"phase": "Running"}}) is None
+    passed = gate_promotion(
+        gate, {"status": {"phase": "Succeeded", "results": {"rougeL": 0.45, "bleu": 0.3}}}
+    )
+    assert passed and passed.promoted
+    failed = gate_promotion(gate, {"status": {"phase": "Succeeded", "results": {"rougeL": 0.3, "bleu": 0.3}}})
+    assert failed and not failed.promoted and failed.message == "rougeL >= 0.4: got 0.3"
+    broken = gate_promotion(gate, {"status": {"phase": "Failed", "runs": [{"reason": "DataNotStaged"}]}})
+    assert broken and not broken.promoted and "DataNotStaged" in broken.message

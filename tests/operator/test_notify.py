@@ -93,3 +93,41 @@ def test_settings_come_from_the_secret():
         smtp_settings(None)
     with pytest.raises(NotifyError, match="'port' is not a number"):
         smtp_settings({"data": {"host": b64("h"), "port": b64("x")}})
+
+
+class _Kube:
+    """Just enough of kaizen_operator.kube.Kube: the SMTP Secret by path."""
+
+    def __init__(self, secret: dict) -> None:
+        self.secret = secret
+
+    def get(self, path: str) -> dict | None:
+        return self.secret if path.endswith("/secrets/kaizen-smtp") else None
+
+
+def _outcome(port: int) -> tuple[str, str, str]:
+    from types import SimpleNamespace
+
+    from api.cases import load_example
+    from kaizen_api.evaljob import EvalJobSpec, EvalRunRecord
+    from kaizen_operator.eval_reconciler import _notify
+
+    def b64(text: str) -> str:
+        return base64.b64encode(text.encode()).decode()
+
+    job = load_example("evaljob-standard.yaml")
+    job["metadata"]["namespace"] = "team-a"
+    secret = {"data": {"host": b64("127.0.0.1"), "port": b64(str(port)), "from": b64("k@example.com")}}
+    ctx = SimpleNamespace(kube=_Kube(secret))
+    run = EvalRunRecord(run_name="testj_20250919145022-1", phase="Failed", reason="DataNotStaged")
+    return _notify(ctx, job, EvalJobSpec.model_validate(job["spec"]), run, "winogrande is not staged")  # type: ignore[arg-type]
+
+
+def test_the_notified_condition_says_whether_mail_went_out(smtp_server):
+    inbox, port = smtp_server
+    assert _outcome(port)[:2] == ("True", "Sent")
+    body = inbox.messages[0][1]
+    assert "Subject: [Kaizen] evaluation testj_20250919145022-1 failed" in body
+    assert "winogrande is not staged" in body
+    status, reason, message = _outcome(free_port())  # nobody listens: a condition, not an exception
+    assert (status, reason) == ("False", "SendFailed") and "cannot send mail through 127.0.0.1" in message

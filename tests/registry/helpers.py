@@ -10,7 +10,13 @@ from kaizen_api.results import ManifestFile, VersionManifest
 from kaizen_runner.train.output import sha256_file
 
 
-def publish_like_the_runner(model: Path, version: Path, adapter: bool = False) -> Path:
+def publish_like_the_runner(
+    model: Path,
+    version: Path,
+    adapter: bool = False,
+    base_uri: str = "s3://models/base",
+    base_name: str = "Llama",
+) -> Path:
     """A version folder as kaizen_runner.train.output.publish_version leaves it: files, then the manifest."""
     kind = "adapter" if adapter else "model"
     shutil.copytree(model, version / kind)
@@ -18,7 +24,7 @@ def publish_like_the_runner(model: Path, version: Path, adapter: bool = False) -
         for name in ("config.json", "model.safetensors"):
             (version / kind / name).unlink()
         (version / kind / "adapter_config.json").write_text(
-            json.dumps({"peft_type": "LORA", "base_model_name_or_path": "s3://models/base"})
+            json.dumps({"peft_type": "LORA", "base_model_name_or_path": base_uri})
         )
         (version / kind / "adapter_model.safetensors").write_bytes(b"\0" * 64)
     (version / "training_report.json").write_text("{}")
@@ -27,7 +33,9 @@ def publish_like_the_runner(model: Path, version: Path, adapter: bool = False) -
         for p in sorted(version.rglob("*"))
         if p.is_file()
     ]
-    manifest = VersionManifest(version=version.name, artifacts={kind: kind}, files=files, base_model="Llama")
+    manifest = VersionManifest(
+        version=version.name, artifacts={kind: kind}, files=files, base_model=base_name
+    )
     (version / "manifest.json").write_text(manifest.model_dump_json(by_alias=True, exclude_none=True))
     return version
 

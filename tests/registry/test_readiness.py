@@ -136,3 +136,16 @@ def test_an_adapter_has_its_base_models_tags_when_the_base_can_be_read(tiny_mode
     assert tags is not None
     assert (tags.adapter, tags.family, tags.type, tags.instruction_tuned) == (True, "Llama", "LLM", True)
     assert tags.parameters == real_parameters(tiny_models["llama"])
+
+
+def test_an_adapter_of_a_catalog_model_has_the_catalogs_tags(tiny_models, tmp_path) -> None:
+    """The SPEC's example: a LoRA version of Llama-3.1-8B shows family Llama, type LLM, size 8B."""
+    uri, name = "hf://meta-llama/Llama-3.1-8B", "Llama-3.1-8B"
+    version = publish_like_the_runner(
+        tiny_models["llama"], tmp_path / "ft", adapter=True, base_uri=uri, base_name=name
+    )
+    result = verdict(version)
+    assert result.ready and result.tags is not None
+    tags = result.tags
+    assert (tags.family, tags.type, tags.size, tags.parameters) == ("Llama", "LLM", "8B", 8_030_261_248)
+    assert (tags.adapter, tags.instruction_tuned) == (True, True), "the adapter ships a chat template"

@@ -62,6 +62,8 @@ class StoredFile:
 
 
 Reader = Callable[[str], bytes | None]
+# (base model URI, base model name) -> the base's tags, or None when it cannot be looked up.
+BaseTags = Callable[[str | None, str | None], ReadinessTags | None]
 
 
 @dataclass
@@ -225,16 +227,13 @@ def model_tags(
 
 
 def _adapter_tags(
-    check: _Check, folder: str, base: str | None, base_config: Callable[[str], dict[str, Any] | None] | None
+    check: _Check, folder: str, base: str | None, manifest: VersionManifest | None, base_tags: BaseTags | None
 ) -> ReadinessTags:
-    """An adapter has its base's family, type and size (its own few parameters aside), when the base's
-    config.json can be read; its own chat template says whether it is instruction-tuned."""
-    config = base_config(base) if base and base_config else None
-    instruction_tuned = check.chat_template(folder)
-    if not isinstance(config, dict):
-        return ReadinessTags(adapter=True, instruction_tuned=instruction_tuned)
-    tags = model_tags(config, lambda path: None, "")
-    return tags.model_copy(update={"adapter": True, "instruction_tuned": instruction_tuned})
+    """An adapter has its base's family, type and size (its own few parameters aside), when the base can
+    be looked up; its own chat template says whether it is instruction-tuned."""
+    found = base_tags(base, manifest.base_model if manifest else None) if base_tags else None
+    update = {"adapter": True, "instruction_tuned": check.chat_template(folder)}
+    return (found or ReadinessTags()).model_copy(update=update)
 
 
 def _check_manifest(check: _Check, manifest: VersionManifest, checksum: Callable[[str], str] | None) -> None:
@@ -254,12 +253,12 @@ def assess_version(
     *,
     checksum: Callable[[str], str] | None = None,
     in_progress: bool = False,
-    base_config: Callable[[str], dict[str, Any] | None] | None = None,
+    base_tags: BaseTags | None = None,
 ) -> Verdict:
     """The verdict on one version folder. `files` maps each path (relative to the folder) to its listing
     entry; `read` returns a small file's bytes (config, index, manifest); `checksum` returns a file's
     sha256 when checksums are wanted; `in_progress` says a run or an upload is known to be writing it;
-    `base_config(uri)` returns an adapter's base config.json where it can be read, for the adapter's tags."""
+    `base_tags(uri, name)` looks up the tags of an adapter's base (see registry.bases)."""
     check = _Check(files, read)
     manifest: VersionManifest | None = None
     if MANIFEST in files:
@@ -279,7 +278,7 @@ def assess_version(
         if kind == "adapter":
             base = check.adapter_folder(folder, manifest)
             if tags is None:
-                tags = _adapter_tags(check, folder, base, base_config)
+                tags = _adapter_tags(check, folder, base, manifest, base_tags)
         else:
             config = check.model_folder(folder)
             if config is not None and tags is None:

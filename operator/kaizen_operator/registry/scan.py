@@ -6,15 +6,22 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from kaizen_api.base import GROUP
 from kaizen_api.privatemodel import FILES_INLINE_MAX, PrivateModelSpec
-from kaizen_runner.storage import StorageError, parse_s3_url
+from kaizen_runner.storage import StorageError
 
-from kaizen_operator.registry.readiness import CONTROL_FILES, Reader, StoredFile, Verdict, assess_version
-from kaizen_operator.registry.storage import SMALL_FILE_MAX, ModelStorage, S3ModelStorage, open_storage
+from kaizen_operator.registry.bases import base_tags_reader, operator_catalog
+from kaizen_operator.registry.readiness import (
+    CONTROL_FILES,
+    BaseTags,
+    Reader,
+    StoredFile,
+    Verdict,
+    assess_version,
+)
+from kaizen_operator.registry.storage import ModelStorage, open_storage
 from kaizen_operator.registry.summary import scan_failed_status, scan_status
 from kaizen_operator.registry.versions import (
     PENDING,
@@ -41,7 +48,7 @@ def judge(
     groups: Mapping[str, Mapping[str, StoredFile]],
     previous: Mapping[str, Mapping[str, Any]],
     verify: bool = False,
-    base_config: Callable[[str], dict[str, Any] | None] | None = None,
+    base_tags: BaseTags | None = None,
 ) -> dict[str, Verdict]:
     """The verdict on every version whose files changed since the last scan (all of them with `verify`);
     a version a run or upload is writing counts as in progress."""
@@ -56,7 +63,7 @@ def judge(
             _reader(storage, name, files),
             checksum=checksum,
             in_progress=in_progress,
-            base_config=base_config,
+            base_tags=base_tags,
         )
     return verdicts
 
@@ -96,7 +103,9 @@ def scan(
         previous = {v["name"]: v for v in status.get("versions") or [] if isinstance(v, dict) and "name" in v}
         annotations = body["metadata"].get("annotations") or {}
         verify = annotations.get(VERIFY_ANNOTATION) == "true"
-        verdicts = judge(storage, groups, previous, verify, base_configs(storage))
+        verdicts = judge(
+            storage, groups, previous, verify, base_tags_reader(storage, catalog=operator_catalog())
+        )
         versions, total = build_versions(
             groups, verdicts, list(previous.values()), now, lambda v: f"{storage.uri}/{listing_key(v)}"
         )
@@ -107,40 +116,10 @@ def scan(
     return scan_status(status, versions, total, size, storage.uri, now, generation), versions
 
 
-def base_configs(
-    storage: ModelStorage, *, local_paths: bool = False
-) -> Callable[[str], dict[str, Any] | None]:
-    """Reads an adapter base's config.json: an s3:// prefix through this storage's connection, or (on a
-    workstation, `local_paths`) a folder; a base elsewhere, such as a hub id, gives None (no size tag).
-    The operator never follows local paths: they come from a user's file. Each base is read once."""
-    cache: dict[str, dict[str, Any] | None] = {}
-
-    def read(uri: str) -> dict[str, Any] | None:
-        if uri not in cache:
-            cache[uri] = _read_base_config(storage, uri, local_paths)
-        return cache[uri]
-
-    return read
-
-
-def _read_base_config(storage: ModelStorage, uri: str, local_paths: bool) -> dict[str, Any] | None:
-    raw: bytes | None = None
-    try:
-        if uri.startswith("s3://") and isinstance(storage, S3ModelStorage):
-            bucket, prefix = parse_s3_url(uri)
-            key = f"{prefix.strip('/')}/config.json".lstrip("/")
-            raw = storage.objects.get_bytes(bucket, key, max_bytes=SMALL_FILE_MAX)
-        elif local_paths and "://" not in uri and Path(uri, "config.json").is_file():
-            raw = Path(uri, "config.json").read_bytes()
-        config = json.loads(raw) if raw is not None else None
-    except (StorageError, OSError, ValueError):
-        return None
-    return config if isinstance(config, dict) else None
-
-
 def check_version(storage: ModelStorage, *, verify: bool = False) -> Verdict:
     """The verdict on one version folder: the storage's root (`kaizen-runner model check`)."""
     files = {f.path: f for f in storage.list() if not f.path.endswith(".partial")}
     checksum = storage.sha256 if verify else None
     read: Reader = lambda path: storage.read(path) if path in files else None  # noqa: E731
-    return assess_version(files, read, checksum=checksum, base_config=base_configs(storage, local_paths=True))
+    bases = base_tags_reader(storage, local_paths=True, catalog=operator_catalog())
+    return assess_version(files, read, checksum=checksum, base_tags=bases)

@@ -4,10 +4,11 @@ Public API (training and evaluation call only these):
 
     load_records(source, fmt, *, strict=False, max_length=None, connection=None) -> LoadResult
         `source`: a local path, `s3://bucket/key` (with `connection`, else AWS_* environment
-        variables) or an http(s) URL; at most 100 MB. `fmt`: a DataFormat or its name, any case.
+        variables) or an http(s) URL; at most `limits.max_upload_bytes` (100 MB, the console's upload
+        limit, by default). `fmt`: a DataFormat or its name, any case.
         Streams the file once to validate it. `LoadResult.report` is the ValidationReport
         (total, usable, skipped, counts_by_reason, examples, to_json(), to_text());
-        `LoadResult.records` re-reads the file and yields its usable records in order.
+        `LoadResult.records` yields its usable records in order (from a spool on disk).
         Raises DataError (`.reason`, `.message`, `.report`) when the source cannot be read,
         nothing usable is left, or with strict=True anything was skipped. Close the result (or
         use `with`) to delete a downloaded copy.

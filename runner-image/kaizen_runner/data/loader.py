@@ -1,14 +1,18 @@
-"""`load_records`: fetch, validate and report in one streaming pass, then re-read usable records on demand.
+"""`load_records`: fetch, validate and report in one streaming pass; usable records come back on demand.
 
-Nothing is held in memory between passes: the validation pass keeps only counts and the first
-issues, and iterating `LoadResult.records` parses the (local) file again. That keeps a 100 MB
-upload at a small, constant memory cost, at the price of parsing it twice.
+The file is parsed once. The validation pass keeps only counts and the first issues in memory and
+writes each usable record to a spool file beside it (pickled one by one, a format made for exactly
+this), and iterating `LoadResult.records` reads the spool back. Memory stays small and constant
+however large the file; the price is disk the size of the usable records, freed by `close`.
 """
 
 from __future__ import annotations
 
+import pickle
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,36 +28,57 @@ from kaizen_runner.data.validate import Validator, guess_format
 if TYPE_CHECKING:
     from kaizen_runner.storage import S3Connection
 
+_SPOOL_BUFFER = 1 << 20
+
 
 @dataclass(frozen=True)
 class RecordStream:
     """The usable records of a validated file, in file order; iterable any number of times."""
 
-    data: LocalData
-    fmt: DataFormat
-    max_length: int | None
-    limits: Limits
+    spool: Path
     count: int
 
     def __len__(self) -> int:
         return self.count
 
     def __iter__(self) -> Iterator[Record]:
-        for result in _validated(self.data, self.fmt, self.max_length, self.limits):
-            if not isinstance(result, Issue):
-                yield result
+        with open(self.spool, "rb", buffering=_SPOOL_BUFFER) as handle:
+            read, loads = handle.read, pickle.loads
+            for _ in range(self.count):
+                yield loads(read(int.from_bytes(read(4), "little")))
+
+
+class _SpoolWriter:
+    """Each record pickled on its own behind its length: nothing is shared between records, so neither
+    side keeps a memo that grows with the file."""
+
+    def __init__(self, path: Path) -> None:
+        self._handle = open(path, "wb", buffering=_SPOOL_BUFFER)  # noqa: SIM115 (closed by close())
+
+    def write(self, record: Record) -> None:
+        blob = pickle.dumps(record, protocol=pickle.HIGHEST_PROTOCOL)
+        self._handle.write(len(blob).to_bytes(4, "little"))
+        self._handle.write(blob)
+
+    def close(self) -> None:
+        self._handle.close()
 
 
 @dataclass
 class LoadResult:
-    """Usable records plus the validation report; close it (or use `with`) to delete downloaded copies."""
+    """Usable records plus the validation report; close it (or use `with`) to delete downloaded copies
+    and the spool of records."""
 
     records: RecordStream
     report: ValidationReport
     data: LocalData
+    _spool_dir: Path | None = field(default=None, repr=False)
 
     def close(self) -> None:
         self.data.close()
+        if self._spool_dir is not None:
+            shutil.rmtree(self._spool_dir, ignore_errors=True)
+            self._spool_dir = None
 
     def __enter__(self) -> LoadResult:
         return self
@@ -89,6 +114,8 @@ def load_records(
     if max_length is not None and max_length < 1:
         raise ValueError("max_length must be at least 1")
     data = fetch(source, fmt, connection=connection, limits=limits)
+    spool_dir = Path(tempfile.mkdtemp(prefix="kaizen-records-"))
+    spool = _SpoolWriter(spool_dir / "records.pickle")
     try:
         report = ValidationReport(data.name, fmt.value, data.file_type.value)
         for result in _validated(data, fmt, max_length, limits):
@@ -96,11 +123,15 @@ def load_records(
                 report.count_issue(result)
             else:
                 report.count_usable()
+                spool.write(result)
+        spool.close()
         _judge(report, strict, lambda: _format_hint(data, fmt, limits))
     except BaseException:
+        spool.close()
+        shutil.rmtree(spool_dir, ignore_errors=True)
         data.close()
         raise
-    return LoadResult(RecordStream(data, fmt, max_length, limits, report.usable), report, data)
+    return LoadResult(RecordStream(spool_dir / "records.pickle", report.usable), report, data, spool_dir)
 
 
 def _judge(report: ValidationReport, strict: bool, hint: Callable[[], str]) -> None:

@@ -1,0 +1,42 @@
+"""Kubernetes Events on a pipeline, for what a user should see (a run started, ended, was skipped)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from kaizen_operator.kube import ApiError, Kube, path_of
+
+log = logging.getLogger(__name__)
+API = "kaizen.dev/v1alpha1"
+KIND = "FineTunePipeline"
+
+
+def post_event(kube: Kube, pipeline: dict[str, Any], type_: str, reason: str, message: str) -> None:
+    """Best effort: a refused Event is logged, never fails the reconcile."""
+    meta = pipeline["metadata"]
+    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    event = {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+        "involvedObject": {
+            "apiVersion": API,
+            "kind": KIND,
+            "name": meta["name"],
+            "namespace": meta["namespace"],
+            "uid": meta["uid"],
+        },
+        "type": type_,
+        "reason": reason,
+        "message": message[:1024],
+        "firstTimestamp": stamp,
+        "lastTimestamp": stamp,
+        "count": 1,
+        "source": {"component": "kaizen-operator"},
+    }
+    try:
+        kube.request("POST", path_of("v1", "Event", meta["namespace"]), event)
+    except ApiError as err:  # an Event is best effort
+        log.warning("event %s on %s/%s not posted: %s", reason, meta["namespace"], meta["name"], err)
