@@ -132,7 +132,8 @@ class DemoStack:
             self.s3 = self._exit.enter_context(
                 run_s3_server(self.work_dir / "s3", self.work_dir / "rclone.log", host=self.host)
             )
-            model = self.stages.run(f"tiny model {TINY_MODEL} (cached)", tiny_model)
+            cached = "cached" if (MODEL_CACHE / "config.json").is_file() else "building"
+            model = self.stages.run(f"tiny model {TINY_MODEL} ({cached}, {MODEL_CACHE})", tiny_model)
             self.stages.run(
                 f"S3 at {self.s3.endpoint_url}: mirror of {TINY_MODEL}, datasets",
                 lambda: seed_storage(self.s3, model),  # type: ignore[arg-type]

@@ -22,7 +22,17 @@ from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
-from ftp_support import MODELS, conditions, free_port, kopf_operator, operator_env, pods, restrict
+from ftp_support import (
+    MODELS,
+    conditions,
+    fake,
+    free_port,
+    kopf_operator,
+    message,
+    operator_env,
+    pods,
+    restrict,
+)
 from kaizen_api.base import GROUP, VERSION
 from support.tinymodels import SAMPLES, build_tiny_causal_lm
 
@@ -228,3 +238,77 @@ def wait_pods(cluster: Any, ns: str, run_obj: str, timeout: float = 60) -> list[
         if time.monotonic() > deadline:
             raise AssertionError(f"no running pod of {run_obj} in {timeout}s")
         time.sleep(0.3)
+
+
+def harness_job(name: str, workload: dict[str, Any]) -> dict[str, Any]:
+    """An lm-eval EvalJob whose pod kwok ends as `workload` says (no runner runs)."""
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "EvalJob",
+        "metadata": {
+            "name": name,
+            "annotations": {"kaizen.dev/fake-pods": json.dumps({"workload": workload})},
+        },
+        "spec": {
+            "displayName": name,
+            "model": {"catalog": "Qwen2.5-0.5B-Instruct"},
+            "suite": "lm-eval-harness",
+            "tasks": ["gsm8k"],
+            "resources": {"gpusPerNode": 1},
+        },
+    }
+
+
+def phase_is(*phases: str) -> Any:
+    return lambda o: (o.get("status") or {}).get("phase") in phases
+
+
+def test_run_token_runs_again_and_keeps_the_history(ns, control_plane) -> None:
+    done = fake(
+        0, message(phase="Succeeded", results={"gsm8k/exact_match@strict-match": 0.25}, resultsUri="s3://r/1")
+    )
+    control_plane.request("POST", EVALJOBS.format(ns), harness_job("again", done))
+    path = f"{EVALJOBS.format(ns)}/again"
+    first = wait(control_plane, path, phase_is("Succeeded"))
+    assert first["status"]["results"] == {"gsm8k/exact_match@strict-match": 0.25}
+    assert [r["runName"] for r in first["status"]["runs"]] == ["again-1"]
+    patch = {"spec": {"runToken": "second"}}
+    control_plane.request("PATCH", path, patch, content_type="application/merge-patch+json")
+    second = wait(
+        control_plane, path, lambda o: phase_is("Succeeded")(o) and o["status"]["runName"] == "again-2"
+    )
+    runs = second["status"]["runs"]
+    assert [(r["runName"], r.get("runToken"), r["phase"]) for r in runs] == [
+        ("again-2", "second", "Succeeded"),
+        ("again-1", None, "Succeeded"),
+    ]
+    job = control_plane.request("GET", f"/apis/batch/v1/namespaces/{ns}/jobs/{second['status']['jobName']}")
+    assert job["metadata"]["labels"]["kaizen.dev/evaljob"] == "again"
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
+
+
+def test_a_runner_failure_names_its_reason_and_cancel_stops_a_run(ns, control_plane) -> None:
+    failed = fake(2, message(phase="Failed", reason="DataNotStaged", message="gsm8k is not staged"))
+    control_plane.request("POST", EVALJOBS.format(ns), harness_job("broken", failed))
+    obj = wait(control_plane, f"{EVALJOBS.format(ns)}/broken", phase_is("Failed"))
+    cond = conditions(obj)
+    assert cond["Succeeded"]["status"] == "False" and cond["Succeeded"]["reason"] == "DataNotStaged"
+    assert obj["status"]["message"] == "gsm8k is not staged"
+
+    control_plane.request("POST", EVALJOBS.format(ns), harness_job("long", fake(0, None, "10m")))
+    path = f"{EVALJOBS.format(ns)}/long"
+    running = wait(control_plane, path, phase_is("Running"))
+    cancel = {"metadata": {"annotations": {"kaizen.dev/cancel": "true"}}}
+    control_plane.request("PATCH", path, cancel, content_type="application/merge-patch+json")
+    cancelled = wait(control_plane, path, phase_is("Cancelled"))
+    assert cancelled["status"]["runs"][0]["reason"] == "Cancelled"
+    job_path = f"/apis/batch/v1/namespaces/{ns}/jobs/{running['status']['jobName']}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        job = control_plane.request("GET", job_path, missing_ok=True)
+        if job is None or job["metadata"].get("deletionTimestamp"):
+            break
+        time.sleep(0.3)
+    else:
+        raise AssertionError("the cancelled run's Job was not deleted")

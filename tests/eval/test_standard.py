@@ -61,7 +61,7 @@ def test_tiny_model_on_alpaca_records(tmp_path, tiny_model, alpaca_test_file, ca
         assert main(["eval", "--config", str(write_config(tmp_path / "eval.json", body))]) == 0
     summary = _last_json(capsys.readouterr().out)
     assert set(summary["results"]) == {"bleu", "fuzzy_match", "rouge1", "rouge2", "rougeL", "rougeLsum"}
-    assert summary["warnings"] == ["1 dataset records could not be used and were skipped"]
+    assert summary["warnings"] == ["skipped 1 unusable dataset record"]
     run = tmp_path / "out" / "std-1"
     results = json.loads((run / "results.json").read_text())
     assert results["tasks"][0]["samples"] == 6 and results["skippedRecords"] == 1

@@ -4,6 +4,7 @@ server enforces (impersonated SelfSubjectAccessReviews); deletion is guarded."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -12,7 +13,6 @@ import pytest
 from kaizen_api.base import GROUP, VERSION
 from kaizen_operator.registry.kube import Kube, KubeError
 from kopf.testing import KopfRunner
-from kubernetes.config import kube_config
 
 from registry.helpers import keys, publish_like_the_runner, upload
 
@@ -22,14 +22,14 @@ PM = f"/apis/{GROUP}/{VERSION}/namespaces/{{ns}}/privatemodels"
 
 @pytest.fixture(scope="module")
 def operator(control_plane) -> Iterator[KopfRunner]:
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("KUBECONFIG", str(control_plane.kubeconfig))
-        env.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(control_plane.kubeconfig))
-        with KopfRunner(
-            ["run", "--all-namespaces", "--standalone", "-m", "kaizen_operator.handlers"]
-        ) as runner:
-            yield runner
-    assert runner.exception is None, runner.output
+    """The whole operator in-process, with the other controllers' test settings (kwok's fake pods)."""
+    from cluster.ftp_support import kopf_operator, operator_env
+
+    with (
+        pytest.MonkeyPatch.context() as patch,
+        kopf_operator(control_plane, operator_env(control_plane), patch) as runner,
+    ):
+        yield runner
 
 
 @pytest.fixture
@@ -316,33 +316,50 @@ def test_delete_needs_the_confirmation_then_removes_the_files(
     assert stored(s3_server, s3_bucket, "gone-sibling"), "a sibling prefix is untouched"
 
 
+def evaljob(name: str, bucket: str, model_name: str) -> dict[str, Any]:
+    """A standard-suite EvalJob of `model_name`/v1 whose pod kwok keeps running for 10 minutes."""
+    fake = {"workload": {"annotations": {"kaizen.dev/fake-duration": "10m"}}}
+    s3 = {"connection": {"name": "datahub"}, "bucket": bucket}
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "EvalJob",
+        "metadata": {"name": name, "annotations": {"kaizen.dev/fake-pods": json.dumps(fake)}},
+        "spec": {
+            "displayName": "testj_busy",
+            "model": {"privateModel": {"name": model_name, "version": "v1"}},
+            "suite": "standard",
+            "dataset": {"format": "alpaca", "s3": {**s3, "key": "data/alpaca_test_mini.json"}},
+            "resources": {"gpusPerNode": 0},
+            "output": {"s3": {**s3, "key": "eval-results"}},
+        },
+    }
+
+
 def test_a_model_in_use_is_not_deleted(
     operator, kube, namespace, secret, s3_server, s3_bucket, tiny_models
 ) -> None:
-    from api.cases import load_example
-
     upload(s3_server.client(), tiny_models["llama"], s3_bucket, "models/busy/v1")
     busy = model("busy", s3_bucket, deletionPolicy="Delete")
     busy["metadata"]["annotations"] = {"kaizen.dev/confirm-delete": "busy"}
     kube.request("POST", PM.format(ns=namespace), busy)
-    pipeline = load_example("finetune-sft-alpaca.yaml")
-    pipeline["spec"]["output"] = {"privateModel": "busy"}
-    pipeline["spec"]["trigger"] = {"type": "schedule", "schedule": "0 0 1 1 *"}  # no run of its own
-    ftp = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/finetunepipelines"
-    kube.request("POST", ftp, pipeline)
-    running = {"status": {"currentRun": {"name": "ft_run_1", "phase": "Running"}}}
-    name = pipeline["metadata"]["name"]
-    kube.request("PATCH", f"{ftp}/{name}/status", running, content_type="application/merge-patch+json")
     get = getter(kube, namespace, "busy")
     wait(get, lambda o: versions_of(o).get("v1", {}).get("ready"), "scanned")
+    jobs = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/evaljobs"
+    kube.request("POST", jobs, evaljob("uses-busy", s3_bucket, "busy"))
+    wait(
+        lambda: kube.request("GET", f"{jobs}/uses-busy"),
+        lambda o: (o.get("status") or {}).get("phase") == "Running",
+        "the EvalJob running",
+        timeout=60,
+    )
     delete(kube, namespace, "busy")
     obj = wait(get, lambda o: any(c["type"] == "InUse" for c in o["status"]["conditions"]), "InUse condition")
     in_use = condition(obj, "InUse")
-    assert in_use["status"] == "True" and f"FineTunePipeline {name} (run ft_run_1)" in in_use["message"]
-    assert stored(s3_server, s3_bucket, "busy")
-    done = {"status": {"currentRun": {"name": "ft_run_1", "phase": "Succeeded"}}}
-    kube.request("PATCH", f"{ftp}/{name}/status", done, content_type="application/merge-patch+json")
-    wait(get, lambda o: o is None, "deleted once the run finished", timeout=40)
+    assert in_use["status"] == "True" and "EvalJob uses-busy" in in_use["message"]
+    time.sleep(12)  # past a recheck of the pending deletion
+    assert get() is not None and stored(s3_server, s3_bucket, "busy")
+    kube.request("DELETE", f"{jobs}/uses-busy")
+    wait(get, lambda o: o is None, "deleted once nothing uses it", timeout=60)
     assert stored(s3_server, s3_bucket, "busy") == []
 
 
@@ -374,7 +391,6 @@ def test_upload_to_a_private_model_through_the_kubeconfig_then_download_it(
 def test_the_allow_list_is_applied_as_a_bucket_policy_and_removed_when_emptied(
     operator, kube, namespace, policy_s3
 ) -> None:
-    import json
 
     from kaizen_operator.registry.policy import statement_id
     from kaizen_runner.storage import S3Connection
@@ -440,7 +456,6 @@ def test_the_allow_list_is_applied_as_a_bucket_policy_and_removed_when_emptied(
 def test_five_thousand_files_in_one_version_on_the_api_server(
     operator, kube, namespace, secret, s3_server, s3_bucket, tiny_models
 ) -> None:
-    import json
     from concurrent.futures import ThreadPoolExecutor
 
     client = s3_server.client()

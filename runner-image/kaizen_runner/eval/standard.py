@@ -93,5 +93,6 @@ def run_standard(cfg: EvalRunConfig, work_dir: Path, reporter: EvalProgressRepor
         for i, s in enumerate(scores.per_sample)
     ]
     task = EvalTaskResult(task="standard", metrics=scores.aggregate, samples=len(samples))
-    warnings = [f"{skipped} dataset records could not be used and were skipped"] if skipped else []
+    noun = "record" if skipped == 1 else "records"
+    warnings = [f"skipped {skipped} unusable dataset {noun}"] if skipped else []
     return SuiteOutcome([task], {"standard": samples}, warnings, scores.settings, skipped)
