@@ -139,11 +139,11 @@ class LocalControlPlane(Cluster):
         third_party_files = third_party_crd_files()
         snapshot = self.snapshot_dir / _snapshot_key(self.bin_dir, third_party_files)
         try:
+            if self.node is not None:  # every apiserver start, the snapshot's too, needs its certificates
+                phase("real node prepare", self.node.prepare)
             if not snapshot.is_dir():
                 phase("etcd snapshot", lambda: self._make_snapshot(load_crds(third_party_files), snapshot))
             shutil.copytree(snapshot / "etcd", self.work_dir / "etcd")
-            if self.node is not None:  # the apiserver needs the node's certificates
-                phase("real node prepare", self.node.prepare)
             phase("etcd+apiserver", self._start_apiserver)
             phase("nodes", self._create_nodes)  # before the components' startup keeps the apiserver busy
             phase("spawn components", self._start_components)
