@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from helpers import create, get, pod_report, pods, watch
+from e2e_support import create, get, pod_report, pods, watch
 from kaizen_local import demomanifests as manifests
 from kaizen_local.demostack import DemoStack
 
