@@ -39,6 +39,9 @@ class GateStep:
     events: list[tuple[str, str, str]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
+    def look_again(self, seconds: float) -> None:
+        self.requeue = seconds if self.requeue is None else min(self.requeue, seconds)
+
 
 def undecided(run: RunStatus) -> bool:
     """A succeeded run with a version whose gate has not yet decided."""
@@ -97,7 +100,7 @@ def evaluate(
                     mark_promoted(kube, ns, model_name, run.output_version)
         except ApiError as err:
             step.errors.append(f"evaluation gate of run {run.name}: {err}")
-            step.requeue = RETRY_S
+            step.look_again(RETRY_S)
             continue
         if evaluation.state in DECIDED:
             step.events.append(_decision_event(run, evaluation))
@@ -112,7 +115,7 @@ def _start(
     assert run.output_version
     model = kube.get(path_of(API, "PrivateModel", pipeline["metadata"]["namespace"], model_name))
     if not version_ready(model, run.output_version):
-        step.requeue = WAIT_FOR_VERSION_S if step.requeue is None else min(step.requeue, WAIT_FOR_VERSION_S)
+        step.look_again(WAIT_FOR_VERSION_S)
         return RunEvaluation(eval_job=name, state="WaitingForVersion")
     manifest = build_gate_evaljob(pipeline, run)
     if annotations := fakepods.gate_annotations(pipeline):
