@@ -133,7 +133,7 @@ class Notification(KaizenModel):
     )
 
 
-def _tasks_rule(suite: str, tasks: tuple[str, ...]) -> Rule:
+def tasks_rule(suite: str, tasks: tuple[str, ...]) -> Rule:
     """Tasks chosen for `suite` must be among its own."""
     listed = "[" + ", ".join(f"'{t}'" for t in tasks) + "]"
 
@@ -230,8 +230,10 @@ class EvalJobSpec(KaizenModel):
             "&& 'humaneval' in self.tasks)",
             message="allowCodeExecution is only for the lm-eval-harness task humaneval",
             field_path=".allowCodeExecution",
-            check=lambda m: not m.allow_code_execution
-            or (m.suite == "lm-eval-harness" and "humaneval" in (m.tasks or [])),
+            check=lambda m: (
+                not m.allow_code_execution
+                or (m.suite == "lm-eval-harness" and "humaneval" in (m.tasks or []))
+            ),
         ),
         Rule(
             cel="self.suite == 'standard' || !has(self.metrics)",
@@ -246,7 +248,7 @@ class EvalJobSpec(KaizenModel):
             field_path=".tasks",
             check=lambda m: (m.tasks is None) if m.suite == "standard" else bool(m.tasks),
         ),
-        *(_tasks_rule(suite, tasks) for suite, tasks in SUITE_TASKS.items()),
+        *(tasks_rule(suite, tasks) for suite, tasks in SUITE_TASKS.items()),
         Rule(
             cel="!has(self.dataset) || self.dataset.format in ['alpaca', 'sharegpt', 'sharegpt_image']",
             message="dataset.format of the standard suite must be alpaca, sharegpt or sharegpt_image",

@@ -438,6 +438,26 @@ RunPhase = Literal["Pending", "Running", "Succeeded", "Failed", "Cancelled", "Sk
 FINISHED_PHASES: frozenset[str] = frozenset({"Succeeded", "Failed", "Cancelled", "Skipped"})
 
 
+GateState = Literal["WaitingForVersion", "Evaluating", "Promoted", "ThresholdNotMet", "EvaluationFailed"]
+
+
+class RunEvaluation(StatusModel):
+    """A succeeded run's evaluation gate: its EvalJob, the scores, whether the version was promoted."""
+
+    eval_job: str = Field(max_length=NAME_MAX, description="The gate's EvalJob (<run object name>-eval).")
+    state: GateState = Field(
+        description="WaitingForVersion (the registry has not made the version ready), Evaluating, Promoted, "
+        "ThresholdNotMet or EvaluationFailed."
+    )
+    promoted: bool | None = Field(default=None, description="Every threshold held; unset while undecided.")
+    results: dict[str, float] | None = Field(
+        default=None, max_length=64, description="The EvalJob's headline scores."
+    )
+    message: str | None = Field(
+        default=None, max_length=4096, description="The failing thresholds, with the scores seen."
+    )
+
+
 class RunStatus(StatusModel):
     """One run of the pipeline (or a scheduled firing that was skipped, with its reason)."""
 
@@ -482,6 +502,9 @@ class RunStatus(StatusModel):
         default=None, max_length=32768, description="Details, e.g. the runner's error."
     )
     exit_code: int | None = Field(default=None, description="Exit code of the failed container.")
+    evaluation: RunEvaluation | None = Field(
+        default=None, description="The evaluation gate of a succeeded run (spec.evaluation)."
+    )
 
     @property
     def finished(self) -> bool:
@@ -493,7 +516,7 @@ class FineTunePipelineStatus(StatusModel):
 
     observed_generation: int | None = Field(default=None, description="metadata.generation last reconciled.")
     conditions: Conditions | None = Field(
-        default=None, description="Accepted, Ready, Running, Succeeded, Failed, Suspended."
+        default=None, description="Accepted, Ready, Running, Succeeded, Failed, Suspended, Promoted."
     )
     phase: str | None = Field(default=None, max_length=64, description="Summary for display only.")
     last_run_name: str | None = Field(default=None, max_length=NAME_MAX, description="Newest run's name.")

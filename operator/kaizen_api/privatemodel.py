@@ -167,6 +167,9 @@ class ModelVersion(StatusModel):
         max_length=64,
         description="Digest of the file listing last judged: an unchanged version is not read again.",
     )
+    promoted: bool | None = Field(
+        default=None, description="A pipeline's evaluation gate promoted it: every threshold held."
+    )
     evaluations: list[VersionEvaluation] | None = Field(
         default=None, max_length=EVALUATIONS_MAX, description="The latest evaluation runs, newest first."
     )

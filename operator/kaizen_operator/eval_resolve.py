@@ -25,15 +25,15 @@ from kaizen_operator.admission import validation_message
 from kaizen_operator.catalog import Catalog, CatalogEntry
 from kaizen_operator.naming import ChildNames
 from kaizen_operator.resolve import (
+    Mounts,
     ResolveError,
-    _catalog_entry,
-    _dataset,
-    _Mounts,
-    _private_facts,
-    _private_model,
-    _storage_location,
-    _version,
-    _volumes,
+    catalog_entry,
+    mount_volumes,
+    private_facts,
+    registry_version,
+    require_private_model,
+    run_dataset,
+    storage_location,
     version_artifacts,
     version_folder,
 )
@@ -68,7 +68,7 @@ def parse_eval_spec(job: Mapping[str, Any]) -> EvalJobSpec:
         raise ResolveError("InvalidSpec", validation_message(err)) from None
 
 
-def _entry_model(entry: CatalogEntry, mounts: _Mounts) -> EvalRunModel:
+def _entry_model(entry: CatalogEntry, mounts: Mounts) -> EvalRunModel:
     if entry.mirror is not None and entry.mirror.s3 is not None:
         location = mounts.s3(entry.mirror.s3)
     elif entry.mirror is not None and entry.mirror.pvc is not None:
@@ -85,10 +85,10 @@ def _entry_model(entry: CatalogEntry, mounts: _Mounts) -> EvalRunModel:
 
 
 def _version_model(
-    model: Mapping[str, Any], wanted: str | None, catalog: Catalog, mounts: _Mounts
+    model: Mapping[str, Any], wanted: str | None, catalog: Catalog, mounts: Mounts
 ) -> tuple[EvalRunModel, str]:
-    version = _version(model, wanted)
-    facts = _private_facts(model, version, catalog)
+    version = registry_version(model, wanted)
+    facts = private_facts(model, version, catalog)
     base_name = (model.get("spec") or {}).get("baseModel")
     base = catalog.get(base_name) if base_name else None
     tuned = version.tags.instruction_tuned if version.tags else None
@@ -105,7 +105,7 @@ def _version_model(
     artifacts = version_artifacts(version)
     if "model" in artifacts or "adapter" not in artifacts:
         # The version root: the runner verifies it against its manifest and loads `model/` (or the root).
-        folder = _storage_location(model, mounts, version_folder(version), writable=False)
+        folder = storage_location(model, mounts, version_folder(version), writable=False)
         return EvalRunModel(location=folder, **common), version.name
     if base is None:
         raise ResolveError(
@@ -114,7 +114,7 @@ def _version_model(
             f"the model's baseModel ({base_name or 'unset'}) is not a catalog entry to apply it on",
         )
     # Only the adapter's folder is staged (the runner finds adapter_config.json there or under adapter/).
-    adapter = _storage_location(model, mounts, version_folder(version, artifacts["adapter"]), writable=False)
+    adapter = storage_location(model, mounts, version_folder(version, artifacts["adapter"]), writable=False)
     on_base = _entry_model(base, mounts)
     return EvalRunModel(location=on_base.location, adapter=adapter, **common), version.name
 
@@ -139,14 +139,14 @@ def _model(
     spec: EvalJobSpec,
     catalog: Catalog,
     objects: Mapping[str, Mapping[str, Any]],
-    mounts: _Mounts,
+    mounts: Mounts,
 ) -> tuple[EvalRunModel | None, str | None, tuple[str, str] | None]:
     """The model block, the endpoint's key Secret, and the (PrivateModel, version) evaluated."""
     ref = spec.model
     if ref is None:
         return None, None, None
     if ref.catalog is not None:
-        return _entry_model(_catalog_entry(catalog, ref.catalog), mounts), None, None
+        return _entry_model(catalog_entry(catalog, ref.catalog), mounts), None, None
     if ref.endpoint is not None:
         secret = ref.endpoint.api_key_secret.name if ref.endpoint.api_key_secret else None
         entry = catalog.get(ref.endpoint.model)
@@ -171,7 +171,7 @@ def _model(
             "StorageNotSupported", "model.uri is not supported for evaluation; use a PrivateModel"
         )
     models = {k.split("/", 1)[1]: v for k, v in objects.items() if k.startswith("PrivateModel/")}
-    registered = _private_model(models, model_name, "UnknownModel", "evaluated")
+    registered = require_private_model(models, model_name, "UnknownModel", "evaluated")
     resolved, version_name = _version_model(registered, version, catalog, mounts)
     return resolved, None, (model_name, version_name)
 
@@ -188,7 +188,7 @@ def resolve_eval_run(
     keyed `Kind/name`, and the operator's staged-data location under `Settings/stagedData`."""
     meta = job["metadata"]
     spec = parse_eval_spec(job)
-    mounts = _Mounts()
+    mounts = Mounts()
     model, secret, evaluated = _model(spec, catalog, objects, mounts)
     staged = spec.staged_data
     staged_location = None
@@ -204,7 +204,7 @@ def resolve_eval_run(
     predictions = None
     if spec.predictions is not None:
         predictions = RunLocation(
-            **_dataset(_as_dataset(spec.predictions), mounts).model_dump(exclude={"format"})
+            **run_dataset(_as_dataset(spec.predictions), mounts).model_dump(exclude={"format"})
         )
     progress_url = f"{settings.progress_url.rstrip('/')}/evalruns/{meta['namespace']}/{run_object_name}"
     config = EvalRunConfig(
@@ -213,7 +213,7 @@ def resolve_eval_run(
         suite=spec.suite,
         tasks=spec.tasks,
         model=model,
-        dataset=_dataset(spec.dataset, mounts) if spec.dataset else None,
+        dataset=run_dataset(spec.dataset, mounts) if spec.dataset else None,
         predictions=predictions,
         metrics=spec.metrics,
         parameters=spec.parameters,
@@ -222,7 +222,7 @@ def resolve_eval_run(
         output=output,
         progress=ProgressTarget(url=progress_url),
     )
-    volumes, volume_mounts = _volumes(mounts)
+    volumes, volume_mounts = mount_volumes(mounts)
     return ResolvedEval(
         config=config,
         spec=spec,

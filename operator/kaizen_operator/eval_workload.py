@@ -31,11 +31,11 @@ from kaizen_operator.workloads.pod import (
     RUNNER,
     TOKEN_KEY,
     PodShape,
-    _volumes,
     compute_requests,
     container,
     placement,
     pod_spec_base,
+    pod_volumes,
 )
 
 EVALJOB_LABEL = "kaizen.dev/evaljob"
@@ -109,7 +109,7 @@ def build_eval_job(run: ResolvedEval, job: Mapping[str, Any], settings: Operator
         limits=limits,
         env=env,
     )
-    volumes, mounts = _volumes(as_run, settings, shape)
+    volumes, mounts = pod_volumes(as_run, settings, shape)
     spec = {
         **pod_spec_base(settings),
         "containers": [container(as_run, settings, shape, mounts)],

@@ -5,7 +5,8 @@ The cluster tests run pods on kwok nodes, which "exit" as labels and annotations
 `kaizen.dev/fake-duration`. Only when the operator runs with `KAIZEN_FAKE_PODS=1` (the test suite)
 does it copy them from the pipeline annotation `kaizen.dev/fake-pods`, JSON of the form
 `{"preflight": {"labels": {...}, "annotations": {...}}, "workload": {...}}`, onto the pod templates
-of that stage. Otherwise the annotation is ignored; only `kaizen.dev/fake-*` keys are ever copied.
+of that stage; its `"gate"` entry becomes the `workload` entry of the evaluation gate's EvalJob
+(`gate_annotations`). Otherwise the annotation is ignored; only `kaizen.dev/fake-*` keys are ever copied.
 """
 
 from __future__ import annotations
@@ -44,3 +45,12 @@ def apply(
                 wanted = {k: str(v) for k, v in (overlay.get(field) or {}).items() if k.startswith(PREFIX)}
                 if wanted:
                     meta[field] = {**(meta.get(field) or {}), **wanted}
+
+
+def gate_annotations(pipeline: dict[str, Any]) -> dict[str, str]:
+    """The gate EvalJob's own `kaizen.dev/fake-pods`: the pipeline's `gate` entry as its workload."""
+    if os.environ.get(ENV) != "1":
+        return {}
+    raw = ((pipeline.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION)
+    gate = json.loads(raw).get("gate") if raw else None
+    return {ANNOTATION: json.dumps({"workload": gate})} if gate else {}

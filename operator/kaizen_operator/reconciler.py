@@ -17,7 +17,7 @@ from kaizen_api.finetune import FineTunePipelineSpec, FineTunePipelineStatus, Ru
 from kaizen_api.kinds import FINETUNE_PIPELINE
 from pydantic import ValidationError
 
-from kaizen_operator import children, pipeline_status, schedule
+from kaizen_operator import children, gate_runs, pipeline_status, schedule
 from kaizen_operator.admission import admission_status
 from kaizen_operator.catalog import Catalog
 from kaizen_operator.events import post_event
@@ -328,7 +328,7 @@ class Pass:
             current_run=current,
             runs=runs,
         ).to_manifest()
-        out["conditions"] = conditions
+        out["conditions"] = gate_runs.promoted_condition(conditions, self.spec, runs, generation)
         # Keys this pass no longer sets are removed (merge patch null), e.g. currentRun after a run ends.
         return {key: out.get(key) for key in STATUS_KEYS}
 
@@ -373,6 +373,10 @@ def reconcile(ctx: Context, namespace: str, name: str) -> float | None:
         work.meta = pipeline["metadata"]
     cancel = cancel_targets(pipeline["metadata"].get("annotations") or {}, work.runs) | replace
     work.advance_runs(cancel)
+    gate = gate_runs.evaluate(kube, pipeline, spec, work.runs)
+    work.runs, work.events, work.errors = gate.runs, work.events + gate.events, work.errors + gate.errors
+    if gate.requeue is not None:
+        work.requeue = min(work.requeue or gate.requeue, gate.requeue)
     status = work.derived_status()
     if work.changed(status):
         patch_status(ctx, pipeline, status)

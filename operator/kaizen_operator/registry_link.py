@@ -1,4 +1,5 @@
-"""A succeeded run's output becomes a version entry in its target PrivateModel's status.
+"""A succeeded run's output becomes a version entry in its target PrivateModel's status, and the
+evaluation gate marks that entry promoted.
 
 The one place the FineTunePipeline controller writes a PrivateModel. The registry controller owns
 everything else there (storage scan, readiness, tags, sizes), so this merges by version name and
@@ -7,6 +8,7 @@ keeps every field already set: an entry that exists is left as it is.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -32,15 +34,37 @@ def merge_version(
     return [*versions, version_entry(name, index, created)]
 
 
+def promote_version(versions: list[dict[str, Any]], name: str) -> list[dict[str, Any]] | None:
+    """`versions` with `name` marked promoted, or None when it is already marked (or not there)."""
+    if not any(v.get("name") == name and not v.get("promoted") for v in versions):
+        return None
+    return [{**v, "promoted": True} if v.get("name") == name else v for v in versions]
+
+
 def record_version(kube: Kube, namespace: str, model: str, version: str, created: datetime | None) -> None:
-    """Add the version to PrivateModel `model`'s status; optimistic concurrency, retried on conflict."""
+    """Add the version to PrivateModel `model`'s status."""
+    _update_versions(kube, namespace, model, lambda versions: merge_version(versions, version, created))
+
+
+def mark_promoted(kube: Kube, namespace: str, model: str, version: str) -> None:
+    """Mark the version promoted in PrivateModel `model`'s status (the gate's thresholds all held)."""
+    _update_versions(kube, namespace, model, lambda versions: promote_version(versions, version))
+
+
+def _update_versions(
+    kube: Kube,
+    namespace: str,
+    model: str,
+    change: Callable[[list[dict[str, Any]]], list[dict[str, Any]] | None],
+) -> None:
+    """Write `change(versions)` unless it is None; optimistic concurrency, retried on conflict."""
     path = path_of("kaizen.dev/v1alpha1", "PrivateModel", namespace, model)
     for attempt in range(ATTEMPTS):
         current = kube.get(path)
         if current is None:
             raise ApiError(404, f'{{"reason": "NotFound", "message": "PrivateModel {model} not found"}}')
         versions = list((current.get("status") or {}).get("versions") or [])
-        merged = merge_version(versions, version, created)
+        merged = change(versions)
         if merged is None:
             return
         body = {

@@ -60,7 +60,7 @@ class ModelFacts:
 
 
 @dataclass
-class _Mounts:
+class Mounts:
     """Volumes and mounts collected while resolving; one volume per claim or connection."""
 
     claims: dict[str, bool] = field(default_factory=dict)  # claim → read-only
@@ -122,7 +122,7 @@ def _size(text: str | None) -> int | None:
     return int(float(match.group(1)) * _SIZE_FACTOR[match.group(2)]) if match else None
 
 
-def _version(model: Mapping[str, Any], wanted: str | None) -> ModelVersion:
+def registry_version(model: Mapping[str, Any], wanted: str | None) -> ModelVersion:
     """The named version, or the newest ready one; ModelNotReady unless the registry says it is ready."""
     name = model["metadata"]["name"]
     try:
@@ -152,7 +152,7 @@ def version_folder(version: ModelVersion, folder: str = "") -> str:
     return "/".join(p for p in (version.name, folder.strip("/")) if p)
 
 
-def _storage_location(model: Mapping[str, Any], mounts: _Mounts, sub: str, *, writable: bool) -> RunLocation:
+def storage_location(model: Mapping[str, Any], mounts: Mounts, sub: str, *, writable: bool) -> RunLocation:
     storage = OutputStorage.model_validate((model.get("spec") or {}).get("storage") or {})
     if storage.s3 is not None:
         key = "/".join(p for p in (storage.s3.key.strip("/"), sub) if p)
@@ -162,7 +162,7 @@ def _storage_location(model: Mapping[str, Any], mounts: _Mounts, sub: str, *, wr
     return RunLocation(uri=mounts.claim(storage.pvc.model_copy(update={"path": path}), writable=writable))
 
 
-def _private_model(
+def require_private_model(
     private_models: Mapping[str, Mapping[str, Any]], name: str, reason: str, role: str
 ) -> Mapping[str, Any]:
     model = private_models.get(name)
@@ -171,7 +171,7 @@ def _private_model(
     return model
 
 
-def _catalog_entry(catalog: Catalog, name: str) -> CatalogEntry:
+def catalog_entry(catalog: Catalog, name: str) -> CatalogEntry:
     entry = catalog.get(name)
     if entry is None:
         raise ResolveError("UnknownModel", f"model catalog has no entry {name!r}")
@@ -190,25 +190,25 @@ def _base_model(
     spec: FineTunePipelineSpec,
     catalog: Catalog,
     private_models: Mapping[str, Mapping[str, Any]],
-    mounts: _Mounts,
+    mounts: Mounts,
     s3_connection: str | None = None,
 ) -> tuple[RunLocation, ModelFacts]:
     """The base model's location; an s3:// URI is read through `s3_connection` (the output's)."""
     ref = spec.base_model
     if ref.catalog is not None:
-        entry = _catalog_entry(catalog, ref.catalog)
+        entry = catalog_entry(catalog, ref.catalog)
         if entry.mirror is not None and entry.mirror.s3 is not None:
             return mounts.s3(entry.mirror.s3), _facts(entry)
         if entry.mirror is not None and entry.mirror.pvc is not None:
             return RunLocation(uri=mounts.claim(entry.mirror.pvc)), _facts(entry)
         return RunLocation(uri=f"hf://{entry.hub_id}"), _facts(entry)
     if ref.private_model is not None:
-        model = _private_model(private_models, ref.private_model.name, "UnknownModel", "base model")
-        version = _version(model, ref.private_model.version)
+        model = require_private_model(private_models, ref.private_model.name, "UnknownModel", "base model")
+        version = registry_version(model, ref.private_model.version)
         # The version root, not its `model/` artifact: the runner verifies the whole version against its
         # manifest and then loads `model/` (or the root); an adapter-only version it refuses, naming why.
-        location = _storage_location(model, mounts, version_folder(version), writable=False)
-        return location, _private_facts(model, version, catalog)
+        location = storage_location(model, mounts, version_folder(version), writable=False)
+        return location, private_facts(model, version, catalog)
     assert ref.uri is not None
     scheme, _, rest = ref.uri.partition("://")
     if scheme == "hf":
@@ -233,7 +233,7 @@ def _last_segment(path: str) -> str:
     return path.rstrip("/").rsplit("/", 1)[-1]
 
 
-def _private_facts(model: Mapping[str, Any], version: ModelVersion, catalog: Catalog) -> ModelFacts:
+def private_facts(model: Mapping[str, Any], version: ModelVersion, catalog: Catalog) -> ModelFacts:
     spec = model.get("spec") or {}
     tags = version.tags
     entry = catalog.get(spec["baseModel"]) if spec.get("baseModel") else None
@@ -253,7 +253,7 @@ def base_model_facts(
 ) -> ModelFacts:
     """The base model's name (for `run_display_name`), modality and size, before a run is named."""
     spec = parse_spec(pipeline)
-    return _base_model(spec, catalog, private_models, _Mounts(), _output_connection(spec, private_models))[1]
+    return _base_model(spec, catalog, private_models, Mounts(), _output_connection(spec, private_models))[1]
 
 
 def _output_connection(
@@ -264,7 +264,7 @@ def _output_connection(
     return (storage.get("s3") or {}).get("connection", {}).get("name")
 
 
-def _dataset(dataset: Dataset, mounts: _Mounts) -> RunDataset:
+def run_dataset(dataset: Dataset, mounts: Mounts) -> RunDataset:
     if dataset.s3 is not None:
         return RunDataset(**mounts.s3(dataset.s3).model_dump(), format=dataset.format)
     if dataset.pvc is not None:
@@ -273,7 +273,7 @@ def _dataset(dataset: Dataset, mounts: _Mounts) -> RunDataset:
     return RunDataset(uri=dataset.url, format=dataset.format)
 
 
-def _volumes(mounts: _Mounts) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def mount_volumes(mounts: Mounts) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     volumes, volume_mounts = [], []
     for claim, read_only in sorted(mounts.claims.items()):
         name = volume_name("pvc", claim)
@@ -296,9 +296,9 @@ def resolve_train_run(
     """Resolve one run of `pipeline` (a FineTunePipeline object) named `run_display_name`."""
     meta = pipeline["metadata"]
     spec = parse_spec(pipeline)
-    mounts = _Mounts()
-    target = _private_model(private_models, spec.output.private_model, "OutputModelNotFound", "output")
-    output = _storage_location(target, mounts, "", writable=True)
+    mounts = Mounts()
+    target = require_private_model(private_models, spec.output.private_model, "OutputModelNotFound", "output")
+    output = storage_location(target, mounts, "", writable=True)
     base, model = _base_model(spec, catalog, private_models, mounts, output.connection)
     if spec.dataset.format in IMAGE_FORMATS and model.vision is False:
         raise ResolveError(
@@ -311,14 +311,14 @@ def resolve_train_run(
         trainer=spec.trainer,
         base_model=base,
         base_model_name=model.name,
-        dataset=_dataset(spec.dataset, mounts),
-        validation_dataset=_dataset(spec.validation_dataset, mounts) if spec.validation_dataset else None,
+        dataset=run_dataset(spec.dataset, mounts),
+        validation_dataset=run_dataset(spec.validation_dataset, mounts) if spec.validation_dataset else None,
         hyperparameters=spec.hyperparameters,
         extended_hyperparameters=spec.extended_hyperparameters,
         output=output,
         progress=ProgressTarget(url=settings.run_progress_url(meta["namespace"], object_name)),
     )
-    volumes, volume_mounts = _volumes(mounts)
+    volumes, volume_mounts = mount_volumes(mounts)
     return ResolvedRun(
         config=config,
         spec=spec,

@@ -173,7 +173,7 @@ def test_run_token_change_starts_another_run(ns, control_plane) -> None:
 
 
 def test_progress_reports_reach_status_and_other_tokens_are_refused(ns, control_plane) -> None:
-    from kaizen_runner.train.progress import _Sender, progress_payload
+    from kaizen_runner.train.progress import Sender, progress_payload
 
     slow = fake(0, message(phase="Succeeded"), duration="120s")
     create(control_plane, ns, pipeline("live", workload=slow))
@@ -191,7 +191,7 @@ def test_progress_reports_reach_status_and_other_tokens_are_refused(ns, control_
     assert post(url, "", payload) == 401
     assert (get_pipeline(control_plane, ns, "live")["status"]["currentRun"]).get("progress") is None
     sent = time.monotonic()
-    sender = _Sender(url, token)  # the runner's own client, from its background thread
+    sender = Sender(url, token)  # the runner's own client, from its background thread
     sender.submit(report)
     sender.flush(timeout_s=10)
     assert sender.sent == 1 and sender.failed == 0

@@ -8,27 +8,33 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from helpers import create, get, pod_report, pods, watch
+from e2e_support import create, get, pod_report, pods, watch
 from kaizen_local import demomanifests as manifests
+from kaizen_local.controlplane import LocalControlPlane
 from kaizen_local.demostack import DemoStack
+from support.realnode import RealNodeClusters
 
 pytestmark = [pytest.mark.cluster, pytest.mark.real_node, pytest.mark.slow]
 
 MODEL, PIPELINE = "two-nodes", "sft-two-nodes"
 
 
-def cluster_dns(stack: DemoStack) -> list[str]:
-    assert stack.cluster.node is not None
-    config = yaml.safe_load((stack.cluster.node.run_dir / "kubelet.yaml").read_text())
+def cluster_dns(cluster: LocalControlPlane) -> list[str]:
+    assert cluster.node is not None
+    config = yaml.safe_load((cluster.node.run_dir / "kubelet.yaml").read_text())
     return list(config.get("clusterDNS") or [])
 
 
-def test_two_pods_train_over_gloo_as_an_indexed_job(stack: DemoStack) -> None:
-    if not cluster_dns(stack):
+@pytest.fixture
+def dns(real_node_clusters: RealNodeClusters) -> None:
+    if not cluster_dns(real_node_clusters.get()):
         pytest.skip(
             "the real node's kubelet has no clusterDNS (the local cluster runs no DNS server), so the "
             "Indexed Job's rendezvous name <job>-0.<service> cannot resolve in the pods"
         )
+
+
+def test_two_pods_train_over_gloo_as_an_indexed_job(dns: None, stack: DemoStack) -> None:
     ns = stack.namespace("e2e-two-nodes")
     create(stack, ns, manifests.private_model(MODEL))
     resources = {**manifests.CPU_ONLY, "nodes": 2, "multiNodeBackend": "indexedjob"}

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from helpers import create, get, pod_report, pods, watch
+from e2e_support import create, get, pod_report, pods, watch
 from kaizen_local import demomanifests as manifests
 from kaizen_local.demostack import DemoStack
 from kaizen_local.node.kubelet import NODE_NAME

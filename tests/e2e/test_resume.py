@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 import pytest
-from helpers import create, get, pod_report, pods, watch
+from e2e_support import create, get, pod_report, pods, watch
 from kaizen_local import demomanifests as manifests
 from kaizen_local.demostack import MODELS_BUCKET, DemoStack
 from kaizen_local.node import containerd

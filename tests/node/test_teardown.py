@@ -3,6 +3,7 @@ state, whether it stops cleanly or is killed (then the next start's teardown rem
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import subprocess
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from kaizen_local.node.network import BRIDGE
-from kaizen_local.node.realnode import RealNode
+from kaizen_local.node.realnode import RealNode, RealNodeBusy
 from kaizen_local.node.teardown import leftovers, teardown
 from kaizen_local.paths import default_bin_dir
 from support.realnode import RealNodeClusters
@@ -80,3 +81,19 @@ def test_a_killed_node_is_torn_down_at_the_next_start(
     # A new node starts on the same containerd root: the dead run's containers are purged first.
     plane = real_node_clusters.get()
     assert plane.node is not None and "containerd purge" in plane.node.phase_seconds
+
+
+def test_a_second_node_waits_its_turn_and_touches_nothing(tmp_path: Path) -> None:
+    """While another process holds the node's lock, prepare refuses and teardown leaves its files."""
+    node = RealNode(default_bin_dir(), node_dir=tmp_path)
+    (tmp_path / "run").mkdir()
+    marker = tmp_path / "run" / "theirs"
+    marker.touch()
+    with (tmp_path / "lock").open("a+") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        held.write("4242")
+        held.flush()
+        with pytest.raises(RealNodeBusy, match="in use by pid 4242"):
+            node.prepare()
+        node.teardown()
+    assert marker.exists()

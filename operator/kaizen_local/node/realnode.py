@@ -61,6 +61,10 @@ NAMESPACE_ANNOTATIONS = {
 Spawn = Callable[..., None]  # LocalControlPlane._spawn(name, *args, binary=...)
 
 
+class RealNodeBusy(ControlPlaneError):
+    """Another process on this machine runs the real node."""
+
+
 def unavailable_reason(bin_dir: Path) -> str | None:
     """Why the real node cannot start on this machine, or None when it can."""
     if sys.platform != "linux":
@@ -126,7 +130,7 @@ class RealNode:
             lock.seek(0)
             holder = lock.read().strip() or "another process"
             lock.close()
-            raise ControlPlaneError(f"the real node is in use by pid {holder}; only one can run") from None
+            raise RealNodeBusy(f"the real node is in use by pid {holder}; only one can run") from None
         lock.truncate(0)
         lock.write(str(os.getpid()))
         lock.flush()
@@ -196,7 +200,10 @@ class RealNode:
             containerd.ctr(self.run_dir, "images", "remove", *stale)
 
     def teardown(self) -> None:
-        """After the kubelet and containerd have stopped: remove everything, release the lock."""
+        """After the kubelet and containerd have stopped: remove everything, release the lock. Does
+        nothing unless ``prepare`` took the lock: the node may be another process's."""
+        if self._lock is None:
+            return
         try:
             self._timed("teardown", lambda: teardown(self.run_dir, self.containerd_root))
         finally:

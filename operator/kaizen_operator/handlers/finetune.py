@@ -1,9 +1,9 @@
 """kopf handlers for FineTunePipeline: watch events only enqueue; a work queue reconciles.
 
 kopf watches the pipelines and the children that carry the `kaizen.dev/pipeline` label (Jobs,
-PyTorchJobs); any event maps to its pipeline's key. No per-object daemon or timer: an idle pipeline
-costs a key in kopf's watch and nothing else. The startup handler also serves the progress endpoint
-and the ops endpoint (metrics, health) from the operator's event loop.
+PyTorchJobs, the evaluation gate's EvalJobs); any event maps to its pipeline's key. No per-object
+daemon or timer: an idle pipeline costs a key in kopf's watch and nothing else. The startup handler
+also serves the progress endpoint and the ops endpoint (metrics, health) from the operator's event loop.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any
 import kopf
 from aiohttp import web
 from kaizen_api.base import GROUP, VERSION
-from kaizen_api.kinds import FINETUNE_PIPELINE
+from kaizen_api.kinds import EVAL_JOB, FINETUNE_PIPELINE
 
 from kaizen_operator import endpoints, reconciler
 from kaizen_operator.catalog import load_catalog
@@ -146,6 +146,7 @@ async def pipeline_event(namespace: str | None, name: str | None, meta: kopf.Met
 
 @kopf.on.event("batch", "v1", "jobs", labels={"kaizen.dev/pipeline": kopf.PRESENT})
 @kopf.on.event("kubeflow.org", "v1", "pytorchjobs", labels={"kaizen.dev/pipeline": kopf.PRESENT})
+@kopf.on.event(GROUP, VERSION, EVAL_JOB.plural, labels={"kaizen.dev/pipeline": kopf.PRESENT})
 async def child_event(
     type: str | None, namespace: str | None, labels: kopf.Labels, meta: kopf.Meta, **_: Any
 ) -> None:

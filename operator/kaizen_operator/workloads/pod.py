@@ -120,7 +120,7 @@ def _read_only(volume: dict[str, Any]) -> dict[str, Any]:
     return {**volume, "persistentVolumeClaim": {**claim, "readOnly": True}} if claim else volume
 
 
-def _volumes(run: ResolvedRun, settings: OperatorSettings, shape: PodShape) -> tuple[list, list]:
+def pod_volumes(run: ResolvedRun, settings: OperatorSettings, shape: PodShape) -> tuple[list, list]:
     scratch: dict[str, Any] = {}
     if settings.pods.scratch_size_limit:
         scratch["sizeLimit"] = settings.pods.scratch_size_limit
@@ -201,7 +201,7 @@ def pod_template(
     run: ResolvedRun, settings: OperatorSettings, shape: PodShape, *, placed: bool = True
 ) -> dict[str, Any]:
     """A PodTemplateSpec for one pod of `run`; `placed` adds the spec's node selector and tolerations."""
-    volumes, mounts = _volumes(run, settings, shape)
+    volumes, mounts = pod_volumes(run, settings, shape)
     spec = {
         **pod_spec_base(settings),
         "containers": [container(run, settings, shape, mounts)],

@@ -20,7 +20,7 @@ class EvalProgressReporter:
     """Counts finished samples against the total and reports at most every `interval_s` seconds."""
 
     def __init__(self, run_name: str, target: ProgressTarget | None, *, interval_s: float = 10.0) -> None:
-        from kaizen_runner.train.progress import _Sender
+        from kaizen_runner.train.progress import Sender
 
         self.run_name = run_name
         self.interval_s = interval_s
@@ -29,7 +29,7 @@ class EvalProgressReporter:
         self.task: str | None = None
         self._started = time.monotonic()
         self._last_sent = float("-inf")
-        self._sender = _Sender(target.url, os.environ.get(target.token_env)) if target else None
+        self._sender = Sender(target.url, os.environ.get(target.token_env)) if target else None
 
     def add_total(self, count: int, task: str | None = None) -> None:
         self.total += count

@@ -70,7 +70,7 @@ def progress_payload(
     )
 
 
-class _Sender:
+class Sender:
     """Posts the newest pending report from a daemon thread; older unsent reports are superseded."""
 
     def __init__(self, url: str, token: str | None, timeout_s: float = 10.0) -> None:
@@ -146,7 +146,7 @@ class ProgressReporter(TrainerCallback):
                     target.token_env,
                     target.url,
                 )
-            self._sender = _Sender(target.url, token)
+            self._sender = Sender(target.url, token)
 
     def update_metrics(self, logs: dict[str, Any]) -> None:
         self.metrics.update({k: logs[k] for k in VERTEX_KEYS if k in logs})
