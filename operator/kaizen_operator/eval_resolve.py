@@ -3,8 +3,9 @@
 Pure, like `resolve.py` (whose location helpers it shares: one way to turn a catalog entry, a
 registry version, a PVC path or an S3 object into a location a pod opens):
 - a catalog entry → its mirror or hub id, with its modality, size and instruction tuning;
-- a PrivateModel version → its folder; a version holding only a LoRA adapter (its files list
-  `adapter/adapter_config.json` and no full weights) → the model's base (a catalog entry) plus the adapter;
+- a PrivateModel version → its folder; a version holding only a LoRA adapter (its recorded
+  `artifacts` name an adapter and no model; without them, its files list `adapter/adapter_config.json`
+  and no full weights) → the model's base (a catalog entry) plus the adapter's folder;
 - a FineTunePipeline run → the version it published in the pipeline's output PrivateModel;
 - an endpoint → its URL, with the API key from the Secret as an environment variable.
 """
@@ -33,6 +34,8 @@ from kaizen_operator.resolve import (
     require_private_model,
     run_dataset,
     storage_location,
+    version_artifacts,
+    version_folder,
 )
 from kaizen_operator.settings import OperatorSettings
 
@@ -81,42 +84,39 @@ def _entry_model(entry: CatalogEntry, mounts: Mounts) -> EvalRunModel:
     )
 
 
-def _is_adapter_only(version: Mapping[str, Any]) -> bool:
-    files = {f.get("name") for f in version.get("files") or []}
-    full = {"config.json", "model/config.json"} & files
-    return not full and "adapter/adapter_config.json" in files
-
-
 def _version_model(
     model: Mapping[str, Any], wanted: str | None, catalog: Catalog, mounts: Mounts
 ) -> tuple[EvalRunModel, str]:
     version = registry_version(model, wanted)
     facts = private_facts(model, version, catalog)
-    tags = version.get("tags") or {}
     base_name = (model.get("spec") or {}).get("baseModel")
     base = catalog.get(base_name) if base_name else None
-    tuned = tags.get("instructionTuned")
+    tuned = version.tags.instruction_tuned if version.tags else None
     if tuned is None and base is not None:
         tuned = base.instruction_tuned
-    folder = storage_location(model, mounts, version["name"], writable=False)
     modality = None if facts.vision is None else ("vision-language" if facts.vision else "text")
-    name = f"{model['metadata']['name']}/{version['name']}"
+    name = f"{model['metadata']['name']}/{version.name}"
     common: dict[str, Any] = {
         "name": name,
         "modality": modality,
         "parameters": facts.parameters,
         "instruction_tuned": tuned,
     }
-    if not _is_adapter_only(version):
-        return EvalRunModel(location=folder, **common), version["name"]
+    artifacts = version_artifacts(version)
+    if "model" in artifacts or "adapter" not in artifacts:
+        # The version root: the runner verifies it against its manifest and loads `model/` (or the root).
+        folder = storage_location(model, mounts, version_folder(version), writable=False)
+        return EvalRunModel(location=folder, **common), version.name
     if base is None:
         raise ResolveError(
             "UnknownModel",
-            f"version {version['name']} of PrivateModel {model['metadata']['name']} is a LoRA adapter and "
+            f"version {version.name} of PrivateModel {model['metadata']['name']} is a LoRA adapter and "
             f"the model's baseModel ({base_name or 'unset'}) is not a catalog entry to apply it on",
         )
+    # Only the adapter's folder is staged (the runner finds adapter_config.json there or under adapter/).
+    adapter = storage_location(model, mounts, version_folder(version, artifacts["adapter"]), writable=False)
     on_base = _entry_model(base, mounts)
-    return EvalRunModel(location=on_base.location, adapter=folder, **common), version["name"]
+    return EvalRunModel(location=on_base.location, adapter=adapter, **common), version.name
 
 
 def _pipeline_run_version(pipeline: Mapping[str, Any] | None, name: str, run: str | None) -> tuple[str, str]:

@@ -8,6 +8,7 @@ with paths. Handlers run it in worker threads.
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from typing import Any
@@ -156,3 +157,15 @@ class Kube:
         with self._lock:
             self._discovery[key] = (time.monotonic(), served)
         return served
+
+
+def kubeconfig_client(kubeconfig: str | None = None, context: str | None = None) -> client.ApiClient:
+    """In-cluster credentials in a pod unless a kubeconfig or context is named, else that kubeconfig
+    (default: the first file of $KUBECONFIG, else ~/.kube/config); for tools run on a workstation."""
+    configuration = client.Configuration()
+    if kubeconfig is None and context is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
+        config.load_incluster_config(client_configuration=configuration)
+    else:
+        path = kubeconfig or os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or None
+        config.load_kube_config(config_file=path, context=context, client_configuration=configuration)
+    return client.ApiClient(configuration)

@@ -4,7 +4,8 @@ Pure: the caller passes the pipeline, the catalog and the PrivateModels it read.
 becomes a location the runner can open inside the pod:
 - a catalog entry → its mirror (S3 prefix or PVC folder) when set, else `hf://<hub id>`;
 - a PrivateModel version → its folder in the model's storage (`<storage>/<version>`), only when the
-  registry marks that version ready;
+  registry marks that version ready (`registry.usable.ready_version`); the runner finds the weights
+  of a runner-made version under its `model/` and checks the whole folder against its manifest;
 - a PVC path → a volume mounted under `VOLUMES_DIR/<claim>` and the path inside it;
 - an S3 location → `s3://bucket/key` plus the connection's name: its Secret is mounted read-only
   under `$KAIZEN_CONNECTIONS_DIR/<name>/` (one file per key, what `kaizen_runner.train.connections`
@@ -20,12 +21,14 @@ from typing import Any
 
 from kaizen_api.common import Dataset, OutputStorage, PvcLocation, S3Location
 from kaizen_api.finetune import FineTunePipelineSpec
+from kaizen_api.privatemodel import ModelVersion
 from kaizen_api.runconfig import ProgressTarget, RunDataset, RunLocation, TrainRunConfig
 from pydantic import ValidationError
 
 from kaizen_operator.admission import validation_message
 from kaizen_operator.catalog import Catalog, CatalogEntry
 from kaizen_operator.naming import ChildNames, fit_label, run_object_name, short_hash, slug
+from kaizen_operator.registry.usable import ModelNotReady, ready_version
 from kaizen_operator.settings import OperatorSettings
 
 CONNECTIONS_DIR = "/var/run/kaizen/connections"
@@ -119,26 +122,34 @@ def _size(text: str | None) -> int | None:
     return int(float(match.group(1)) * _SIZE_FACTOR[match.group(2)]) if match else None
 
 
-def registry_version(model: Mapping[str, Any], wanted: str | None) -> dict[str, Any]:
+def registry_version(model: Mapping[str, Any], wanted: str | None) -> ModelVersion:
     """The named version, or the newest ready one; ModelNotReady unless the registry says it is ready."""
     name = model["metadata"]["name"]
-    status = model.get("status") or {}
-    versions = status.get("versions") or []
-    if wanted is None:
-        ready = [v for v in versions if v.get("ready")]
-        latest = next((v for v in ready if v.get("name") == status.get("latestVersion")), None)
-        if latest or ready:
-            return latest or ready[-1]
-        raise ResolveError("ModelNotReady", f"PrivateModel {name} has no ready version yet")
-    found = next((v for v in versions if v.get("name") == wanted), None)
-    if found is None:
-        raise ResolveError("ModelNotReady", f"PrivateModel {name} has no version {wanted}")
-    if not found.get("ready"):
-        state = found.get("status", "not ready")
+    try:
+        return ready_version(model.get("status") or {}, wanted)
+    except ModelNotReady as err:
+        raise ResolveError("ModelNotReady", f"PrivateModel {name}: {err}") from None
+    except ValidationError as err:
         raise ResolveError(
-            "ModelNotReady", f"version {wanted} of PrivateModel {name} is not ready ({state}): files missing"
-        )
-    return found
+            "ModelNotReady", f"PrivateModel {name}: its status cannot be read: {validation_message(err)}"
+        ) from None
+
+
+def version_artifacts(version: ModelVersion) -> dict[str, str]:
+    """Kind (model, adapter) → its folder in the version ('' for the root), as the registry recorded it.
+    A version recorded without them is judged by its inline file list, and its folder is the root (the
+    runner looks under `model/` and `adapter/` itself)."""
+    if version.artifacts:
+        return dict(version.artifacts)
+    files = {f.name for f in version.files or []}
+    if {"config.json", "model/config.json"} & files or "adapter/adapter_config.json" not in files:
+        return {"model": ""}
+    return {"adapter": ""}
+
+
+def version_folder(version: ModelVersion, folder: str = "") -> str:
+    """The path of a folder of the version, relative to the model's storage."""
+    return "/".join(p for p in (version.name, folder.strip("/")) if p)
 
 
 def storage_location(model: Mapping[str, Any], mounts: Mounts, sub: str, *, writable: bool) -> RunLocation:
@@ -194,7 +205,9 @@ def _base_model(
     if ref.private_model is not None:
         model = require_private_model(private_models, ref.private_model.name, "UnknownModel", "base model")
         version = registry_version(model, ref.private_model.version)
-        location = storage_location(model, mounts, version["name"], writable=False)
+        # The version root, not its `model/` artifact: the runner verifies the whole version against its
+        # manifest and then loads `model/` (or the root); an adapter-only version it refuses, naming why.
+        location = storage_location(model, mounts, version_folder(version), writable=False)
         return location, private_facts(model, version, catalog)
     assert ref.uri is not None
     scheme, _, rest = ref.uri.partition("://")
@@ -220,15 +233,17 @@ def _last_segment(path: str) -> str:
     return path.rstrip("/").rsplit("/", 1)[-1]
 
 
-def private_facts(model: Mapping[str, Any], version: Mapping[str, Any], catalog: Catalog) -> ModelFacts:
+def private_facts(model: Mapping[str, Any], version: ModelVersion, catalog: Catalog) -> ModelFacts:
     spec = model.get("spec") or {}
-    tags = version.get("tags") or {}
+    tags = version.tags
     entry = catalog.get(spec["baseModel"]) if spec.get("baseModel") else None
-    vision = {"VLM": True, "LLM": False}.get(tags.get("type") or "")
+    vision = {"VLM": True, "LLM": False}.get((tags.type if tags else None) or "")
     if vision is None and entry is not None:
         vision = entry.vision
     parameters = (
-        _size(spec.get("modelSize")) or _size(tags.get("size")) or (entry.parameters if entry else None)
+        _size(spec.get("modelSize"))
+        or _size(tags.size if tags else None)
+        or (entry.parameters if entry else None)
     )
     return ModelFacts(model["metadata"]["name"], vision, parameters, bool(entry and entry.moe))
 

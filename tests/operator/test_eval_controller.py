@@ -88,6 +88,24 @@ def test_a_registry_version_full_or_adapter_on_its_base():
         resolve_eval_run(job, "t-1", "o-r1", CATALOG, {"PrivateModel/support-assistant": orphan}, SETTINGS)
 
 
+def test_recorded_artifacts_say_whether_a_version_is_an_adapter_and_where_it_is():
+    job = evaljob("evaljob-standard.yaml")
+    adapter = private_model([], baseModel="Qwen2.5-0.5B-Instruct")
+    adapter["status"]["versions"][0]["artifacts"] = {"adapter": "adapter"}
+    model = resolve_eval_run(
+        job, "t-1", "o-r1", CATALOG, {"PrivateModel/support-assistant": adapter}, SETTINGS
+    ).config.model
+    assert model and model.location and model.location.uri == "hf://Qwen/Qwen2.5-0.5B-Instruct"
+    assert model.adapter and model.adapter.uri == "s3://models/support/ft_v1/adapter"
+    both = private_model([], baseModel="Qwen2.5-0.5B-Instruct")
+    both["status"]["versions"][0]["artifacts"] = {"adapter": "adapter", "model": "model"}
+    model = resolve_eval_run(
+        job, "t-1", "o-r1", CATALOG, {"PrivateModel/support-assistant": both}, SETTINGS
+    ).config.model
+    assert model and model.adapter is None and model.location
+    assert model.location.uri == "s3://models/support/ft_v1", "the root, verified against its manifest"
+
+
 def test_a_pipeline_run_resolves_to_the_version_it_published():
     job = evaljob("evaljob-standard.yaml", model={"pipelineRun": {"pipeline": "sft"}})
     pipeline = {

@@ -7,11 +7,12 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
 from kaizen_api.base import GROUP, VERSION
-from kaizen_operator.registry.kube import Kube, KubeError
+from kaizen_operator.kube import ApiError, Kube
 from kopf.testing import KopfRunner
 
 from registry.helpers import keys, publish_like_the_runner, upload
@@ -74,7 +75,7 @@ def wait(get: Callable[[], Any], check: Callable[[Any], bool], what: str, timeou
 
 
 def getter(kube: Kube, namespace: str, name: str) -> Callable[[], dict | None]:
-    return lambda: kube.request("GET", f"{PM.format(ns=namespace)}/{name}", missing_ok=True)
+    return lambda: kube.get(f"{PM.format(ns=namespace)}/{name}")
 
 
 def versions_of(obj: dict | None) -> dict[str, dict]:
@@ -206,6 +207,18 @@ def test_a_version_recorded_by_a_run_becomes_ready_when_its_output_lands(
     )
 
 
+@contextmanager
+def as_user(kube: Kube, user: str) -> Iterator[Kube]:
+    """The same API server and credentials, impersonating `user`."""
+    from kubernetes import client
+
+    api = client.ApiClient(kube.api.configuration, header_name="Impersonate-User", header_value=user)
+    try:
+        yield Kube(api)
+    finally:
+        api.close()
+
+
 def can(kube: Kube, user: str, namespace: str, verb: str, name: str) -> bool:
     review = {
         "apiVersion": "authorization.k8s.io/v1",
@@ -221,7 +234,8 @@ def can(kube: Kube, user: str, namespace: str, verb: str, name: str) -> bool:
         },
     }
     path = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
-    result = kube.request("POST", path, review, headers={"Impersonate-User": user})
+    with as_user(kube, user) as impersonated:
+        result = impersonated.request("POST", path, review)
     return bool(result["status"]["allowed"])
 
 
@@ -244,9 +258,10 @@ def test_a_share_lets_that_user_get_this_model_only_until_it_is_removed(
     assert can(kube, user, namespace, "get", "shared")
     assert not can(kube, user, namespace, "get", "other")
     assert not can(kube, user, namespace, "update", "shared"), "a viewer cannot edit"
-    with pytest.raises(KubeError, match="403"):
-        kube.request("GET", f"{PM.format(ns=namespace)}/other", headers={"Impersonate-User": user})
-    assert kube.request("GET", f"{PM.format(ns=namespace)}/shared", headers={"Impersonate-User": user})
+    with as_user(kube, user) as impersonated:
+        with pytest.raises(ApiError, match="403"):
+            impersonated.request("GET", f"{PM.format(ns=namespace)}/other")
+        assert impersonated.request("GET", f"{PM.format(ns=namespace)}/shared")
 
     editor = {**share, "role": "editor"}
     kube.request(

@@ -9,6 +9,7 @@ is skipped. A failed scan retries after 30 s, doubling up to the resync interval
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -22,9 +23,10 @@ from pydantic import ValidationError
 
 from kaizen_operator.admission import admission_status
 from kaizen_operator.conditions import Condition, set_condition
+from kaizen_operator.kube import ApiError, Kube, kubeconfig_client
 from kaizen_operator.registry.deletion import deletion_decision, model_users
-from kaizen_operator.registry.kube import KubeError, default_kube
 from kaizen_operator.registry.scan import scan
+from kaizen_operator.registry.storage import read_secret
 from kaizen_operator.registry.summary import RESYNC_SECONDS, model_labels, retry_delay
 from kaizen_operator.registry.sync import delete_files, sync_allow_list, sync_shares
 
@@ -33,6 +35,27 @@ RESCAN_ANNOTATION = f"{GROUP}/rescan"
 RESCAN_MAX = 253  # status.observedRescan's bound
 IDLE_SECONDS = 60.0
 DELETE_RECHECK_SECONDS = 10.0
+_kube_lock = threading.Lock()
+_kube: Kube | None = None
+
+
+def default_kube() -> Kube:
+    """The process's client, made on first use (the handlers share it across threads)."""
+    global _kube
+    with _kube_lock:
+        if _kube is None:
+            _kube = Kube(kubeconfig_client())
+        return _kube
+
+
+def _custom_objects(kube: Kube, namespace: str, plural: str) -> list[dict[str, Any]]:
+    """The namespace's objects of a Kaizen kind; none when its CRD is not installed."""
+    try:
+        return kube.list(f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{plural}")
+    except ApiError as err:
+        if err.status == 404:
+            return []
+        raise
 
 
 def _scan_into(body: Mapping[str, Any], patch: kopf.Patch, status: Mapping[str, Any] | None = None) -> dict:
@@ -40,7 +63,7 @@ def _scan_into(body: Mapping[str, Any], patch: kopf.Patch, status: Mapping[str, 
     the backoff delay when the storage cannot be read."""
     current = {**body, "status": dict(status if status is not None else body.get("status") or {})}
     namespace = body["metadata"]["namespace"]
-    result, versions = scan(current, lambda name: default_kube().secret(namespace, name))
+    result, versions = scan(current, lambda name: read_secret(default_kube(), namespace, name))
     patch.status.update(result)
     requested = (body["metadata"].get("annotations") or {}).get(RESCAN_ANNOTATION)
     patch.status["observedRescan"] = requested[:RESCAN_MAX] if requested is not None else None
@@ -65,11 +88,11 @@ def _sync_side_effects(
         conditions = set_condition(
             conditions, "Shared", "True", "RolesBound", f"{len(shares)} share(s) granted", generation
         )
-    except KubeError as err:
+    except ApiError as err:
         conditions = set_condition(conditions, "Shared", "False", "RBACError", str(err), generation)
     try:
         outcome = sync_allow_list(body, spec, kube)
-    except (StorageError, KubeError) as err:
+    except (StorageError, ApiError) as err:
         return set_condition(conditions, "IPAllowList", "False", "StorageError", str(err), generation), shares
     if outcome is None:
         state = ("False", "NotSupported", "volume storage has no bucket policy: downloads are not restricted")
@@ -139,8 +162,8 @@ def resync(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
 
 def _users(namespace: str, name: str) -> list[str]:
     kube = default_kube()
-    pipelines = kube.custom_objects(namespace, FINETUNE_PIPELINE.plural)
-    return model_users(name, pipelines, kube.custom_objects(namespace, EVAL_JOB.plural))
+    pipelines = _custom_objects(kube, namespace, FINETUNE_PIPELINE.plural)
+    return model_users(name, pipelines, _custom_objects(kube, namespace, EVAL_JOB.plural))
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL, id="delete")
@@ -154,7 +177,7 @@ def delete(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
         spec = None  # an invalid spec names no storage to remove: the object goes, as with Retain
     try:
         users = _users(meta["namespace"], meta["name"])
-    except KubeError as err:
+    except ApiError as err:
         raise kopf.TemporaryError(
             f"cannot list the model's users: {err}", delay=DELETE_RECHECK_SECONDS
         ) from None
@@ -171,7 +194,7 @@ def delete(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
         try:
             removed = delete_files(body, spec, default_kube())
             decision_message = f"{decision.message} ({removed} file(s))"
-        except (StorageError, KubeError) as err:
+        except (StorageError, ApiError) as err:
             conditions = set_condition(conditions, "Deleting", "False", "StorageError", str(err), generation)
             patch.status["conditions"] = conditions
             raise kopf.TemporaryError(str(err), delay=DELETE_RECHECK_SECONDS) from None

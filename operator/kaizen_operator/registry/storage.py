@@ -11,13 +11,16 @@ from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 from kaizen_api.common import OutputStorage
 from kaizen_runner.storage import ObjectStore, S3Connection, StorageError
 
 from kaizen_operator.registry.readiness import StoredFile
+
+if TYPE_CHECKING:  # the kubernetes client is imported only where a Secret is read
+    from kaizen_operator.kube import Kube
 
 SMALL_FILE_MAX = 16 << 20  # configs, indexes, manifests: never read a weights file by mistake
 # Where the operator finds a PersistentVolumeClaim's files: <dir>/<claimName>/, mounted into its pod.
@@ -138,6 +141,21 @@ class LocalModelStorage(ModelStorage):
 def object_store(connection: S3Connection) -> ObjectStore:
     """One client per connection: creating a boto3 client costs more than a small scan."""
     return ObjectStore(connection)
+
+
+def read_secret(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
+    """A connection Secret; StorageError (the storage cannot be reached) when it cannot be read."""
+    from kaizen_operator.kube import ApiError
+
+    try:
+        found = kube.get(f"/api/v1/namespaces/{namespace}/secrets/{name}")
+    except ApiError as err:
+        raise StorageError(
+            f"cannot read connection Secret {namespace}/{name}: {err}", cause="access_denied"
+        ) from None
+    if found is None:
+        raise StorageError(f"connection Secret {namespace}/{name} does not exist", cause="bad_config")
+    return dict(found)
 
 
 def open_storage(

@@ -7,20 +7,22 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kaizen_api.privatemodel import PrivateModelSpec
 from kaizen_runner.storage import S3Connection
 
 from kaizen_operator.registry import rbac
-from kaizen_operator.registry.kube import Kube
 from kaizen_operator.registry.policy import (
     PolicyOutcome,
     allow_list_statement,
     apply_allow_list,
     statement_id,
 )
-from kaizen_operator.registry.storage import object_store, open_storage
+from kaizen_operator.registry.storage import object_store, open_storage, read_secret
+
+if TYPE_CHECKING:
+    from kaizen_operator.kube import Kube
 
 RBAC = "/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}/{plural}"
 # How a share's e-mail and tenant become the Kubernetes user bound (see docs/registry.md).
@@ -53,10 +55,8 @@ def sync_shares(kube: Kube, body: Mapping[str, Any], spec: PrivateModelSpec) -> 
     selector = f"{rbac.MANAGED_BY}=kaizen,{rbac.MODEL_LABEL}={rbac.model_label(name)}"
     current: dict[str, dict[str, dict[str, Any]]] = {}
     for plural in ("roles", "rolebindings"):
-        listing = kube.request(
-            "GET", RBAC.format(namespace=namespace, plural=plural), query={"labelSelector": selector}
-        )
-        current[plural] = {item["metadata"]["name"]: item for item in listing.get("items") or []}
+        listing = kube.list(RBAC.format(namespace=namespace, plural=plural), selector)
+        current[plural] = {item["metadata"]["name"]: item for item in listing}
     shares = rbac.unique_shares(spec.sharing)
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     invited: dict[str, str] = {}
@@ -73,7 +73,7 @@ def sync_shares(kube: Kube, body: Mapping[str, Any], spec: PrivateModelSpec) -> 
     for plural in ("rolebindings", "roles"):
         for stale in set(current[plural]) - set(invited):
             path = f"{RBAC.format(namespace=namespace, plural=plural)}/{stale}"
-            kube.request("DELETE", path, missing_ok=True)
+            kube.delete(path)
     return rbac.shares_status(shares, invited, name, fmt)
 
 
@@ -83,7 +83,7 @@ def sync_allow_list(body: Mapping[str, Any], spec: PrivateModelSpec, kube: Kube)
     if s3 is None:
         return None
     meta = body["metadata"]
-    connection = S3Connection.from_secret(kube.secret(meta["namespace"], s3.connection.name))
+    connection = S3Connection.from_secret(read_secret(kube, meta["namespace"], s3.connection.name))
     sid = statement_id(meta["namespace"], meta["name"])
     allow = spec.ip_allow_list or []
     statement = allow_list_statement(sid, s3.bucket, s3.key, allow) if allow else None
@@ -93,7 +93,7 @@ def sync_allow_list(body: Mapping[str, Any], spec: PrivateModelSpec, kube: Kube)
 def delete_files(body: Mapping[str, Any], spec: PrivateModelSpec, kube: Kube) -> int:
     """Remove every stored file of the model and its bucket-policy statement; returns how many files."""
     namespace = body["metadata"]["namespace"]
-    storage = open_storage(spec.storage, lambda name: kube.secret(namespace, name))
+    storage = open_storage(spec.storage, lambda name: read_secret(kube, namespace, name))
     removed = storage.delete_all()
     if spec.storage.s3 is not None:
         sync_allow_list(body, spec.model_copy(update={"ip_allow_list": None}), kube)

@@ -48,12 +48,14 @@ def resolve(
     kind, _, name = where.partition("/")
     if kind not in ("pm", "privatemodel", PRIVATE_MODEL.plural) or not name:
         raise StorageError(f"{where!r}: expected s3://bucket/prefix or pm/NAME", cause="bad_config")
-    from kaizen_operator.registry.kube import Kube, KubeError
+    from kaizen_api.base import GROUP, VERSION
+    from kaizen_operator.kube import ApiError, Kube, kubeconfig_client
+    from kaizen_operator.registry.storage import read_secret
 
-    kube = Kube.from_config(kubeconfig, context)
+    kube = Kube(kubeconfig_client(kubeconfig, context))
     ns = namespace or _namespace(kubeconfig, context)
     try:
-        body = kube.custom_object(ns, PRIVATE_MODEL.plural, name)
+        body = kube.get(f"/apis/{GROUP}/{VERSION}/namespaces/{ns}/{PRIVATE_MODEL.plural}/{name}")
         if body is None:
             raise StorageError(f"PrivateModel {ns}/{name} does not exist", cause="bad_config")
         spec = PrivateModelSpec.model_validate(body["spec"])
@@ -62,8 +64,8 @@ def resolve(
                 f"PrivateModel {ns}/{name} lives on a volume; copy the files into the volume instead",
                 cause="bad_config",
             )
-        connection = S3Connection.from_secret(kube.secret(ns, spec.storage.s3.connection.name))
-    except KubeError as err:
+        connection = S3Connection.from_secret(read_secret(kube, ns, spec.storage.s3.connection.name))
+    except ApiError as err:
         raise StorageError(
             f"cannot read PrivateModel {ns}/{name} or its connection: {err}", cause="access_denied"
         ) from None
