@@ -4,4 +4,5 @@ pytest_plugins = [
     "support.controlplane",
     "support.s3server",
     "support.realnode",
+    "support.memoryguard",
 ]
