@@ -67,7 +67,7 @@ def runner_image(cluster: LocalControlPlane) -> str:
     build = RunnerImageBuild(log=lambda line: print(f"    {line}"))
     reference = build.runner(build.base())
     assert cluster.node is not None
-    cluster.node.import_built(reference, build)
+    cluster.node.import_built(reference)
     return reference
 
 

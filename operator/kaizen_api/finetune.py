@@ -416,6 +416,12 @@ class PreflightPlan(StatusModel):
     )
     tokens: int = Field(default=0, ge=0, description="Tokens after templating and truncation.")
     truncated_records: int = Field(default=0, ge=0, description="Records cut at maxSequenceLength.")
+    masked_records: int = Field(
+        default=0,
+        ge=0,
+        description="Records whose prompt alone fills maxSequenceLength: no answer token is left to learn "
+        "from, so the trainer drops them (not counted as usable).",
+    )
     steps_per_epoch: int = Field(default=0, ge=0, description="Optimizer steps per epoch.")
     total_steps: int = Field(default=0, ge=0, description="Optimizer steps of the whole run.")
     world_size: int = Field(default=1, ge=1, description="Processes the plan assumed (nodes x GPUs).")

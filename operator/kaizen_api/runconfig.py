@@ -70,6 +70,13 @@ class ProgressTarget(KaizenModel):
         max_length=128,
         description="Environment variable holding the bearer token.",
     )
+    interval_seconds: float = Field(
+        default=15,
+        ge=0,
+        le=3600,
+        description="Least seconds between two reports (start, evaluations and the end are always sent); "
+        "the operator's endpoint takes about one report a second per run.",
+    )
 
 
 class TrainRunConfig(KaizenModel):

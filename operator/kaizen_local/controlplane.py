@@ -26,6 +26,7 @@ import os
 import secrets
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -43,6 +44,7 @@ from kaizen_local.cluster import (
 )
 from kaizen_local.fakenodes import FAKE_NODES
 from kaizen_local.node.kubelet import NODE_NAME
+from kaizen_local.node.network import HOST_ADDRESS
 from kaizen_local.node.realnode import RealNode
 from kaizen_local.paths import CACHE_DIR, KWOK_STAGES_DIR, default_bin_dir, missing_binaries
 from kaizen_local.processes import ControlPlaneError, Probe, Process, die_with_parent, free_port, tail
@@ -362,6 +364,8 @@ class LocalControlPlane(Cluster):
     def _start_real_node(self) -> None:
         assert self.node is not None
         ca_data = base64.b64encode((self.work_dir / "pki" / "apiserver.crt").read_bytes()).decode()
+        dns_args = ["--address", HOST_ADDRESS, "--kubeconfig", str(self.kubeconfig)]
+        self._spawn("dns", "-m", "kaizen_local.node.dns", *dns_args, binary=sys.executable)
         self.node.start(self._spawn, self.server, ca_data, kubeconfig_yaml)
 
         def ready() -> bool:

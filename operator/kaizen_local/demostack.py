@@ -99,6 +99,7 @@ def operator_env(cluster: LocalControlPlane, runner_image: str, host: str) -> di
         "KAIZEN_IMAGE_PULL_POLICY": "Never",
         "KAIZEN_PROGRESS_PORT": str(progress),
         "KAIZEN_PROGRESS_URL": f"http://{host}:{progress}",
+        "KAIZEN_PROGRESS_INTERVAL_SECONDS": "1",  # a tiny model's run lasts seconds: watch every step
         "KAIZEN_METRICS_PORT": str(free_port()),
         "KAIZEN_PROGRESS_KEY": base64.b64encode(os.urandom(24)).decode(),
         "KAIZEN_CATALOG_PATH": str(CATALOG_FILE),

@@ -11,8 +11,9 @@ Stages, each timed and cached:
    the build arguments, so any change to them (dependency pins live in pyproject.toml) makes a new one.
    The Dockerfile's uv cache mount is pointed at the host's uv cache, which already holds the pinned
    wheels (torch with its CUDA libraries is most of the image's size), so nothing big is downloaded.
-3. **import**: ``buildah push`` to an OCI archive, ``ctr images import`` into the node's containerd
-   (whose root persists, so this happens once per key), the archive removed.
+3. **import** (``kaizen_local.node.imagestream``): the layers the node's containerd lacks, replayed
+   from buildah's storage straight into ``ctr images import`` (containerd's root persists, so this
+   happens once per key, and after a code change it moves only the changed layers).
 
     .venv/bin/python -m kaizen_local.runnerimage     # build (or find) the image; prints each stage's time
 """
@@ -202,22 +203,6 @@ class RunnerImageBuild:
             link.unlink(missing_ok=True)
             link.symlink_to(host_cache)
         return parent
-
-    def export(self, reference: str) -> Path:
-        """An OCI archive of the image (uncompressed: it only crosses this machine's disk)."""
-        archive = self.work_dir / f"{reference.replace('/', '_').replace(':', '-')}.tar"
-        archive.unlink(missing_ok=True)
-        tag = reference.rsplit(":", 1)[1]
-        push = [
-            "buildah",
-            "push",
-            "--quiet",
-            "--disable-compression",
-            reference,
-            f"oci-archive:{archive}:{tag}",
-        ]
-        self._timed("export (buildah push)", lambda: _run(*push))
-        return archive
 
 
 def main(argv: list[str] | None = None) -> int:

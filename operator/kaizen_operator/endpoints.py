@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -29,6 +29,7 @@ from kaizen_operator.reconciler import API, KIND, Conflict, Context, patch_statu
 
 log = logging.getLogger(__name__)
 ATTEMPTS = 4
+Handler = Callable[[web.Request], Awaitable[web.Response]]
 
 
 class Refused(Exception):
@@ -85,18 +86,24 @@ def apply(
     return False
 
 
-def progress_app(ctx: Context, limiter: RateLimiter) -> web.Application:
+Owner = Callable[[Context, str, str], tuple[str, str]]
+Apply = Callable[[Context, str, str, tuple[str, str], ProgressReport], bool]
+
+
+def report_handler(ctx: Context, limiter: RateLimiter, owner: Owner, apply: Apply, kind: str) -> Handler:
+    """One POST route of the channel: bearer token of the run's owner, rate limit per run, then
+    ``apply`` (off the event loop); ``kind`` keeps the rate buckets of training and eval runs apart."""
+
     async def post(request: web.Request) -> web.Response:
         namespace, run = request.match_info["namespace"], request.match_info["run"]
         header = request.headers.get("Authorization", "")
         try:
             if not header.startswith("Bearer ") or not header[7:].strip():
                 raise Refused(401, "unauthorized", "a bearer token is required")
-            token = header[7:].strip()
-            owner = await asyncio.to_thread(owner_of, ctx, namespace, run)
-            if not token_matches(ctx.key, token, namespace, run, owner[1]):
+            owned_by = await asyncio.to_thread(owner, ctx, namespace, run)
+            if not token_matches(ctx.key, header[7:].strip(), namespace, run, owned_by[1]):
                 raise Refused(403, "forbidden", "the token does not authorise this run")
-            if not limiter.allow(f"{namespace}/{run}"):
+            if not limiter.allow(f"{kind}/{namespace}/{run}"):
                 raise Refused(429, "rate_limited", "too many reports for this run")
             try:
                 report = ProgressReport.model_validate_json(await request.read())
@@ -104,7 +111,7 @@ def progress_app(ctx: Context, limiter: RateLimiter) -> web.Application:
                 raise Refused(
                     400, "invalid", f"not a progress report: {err.error_count()} problems"
                 ) from None
-            applied = await asyncio.to_thread(apply, ctx, namespace, run, owner, report)
+            applied = await asyncio.to_thread(apply, ctx, namespace, run, owned_by, report)
         except Refused as refused:
             PROGRESS_REPORTS.labels(refused.outcome).inc()
             return web.json_response({"error": refused.message}, status=refused.status)
@@ -115,11 +122,17 @@ def progress_app(ctx: Context, limiter: RateLimiter) -> web.Application:
         PROGRESS_REPORTS.labels("accepted" if applied else "stale").inc()
         return web.json_response({"applied": applied})
 
-    from kaizen_operator.eval_progress import eval_progress_handler  # evaluation runs, same channel
+    return post
+
+
+def progress_app(ctx: Context, limiter: RateLimiter) -> web.Application:
+    from kaizen_operator.eval_progress import apply_eval, eval_owner  # evaluation runs, same channel
 
     app = web.Application(client_max_size=BODY_MAX_BYTES)
-    app.router.add_post("/runs/{namespace}/{run}", post)
-    app.router.add_post("/evalruns/{namespace}/{run}", eval_progress_handler(ctx, limiter))
+    app.router.add_post("/runs/{namespace}/{run}", report_handler(ctx, limiter, owner_of, apply, "train"))
+    app.router.add_post(
+        "/evalruns/{namespace}/{run}", report_handler(ctx, limiter, eval_owner, apply_eval, "eval")
+    )
     return app
 
 

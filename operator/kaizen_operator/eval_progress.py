@@ -7,22 +7,15 @@ report model (`ProgressReport.evalProgress`) as training runs; the report lands 
 
 from __future__ import annotations
 
-import asyncio
-from typing import Any
-
-from aiohttp import web
 from kaizen_api.evaljob import EvalJobStatus
 from kaizen_api.results import ProgressReport
-from pydantic import ValidationError
 
 from kaizen_operator.endpoints import Refused
 from kaizen_operator.eval_reconciler import API, KIND, patch_eval_status
 from kaizen_operator.eval_runs import FINISHED, run_number, run_object_name
 from kaizen_operator.eval_workload import EVALJOB_LABEL
-from kaizen_operator.kube import ApiError, path_of
-from kaizen_operator.metrics import PROGRESS_REPORTS
+from kaizen_operator.kube import path_of
 from kaizen_operator.naming import ChildNames
-from kaizen_operator.progress import RateLimiter, token_matches
 from kaizen_operator.reconciler import Conflict, Context
 
 ATTEMPTS = 4
@@ -67,34 +60,3 @@ def apply_eval(
             if attempt == ATTEMPTS - 1:
                 raise
     return False
-
-
-def eval_progress_handler(ctx: Context, limiter: RateLimiter) -> Any:
-    async def post(request: web.Request) -> web.Response:
-        namespace, run = request.match_info["namespace"], request.match_info["run"]
-        header = request.headers.get("Authorization", "")
-        try:
-            if not header.startswith("Bearer ") or not header[7:].strip():
-                raise Refused(401, "unauthorized", "a bearer token is required")
-            owner = await asyncio.to_thread(eval_owner, ctx, namespace, run)
-            if not token_matches(ctx.key, header[7:].strip(), namespace, run, owner[1]):
-                raise Refused(403, "forbidden", "the token does not authorise this run")
-            if not limiter.allow(f"eval/{namespace}/{run}"):
-                raise Refused(429, "rate_limited", "too many reports for this run")
-            try:
-                report = ProgressReport.model_validate_json(await request.read())
-            except ValidationError as err:
-                raise Refused(
-                    400, "invalid", f"not a progress report: {err.error_count()} problems"
-                ) from None
-            applied = await asyncio.to_thread(apply_eval, ctx, namespace, run, owner, report)
-        except Refused as refused:
-            PROGRESS_REPORTS.labels(refused.outcome).inc()
-            return web.json_response({"error": refused.message}, status=refused.status)
-        except (ApiError, Conflict):
-            PROGRESS_REPORTS.labels("error").inc()
-            return web.json_response({"error": "not applied, try again"}, status=503)
-        PROGRESS_REPORTS.labels("accepted" if applied else "stale").inc()
-        return web.json_response({"applied": applied})
-
-    return post

@@ -11,9 +11,9 @@ from typing import Any
 from kaizen_api.evaljob import EvalRunRecord
 from kaizen_api.privatemodel import VersionEvaluation
 
-from kaizen_operator.kube import ApiError, Kube, path_of
+from kaizen_operator.kube import Kube
+from kaizen_operator.registry_link import update_versions
 
-ATTEMPTS = 3
 EVALUATIONS_MAX = 20  # the registry's bound on status.versions[].evaluations (newest last)
 
 
@@ -48,21 +48,6 @@ def record_evaluation(
         results=run.results,
         results_uri=run.results_uri,
     )
-    path = path_of("kaizen.dev/v1alpha1", "PrivateModel", namespace, model)
-    for attempt in range(ATTEMPTS):
-        current = kube.get(path)
-        if current is None:
-            return
-        merged = merge_evaluation(list((current.get("status") or {}).get("versions") or []), version, entry)
-        if merged is None:
-            return
-        body = {
-            "metadata": {"resourceVersion": current["metadata"]["resourceVersion"]},
-            "status": {"versions": merged},
-        }
-        try:
-            kube.merge_patch(f"{path}/status", body)
-            return
-        except ApiError as err:
-            if err.status != 409 or attempt == ATTEMPTS - 1:
-                raise
+    update_versions(
+        kube, namespace, model, lambda versions: merge_evaluation(versions, version, entry), missing_ok=True
+    )

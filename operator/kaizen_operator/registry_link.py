@@ -43,25 +43,30 @@ def promote_version(versions: list[dict[str, Any]], name: str) -> list[dict[str,
 
 def record_version(kube: Kube, namespace: str, model: str, version: str, created: datetime | None) -> None:
     """Add the version to PrivateModel `model`'s status."""
-    _update_versions(kube, namespace, model, lambda versions: merge_version(versions, version, created))
+    update_versions(kube, namespace, model, lambda versions: merge_version(versions, version, created))
 
 
 def mark_promoted(kube: Kube, namespace: str, model: str, version: str) -> None:
     """Mark the version promoted in PrivateModel `model`'s status (the gate's thresholds all held)."""
-    _update_versions(kube, namespace, model, lambda versions: promote_version(versions, version))
+    update_versions(kube, namespace, model, lambda versions: promote_version(versions, version))
 
 
-def _update_versions(
+def update_versions(
     kube: Kube,
     namespace: str,
     model: str,
     change: Callable[[list[dict[str, Any]]], list[dict[str, Any]] | None],
+    *,
+    missing_ok: bool = False,
 ) -> None:
-    """Write `change(versions)` unless it is None; optimistic concurrency, retried on conflict."""
+    """Write `change(versions)` unless it is None; optimistic concurrency, retried on conflict. A
+    missing PrivateModel is an error unless `missing_ok`."""
     path = path_of("kaizen.dev/v1alpha1", "PrivateModel", namespace, model)
     for attempt in range(ATTEMPTS):
         current = kube.get(path)
         if current is None:
+            if missing_ok:
+                return
             raise ApiError(404, f'{{"reason": "NotFound", "message": "PrivateModel {model} not found"}}')
         versions = list((current.get("status") or {}).get("versions") or [])
         merged = change(versions)

@@ -316,7 +316,10 @@ def resolve_train_run(
         hyperparameters=spec.hyperparameters,
         extended_hyperparameters=spec.extended_hyperparameters,
         output=output,
-        progress=ProgressTarget(url=settings.run_progress_url(meta["namespace"], object_name)),
+        progress=ProgressTarget(
+            url=settings.run_progress_url(meta["namespace"], object_name),
+            interval_seconds=settings.progress_interval_seconds,
+        ),
     )
     volumes, volume_mounts = mount_volumes(mounts)
     return ResolvedRun(

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from kaizen_api.finetune import RunStatus
+from kaizen_api.finetune import RunProgress, RunStatus
 from kaizen_api.results import TerminationMessage
 from pydantic import ValidationError
 
@@ -150,6 +150,17 @@ def _successful_message(pods: list[dict[str, Any]]) -> TerminationMessage | None
     return best[0] if best else None
 
 
+def _completed(progress: RunProgress | None, global_step: int | None) -> RunProgress | None:
+    """A succeeded run's progress at its last step: the runner's final reports can be lost or refused
+    (rate limit), the termination message's step is not."""
+    if progress is None and global_step is None:
+        return None
+    progress = progress or RunProgress()
+    step = progress.total_steps if global_step is None else global_step
+    done = {"step": step, "total_steps": max(step, progress.total_steps), "percentage": 100, "eta_seconds": 0}
+    return progress.model_copy(update=done)
+
+
 def problems_text(term: TerminationMessage) -> str:
     """The runner's message followed by the first bad records, index and reason."""
     lines = [term.message or "the dataset has invalid records"]
@@ -252,6 +263,7 @@ def advance(run: RunStatus, children: RunChildren, *, now: datetime, cancel: boo
             message="the run completed",
             metrics=(term.metrics if term else None) or run.metrics,
             output_version=(term.output_version if term else None) or run.output_version or run.name,
+            progress=_completed(run.progress, term.global_step if term else None),
         )
     if outcome == "Failed":
         failure = workload_failure(workload, condition, children.workload_pods)

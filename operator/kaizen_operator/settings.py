@@ -72,6 +72,9 @@ class OperatorSettings(_Settings):
         description="Base URL run pods use to reach the operator's progress endpoint.",
     )
     progress_port: int = Field(default=8081, ge=1, le=65535)
+    progress_interval_seconds: float = Field(
+        default=15, ge=1, le=3600, description="Least seconds between a runner's progress reports."
+    )
     metrics_port: int = Field(default=8080, ge=1, le=65535)
     catalog_path: Path | None = Field(
         default=None, description="YAML file of extra catalog entries, merged over the shipped catalog."

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from kaizen_api.finetune import PreflightPlan, RecordProblem, RunStatus
+from kaizen_api.finetune import PreflightPlan, RecordProblem, RunProgress, RunStatus
 from kaizen_api.results import TerminationMessage
 from kaizen_operator.runs import RunChildren, advance, workload_outcome
 
@@ -121,6 +121,20 @@ def test_success_takes_metrics_from_the_termination_message() -> None:
     step = advance(run(preflight=PLAN), children, now=NOW)
     assert step.run.phase == "Succeeded" and step.run.output_version == "v1"
     assert step.run.metrics and step.run.metrics.train_total_loss == 0.5
+
+
+def test_success_completes_progress_whose_last_reports_were_lost() -> None:
+    """The runner's last reports can be refused (rate limit) or lost; the termination message's step
+    ends the run at its last step, at 100 % with no time left."""
+    live = RunProgress(step=6, total_steps=10, percentage=60, eta_seconds=4)
+    message = term(phase="Succeeded", globalStep=10)
+    children = RunChildren(workload=job("Complete"), workload_pods=[pod("Succeeded", 0, message)])
+    progress = advance(run(preflight=PLAN, progress=live), children, now=NOW).run.progress
+    assert progress and (progress.step, progress.total_steps, progress.percentage) == (10, 10, 100)
+    assert progress.eta_seconds == 0
+    no_step = RunChildren(workload=job("Complete"), workload_pods=[pod("Succeeded", 0)])
+    progress = advance(run(preflight=PLAN, progress=live), no_step, now=NOW).run.progress
+    assert progress and progress.step == 10
 
 
 def test_success_without_a_message_names_the_version_after_the_run() -> None:

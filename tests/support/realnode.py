@@ -122,7 +122,7 @@ def host_s3_server(real_node_cluster: LocalControlPlane, tmp_path: Path) -> Iter
 
 
 @pytest.fixture(scope="session")
-def runner_image_build() -> tuple[str, RunnerImageBuild]:
+def runner_image_reference() -> str:
     """The runner image built from runner-image/Dockerfile (cached by content; minutes when cold), or
     ``KAIZEN_TEST_RUNNER_IMAGE``'s image, built before and found in buildah's storage or the node's
     containerd (any change under operator/ or runner-image/ changes the content hash)."""
@@ -130,21 +130,18 @@ def runner_image_build() -> tuple[str, RunnerImageBuild]:
         if os.environ.get("KAIZEN_REQUIRE_REAL_NODE") == "1":
             pytest.fail(f"KAIZEN_REQUIRE_REAL_NODE=1 but {reason}", pytrace=False)
         pytest.skip(reason)
-    build = RunnerImageBuild()
     if prebuilt := os.environ.get("KAIZEN_TEST_RUNNER_IMAGE"):
-        return prebuilt, build
-    return build.runner(build.base()), build
+        return prebuilt
+    build = RunnerImageBuild()
+    return build.runner(build.base())
 
 
 @pytest.fixture
-def runner_image(
-    real_node_cluster: LocalControlPlane, runner_image_build: tuple[str, RunnerImageBuild]
-) -> str:
+def runner_image(real_node_cluster: LocalControlPlane, runner_image_reference: str) -> str:
     """The runner image's reference, imported into the real node's containerd (once per image)."""
-    reference, build = runner_image_build
     assert real_node_cluster.node is not None
-    real_node_cluster.node.import_built(reference, build)
-    return reference
+    real_node_cluster.node.import_built(runner_image_reference)
+    return runner_image_reference
 
 
 @dataclass(frozen=True)

@@ -16,12 +16,14 @@ class Recorder:
     url: str
     reports: list[dict[str, Any]] = field(default_factory=list)
     authorizations: list[str | None] = field(default_factory=list)
+    answers: list[int] = field(default_factory=list)  # the status each POST got
     # Called with each report as it arrives (e.g. to look at the output store at that moment).
     on_report: Callable[[dict[str, Any]], None] | None = None
 
 
 @contextmanager
-def progress_server(status: int = 200) -> Iterator[Recorder]:
+def progress_server(status: int = 200, rate_limited_first: int = 0) -> Iterator[Recorder]:
+    """``rate_limited_first``: that many POSTs are answered 429 first, as the operator's rate limit does."""
     recorder = Recorder(url="")
 
     class Handler(BaseHTTPRequestHandler):
@@ -32,7 +34,8 @@ def progress_server(status: int = 200) -> Iterator[Recorder]:
             if recorder.on_report is not None:
                 recorder.on_report(report)
             recorder.reports.append(report)
-            self.send_response(status)
+            recorder.answers.append(429 if len(recorder.answers) < rate_limited_first else status)
+            self.send_response(recorder.answers[-1])
             self.end_headers()
 
         def log_message(self, *args: Any) -> None:

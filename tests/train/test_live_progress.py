@@ -23,7 +23,6 @@ def test_reported_progress_matches_the_trainer_log(
 ) -> None:
     output = tmp_path / "out"
     termination_log = tmp_path / "termination-log"
-    monkeypatch.setenv("KAIZEN_PROGRESS_INTERVAL_S", "0")
     monkeypatch.setenv("KAIZEN_TERMINATION_LOG", str(termination_log))
     monkeypatch.setenv("KAIZEN_PROGRESS_TOKEN", "run-token")
     manifest_seen: list[bool] = []
@@ -42,7 +41,7 @@ def test_reported_progress_matches_the_trainer_log(
                 validation=data_dir / "alpaca_val.json",
                 max_steps=6,
                 others={"evalStrategy": "steps", "evalSteps": 3},
-                progress={"url": server.url},
+                progress={"url": server.url, "intervalSeconds": 0},
             )
         )
         result = run_training(cfg, work_dir=tmp_path / "work")

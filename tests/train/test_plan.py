@@ -10,10 +10,12 @@ from typing import Any
 import pytest
 from api.cases import DELETE
 from kaizen_api.results import EXIT_USER_ERROR, RecordProblem, TerminationMessage
+from kaizen_api.runconfig import TrainRunConfig
 from kaizen_runner.cli import main
 from kaizen_runner.plan.cli import fitted
 from kaizen_runner.plan.memory import GIB, ModelShape, TrainingShape, estimate_gpu_memory
 from kaizen_runner.plan.steps import steps_per_epoch, total_steps
+from kaizen_runner.train.run import run_training
 from support.tinymodels import SAMPLES
 
 from train.helpers import run_config, write_config
@@ -43,7 +45,8 @@ def test_plan_of_the_alpaca_sample(tmp_path: Path, tiny_llama: Path, termination
     result = message(termination_log)
     assert result.phase == "Succeeded" and result.run_name == config["runName"]
     p = result.plan
-    assert p.records == 500 and p.usable_records + p.skipped_records == 500 and p.usable_records > 400
+    assert p.records == 500 and p.usable_records + p.skipped_records + p.masked_records == 500
+    assert p.usable_records + p.masked_records > 400 and p.masked_records > 0  # long prompts at 64 tokens
     assert p.world_size == 4
     # 4 processes x batch 2 x 4 accumulation steps: ceil(ceil(usable / 4) / 2 / 4) steps per epoch.
     assert p.steps_per_epoch == math.ceil(math.ceil(p.usable_records / 4) / 2 / 4)
@@ -52,6 +55,25 @@ def test_plan_of_the_alpaca_sample(tmp_path: Path, tiny_llama: Path, termination
     assert p.tokens <= 64 * p.usable_records
     assert p.parameters and p.estimated_gpu_memory_bytes and p.estimated_gpu_memory_bytes > GIB
     assert json.loads(capsys.readouterr().out)["totalSteps"] == p.total_steps
+
+
+@pytest.mark.slow
+def test_planned_steps_are_the_steps_the_trainer_takes(
+    tmp_path: Path, tiny_llama: Path, termination_log: Path
+) -> None:
+    """Prompts that fill maxSequenceLength leave nothing to learn and TRL drops those records; the
+    plan counts them as masked, so its step count is the trainer's."""
+    records = json.loads((SAMPLES / "alpaca" / "alpaca_train_mini.json").read_text())[:80]
+    data = tmp_path / "alpaca.json"
+    data.write_text(json.dumps(records))
+    config = run_config(base=tiny_llama, output=str(tmp_path / "out"), data=data, max_steps=None)
+    config["hyperparameters"].update(batchSize=4, epochs=1, maxSequenceLength=64)
+    assert plan(tmp_path, config) == 0
+    p = message(termination_log).plan
+    assert p is not None and 0 < p.masked_records < 80 and p.usable_records == 80 - p.masked_records
+    assert p.total_steps == math.ceil(p.usable_records / 4)
+    result = run_training(TrainRunConfig.model_validate(config), work_dir=tmp_path / "train")
+    assert result.global_step == p.total_steps
 
 
 def test_plan_counts_exactly_what_the_tokenizer_sees(
@@ -213,7 +235,8 @@ def test_plan_fetches_only_tokenizer_files_of_a_model_version_on_s3(
     config = run_config(base=tmp_path, output=str(tmp_path / "out"), data=data)
     config["baseModel"] = {"uri": f"s3://{s3_bucket}/{version}", "connection": s3_connection_dir}
     assert plan(tmp_path, config) == 0
-    assert message(termination_log).plan.usable_records == 100
+    counted = message(termination_log).plan
+    assert counted.usable_records + counted.masked_records == counted.records == 100
     staged = {p.name for p in (tmp_path / "work").rglob("*") if p.is_file()}
     assert "tokenizer.json" in staged and "config.json" in staged
     assert not any(name.endswith(".safetensors") for name in staged)  # weights are never fetched

@@ -55,6 +55,16 @@ def test_reports_reach_the_endpoint_with_the_bearer_token(monkeypatch: pytest.Mo
     assert last["progress"]["percentage"] == 100
 
 
+def test_a_rate_limited_final_report_is_sent_again() -> None:
+    """A fast run's final report can meet the operator's rate limit; it is retried, not lost."""
+    with progress_server(rate_limited_first=1) as server:
+        reporter = ProgressReporter("ft_x_1", ProgressTarget(url=server.url), interval_s=3600)
+        reporter.on_train_end(None, state(10, epoch=1.0), None)
+    assert server.answers == [429, 200]
+    assert [r["progress"]["step"] for r in server.reports] == [10, 10]
+    assert reporter._sender is not None and (reporter._sender.sent, reporter._sender.failed) == (1, 0)
+
+
 def test_an_unreachable_endpoint_never_fails_training() -> None:
     reporter = ProgressReporter("ft_x_1", ProgressTarget(url="http://127.0.0.1:9/nowhere"), interval_s=0)
     reporter.on_train_begin(None, state(0), None)

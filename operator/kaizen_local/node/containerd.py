@@ -13,9 +13,13 @@ pods they belonged to died with the previous cluster, and CRI would otherwise tr
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 
 from kaizen_local.node.network import CNI_BIN_DIR
 
@@ -120,6 +124,32 @@ def import_image(run_dir: Path, archive: Path, base_name: str = "") -> None:
     whose index names only a tag (buildah's do) needs ``base_name``, the repository to put it in."""
     naming = ["--base-name", base_name] if base_name else []
     ctr(run_dir, "images", "import", "--snapshotter", "overlayfs", *naming, str(archive))
+
+
+def snapshot_keys(run_dir: Path) -> set[str]:
+    """The overlayfs snapshots' keys: a committed layer's is its chain ID."""
+    listing = ctr(run_dir, "snapshots", "--snapshotter", "overlayfs", "list").splitlines()[1:]
+    return {line.split()[0] for line in listing if line.strip()}
+
+
+def import_stream(run_dir: Path, write: Callable[[IO[bytes]], object], base_name: str) -> None:
+    """``import_image`` of an archive that ``write`` streams into ctr's standard input."""
+    command = ["ctr", "--address", str(socket_path(run_dir)), "--namespace", NAMESPACE, "images", "import"]
+    command += ["--snapshotter", "overlayfs", "--base-name", base_name, "-"]
+    with tempfile.TemporaryFile() as output:
+        process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=output, stderr=subprocess.STDOUT)
+        assert process.stdin is not None
+        try:
+            write(process.stdin)
+        except BrokenPipeError:
+            pass  # ctr stopped reading: its exit code and output say why
+        finally:
+            with contextlib.suppress(BrokenPipeError):
+                process.stdin.close()
+        if process.wait():
+            output.seek(0)
+            said = output.read().decode(errors="replace").strip()
+            raise ContainerdError(f"ctr images import failed: {said}")
 
 
 def delete_content(run_dir: Path, digests: list[str]) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 NODE_NAME = "kaizen-node"
+CLUSTER_DOMAIN = "cluster.local"
 CGROUP_ROOT = "/kaizen"  # under each cgroup v1 hierarchy
 # The real node's taint and label (see realnode.py): only pods that ask for the node run there.
 NODE_LABEL = "kaizen.dev/node"
@@ -79,6 +80,9 @@ def config(
         "syncFrequency": "10s",
         "fileCheckFrequency": "20s",
         "resolvConf": "/etc/resolv.conf",
+        # Pods resolve rank pods' names (<job>-0.<service>) with kaizen_local.node.dns on the host side.
+        "clusterDNS": [address],
+        "clusterDomain": CLUSTER_DOMAIN,
         # Else the kubelet adds iptables chains (KUBE-FIREWALL, canaries) for kube-proxy's sake; there
         # is no kube-proxy here, and the node must leave the host's firewall as it found it.
         "makeIPTablesUtilChains": False,

@@ -32,16 +32,13 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO
 
-from kaizen_local.node import containerd, kubelet, network, oci
+from kaizen_local.node import containerd, imagestream, kubelet, network, oci
 from kaizen_local.node.pki import NodePki
 from kaizen_local.node.teardown import teardown
 from kaizen_local.paths import CACHE_DIR
 from kaizen_local.processes import ControlPlaneError, free_port
-
-if TYPE_CHECKING:
-    from kaizen_local.runnerimage import RunnerImageBuild
 
 NODE_DIR = Path(os.environ.get("KAIZEN_NODE_DIR") or CACHE_DIR / "node")
 HOST_TOOLS = {  # command -> the Debian package that brings it
@@ -175,23 +172,24 @@ class RealNode:
         if reference not in containerd.images(self.run_dir):
             containerd.import_image(self.run_dir, archive)
 
-    def import_built(self, reference: str, build: RunnerImageBuild) -> None:
-        """Import an image from buildah's storage (``runnerimage``) unless containerd has it already.
-        Other tags of its repository are removed, and so are the imported layer blobs once unpacked:
-        containers start from the unpacked snapshots, and the runner image's are gigabytes."""
+    def import_built(self, reference: str) -> None:
+        """Import an image from buildah's storage (``runnerimage``) unless containerd has it already,
+        streaming only the layers containerd lacks (``imagestream``). Other tags of its repository are
+        removed, and so are the imported layer blobs once unpacked: containers start from the unpacked
+        snapshots."""
         if reference in containerd.images(self.run_dir):
             return
-        repository = reference.rsplit(":", 1)[0]
-        archive = build.export(reference)
-        try:
-            self._timed(
-                f"import {reference}", lambda: containerd.import_image(self.run_dir, archive, repository)
-            )
-            layers = oci.layer_digests(archive)
-        finally:
-            archive.unlink(missing_ok=True)
+        repository, tag = reference.rsplit(":", 1)
+        image = imagestream.stored_image(reference)
+        have = containerd.snapshot_keys(self.run_dir)
+        layers: list[str] = []
+
+        def write(out: IO[bytes]) -> None:
+            layers.extend(imagestream.write_archive(image, tag, have, out))
+
+        self._timed(f"import {reference}", lambda: containerd.import_stream(self.run_dir, write, repository))
         if reference not in containerd.images(self.run_dir):
-            raise ControlPlaneError(f"{archive} imported, but containerd has no image {reference}")
+            raise ControlPlaneError(f"{reference} streamed into containerd, but it has no such image")
         containerd.delete_content(self.run_dir, layers)
         stale = [
             i for i in containerd.images(self.run_dir) if i.startswith(f"{repository}:") and i != reference

@@ -104,10 +104,14 @@ def plan_run(
             preference_loss=ext.dpo.pref_loss if cfg.trainer == "dpo" else None,
         )
         memory = estimate_gpu_memory(shape, training)
+    counts = _counts(report)
+    if "usable_records" in counts:
+        counts["usable_records"] = max(0, counts["usable_records"] - stats.masked)
     return PreflightPlan(
-        **_counts(report),
+        **counts,
         tokens=stats.tokens,
         truncated_records=stats.truncated,
+        masked_records=stats.masked,
         steps_per_epoch=per_epoch,
         total_steps=total_steps(per_epoch, epochs=hp.epochs, max_steps=cfg.max_steps),
         world_size=world_size,

@@ -3,8 +3,10 @@ maximum sequence length.
 
 Rows are the data layer's TRL shapes (`kaizen_runner.data.to_trl`). Pre-training text is packed
 into blocks of maxSequenceLength, so its examples are blocks and nothing is truncated; SFT and
-DPO examples are records, and a record longer than the limit is truncated. Image parts count as
-one `<image>` placeholder each (a VLM's image tokens are not counted).
+DPO examples are records, and a record longer than the limit is truncated. An SFT prompt-completion
+record whose prompt alone fills the limit keeps no completion token, and TRL's SFT trainer drops it
+(nothing to learn): it is counted as *masked*, not as an example. Image parts count as one `<image>`
+placeholder each (a VLM's image tokens are not counted).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ class TokenStats:
     examples: int = 0
     tokens: int = 0
     truncated: int = 0
+    masked: int = 0
     longest: int = 0
 
 
@@ -58,12 +61,18 @@ class Counter:
     def lengths(self, texts: list[str], *, special: bool) -> list[int]:
         return [len(ids) for ids in self.tokenizer(texts, add_special_tokens=special)["input_ids"]]
 
-    def render(self, messages: list[dict[str, Any]], tools: str | None = None) -> str:
+    def render(
+        self, messages: list[dict[str, Any]], tools: str | None = None, *, prompt: bool = False
+    ) -> str:
+        """The conversation as the trainer templates it; ``prompt``: up to where the answer starts."""
         flat = _flat(messages)
         try:
             return str(
                 self.tokenizer.apply_chat_template(
-                    flat, tools=json.loads(tools) if tools else None, tokenize=False
+                    flat,
+                    tools=json.loads(tools) if tools else None,
+                    tokenize=False,
+                    add_generation_prompt=prompt,
                 )
             )
         except Exception:  # jinja templates raise anything (role order checks, missing fields)
@@ -76,6 +85,10 @@ class Counter:
         if "completion" in row:
             return [self.render(row["prompt"] + row["completion"])]
         return [self.render(row["messages"], row.get("tools"))]
+
+    def prompt(self, row: dict[str, Any]) -> str | None:
+        """An SFT prompt-completion row's prompt, whose tokens carry no loss; None for other rows."""
+        return self.render(row["prompt"], prompt=True) if "completion" in row else None
 
 
 def count_tokens(
@@ -92,9 +105,14 @@ def count_tokens(
         return stats
     for chunk in _batches(rows):
         rendered = [counter.texts(row) for row in chunk]
-        lengths = iter(counter.lengths([text for texts in rendered for text in texts], special=False))
-        for texts in rendered:
-            ns = [next(lengths) for _ in texts]
+        prompts = [counter.prompt(row) if trainer == "sft" else None for row in chunk]
+        texts = [text for texts in rendered for text in texts] + [p for p in prompts if p is not None]
+        lengths = iter(counter.lengths(texts, special=False))
+        ns_of = [[next(lengths) for _ in texts] for texts in rendered]
+        for ns, prompt in zip(ns_of, prompts, strict=True):
+            if prompt is not None and next(lengths) >= max_length:
+                stats.masked += 1
+                continue
             stats.examples += 2 if kto_rows and len(ns) == 2 else 1
             stats.tokens += sum(min(n, max_length) for n in ns)
             stats.longest = max(stats.longest, *ns)

@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 TERMINATION_LOG_DEFAULT = "/dev/termination-log"
 TERMINATION_MESSAGE_MAX = 4096  # bytes; Kubernetes truncates longer messages
+RATE_LIMITED_RETRIES, RATE_LIMITED_WAIT_S = 3, 1.0  # the operator's bucket refills one report a second
 
 
 def run_metrics(metrics: dict[str, Any]) -> RunMetrics:
@@ -103,14 +104,31 @@ class Sender:
                     self._cond.wait()
                 payload, self._pending, self._busy = self._pending, None, True
             try:
-                self._post(payload)
-                self.sent += 1
+                if self._post_retrying(payload):
+                    self.sent += 1
             except (urllib.error.URLError, OSError, ValueError) as err:
                 self.failed += 1
                 log.warning("progress report to %s failed: %s", self.url, err)
             with self._cond:
                 self._busy = False
                 self._cond.notify_all()
+
+    def _post_retrying(self, payload: ProgressReport | Mapping[str, Any]) -> bool:
+        """Over the endpoint's rate (429) a report is sent again a moment later, unless a newer one
+        supersedes it: the last reports of a fast run (its final step, its phase) must not be lost.
+        False when superseded."""
+        for attempt in range(RATE_LIMITED_RETRIES + 1):
+            try:
+                self._post(payload)
+                return True
+            except urllib.error.HTTPError as err:
+                if err.code != 429 or attempt == RATE_LIMITED_RETRIES:
+                    raise
+            time.sleep(RATE_LIMITED_WAIT_S)
+            with self._cond:
+                if self._pending is not None:
+                    return False
+        return False
 
     def _post(self, payload: ProgressReport | Mapping[str, Any]) -> None:
         headers = {"Content-Type": "application/json"}

@@ -8,7 +8,6 @@ background while training continues (`checkpoints`).
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,9 +47,8 @@ def run_training(cfg: TrainRunConfig, *, work_dir: Path, packing: bool = False) 
     paths = RunPaths(scratch=work_dir / cfg.run_name, store=open_store(cfg.output), run_name=cfg.run_name)
     built = build_trainer(cfg, paths, packing=packing)
     trainer = built.trainer
-    reporter = ProgressReporter(
-        cfg.run_name, cfg.progress, interval_s=float(os.environ.get("KAIZEN_PROGRESS_INTERVAL_S", "15"))
-    )
+    interval = cfg.progress.interval_seconds if cfg.progress else 0
+    reporter = ProgressReporter(cfg.run_name, cfg.progress, interval_s=interval)
     trainer.add_callback(reporter)
     others = cfg.extended_hyperparameters.others
     if others.checkpoint_strategy != "no":
