@@ -185,7 +185,10 @@ class RunnerImageBuild:
         )
         if older := [tag for tag, _ in runner_tags[KEEP_RUNNER_TAGS:] if tag != reference]:
             _run("buildah", "rmi", *older)
-            _run("buildah", "rmi", "--prune")
+            try:
+                _run("buildah", "rmi", "--prune")
+            except ImageBuildError as err:  # a build running (or killed) elsewhere holds a layer
+                self.log(f"runner image: old layers stay for now ({err})")
 
     def _uv_cache_mount_parent(self) -> Path:
         """buildah keeps cache mounts under $TMPDIR/buildah-cache/<id> (newer releases add -<uid>); a
