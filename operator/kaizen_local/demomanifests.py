@@ -50,7 +50,8 @@ def pipeline(name: str, output: str, **spec: Any) -> dict[str, Any]:
             "s3": {"connection": DATAHUB, "bucket": DATA_BUCKET, "key": TRAIN_KEY},
         },
         "hyperparameters": copy.deepcopy(HYPERPARAMETERS),
-        "extendedHyperparameters": {"runtime": {"mixedPrecision": "none"}},
+        # a loss per step, so the live view shows the curve move
+        "extendedHyperparameters": {"runtime": {"mixedPrecision": "none"}, "others": {"loggingSteps": 1}},
         "resources": copy.deepcopy(CPU_ONLY),
         "output": {"privateModel": output},
         "activeDeadlineSeconds": 1200,
@@ -77,5 +78,6 @@ def evaljob(name: str, model: str, version: str | None = None) -> dict[str, Any]
             "metrics": ["bleu", "rouge1", "rougeL", "fuzzy_match"],
             "parameters": {"maxTokens": 16, "temperature": 0, "seed": 7},
             "resources": copy.deepcopy(CPU_ONLY),
+            "output": {"s3": {"connection": DATAHUB, "bucket": MODELS_BUCKET, "key": f"evaluations/{name}/"}},
         },
     }

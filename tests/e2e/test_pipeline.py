@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from e2e_support import create, get, pod_report, pods, watch
 from kaizen_local import demomanifests as manifests
-from kaizen_local.demostack import DemoStack
+from kaizen_local.demostack import MODELS_BUCKET, DemoStack
 from kaizen_local.node.kubelet import NODE_NAME
 
 pytestmark = [pytest.mark.cluster, pytest.mark.real_node, pytest.mark.slow]
@@ -83,5 +83,7 @@ def test_evaljob_scores_the_new_version_with_the_standard_suite(stack: DemoStack
     assert status["phase"] == "Succeeded", (status, pod_report(stack))
     assert set(status["results"]) >= {"bleu", "rouge1", "rougeL", "fuzzy_match"}, status["results"]
     assert all(0 <= v <= 100 for v in status["results"].values())
+    assert stack.s3 is not None and (status.get("resultsUri") or "").startswith("s3://"), status
+    assert list((stack.s3.root / MODELS_BUCKET / "evaluations" / EVAL).rglob("*.json")), "no results file"
     eval_pods = [p for p in pods(stack, ns) if p["metadata"]["labels"].get("kaizen.dev/component") == "eval"]
     assert eval_pods and all(p["spec"]["nodeName"] == NODE_NAME for p in eval_pods)
