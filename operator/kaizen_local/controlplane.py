@@ -175,7 +175,7 @@ class LocalControlPlane(Cluster):
         self.close()
         by_name = {p.name: p for p in self._procs}
         waves = [
-            ["kubelet", "kwok", "kube-scheduler", "kube-controller-manager"],
+            ["kubelet", "dns", "kwok", "kube-scheduler", "kube-controller-manager"],
             ["containerd", "kube-apiserver"],
             ["etcd"],
         ]
