@@ -149,7 +149,8 @@ def build_trainer(cfg: TrainRunConfig, paths: RunPaths, *, packing: bool) -> Bui
     extra: dict[str, Any] = {}
     if family in _WITH_REFERENCE and not lora:  # LoRA's reference is the base with the adapter off
         extra["ref_model"] = model(compute_dtype(ext.runtime.mixed_precision, dtype))
-    trainer = with_vertex_metrics(trainer_cls)(
+    # DPOTrainer batches a record as two rows (chosen, rejected); ORPO, CPO and KTO as one.
+    trainer = with_vertex_metrics(trainer_cls, 2 if family == "dpo" else 1)(
         model=policy,
         args=args,
         train_dataset=train_data,
