@@ -18,14 +18,22 @@ from PIL import Image
 Role = Literal["system", "user", "assistant"]
 
 
+class _Compact:
+    """Pickled as its class and field values: half the size and time of a frozen dataclass's default
+    (a state dict, set back field by field), which matters for the loader's spool of every record."""
+
+    def __reduce__(self) -> tuple[type, tuple[Any, ...]]:
+        return type(self), tuple(self.__dict__.values())
+
+
 @dataclass(frozen=True)
-class Message:
+class Message(_Compact):
     role: Role
     content: str
 
 
 @dataclass(frozen=True)
-class ImageRef:
+class ImageRef(_Compact):
     """One image: bytes embedded in the data (parquet) or a member of the uploaded zip."""
 
     name: str
@@ -54,7 +62,7 @@ def _open_zip(path: str, mtime_ns: int, size: int) -> zipfile.ZipFile:
 
 
 @dataclass(frozen=True)
-class ChatRecord:
+class ChatRecord(_Compact):
     """A ShareGPT conversation; `chosen`/`rejected` are set for preference (DPO) pairs."""
 
     index: int
@@ -71,7 +79,7 @@ class ChatRecord:
 
 
 @dataclass(frozen=True)
-class AlpacaRecord:
+class AlpacaRecord(_Compact):
     index: int
     instruction: str
     output: str
@@ -86,7 +94,7 @@ class AlpacaRecord:
 
 
 @dataclass(frozen=True)
-class TextRecord:
+class TextRecord(_Compact):
     index: int
     text: str
 
