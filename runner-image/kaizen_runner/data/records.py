@@ -2,6 +2,10 @@
 
 Roles are already mapped (human→user, gpt→assistant), a leading system turn is lifted into
 `system`, and images are references that load on demand, so one record stays small.
+
+The classes are plain (not frozen) dataclasses: every row of a file is built twice, once by
+validation and once read back from the loader's spool, and a frozen __init__ costs twice as much.
+Treat them as values all the same.
 """
 
 from __future__ import annotations
@@ -19,20 +23,20 @@ Role = Literal["system", "user", "assistant"]
 
 
 class _Compact:
-    """Pickled as its class and field values: half the size and time of a frozen dataclass's default
-    (a state dict, set back field by field), which matters for the loader's spool of every record."""
+    """Pickled as its class and field values (the __init__ order): smaller and faster than the
+    default state dict, which matters for the loader's spool of every record."""
 
     def __reduce__(self) -> tuple[type, tuple[Any, ...]]:
         return type(self), tuple(self.__dict__.values())
 
 
-@dataclass(frozen=True)
+@dataclass
 class Message(_Compact):
     role: Role
     content: str
 
 
-@dataclass(frozen=True)
+@dataclass
 class ImageRef(_Compact):
     """One image: bytes embedded in the data (parquet) or a member of the uploaded zip."""
 
@@ -61,7 +65,7 @@ def _open_zip(path: str, mtime_ns: int, size: int) -> zipfile.ZipFile:
     return zipfile.ZipFile(path)
 
 
-@dataclass(frozen=True)
+@dataclass
 class ChatRecord(_Compact):
     """A ShareGPT conversation; `chosen`/`rejected` are set for preference (DPO) pairs."""
 
@@ -78,7 +82,7 @@ class ChatRecord(_Compact):
         return self.chosen is not None
 
 
-@dataclass(frozen=True)
+@dataclass
 class AlpacaRecord(_Compact):
     index: int
     instruction: str
@@ -90,10 +94,12 @@ class AlpacaRecord(_Compact):
     @property
     def prompt_text(self) -> str:
         """LLaMA-Factory's user turn: instruction and input joined by a newline, empty parts left out."""
-        return "\n".join(part for part in (self.instruction, self.input) if part)
+        if self.instruction and self.input:
+            return f"{self.instruction}\n{self.input}"
+        return self.instruction or self.input
 
 
-@dataclass(frozen=True)
+@dataclass
 class TextRecord(_Compact):
     index: int
     text: str
