@@ -1,8 +1,8 @@
 """`load_records`: fetch, validate and report in one streaming pass; usable records come back on demand.
 
 The file is parsed once. The validation pass keeps only counts and the first issues in memory and
-writes each usable record to a spool file beside it (pickled one by one, a format made for exactly
-this), and iterating `LoadResult.records` reads the spool back. Memory stays small and constant
+writes the usable records to a spool file beside it (pickled in batches of a few MB, a format made
+for exactly this), and iterating `LoadResult.records` reads the spool back. Memory stays small and constant
 however large the file; the price is disk the size of the usable records, freed by `close`.
 """
 
