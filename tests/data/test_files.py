@@ -276,3 +276,21 @@ def test_the_file_is_parsed_once_and_its_spool_removed_on_close(tmp_path, monkey
     assert spool.is_file()
     result.close()
     assert not spool.exists()
+
+
+def test_the_spool_keeps_every_record_in_order_across_batches(tmp_path, monkeypatch):
+    """Records are spooled in batches sized by the records before them: a run of small records then
+    large ones (and back) loses none and keeps the file's order."""
+    from kaizen_runner.data import loader
+
+    monkeypatch.setattr(loader, "_BATCH_BYTES", 64 * 1024)
+    sizes = [10] * 700 + [50_000] * 40 + [10] * 300 + [200_000] * 5 + [10]
+    rows = [{"instruction": f"q{i}", "output": "a" * size} for i, size in enumerate(sizes)]
+    path = tmp_path / "a.json"
+    path.write_text(json.dumps(rows))
+    with load_records(path, "alpaca") as result:
+        records = list(result.records)
+        assert len(result.records) == len(records) == len(rows)
+        assert [(r.index, r.instruction, len(r.output)) for r in records] == [
+            (i, f"q{i}", size) for i, size in enumerate(sizes)
+        ]

@@ -1,5 +1,6 @@
 """Run under torchrun by test_distributed_training: trains each given config in turn in this process and
-writes, per rank, the final step, loss history and a hash of the full (gathered) weights.
+writes, per rank, the final step, loss history, a hash of the full (gathered) weights and, with a
+validation set, the logged eval prediction counts beside the label tokens the whole set really holds.
 
 usage: torchrun --nproc_per_node 2 dist_driver.py <result-dir> <work-dir> <config.json>...
 """
@@ -32,6 +33,11 @@ def weights_hash(model) -> str:  # type: ignore[no-untyped-def]
     return digest.hexdigest()
 
 
+def label_tokens(dataset) -> int:  # type: ignore[no-untyped-def]
+    """Next-token label positions of a tokenized SFT dataset: what one pass over it predicts."""
+    return sum(sum(label != -100 for label in row["labels"][1:]) for row in dataset)
+
+
 def main() -> None:
     from kaizen_api.runconfig import TrainRunConfig
     from kaizen_runner.train.run import run_training
@@ -52,6 +58,12 @@ def main() -> None:
             ),
             "version": result.version_uri,
         }
+        if trainer.eval_dataset is not None:
+            record["eval_records"] = len(trainer.eval_dataset)
+            record["eval_label_tokens"] = label_tokens(trainer.eval_dataset)
+            record["eval_num_predictions"] = [
+                e["eval_num_predictions"] for e in result.log_history if "eval_num_predictions" in e
+            ]
         (results / f"{cfg.run_name}.rank{rank}.json").write_text(json.dumps(record))
 
 

@@ -1,4 +1,5 @@
-"""Two processes on CPU over gloo: DDP and DeepSpeed ZeRO-1/2/3 train, and both ranks end identical.
+"""Two processes on CPU over gloo: DDP and DeepSpeed ZeRO-1/2/3 train, and both ranks end identical;
+eval prediction counts over an eval set that does not split evenly across the ranks.
 
 One torchrun launch runs all four configurations in turn (process start-up dominates on CPU).
 """
@@ -25,25 +26,8 @@ CASES = {
 }
 
 
-@pytest.mark.timeout(1800)  # four runs in one launch; DeepSpeed JIT-builds an op on its first CPU run
-def test_ddp_and_deepspeed_stages_on_two_cpu_processes(
-    tmp_path: Path, tiny_llama: Path, data_dir: Path
-) -> None:
-    output = tmp_path / "out"
-    configs = [
-        write_config(
-            tmp_path / f"{name}.json",
-            run_config(
-                base=tiny_llama,
-                output=str(output),
-                data=data_dir / "alpaca_train.json",
-                run_name=name,
-                max_steps=4,
-                hyper=hyper,
-            ),
-        )
-        for name, hyper in CASES.items()
-    ]
+def torchrun_driver(tmp_path: Path, configs: list[Path]) -> Path:
+    """dist_driver.py under torchrun, two CPU processes over gloo; returns its per-rank results folder."""
     results = tmp_path / "results"
     results.mkdir()
     command = [
@@ -63,6 +47,29 @@ def test_ddp_and_deepspeed_stages_on_two_cpu_processes(
     ]
     done = subprocess.run(command, cwd=ROOT, env=runner_env(), capture_output=True, text=True, timeout=1500)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-6000:]
+    return results
+
+
+@pytest.mark.timeout(1800)  # four runs in one launch; DeepSpeed JIT-builds an op on its first CPU run
+def test_ddp_and_deepspeed_stages_on_two_cpu_processes(
+    tmp_path: Path, tiny_llama: Path, data_dir: Path
+) -> None:
+    output = tmp_path / "out"
+    configs = [
+        write_config(
+            tmp_path / f"{name}.json",
+            run_config(
+                base=tiny_llama,
+                output=str(output),
+                data=data_dir / "alpaca_train.json",
+                run_name=name,
+                max_steps=4,
+                hyper=hyper,
+            ),
+        )
+        for name, hyper in CASES.items()
+    ]
+    results = torchrun_driver(tmp_path, configs)
 
     for name, hyper in CASES.items():
         rank0, rank1 = (json.loads((results / f"{name}.rank{r}.json").read_text()) for r in (0, 1))
@@ -84,3 +91,31 @@ def test_ddp_and_deepspeed_stages_on_two_cpu_processes(
     # ZeRO-3's save gathers the partitioned weights into one loadable model.
     model = AutoModelForCausalLM.from_pretrained(output / "ft_zero3_full" / "model")
     assert sum(p.numel() for p in model.parameters()) > 10_000
+
+
+@pytest.mark.timeout(900)
+def test_eval_predictions_on_two_processes_count_an_odd_validation_set_once(
+    tmp_path: Path, tiny_llama: Path, data_dir: Path
+) -> None:
+    """5 records over 2 ranks: the sampler pads the last batch with repeated records, which must not
+    be counted, and no rank's share may be cut away either."""
+    records = json.loads((data_dir / "alpaca_val.json").read_text())
+    records += json.loads((data_dir / "alpaca_train.json").read_text())[:1]
+    assert len(records) == 5
+    validation = tmp_path / "val.json"
+    validation.write_text(json.dumps(records))
+    config = run_config(
+        base=tiny_llama,
+        output=str(tmp_path / "out"),
+        data=data_dir / "alpaca_train.json",
+        validation=validation,
+        run_name="ft_ddp_eval",
+        max_steps=2,
+        others={"evalStrategy": "steps", "evalSteps": 1},
+    )
+    results = torchrun_driver(tmp_path, [write_config(tmp_path / "eval.json", config)])
+    rank0, rank1 = (json.loads((results / f"ft_ddp_eval.rank{r}.json").read_text()) for r in (0, 1))
+    assert rank0["world_size"] == 2 and rank0["eval_records"] == 5
+    expected = rank0["eval_label_tokens"]
+    assert expected > 0
+    assert rank0["eval_num_predictions"] == rank1["eval_num_predictions"] == [expected, expected]

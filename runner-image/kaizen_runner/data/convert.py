@@ -54,8 +54,9 @@ def to_trl(records: Iterable[Record], fmt: DataFormat | str, task: Task) -> Iter
 
 
 def _rows(records: Iterable[Record], shaper: _Shaper, task: str) -> Iterator[dict[str, Any]]:
+    row = shaper.row
     for record in records:
-        yield shaper.row(record, task)
+        yield row(record, task)
 
 
 class _Shaper:
@@ -69,25 +70,26 @@ class _Shaper:
             return self._alpaca(record, task)
         return self._chat(record, task)
 
-    def _message(self, message: Message) -> dict[str, Any]:
+    def _message(self, role: str, content: str) -> dict[str, Any]:
         if not self.multimodal:
-            return {"role": message.role, "content": message.content}
-        return {"role": message.role, "content": split_image_tokens(message.content)}
+            return {"role": role, "content": content}
+        return {"role": role, "content": split_image_tokens(content)}
 
     def _messages(self, system: str | None, messages: Iterable[Message]) -> list[dict[str, Any]]:
-        head = [Message("system", system)] if system else []
-        return [self._message(m) for m in (*head, *messages)]
+        message = self._message
+        head = [message("system", system)] if system else []
+        return head + [message(m.role, m.content) for m in messages]
 
     def _alpaca(self, record: AlpacaRecord, task: str) -> dict[str, Any]:
-        history = [
-            m
-            for question, answer in record.history
-            for m in (Message("user", question), Message("assistant", answer))
-        ]
-        prompt = self._messages(record.system, [*history, Message("user", record.prompt_text)])
+        # Dicts straight from the fields, no Message in between: this runs once per row.
+        message = self._message
+        prompt = [message("system", record.system)] if record.system else []
+        for question, answer in record.history:
+            prompt += (message("user", question), message("assistant", answer))
+        prompt.append(message("user", record.prompt_text))
         if task == "eval":
             return {"prompt": prompt, "reference": record.output}
-        return {"prompt": prompt, "completion": [self._message(Message("assistant", record.output))]}
+        return {"prompt": prompt, "completion": [message("assistant", record.output)]}
 
     def _chat(self, record: ChatRecord, task: str) -> dict[str, Any]:
         row: dict[str, Any]
@@ -98,8 +100,8 @@ class _Shaper:
                 )
             row = {
                 "prompt": self._messages(record.system, record.turns),
-                "chosen": [self._message(record.chosen)],
-                "rejected": [self._message(record.rejected)],
+                "chosen": [self._message(record.chosen.role, record.chosen.content)],
+                "rejected": [self._message(record.rejected.role, record.rejected.content)],
             }
         elif task == "eval":
             prompt, answer = (

@@ -105,21 +105,31 @@ def iter_json(stream: IO[bytes], name: str) -> Iterator[Any]:
         return
     chars.pos += 1
     count = 0
-    if chars.skip_space() == "]":
+    first = chars.skip_space()
+    if first is None:
+        raise chars.fail(chars.pos, "the array is not closed", _after(count))
+    if first == "]":
         chars.pos += 1
     else:
-        while True:
-            if chars.skip_space() is None:
-                raise chars.fail(chars.pos, "the array is not closed", _after(count))
-            yield chars.decode(count)
-            count += 1
-            comma = _COMMA.match(chars.buf, chars.pos)
-            if comma is not None and comma.end() < len(chars.buf):  # the usual case, in one regex call
+        scan, comma_at = _DECODER.scan_once, _COMMA.match  # type: ignore[attr-defined]
+        while True:  # at the start of an element (not whitespace, not the end of the buffer)
+            try:  # the usual case: the element and the comma after it are whole in the buffer
+                value, end = scan(chars.buf, chars.pos)
+                comma = comma_at(chars.buf, end)
+            except (StopIteration, json.JSONDecodeError):  # no value here, or cut off by the buffer's end
+                comma = None
+            if comma is not None and comma.end() < len(chars.buf):
                 chars.pos = comma.end()
+                yield value
+                count += 1
                 continue
+            yield chars.decode(count)  # decodes again, reading on and reporting errors
+            count += 1
             sep = chars.skip_space()
             if sep == ",":
                 chars.pos += 1
+                if chars.skip_space() is None:
+                    raise chars.fail(chars.pos, "the array is not closed", _after(count))
                 continue
             if sep == "]":
                 chars.pos += 1

@@ -1,8 +1,8 @@
 """`load_records`: fetch, validate and report in one streaming pass; usable records come back on demand.
 
 The file is parsed once. The validation pass keeps only counts and the first issues in memory and
-writes each usable record to a spool file beside it (pickled one by one, a format made for exactly
-this), and iterating `LoadResult.records` reads the spool back. Memory stays small and constant
+writes the usable records to a spool file beside it (pickled in batches of a few MB, a format made
+for exactly this), and iterating `LoadResult.records` reads the spool back. Memory stays small and constant
 however large the file; the price is disk the size of the usable records, freed by `close`.
 """
 
@@ -29,6 +29,11 @@ if TYPE_CHECKING:
     from kaizen_runner.storage import S3Connection
 
 _SPOOL_BUFFER = 1 << 20
+# Records are pickled in batches: one pickle call per record costs more than the record's own bytes.
+# A batch aims at about _BATCH_BYTES, judged by the size of the batch before it, and holds at most
+# _MAX_BATCH records, so the records waiting in memory stay a few MB whatever the file's size.
+_BATCH_BYTES = 4 << 20
+_MAX_BATCH = 256
 
 
 @dataclass(frozen=True)
@@ -44,23 +49,37 @@ class RecordStream:
     def __iter__(self) -> Iterator[Record]:
         with open(self.spool, "rb", buffering=_SPOOL_BUFFER) as handle:
             read, loads = handle.read, pickle.loads
-            for _ in range(self.count):
-                yield loads(read(int.from_bytes(read(4), "little")))
+            while header := read(8):
+                yield from loads(read(int.from_bytes(header, "little")))
 
 
 class _SpoolWriter:
-    """Each record pickled on its own behind its length: nothing is shared between records, so neither
-    side keeps a memo that grows with the file."""
+    """Batches of records, each pickled on its own behind its length: no pickle memo outlives a batch,
+    so neither side keeps state that grows with the file."""
 
     def __init__(self, path: Path) -> None:
         self._handle = open(path, "wb", buffering=_SPOOL_BUFFER)  # noqa: SIM115 (closed by close())
+        self._pending: list[Record] = []
+        self._batch = 8  # grows once the first batch has shown how large records are
 
     def write(self, record: Record) -> None:
-        blob = pickle.dumps(record, protocol=pickle.HIGHEST_PROTOCOL)
-        self._handle.write(len(blob).to_bytes(4, "little"))
+        self._pending.append(record)
+        # Embedded images can be many MB each: such a record goes out at once.
+        if len(self._pending) >= self._batch or getattr(record, "images", None):
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        blob = pickle.dumps(self._pending, protocol=pickle.HIGHEST_PROTOCOL)
+        self._handle.write(len(blob).to_bytes(8, "little"))
         self._handle.write(blob)
+        self._batch = max(1, min(_MAX_BATCH, _BATCH_BYTES * len(self._pending) // len(blob)))
+        self._pending = []
 
     def close(self) -> None:
+        if not self._handle.closed:
+            self._flush()
         self._handle.close()
 
 

@@ -30,9 +30,11 @@ _BOM = b"\xef\xbb\xbf"
 _PARQUET_BATCH_ROWS = 64
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class RawRow:
-    """One row as read, before validation; `issue` is set when the row could not even be parsed."""
+    """One row as read, before validation; `issue` is set when the row could not even be parsed.
+
+    Not frozen: one is made per row, and a frozen dataclass's __init__ costs twice as much."""
 
     index: int
     value: Any = None

@@ -17,7 +17,13 @@ from typing import Any
 
 from kaizen_api.runconfig import TrainRunConfig
 
-from kaizen_runner.train.config import DDP_TIMEOUT_S, RunFacts, preference_family, trainer_args
+from kaizen_runner.train.config import (
+    DDP_TIMEOUT_S,
+    RunFacts,
+    preference_family,
+    trainer_args,
+    uses_gradient_checkpointing,
+)
 from kaizen_runner.train.data import DataPlan
 from kaizen_runner.train.deepspeed import deepspeed_config
 from kaizen_runner.train.metrics import with_vertex_metrics
@@ -136,14 +142,15 @@ def build_trainer(cfg: TrainRunConfig, paths: RunPaths, *, packing: bool) -> Bui
             dtype=model_dtype,
             quantization_bit=ext.runtime.quantization_bit,
             flash_attention=ext.runtime.flash_attention_v2,
-            gradient_checkpointing=not ext.runtime.disable_gradient_checkpointing,
+            gradient_checkpointing=uses_gradient_checkpointing(ext.runtime),
         )
 
     policy = model(dtype)
     extra: dict[str, Any] = {}
     if family in _WITH_REFERENCE and not lora:  # LoRA's reference is the base with the adapter off
         extra["ref_model"] = model(compute_dtype(ext.runtime.mixed_precision, dtype))
-    trainer = with_vertex_metrics(trainer_cls)(
+    # DPOTrainer batches a record as two rows (chosen, rejected); ORPO, CPO and KTO as one.
+    trainer = with_vertex_metrics(trainer_cls, 2 if family == "dpo" else 1)(
         model=policy,
         args=args,
         train_dataset=train_data,

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from kaizen_api.finetune import DpoParameters
+from kaizen_api.finetune import DpoParameters, RuntimeParameters
 from kaizen_api.runconfig import TrainRunConfig
 
 from kaizen_runner.train.errors import RunnerError
@@ -49,6 +49,12 @@ class RunFacts:
     interactive: bool = False  # a terminal: tqdm's progress bar instead of plain log lines
 
 
+def uses_gradient_checkpointing(runtime: RuntimeParameters) -> bool:
+    """One answer for the trainer and QLoRA's k-bit preparation: PEFT's default would turn activation
+    checkpointing on for a quantized base even when disableGradientCheckpointing asks for it off."""
+    return not runtime.disable_gradient_checkpointing
+
+
 def preference_family(dpo: DpoParameters) -> str:
     return PREFERENCE_TRAINERS[dpo.pref_loss][0]
 
@@ -61,7 +67,7 @@ def common_args(cfg: TrainRunConfig, facts: RunFacts) -> dict[str, Any]:
     if rt.mixed_precision == "fp16" and facts.use_cpu:
         raise RunnerError("mixedPrecision fp16 needs a GPU; use bf16 or none on CPU")
     evaluating = facts.has_eval and others.eval_strategy != "no"
-    gradient_checkpointing = not rt.disable_gradient_checkpointing
+    gradient_checkpointing = uses_gradient_checkpointing(rt)
     args: dict[str, Any] = {
         "output_dir": facts.output_dir,
         "learning_rate": hp.learning_rate,

@@ -5,7 +5,7 @@
 | train_total_loss / eval_total_loss    | the trainer's `loss` / `eval_loss`                       |
 | *_fraction_of_correct_next_step_preds | TRL's token accuracy over label positions                |
 | train_num_predictions                 | label tokens the loss covered since the last log, all ranks |
-| eval_num_predictions                  | label tokens of the whole validation pass, all ranks     |
+| eval_num_predictions                  | label tokens of the whole validation pass, each record once |
 
 TRL's `num_tokens` is not a prediction count (it counts attention-mask tokens, prompts included,
 and its eval value repeats the train counter), so label tokens are counted here, per micro-batch.
@@ -26,18 +26,19 @@ VERTEX_KEYS = (
 IGNORE_INDEX = -100
 
 
-def count_predictions(inputs: dict[str, Any]) -> Any:
-    """Positions the loss is computed on: next-token labels that are not ignored, or (preference
-    trainers, which carry no labels) the completion tokens of chosen and rejected answers."""
+def count_predictions(inputs: dict[str, Any], rows_per_record: int = 1) -> Any:
+    """Per record (a [batch] tensor), the positions the loss is computed on: next-token labels that
+    are not ignored, or (preference trainers, which carry no labels) the completion tokens of chosen
+    and rejected answers. DPO stacks the chosen rows above the rejected ones: `rows_per_record` 2."""
     labels = inputs.get("labels")
     if labels is not None:
-        return (labels[..., 1:] != IGNORE_INDEX).sum()
+        return (labels[..., 1:] != IGNORE_INDEX).sum(-1)
     mask = inputs.get("completion_mask")
     if mask is not None:
-        return mask[..., 1:].sum()
+        return mask[..., 1:].sum(-1).view(rows_per_record, -1).sum(0)
     label_keys = [k for k in inputs if k.endswith("_labels") and hasattr(inputs[k], "shape")]
     if label_keys:
-        return sum((inputs[k][..., 1:] != IGNORE_INDEX).sum() for k in label_keys)
+        return sum((inputs[k][..., 1:] != IGNORE_INDEX).sum(-1) for k in label_keys)
     return None
 
 
@@ -49,6 +50,7 @@ class VertexMetricsMixin:
     """Mixed in before a TRL trainer: counts label tokens in `compute_loss`, adds Vertex names in `log`."""
 
     _kaizen_predictions: dict[str, int]
+    _kaizen_rows_per_record = 1
 
     def _predictions(self) -> dict[str, int]:
         if not hasattr(self, "_kaizen_predictions"):
@@ -58,15 +60,18 @@ class VertexMetricsMixin:
     def compute_loss(
         self, model: Any, inputs: Any, return_outputs: bool = False, num_items_in_batch: Any = None
     ):  # type: ignore[no-untyped-def]
-        count = count_predictions(inputs)
+        count = count_predictions(inputs, self._kaizen_rows_per_record)
         result = super().compute_loss(  # type: ignore[misc]
             model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
         )
         if count is not None:
-            mode = "train" if self.model.training else "eval"  # type: ignore[attr-defined]
-            # A sum over every rank. (gather_for_metrics would cut the gathered counts to the eval
-            # set's remainder on the last batch, as if they were per-sample values.)
-            total = self.accelerator.reduce(count.reshape(1), reduction="sum")  # type: ignore[attr-defined]
+            accelerator = self.accelerator  # type: ignore[attr-defined]
+            if self.model.training:  # type: ignore[attr-defined]
+                mode, total = "train", accelerator.reduce(count.sum().reshape(1), reduction="sum")
+            else:
+                # The sampler evens out the last eval batch by repeating records on some ranks; gathered
+                # per record, gather_for_metrics drops those repeats (a plain sum would count them).
+                mode, total = "eval", accelerator.gather_for_metrics(count).sum()
             self._predictions()[mode] += int(total.item())
         return result
 
@@ -92,6 +97,7 @@ def vertex_metrics(log_history: list[dict[str, Any]]) -> dict[str, Any]:
     return latest
 
 
-def with_vertex_metrics(trainer_cls: type) -> type:
-    """`trainer_cls` with VertexMetricsMixin in front of it."""
-    return type(f"Kaizen{trainer_cls.__name__}", (VertexMetricsMixin, trainer_cls), {})
+def with_vertex_metrics(trainer_cls: type, rows_per_record: int = 1) -> type:
+    """`trainer_cls` with VertexMetricsMixin in front of it; `rows_per_record` as in count_predictions."""
+    attrs = {"_kaizen_rows_per_record": rows_per_record}
+    return type(f"Kaizen{trainer_cls.__name__}", (VertexMetricsMixin, trainer_cls), attrs)
