@@ -8,6 +8,7 @@ second workload for a run.
 from __future__ import annotations
 
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +35,9 @@ from kaizen_operator.workloads.meta import (
     TRAIN,
     TRIGGER_LABEL,
 )
+
+# One request beside each reconcile worker's own (handlers/finetune.WORKERS passes at once).
+_ALONGSIDE = ThreadPoolExecutor(16, thread_name_prefix="children")
 
 
 def _owned_by(obj: dict[str, Any], uid: str) -> bool:
@@ -102,12 +106,14 @@ def trigger_jobs(kube: Kube, namespace: str, pipeline: str) -> list[dict[str, An
 def create_preflight(
     kube: Kube, resolved: ResolvedRun, pipeline: dict[str, Any], settings: OperatorSettings, key: bytes
 ) -> None:
-    """The run's token Secret and ConfigMap, then its CPU preflight Job."""
+    """The run's token Secret and ConfigMap (at once: one round trip on the way to the first child),
+    then its CPU preflight Job, which mounts both."""
     names = resolved.names
     meta = pipeline["metadata"]
     token = run_token(key, meta["namespace"], names.run, meta["uid"])
-    kube.create(build_token_secret(names, pipeline, token))
+    secret = _ALONGSIDE.submit(kube.create, build_token_secret(names, pipeline, token))
     kube.create(build_config_map(resolved, pipeline, names))
+    secret.result()
     job = build_preflight_job(resolved, pipeline, names, settings)
     fakepods.apply(pipeline, "preflight", [job])
     kube.create(job)

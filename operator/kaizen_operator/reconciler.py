@@ -37,6 +37,7 @@ from kaizen_operator.triggers import (
     manual_request,
     schedule_requests,
 )
+from kaizen_operator.watchcache import WatchCache
 from kaizen_operator.workloads import workload_kind
 
 log = logging.getLogger(__name__)
@@ -67,8 +68,9 @@ class Context:
     phases: RunPhases = field(default_factory=RunPhases)
     # (namespace, run object name) -> (pipeline name, uid), for the progress endpoint; active runs only.
     run_index: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
-    # (namespace, name) -> resourceVersion of the operator's own last status write.
-    written: dict[tuple[str, str], str] = field(default_factory=dict)
+    # Pipelines and PrivateModels as the watches delivered them; the operator's own status writes.
+    pipelines: WatchCache = field(default_factory=WatchCache)
+    models: WatchCache = field(default_factory=WatchCache)
 
 
 class Conflict(Exception):
@@ -79,13 +81,14 @@ def utcnow() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
 
 
-def _private_models(kube: Kube, namespace: str, spec: FineTunePipelineSpec) -> dict[str, dict[str, Any]]:
+def _private_models(ctx: Context, namespace: str, spec: FineTunePipelineSpec) -> dict[str, dict[str, Any]]:
+    """From the PrivateModel watch; a model it has not delivered (yet) is read from the API server."""
     wanted = {spec.output.private_model}
     if spec.base_model.private_model is not None:
         wanted.add(spec.base_model.private_model.name)
     found = {}
     for name in wanted:
-        obj = kube.get(path_of(API, "PrivateModel", namespace, name))
+        obj = ctx.models.get((namespace, name)) or ctx.kube.get(path_of(API, "PrivateModel", namespace, name))
         if obj is not None:
             found[name] = obj
     return found
@@ -101,10 +104,11 @@ def patch_status(ctx: Context, pipeline: dict[str, Any], status: dict[str, Any])
         patched = ctx.kube.merge_patch(path_of(API, KIND, meta["namespace"], meta["name"]) + "/status", body)
     except ApiError as err:
         if err.status == 409:
+            ctx.pipelines.invalidate((meta["namespace"], meta["name"]))
             raise Conflict() from None
         raise
     STATUS_PATCHES.labels(KIND).inc()
-    ctx.written[(meta["namespace"], meta["name"])] = patched["metadata"]["resourceVersion"]
+    ctx.pipelines.wrote((meta["namespace"], meta["name"]), patched["metadata"]["resourceVersion"])
     return patched
 
 
@@ -131,7 +135,7 @@ class Pass:
 
     def check_blockers(self) -> None:
         kube, settings = self.ctx.kube, self.ctx.settings
-        self.private_models = _private_models(kube, self.ns, self.spec)
+        self.private_models = _private_models(self.ctx, self.ns, self.spec)
         nodes = self.spec.resources.nodes
         try:
             self.model_name = base_model_facts(self.pipeline, self.ctx.catalog, self.private_models).name
@@ -340,11 +344,11 @@ class Pass:
 def reconcile(ctx: Context, namespace: str, name: str) -> float | None:
     """One pass; returns seconds until the pipeline wants another look (None: only on events)."""
     kube = ctx.kube
-    pipeline = kube.get(path_of(API, KIND, namespace, name))
     key = (namespace, name)
+    pipeline = ctx.pipelines.get(key) or kube.get(path_of(API, KIND, namespace, name))
     if pipeline is None or pipeline["metadata"].get("deletionTimestamp"):
         ctx.phases.forget(key)
-        ctx.written.pop(key, None)
+        ctx.pipelines.deleted(key)
         for run_key in [k for k, v in ctx.run_index.items() if k[0] == namespace and v[0] == name]:
             ctx.run_index.pop(run_key, None)
         return None

@@ -21,7 +21,7 @@ from typing import Any
 import kopf
 from aiohttp import web
 from kaizen_api.base import GROUP, VERSION
-from kaizen_api.kinds import EVAL_JOB, FINETUNE_PIPELINE
+from kaizen_api.kinds import EVAL_JOB, FINETUNE_PIPELINE, PRIVATE_MODEL
 
 from kaizen_operator import endpoints, reconciler
 from kaizen_operator.catalog import load_catalog
@@ -29,6 +29,7 @@ from kaizen_operator.kube import ApiError, Kube, load_api_client, path_of
 from kaizen_operator.metrics import QUEUE_DEPTH, RECONCILE_SECONDS, RECONCILES
 from kaizen_operator.progress import RateLimiter, new_key
 from kaizen_operator.settings import load_settings
+from kaizen_operator.watchcache import WatchCache
 from kaizen_operator.workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
@@ -101,7 +102,7 @@ async def _work(key: Hashable) -> float | None:
 async def start_runtime(**_: Any) -> None:
     global RUNTIME
     settings = load_settings()
-    kube = Kube(load_api_client(WORKERS + 4))
+    kube = Kube(load_api_client(2 * WORKERS + 4))  # a worker's request, one beside it, and a few
     key = await asyncio.to_thread(progress_key, kube)
     ctx = reconciler.Context(
         kube=kube, settings=settings, catalog=load_catalog(settings.catalog_path), key=key
@@ -134,14 +135,34 @@ def _enqueue(namespace: str | None, name: str | None) -> None:
         RUNTIME.queue.add((namespace, name))
 
 
+def _key(event: kopf.RawEvent) -> tuple[str, str]:
+    meta = event["object"]["metadata"]
+    return meta.get("namespace") or "", meta["name"]
+
+
+def _cache(cache: WatchCache, event: kopf.RawEvent) -> None:
+    if event["type"] == "DELETED":
+        cache.deleted(_key(event))
+    else:
+        cache.observed(_key(event), dict(event["object"]))
+
+
 @kopf.on.event(GROUP, VERSION, FINETUNE_PIPELINE.plural)
-async def pipeline_event(namespace: str | None, name: str | None, meta: kopf.Meta, **_: Any) -> None:
+async def pipeline_event(event: kopf.RawEvent, meta: kopf.Meta, **_: Any) -> None:
     """Every change but the operator's own status writes (those it has already accounted for)."""
-    own = RUNTIME is not None and RUNTIME.ctx.written.get((namespace or "", name or "")) == meta.get(
-        "resourceVersion"
-    )
+    if RUNTIME is None:
+        return
+    own = RUNTIME.ctx.pipelines.is_own(_key(event), meta.get("resourceVersion"))
+    _cache(RUNTIME.ctx.pipelines, event)
     if not own:
-        _enqueue(namespace, name)
+        _enqueue(*_key(event))
+
+
+@kopf.on.event(GROUP, VERSION, PRIVATE_MODEL.plural)
+async def private_model_event(event: kopf.RawEvent, **_: Any) -> None:
+    """Kept for the reconciles, which read a pipeline's models on every pass."""
+    if RUNTIME is not None:
+        _cache(RUNTIME.ctx.models, event)
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={"kaizen.dev/pipeline": kopf.PRESENT})
