@@ -1,9 +1,10 @@
 """One FineTunePipeline reconcile: read what exists, derive status, create what is missing, patch.
 
-Level-based: every pass starts from the pipeline object (read fresh), its children and the runs its
-status records, never from memory of events. New runs are recorded in status *before* their children
-are created, and every child name is derived from the run, so a pass cut short at any point (an
-operator killed with SIGKILL) is completed by the next one without a second workload.
+Level-based: every pass starts from the pipeline object (as its watch last delivered it, else read),
+its children and the runs its status records, never from memory of events. New runs are recorded in
+status *before* their workloads are created (their Secret and ConfigMap are created meanwhile), and
+every child name is derived from the run, so a pass cut short at any point (an operator killed with
+SIGKILL) is completed by the next one without a second workload.
 """
 
 from __future__ import annotations
@@ -130,6 +131,7 @@ class Pass:
         self.requeue: float | None = None
         self.private_models: dict[str, dict[str, Any]] = {}
         self.fresh: set[str] = set()  # object names of runs recorded by this pass: nothing of theirs exists
+        self.config: dict[str, children.RunConfig] = {}  # fresh runs' Secret and ConfigMap, under way
 
     # -- what blocks runs --------------------------------------------------------------------------
 
@@ -224,6 +226,20 @@ class Pass:
             handled.append((request.trigger_job or "", f"{run.phase} {run.name}"))
         return handled, replace
 
+    def start_fresh_config(self) -> None:
+        """New runs' Secrets and ConfigMaps, created while their record is written (a round trip less)."""
+        for run in self.runs:
+            if run.object_name in self.fresh:
+                try:
+                    resolved = resolve_train_run(
+                        self.pipeline, run.name, self.ctx.catalog, self.private_models, self.ctx.settings
+                    )
+                except ResolveError:
+                    continue  # advance_runs fails the run with the reason
+                self.config[run.object_name] = children.start_run_config(
+                    self.ctx.kube, resolved, self.pipeline, self.ctx.key
+                )
+
     # -- existing runs -----------------------------------------------------------------------------
 
     def advance_runs(self, cancel: set[str]) -> None:
@@ -290,7 +306,8 @@ class Pass:
                 self.pipeline, run.name, ctx.catalog, self.private_models, ctx.settings
             )
             if "create_preflight" in actions:
-                children.create_preflight(ctx.kube, resolved, self.pipeline, ctx.settings, ctx.key)
+                config = self.config.pop(run.object_name or "", None)
+                children.create_preflight(ctx.kube, resolved, self.pipeline, ctx.settings, ctx.key, config)
             else:
                 workload = children.create_workload(
                     ctx.kube, resolved, self.pipeline, ctx.settings, pytorchjob=pytorchjob
@@ -368,7 +385,8 @@ def reconcile(ctx: Context, namespace: str, name: str) -> float | None:
     triggers = children.trigger_jobs(kube, namespace, name) if spec.trigger.type == "schedule" else []
     handled, replace = work.take_requests(triggers)
     if handled or len(work.runs) != len(work.status.runs or []):
-        # New runs are on record before any child of theirs exists.
+        # New runs are on record before their workloads exist.
+        work.start_fresh_config()
         status = work.derived_status()
         pipeline = patch_status(ctx, pipeline, status)
         for job, note in handled:

@@ -28,8 +28,10 @@ from kaizen_operator.catalog import load_catalog
 from kaizen_operator.kube import ApiError, Kube, load_api_client, path_of
 from kaizen_operator.metrics import QUEUE_DEPTH, RECONCILE_SECONDS, RECONCILES
 from kaizen_operator.progress import RateLimiter, new_key
+from kaizen_operator.runs import workload_outcome
 from kaizen_operator.settings import load_settings
 from kaizen_operator.watchcache import WatchCache
+from kaizen_operator.workloads.meta import COMPONENT_LABEL, PREFLIGHT
 from kaizen_operator.workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
@@ -169,13 +171,26 @@ async def private_model_event(event: kopf.RawEvent, **_: Any) -> None:
 @kopf.on.event("kubeflow.org", "v1", "pytorchjobs", labels={"kaizen.dev/pipeline": kopf.PRESENT})
 @kopf.on.event(GROUP, VERSION, EVAL_JOB.plural, labels={"kaizen.dev/pipeline": kopf.PRESENT})
 async def child_event(
-    type: str | None, namespace: str | None, labels: kopf.Labels, meta: kopf.Meta, **_: Any
+    type: str | None,
+    namespace: str | None,
+    labels: kopf.Labels,
+    meta: kopf.Meta,
+    event: kopf.RawEvent,
+    **_: Any,
 ) -> None:
     """The owner's name (labels hold at most 63 characters); a trigger Job's owner is the CronJob.
 
     A child's creation tells nothing new (the operator made it, or the pipeline's own listing at
-    start-up covers it), except for a schedule's trigger Job, which is a run request."""
+    start-up covers it), except for a schedule's trigger Job, which is a run request. Nor does a
+    preflight Job's progress before it ends (its run says Preflight until the plan is in): each such
+    pass cost two LISTs of the namespace's Jobs and pods."""
     if type == "ADDED" and labels.get("kaizen.dev/trigger") != "schedule":
+        return
+    if (
+        type == "MODIFIED"
+        and labels.get(COMPONENT_LABEL) == PREFLIGHT
+        and workload_outcome(dict(event["object"]))[0] not in ("Succeeded", "Failed")
+    ):
         return
     owners = [r["name"] for r in meta.get("ownerReferences") or [] if r.get("kind") == FINETUNE_PIPELINE.kind]
     _enqueue(namespace, owners[0] if owners else labels.get("kaizen.dev/pipeline"))
