@@ -27,7 +27,10 @@ class WatchCache:
         self._behind: set[Key] = set()
 
     def observed(self, key: Key, body: dict[str, Any]) -> None:
-        """A watch event's object (ADDED, MODIFIED or the initial listing)."""
+        """A watch event's object (ADDED, MODIFIED or the initial listing), less its managedFields
+        (often most of its size; nothing the operator does reads them)."""
+        meta = {k: v for k, v in body["metadata"].items() if k != "managedFields"}
+        body = {**body, "metadata": meta}
         with self._lock:
             self._bodies[key] = body
             if body["metadata"].get("resourceVersion") == self._written.get(key):

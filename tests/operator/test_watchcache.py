@@ -36,7 +36,7 @@ def test_a_write_the_watch_showed_first_is_not_waited_for() -> None:
 
 def test_copies_conflicts_and_deletions() -> None:
     cache = WatchCache()
-    cache.observed(KEY, body("1"))
+    cache.observed(KEY, body("1") | {"metadata": body("1")["metadata"] | {"managedFields": [{}]}})
     copy = cache.get(KEY)
     assert copy is not None
     copy["status"]["phase"] = "changed by a pass"
