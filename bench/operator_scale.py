@@ -180,6 +180,7 @@ def run(cluster: Cluster, pipelines: int, idle_seconds: float, log_path: Path) -
         watch.wait(pipelines, timeout=60 + pipelines * 0.2, prefix="bare-")
         bare = [watch.seen[n][0] - t for n, t in bare_started.items()]
         started = {}
+        busy0, _ = proc_stat(operator.pid)
         t0 = time.monotonic()
         for i in range(pipelines):
             name = f"scale-{i}"
@@ -198,6 +199,7 @@ def run(cluster: Cluster, pipelines: int, idle_seconds: float, log_path: Path) -
         settle = time.monotonic()
         time.sleep(10)  # the last status patches land
         cpu0, _ = proc_stat(operator.pid)
+        busy = cpu0 - busy0  # CPU seconds the operator spent on the pipelines, their runs' passes included
         time.sleep(idle_seconds)
         cpu1, peak = proc_stat(operator.pid)
         summary = {
@@ -207,6 +209,7 @@ def run(cluster: Cluster, pipelines: int, idle_seconds: float, log_path: Path) -
             "operator_create_to_workload_s": percentiles(latency),
             "pipelines_create_wall_s": create_seconds,
             "all_workloads_after_s": settle - t0,
+            "operator_cpu_ms_per_pipeline": 1000 * busy / pipelines,
             "operator_peak_rss_mb": peak / 1e6,
             "operator_idle_cpu_percent": 100 * (cpu1 - cpu0) / idle_seconds,
             "idle_seconds": idle_seconds,

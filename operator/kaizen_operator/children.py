@@ -8,6 +8,7 @@ second workload for a run.
 from __future__ import annotations
 
 from collections import defaultdict
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +35,9 @@ from kaizen_operator.workloads.meta import (
     TRAIN,
     TRIGGER_LABEL,
 )
+
+# A run's config requests, beside the reconcile workers' own (handlers/finetune.WORKERS of them).
+_ALONGSIDE = ThreadPoolExecutor(32, thread_name_prefix="children")
 
 
 def _owned_by(obj: dict[str, Any], uid: str) -> bool:
@@ -99,16 +103,36 @@ def trigger_jobs(kube: Kube, namespace: str, pipeline: str) -> list[dict[str, An
     )
 
 
-def create_preflight(
-    kube: Kube, resolved: ResolvedRun, pipeline: dict[str, Any], settings: OperatorSettings, key: bytes
-) -> None:
-    """The run's token Secret and ConfigMap, then its CPU preflight Job."""
+RunConfig = tuple["Future[bool]", "Future[bool]"]
+
+
+def start_run_config(kube: Kube, resolved: ResolvedRun, pipeline: dict[str, Any], key: bytes) -> RunConfig:
+    """Start creating the run's token Secret and ConfigMap, both at once, while the caller writes the
+    run's record. Neither is a workload: a pair left by a pass cut short before the record landed is
+    garbage-collected with the pipeline (owner reference), and its token opens nothing (the progress
+    endpoint serves recorded, active runs only)."""
     names = resolved.names
     meta = pipeline["metadata"]
     token = run_token(key, meta["namespace"], names.run, meta["uid"])
-    kube.create(build_token_secret(names, pipeline, token))
-    kube.create(build_config_map(resolved, pipeline, names))
-    job = build_preflight_job(resolved, pipeline, names, settings)
+    return (
+        _ALONGSIDE.submit(kube.create, build_token_secret(names, pipeline, token)),
+        _ALONGSIDE.submit(kube.create, build_config_map(resolved, pipeline, names)),
+    )
+
+
+def create_preflight(
+    kube: Kube,
+    resolved: ResolvedRun,
+    pipeline: dict[str, Any],
+    settings: OperatorSettings,
+    key: bytes,
+    config: RunConfig | None = None,
+) -> None:
+    """The run's Secret and ConfigMap (`config`: already started), then its CPU preflight Job, which
+    mounts both."""
+    for created in config or start_run_config(kube, resolved, pipeline, key):
+        created.result()
+    job = build_preflight_job(resolved, pipeline, resolved.names, settings)
     fakepods.apply(pipeline, "preflight", [job])
     kube.create(job)
 

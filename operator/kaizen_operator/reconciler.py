@@ -1,9 +1,10 @@
 """One FineTunePipeline reconcile: read what exists, derive status, create what is missing, patch.
 
-Level-based: every pass starts from the pipeline object (read fresh), its children and the runs its
-status records, never from memory of events. New runs are recorded in status *before* their children
-are created, and every child name is derived from the run, so a pass cut short at any point (an
-operator killed with SIGKILL) is completed by the next one without a second workload.
+Level-based: every pass starts from the pipeline object (as its watch last delivered it, else read),
+its children and the runs its status records, never from memory of events. New runs are recorded in
+status *before* their workloads are created (their Secret and ConfigMap are created meanwhile), and
+every child name is derived from the run, so a pass cut short at any point (an operator killed with
+SIGKILL) is completed by the next one without a second workload.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from kaizen_operator.triggers import (
     manual_request,
     schedule_requests,
 )
+from kaizen_operator.watchcache import WatchCache
 from kaizen_operator.workloads import workload_kind
 
 log = logging.getLogger(__name__)
@@ -67,8 +69,9 @@ class Context:
     phases: RunPhases = field(default_factory=RunPhases)
     # (namespace, run object name) -> (pipeline name, uid), for the progress endpoint; active runs only.
     run_index: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
-    # (namespace, name) -> resourceVersion of the operator's own last status write.
-    written: dict[tuple[str, str], str] = field(default_factory=dict)
+    # Pipelines and PrivateModels as the watches delivered them; the operator's own status writes.
+    pipelines: WatchCache = field(default_factory=WatchCache)
+    models: WatchCache = field(default_factory=WatchCache)
 
 
 class Conflict(Exception):
@@ -79,13 +82,14 @@ def utcnow() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
 
 
-def _private_models(kube: Kube, namespace: str, spec: FineTunePipelineSpec) -> dict[str, dict[str, Any]]:
+def _private_models(ctx: Context, namespace: str, spec: FineTunePipelineSpec) -> dict[str, dict[str, Any]]:
+    """From the PrivateModel watch; a model it has not delivered (yet) is read from the API server."""
     wanted = {spec.output.private_model}
     if spec.base_model.private_model is not None:
         wanted.add(spec.base_model.private_model.name)
     found = {}
     for name in wanted:
-        obj = kube.get(path_of(API, "PrivateModel", namespace, name))
+        obj = ctx.models.get((namespace, name)) or ctx.kube.get(path_of(API, "PrivateModel", namespace, name))
         if obj is not None:
             found[name] = obj
     return found
@@ -101,10 +105,11 @@ def patch_status(ctx: Context, pipeline: dict[str, Any], status: dict[str, Any])
         patched = ctx.kube.merge_patch(path_of(API, KIND, meta["namespace"], meta["name"]) + "/status", body)
     except ApiError as err:
         if err.status == 409:
+            ctx.pipelines.invalidate((meta["namespace"], meta["name"]))
             raise Conflict() from None
         raise
     STATUS_PATCHES.labels(KIND).inc()
-    ctx.written[(meta["namespace"], meta["name"])] = patched["metadata"]["resourceVersion"]
+    ctx.pipelines.wrote((meta["namespace"], meta["name"]), patched["metadata"]["resourceVersion"])
     return patched
 
 
@@ -126,12 +131,13 @@ class Pass:
         self.requeue: float | None = None
         self.private_models: dict[str, dict[str, Any]] = {}
         self.fresh: set[str] = set()  # object names of runs recorded by this pass: nothing of theirs exists
+        self.config: dict[str, children.RunConfig] = {}  # fresh runs' Secret and ConfigMap, under way
 
     # -- what blocks runs --------------------------------------------------------------------------
 
     def check_blockers(self) -> None:
         kube, settings = self.ctx.kube, self.ctx.settings
-        self.private_models = _private_models(kube, self.ns, self.spec)
+        self.private_models = _private_models(self.ctx, self.ns, self.spec)
         nodes = self.spec.resources.nodes
         try:
             self.model_name = base_model_facts(self.pipeline, self.ctx.catalog, self.private_models).name
@@ -220,6 +226,20 @@ class Pass:
             handled.append((request.trigger_job or "", f"{run.phase} {run.name}"))
         return handled, replace
 
+    def start_fresh_config(self) -> None:
+        """New runs' Secrets and ConfigMaps, created while their record is written (a round trip less)."""
+        for run in self.runs:
+            if run.object_name in self.fresh:
+                try:
+                    resolved = resolve_train_run(
+                        self.pipeline, run.name, self.ctx.catalog, self.private_models, self.ctx.settings
+                    )
+                except ResolveError:
+                    continue  # advance_runs fails the run with the reason
+                self.config[run.object_name] = children.start_run_config(
+                    self.ctx.kube, resolved, self.pipeline, self.ctx.key
+                )
+
     # -- existing runs -----------------------------------------------------------------------------
 
     def advance_runs(self, cancel: set[str]) -> None:
@@ -286,7 +306,8 @@ class Pass:
                 self.pipeline, run.name, ctx.catalog, self.private_models, ctx.settings
             )
             if "create_preflight" in actions:
-                children.create_preflight(ctx.kube, resolved, self.pipeline, ctx.settings, ctx.key)
+                config = self.config.pop(run.object_name or "", None)
+                children.create_preflight(ctx.kube, resolved, self.pipeline, ctx.settings, ctx.key, config)
             else:
                 workload = children.create_workload(
                     ctx.kube, resolved, self.pipeline, ctx.settings, pytorchjob=pytorchjob
@@ -340,11 +361,11 @@ class Pass:
 def reconcile(ctx: Context, namespace: str, name: str) -> float | None:
     """One pass; returns seconds until the pipeline wants another look (None: only on events)."""
     kube = ctx.kube
-    pipeline = kube.get(path_of(API, KIND, namespace, name))
     key = (namespace, name)
+    pipeline = ctx.pipelines.get(key) or kube.get(path_of(API, KIND, namespace, name))
     if pipeline is None or pipeline["metadata"].get("deletionTimestamp"):
         ctx.phases.forget(key)
-        ctx.written.pop(key, None)
+        ctx.pipelines.deleted(key)
         for run_key in [k for k, v in ctx.run_index.items() if k[0] == namespace and v[0] == name]:
             ctx.run_index.pop(run_key, None)
         return None
@@ -364,7 +385,8 @@ def reconcile(ctx: Context, namespace: str, name: str) -> float | None:
     triggers = children.trigger_jobs(kube, namespace, name) if spec.trigger.type == "schedule" else []
     handled, replace = work.take_requests(triggers)
     if handled or len(work.runs) != len(work.status.runs or []):
-        # New runs are on record before any child of theirs exists.
+        # New runs are on record before their workloads exist.
+        work.start_fresh_config()
         status = work.derived_status()
         pipeline = patch_status(ctx, pipeline, status)
         for job, note in handled:

@@ -43,15 +43,30 @@ def operator_env(control_plane: Any) -> dict[str, str]:
 
 
 @contextmanager
-def kopf_operator(control_plane: Any, env: dict[str, str], monkeypatch: Any) -> Iterator[Any]:
+def kopf_operator(
+    control_plane: Any, env: dict[str, str], monkeypatch: Any, settings: Any = None
+) -> Iterator[Any]:
+    """The operator in a thread of this process; `settings`: kopf's, before its startup handlers."""
     from kopf.testing import KopfRunner
 
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(control_plane.kubeconfig))
-    with KopfRunner(["run", "--all-namespaces", "--standalone", "-m", "kaizen_operator.handlers"]) as runner:
+    args = ["run", "--all-namespaces", "--standalone", "-m", "kaizen_operator.handlers"]
+    with KopfRunner(args, settings=settings) as runner:
         yield runner
     assert runner.exception is None, runner.output
+
+
+def assert_alive(runner: Any) -> None:
+    """The in-process operator still runs: a test after one that stopped it fails at once, with the
+    operator's error, instead of waiting out its timeouts against an operator that is gone."""
+    if not runner.future.done():
+        return
+    if (error := runner.future.exception()) is not None:
+        raise AssertionError(f"the operator's thread failed: {error!r}")
+    result = runner.future.result()
+    raise AssertionError(f"the operator stopped: {result.exception!r}\n{result.output[-4000:]}")
 
 
 def restrict(control_plane: Any, namespace: str) -> None:

@@ -21,6 +21,7 @@ from ftp_support import (
     MODELS,
     PIPELINES,
     PLAN,
+    assert_alive,
     conditions,
     fake,
     first_run_phase,
@@ -56,6 +57,7 @@ def operator(control_plane) -> Iterator[Any]:
 
 @pytest.fixture
 def ns(operator, control_plane, namespace) -> str:
+    assert_alive(operator)
     restrict(control_plane, namespace)
     control_plane.request("POST", MODELS.format(namespace), private_model())
     return namespace

@@ -3,6 +3,8 @@ version other controllers may use."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 from kaizen_api.privatemodel import Share
 from kaizen_operator.registry.deletion import deletion_decision, model_users
@@ -129,6 +131,11 @@ def test_what_wakes_an_event_driven_scan() -> None:
     assert _wants_scan(scanned, {"annotations": {"kaizen.dev/rescan": "2"}}), "a new rescan request"
     assert _wants_scan({"versions": [{"name": "ft_1", "status": "training"}]}, {}), "a run recorded a version"
     assert not _wants_scan({"versions": [{"name": "ft_1"}]}, {"deletionTimestamp": "now"})
+    now = datetime.now(UTC)
+    failed = {"versions": [{"name": "ft_1"}], "scanFailures": 1, "lastScanTime": now.isoformat()}
+    assert not _wants_scan(failed, {}), "the failed scan's own status patch waits out the retry delay"
+    assert _wants_scan(failed | {"lastScanTime": (now - timedelta(hours=1)).isoformat()}, {})
+    assert _wants_scan(failed, {"annotations": {"kaizen.dev/rescan": "2"}}), "an explicit request"
     long_value = "x" * 1000
     assert not _wants_scan(
         {"observedRescan": long_value[:253]}, {"annotations": {"kaizen.dev/rescan": long_value}}

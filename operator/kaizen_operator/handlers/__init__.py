@@ -3,6 +3,8 @@
 Importing this package registers every handler (`kopf run -m kaizen_operator.handlers`).
 """
 
-from kaizen_operator.handlers import evaljob, finetune, privatemodel, startup
+from kaizen_operator.handlers import evaljob, finetune, privatemodel, startup, watchguard
 
-__all__ = ["evaljob", "finetune", "privatemodel", "startup"]
+watchguard.install()
+
+__all__ = ["evaljob", "finetune", "privatemodel", "startup", "watchguard"]

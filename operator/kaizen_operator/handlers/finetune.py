@@ -21,14 +21,17 @@ from typing import Any
 import kopf
 from aiohttp import web
 from kaizen_api.base import GROUP, VERSION
-from kaizen_api.kinds import EVAL_JOB, FINETUNE_PIPELINE
+from kaizen_api.kinds import EVAL_JOB, FINETUNE_PIPELINE, PRIVATE_MODEL
 
 from kaizen_operator import endpoints, reconciler
 from kaizen_operator.catalog import load_catalog
 from kaizen_operator.kube import ApiError, Kube, load_api_client, path_of
 from kaizen_operator.metrics import QUEUE_DEPTH, RECONCILE_SECONDS, RECONCILES
 from kaizen_operator.progress import RateLimiter, new_key
+from kaizen_operator.runs import workload_outcome
 from kaizen_operator.settings import load_settings
+from kaizen_operator.watchcache import WatchCache
+from kaizen_operator.workloads.meta import COMPONENT_LABEL, PREFLIGHT
 from kaizen_operator.workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
@@ -101,7 +104,7 @@ async def _work(key: Hashable) -> float | None:
 async def start_runtime(**_: Any) -> None:
     global RUNTIME
     settings = load_settings()
-    kube = Kube(load_api_client(WORKERS + 4))
+    kube = Kube(load_api_client(2 * WORKERS + 4))  # a worker's request, one beside it, and a few
     key = await asyncio.to_thread(progress_key, kube)
     ctx = reconciler.Context(
         kube=kube, settings=settings, catalog=load_catalog(settings.catalog_path), key=key
@@ -134,27 +137,60 @@ def _enqueue(namespace: str | None, name: str | None) -> None:
         RUNTIME.queue.add((namespace, name))
 
 
+def _key(event: kopf.RawEvent) -> tuple[str, str]:
+    meta = event["object"]["metadata"]
+    return meta.get("namespace") or "", meta["name"]
+
+
+def _cache(cache: WatchCache, event: kopf.RawEvent) -> None:
+    if event["type"] == "DELETED":
+        cache.deleted(_key(event))
+    else:
+        cache.observed(_key(event), dict(event["object"]))
+
+
 @kopf.on.event(GROUP, VERSION, FINETUNE_PIPELINE.plural)
-async def pipeline_event(namespace: str | None, name: str | None, meta: kopf.Meta, **_: Any) -> None:
+async def pipeline_event(event: kopf.RawEvent, meta: kopf.Meta, **_: Any) -> None:
     """Every change but the operator's own status writes (those it has already accounted for)."""
-    own = RUNTIME is not None and RUNTIME.ctx.written.get((namespace or "", name or "")) == meta.get(
-        "resourceVersion"
-    )
+    if RUNTIME is None:
+        return
+    own = RUNTIME.ctx.pipelines.is_own(_key(event), meta.get("resourceVersion"))
+    _cache(RUNTIME.ctx.pipelines, event)
     if not own:
-        _enqueue(namespace, name)
+        _enqueue(*_key(event))
+
+
+@kopf.on.event(GROUP, VERSION, PRIVATE_MODEL.plural)
+async def private_model_event(event: kopf.RawEvent, **_: Any) -> None:
+    """Kept for the reconciles, which read a pipeline's models on every pass."""
+    if RUNTIME is not None:
+        _cache(RUNTIME.ctx.models, event)
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={"kaizen.dev/pipeline": kopf.PRESENT})
 @kopf.on.event("kubeflow.org", "v1", "pytorchjobs", labels={"kaizen.dev/pipeline": kopf.PRESENT})
 @kopf.on.event(GROUP, VERSION, EVAL_JOB.plural, labels={"kaizen.dev/pipeline": kopf.PRESENT})
 async def child_event(
-    type: str | None, namespace: str | None, labels: kopf.Labels, meta: kopf.Meta, **_: Any
+    type: str | None,
+    namespace: str | None,
+    labels: kopf.Labels,
+    meta: kopf.Meta,
+    event: kopf.RawEvent,
+    **_: Any,
 ) -> None:
     """The owner's name (labels hold at most 63 characters); a trigger Job's owner is the CronJob.
 
     A child's creation tells nothing new (the operator made it, or the pipeline's own listing at
-    start-up covers it), except for a schedule's trigger Job, which is a run request."""
+    start-up covers it), except for a schedule's trigger Job, which is a run request. Nor does a
+    preflight Job's progress before it ends (its run says Preflight until the plan is in): each such
+    pass cost two LISTs of the namespace's Jobs and pods."""
     if type == "ADDED" and labels.get("kaizen.dev/trigger") != "schedule":
+        return
+    if (
+        type == "MODIFIED"
+        and labels.get(COMPONENT_LABEL) == PREFLIGHT
+        and workload_outcome(dict(event["object"]))[0] not in ("Succeeded", "Failed")
+    ):
         return
     owners = [r["name"] for r in meta.get("ownerReferences") or [] if r.get("kind") == FINETUNE_PIPELINE.kind]
     _enqueue(namespace, owners[0] if owners else labels.get("kaizen.dev/pipeline"))

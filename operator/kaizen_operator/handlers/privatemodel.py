@@ -136,7 +136,18 @@ def _wants_scan(status: Mapping[str, Any], meta: Mapping[str, Any], **_: Any) ->
     if requested is not None and requested[:RESCAN_MAX] != status.get("observedRescan"):
         return True
     versions = status.get("versions") or []
-    return any(isinstance(v, Mapping) and not v.get("scannedTime") for v in versions)
+    unscanned = any(isinstance(v, Mapping) and not v.get("scannedTime") for v in versions)
+    return unscanned and not _backing_off(status)
+
+
+def _backing_off(status: Mapping[str, Any]) -> bool:
+    """Within a failed scan's retry delay. Its own status patch is an event too: without this, a
+    model whose storage is unreachable was scanned, patched and logged again several times a second."""
+    failures = int(status.get("scanFailures") or 0)
+    last = status.get("lastScanTime")
+    if not failures or not last:
+        return False
+    return (datetime.now(UTC) - datetime.fromisoformat(last)).total_seconds() < retry_delay(failures)
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL, when=_wants_scan, id="rescan")

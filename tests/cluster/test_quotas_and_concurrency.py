@@ -1,0 +1,157 @@
+"""Namespace quotas and a schedule's concurrencyPolicy Allow / Replace, against the real control plane.
+
+One operator serves the module, with caps of 2 pipelines, 2 concurrent runs and 1 node per run per
+namespace; each test has its own namespace, so the caps are each test's own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from ftp_support import (
+    MODELS,
+    PIPELINES,
+    assert_alive,
+    conditions,
+    fake,
+    first_run_phase,
+    jobs,
+    kopf_operator,
+    message,
+    operator_env,
+    pipeline,
+    private_model,
+    restrict,
+    runs,
+    wait_pipeline,
+)
+
+pytestmark = pytest.mark.cluster
+QUOTAS = {
+    "KAIZEN_QUOTA_MAX_PIPELINES": "2",
+    "KAIZEN_QUOTA_MAX_CONCURRENT_RUNS": "2",
+    "KAIZEN_QUOTA_MAX_NODES_PER_RUN": "1",
+}
+LONG = fake(0, message(phase="Succeeded"), duration="120s")  # the workload keeps running
+
+
+@pytest.fixture(scope="module")
+def operator(control_plane) -> Iterator[Any]:
+    with (
+        pytest.MonkeyPatch.context() as patch,
+        kopf_operator(control_plane, operator_env(control_plane) | QUOTAS, patch) as runner,
+    ):
+        yield runner
+
+
+@pytest.fixture
+def ns(operator, control_plane, namespace) -> str:
+    assert_alive(operator)
+    restrict(control_plane, namespace)
+    control_plane.request("POST", MODELS.format(namespace), private_model())
+    return namespace
+
+
+def create(cluster: Any, namespace: str, manifest: dict[str, Any]) -> None:
+    cluster.request("POST", PIPELINES.format(namespace), manifest)
+
+
+def blocked_by_quota(obj: dict[str, Any]) -> bool:
+    ready = conditions(obj).get("Ready", {})
+    return ready.get("status") == "False" and ready.get("reason") == "QuotaExceeded"
+
+
+def fire(cluster: Any, namespace: str, when: datetime) -> None:
+    """What the CronJob controller does at a firing: a Job from the template, owned by the CronJob."""
+    (cronjob,) = cluster.request("GET", f"/apis/batch/v1/namespaces/{namespace}/cronjobs")["items"]
+    template = cronjob["spec"]["jobTemplate"]
+    job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": f"{cronjob['metadata']['name']}-{int(when.timestamp()) // 60}",
+            "labels": template["metadata"]["labels"],
+            "annotations": {
+                "batch.kubernetes.io/cronjob-scheduled-timestamp": when.strftime("%Y-%m-%dT%H:%M:%SZ")
+            },
+            "ownerReferences": [
+                {
+                    "apiVersion": "batch/v1",
+                    "kind": "CronJob",
+                    "name": cronjob["metadata"]["name"],
+                    "uid": cronjob["metadata"]["uid"],
+                    "controller": True,
+                }
+            ],
+        },
+        "spec": template["spec"],
+    }
+    cluster.request("POST", f"/apis/batch/v1/namespaces/{namespace}/jobs", job)
+
+
+def scheduled(cluster: Any, namespace: str, name: str, policy: str) -> None:
+    trigger = {"type": "schedule", "schedule": "0 3 * * *", "concurrencyPolicy": policy}
+    create(cluster, namespace, pipeline(name, workload=LONG, trigger=trigger))
+    wait_pipeline(cluster, namespace, name, lambda o: (o.get("status") or {}).get("nextScheduleTime"))
+
+
+def day(n: int) -> datetime:
+    return datetime(2026, 12, n, 3, 0, tzinfo=UTC)
+
+
+def test_pipelines_beyond_the_cap_are_blocked(ns, control_plane) -> None:
+    for name in ("first", "second", "third"):
+        create(control_plane, ns, pipeline(name))
+    for name in ("first", "second"):
+        wait_pipeline(control_plane, ns, name, first_run_phase("Succeeded"))
+    third = wait_pipeline(control_plane, ns, "third", blocked_by_quota)
+    assert "allows 2 FineTunePipelines" in conditions(third)["Ready"]["message"]
+    assert not runs(third) and not jobs(control_plane, ns, "kaizen.dev/pipeline=third")
+
+
+def test_a_run_on_more_nodes_than_allowed_is_blocked(ns, control_plane) -> None:
+    create(control_plane, ns, pipeline("wide", resources={"gpusPerNode": 1, "nodes": 2}))
+    wide = wait_pipeline(control_plane, ns, "wide", blocked_by_quota)
+    assert "nodes is 2" in conditions(wide)["Ready"]["message"] and not runs(wide)
+    assert not jobs(control_plane, ns, "kaizen.dev/pipeline=wide")
+
+
+def test_allow_runs_concurrently_up_to_the_concurrent_runs_cap(ns, control_plane) -> None:
+    scheduled(control_plane, ns, "allow", "Allow")
+    fire(control_plane, ns, day(1))
+    wait_pipeline(control_plane, ns, "allow", first_run_phase("Running"))
+    fire(control_plane, ns, day(2))
+    obj = wait_pipeline(
+        control_plane, ns, "allow", lambda o: [r["phase"] for r in runs(o)] == ["Running", "Running"]
+    )
+    assert len(jobs(control_plane, ns, "kaizen.dev/pipeline=allow,kaizen.dev/component=train")) == 2
+    fire(control_plane, ns, day(3))  # a third at once is over the namespace's cap of 2
+    obj = wait_pipeline(control_plane, ns, "allow", lambda o: len(runs(o)) == 3)
+    skipped = runs(obj)[0]
+    assert skipped["phase"] == "Skipped" and skipped["reason"] == "QuotaExceeded"
+    assert [r["phase"] for r in runs(obj)[1:]] == ["Running", "Running"]
+
+
+def test_replace_cancels_the_active_run_and_starts_the_new_one(ns, control_plane) -> None:
+    scheduled(control_plane, ns, "replace", "Replace")
+    fire(control_plane, ns, day(1))
+    obj = wait_pipeline(control_plane, ns, "replace", first_run_phase("Running"))
+    old = runs(obj)[0]
+    fire(control_plane, ns, day(2))
+    obj = wait_pipeline(
+        control_plane,
+        ns,
+        "replace",
+        lambda o: [r["phase"] for r in runs(o)] == ["Running", "Cancelled"],
+        timeout=90,
+    )
+    new, replaced = runs(obj)
+    assert replaced["name"] == old["name"] and new["name"].endswith("_20261202030000")
+    train = jobs(control_plane, ns, "kaizen.dev/pipeline=replace,kaizen.dev/component=train")
+    live = [j for j in train if not j["metadata"].get("deletionTimestamp")]
+    assert [j["metadata"]["labels"]["kaizen.dev/run"] for j in live] == [new["objectName"]], (
+        "the replaced run's workload is deleted"
+    )
