@@ -131,6 +131,30 @@ def test_a_node_other_than_the_first_rotates_its_scratch_and_writes_its_own_mark
     assert not (store.root / "checkpoint-6" / MARKER).exists()  # node 0's to write
 
 
+def test_the_node_that_completes_a_checkpoint_prunes_the_older_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two nodes, one kept checkpoint: node 0 stores its part of checkpoint-4 first, so only node 1,
+    whose part completes it, can see that checkpoint-2 is no longer needed."""
+    store = LocalStore(tmp_path / "store")
+    syncs = {rank: CheckpointSync(store, keep=1, zero_stage=2) for rank in (0, 1)}
+
+    def save_as(rank: int, step: int) -> None:
+        for name, value in {"RANK": str(rank), "LOCAL_RANK": "0", "WORLD_SIZE": "2"}.items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")
+        monkeypatch.setenv("TORCHELASTIC_RUN_ID", "r")
+        save(syncs[rank], tmp_path / f"trainer-{rank}", step)
+
+    for rank in (0, 1):
+        save_as(rank, 2)
+    save_as(0, 4)
+    assert stored_checkpoints(store) == ["checkpoint-2"]  # checkpoint-4 lacks node 1's part
+    save_as(1, 4)
+    assert stored_checkpoints(store) == ["checkpoint-4"]
+    assert not (store.root / "checkpoint-2").exists()
+
+
 def test_unmarked_or_partly_marked_checkpoints_are_ignored(tmp_path: Path) -> None:
     store = LocalStore(tmp_path / "store")
     store.put_dir(local_checkpoint(tmp_path / "a", 3), "checkpoint-3")

@@ -233,8 +233,9 @@ class CheckpointSync(TrainerCallback):
             self.store.put_bytes(
                 body, f"{name}/{MARKER if marker.node == 0 else NODE_MARKER.format(marker.node)}"
             )
-            if marker.node == 0:
-                self.prune()
+            # Every node prunes once its part is in: a checkpoint is complete only when the last
+            # node's part is, and that may be any node's.
+            self.prune()
             self.stored.append(name)
             log.info("checkpoint %s (node %d) stored at %s", name, marker.node, self.store.uri)
         except (StorageError, RunnerError, OSError) as err:
