@@ -10,18 +10,9 @@ import zipfile
 from configparser import ConfigParser
 from pathlib import Path
 
+from kaizen_local.runnerimage import copied_paths
+
 ROOT = Path(__file__).resolve().parents[1]
-DOCKERFILE = ROOT / "runner-image" / "Dockerfile"
-
-
-def copied_paths() -> list[str]:
-    """Sources of the Dockerfile's COPY instructions (all but the last word of each)."""
-    sources: list[str] = []
-    for line in DOCKERFILE.read_text().splitlines():
-        words = line.split()
-        if words and words[0] == "COPY" and not any(w.startswith("--from") for w in words):
-            sources += words[1:-1]
-    return sources
 
 
 def test_package_builds_from_what_the_dockerfile_copies(tmp_path: Path) -> None:
