@@ -150,19 +150,3 @@ def busybox_image() -> ImageSpec:
         symlinks={f"/bin/{applet}": "busybox" for applet in BUSYBOX_APPLETS},
         cmd=["sh"],
     )
-
-
-def layer_digests(archive: Path) -> list[str]:
-    """The layer digests of the (single-manifest) image in an OCI archive."""
-    with tarfile.open(archive) as tar:
-
-        def blob(digest: str) -> Any:
-            member = tar.extractfile(f"blobs/sha256/{digest.removeprefix('sha256:')}")
-            assert member is not None
-            return json.load(member)
-
-        index_file = tar.extractfile("index.json")
-        if index_file is None:
-            raise ImageError(f"{archive} has no index.json")
-        [manifest] = json.load(index_file)["manifests"]
-        return [layer["digest"] for layer in blob(manifest["digest"])["layers"]]
