@@ -9,6 +9,7 @@ import socket
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 from kaizen_api.base import GROUP, VERSION
@@ -67,6 +68,61 @@ def assert_alive(runner: Any) -> None:
         raise AssertionError(f"the operator's thread failed: {error!r}")
     result = runner.future.result()
     raise AssertionError(f"the operator stopped: {result.exception!r}\n{result.output[-4000:]}")
+
+
+def prepare_namespace(runner: Any, control_plane: Any, namespace: str) -> str:
+    """A test namespace for pipelines: the operator still alive, the restricted Pod Security profile,
+    and the PrivateModel `out` the pipelines write to."""
+    assert_alive(runner)
+    restrict(control_plane, namespace)
+    control_plane.request("POST", MODELS.format(namespace), private_model())
+    return namespace
+
+
+def fire_cronjob(cluster: Any, cronjob: dict[str, Any], when: datetime) -> None:
+    """What the CronJob controller does at a firing: a Job from the template, owned by the CronJob."""
+    template = cronjob["spec"]["jobTemplate"]
+    job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": f"{cronjob['metadata']['name']}-{int(when.timestamp()) // 60}",
+            "labels": template["metadata"]["labels"],
+            "annotations": {
+                "batch.kubernetes.io/cronjob-scheduled-timestamp": when.strftime("%Y-%m-%dT%H:%M:%SZ")
+            },
+            "ownerReferences": [
+                {
+                    "apiVersion": "batch/v1",
+                    "kind": "CronJob",
+                    "name": cronjob["metadata"]["name"],
+                    "uid": cronjob["metadata"]["uid"],
+                    "controller": True,
+                }
+            ],
+        },
+        "spec": template["spec"],
+    }
+    cluster.request("POST", f"/apis/batch/v1/namespaces/{cronjob['metadata']['namespace']}/jobs", job)
+
+
+def set_pytorchjob_condition(cluster: Any, path: str, type_: str, reason: str) -> None:
+    """What the training operator does: a condition on the PyTorchJob at `path`'s status."""
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    condition = {
+        "type": type_,
+        "status": "True",
+        "reason": reason,
+        "message": reason,
+        "lastTransitionTime": now,
+        "lastUpdateTime": now,
+    }
+    cluster.request(
+        "PATCH",
+        f"{path}/status",
+        {"status": {"conditions": [condition]}},
+        content_type="application/merge-patch+json",
+    )
 
 
 def restrict(control_plane: Any, namespace: str) -> None:

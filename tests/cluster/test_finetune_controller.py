@@ -21,9 +21,9 @@ from ftp_support import (
     MODELS,
     PIPELINES,
     PLAN,
-    assert_alive,
     conditions,
     fake,
+    fire_cronjob,
     first_run_phase,
     get_pipeline,
     jobs,
@@ -32,10 +32,10 @@ from ftp_support import (
     operator_env,
     pipeline,
     pods,
-    private_model,
+    prepare_namespace,
     requests_gpu,
-    restrict,
     runs,
+    set_pytorchjob_condition,
     wait_pipeline,
 )
 from kaizen_api.results import EXIT_USER_ERROR
@@ -57,10 +57,7 @@ def operator(control_plane) -> Iterator[Any]:
 
 @pytest.fixture
 def ns(operator, control_plane, namespace) -> str:
-    assert_alive(operator)
-    restrict(control_plane, namespace)
-    control_plane.request("POST", MODELS.format(namespace), private_model())
-    return namespace
+    return prepare_namespace(operator, control_plane, namespace)
 
 
 def create(cluster: Any, namespace: str, manifest: dict[str, Any]) -> dict[str, Any]:
@@ -243,36 +240,10 @@ def test_schedule_forbid_suspend_and_resume(ns, control_plane) -> None:
     assert not requests_gpu(spec["jobTemplate"]["spec"]["template"]["spec"])
     assert obj["status"]["nextScheduleTime"].endswith(("18:00:00Z",)), obj["status"]["nextScheduleTime"]
 
-    def fire(when: datetime) -> None:
-        """What the CronJob controller does at a firing: a Job from the template, owned by the CronJob."""
-        template = spec["jobTemplate"]
-        job = {
-            "apiVersion": "batch/v1",
-            "kind": "Job",
-            "metadata": {
-                "name": f"{cronjob['metadata']['name']}-{int(when.timestamp()) // 60}",
-                "labels": template["metadata"]["labels"],
-                "annotations": {
-                    "batch.kubernetes.io/cronjob-scheduled-timestamp": when.strftime("%Y-%m-%dT%H:%M:%SZ")
-                },
-                "ownerReferences": [
-                    {
-                        "apiVersion": "batch/v1",
-                        "kind": "CronJob",
-                        "name": cronjob["metadata"]["name"],
-                        "uid": cronjob["metadata"]["uid"],
-                        "controller": True,
-                    }
-                ],
-            },
-            "spec": template["spec"],
-        }
-        control_plane.request("POST", f"/apis/batch/v1/namespaces/{ns}/jobs", job)
-
-    fire(datetime(2026, 12, 1, 18, 0, tzinfo=UTC))
+    fire_cronjob(control_plane, cronjob, datetime(2026, 12, 1, 18, 0, tzinfo=UTC))
     obj = wait_pipeline(control_plane, ns, "nightly", first_run_phase("Running"))
     assert runs(obj)[0]["name"].endswith("_20261201180000") and runs(obj)[0]["trigger"] == "schedule"
-    fire(datetime(2026, 12, 2, 18, 0, tzinfo=UTC))
+    fire_cronjob(control_plane, cronjob, datetime(2026, 12, 2, 18, 0, tzinfo=UTC))
     obj = wait_pipeline(control_plane, ns, "nightly", lambda o: len(runs(o)) == 2)
     skipped = runs(obj)[0]
     assert skipped["phase"] == "Skipped" and skipped["reason"] == "ConcurrencyForbidden"
@@ -312,31 +283,9 @@ def test_pytorchjob_follows_the_training_operator(ns, control_plane) -> None:
         assert run["jobKind"] == "PyTorchJob"
         job = control_plane.request("GET", f"{path}/{run['jobName']}")
         assert set(job["spec"]["pytorchReplicaSpecs"]) == {"Master", "Worker"}
-        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-        def set_condition(type_: str, reason: str, job_name: str = run["jobName"], now: str = now) -> None:
-            status = {
-                "conditions": [
-                    {
-                        "type": type_,
-                        "status": "True",
-                        "reason": reason,
-                        "message": reason,
-                        "lastTransitionTime": now,
-                        "lastUpdateTime": now,
-                    }
-                ]
-            }
-            control_plane.request(
-                "PATCH",
-                f"{path}/{job_name}/status",
-                {"status": status},
-                content_type="application/merge-patch+json",
-            )
-
-        set_condition("Running", "PyTorchJobRunning")
+        set_pytorchjob_condition(control_plane, f"{path}/{run['jobName']}", "Running", "PyTorchJobRunning")
         wait_pipeline(control_plane, ns, name, first_run_phase("Running"))
-        set_condition(final, f"PyTorchJob{final}")
+        set_pytorchjob_condition(control_plane, f"{path}/{run['jobName']}", final, f"PyTorchJob{final}")
         obj = wait_pipeline(control_plane, ns, name, first_run_phase(final))
         if final == "Failed":
             assert runs(obj)[0]["reason"] == "PyTorchJobFailed"

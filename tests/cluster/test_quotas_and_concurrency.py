@@ -12,19 +12,17 @@ from typing import Any
 
 import pytest
 from ftp_support import (
-    MODELS,
     PIPELINES,
-    assert_alive,
     conditions,
     fake,
+    fire_cronjob,
     first_run_phase,
     jobs,
     kopf_operator,
     message,
     operator_env,
     pipeline,
-    private_model,
-    restrict,
+    prepare_namespace,
     runs,
     wait_pipeline,
 )
@@ -49,10 +47,7 @@ def operator(control_plane) -> Iterator[Any]:
 
 @pytest.fixture
 def ns(operator, control_plane, namespace) -> str:
-    assert_alive(operator)
-    restrict(control_plane, namespace)
-    control_plane.request("POST", MODELS.format(namespace), private_model())
-    return namespace
+    return prepare_namespace(operator, control_plane, namespace)
 
 
 def create(cluster: Any, namespace: str, manifest: dict[str, Any]) -> None:
@@ -65,31 +60,8 @@ def blocked_by_quota(obj: dict[str, Any]) -> bool:
 
 
 def fire(cluster: Any, namespace: str, when: datetime) -> None:
-    """What the CronJob controller does at a firing: a Job from the template, owned by the CronJob."""
     (cronjob,) = cluster.request("GET", f"/apis/batch/v1/namespaces/{namespace}/cronjobs")["items"]
-    template = cronjob["spec"]["jobTemplate"]
-    job = {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {
-            "name": f"{cronjob['metadata']['name']}-{int(when.timestamp()) // 60}",
-            "labels": template["metadata"]["labels"],
-            "annotations": {
-                "batch.kubernetes.io/cronjob-scheduled-timestamp": when.strftime("%Y-%m-%dT%H:%M:%SZ")
-            },
-            "ownerReferences": [
-                {
-                    "apiVersion": "batch/v1",
-                    "kind": "CronJob",
-                    "name": cronjob["metadata"]["name"],
-                    "uid": cronjob["metadata"]["uid"],
-                    "controller": True,
-                }
-            ],
-        },
-        "spec": template["spec"],
-    }
-    cluster.request("POST", f"/apis/batch/v1/namespaces/{namespace}/jobs", job)
+    fire_cronjob(cluster, cronjob, when)
 
 
 def scheduled(cluster: Any, namespace: str, name: str, policy: str) -> None:

@@ -12,21 +12,19 @@ import asyncio
 import logging
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from ftp_support import (
-    MODELS,
     PIPELINES,
     assert_alive,
     first_run_phase,
     kopf_operator,
     operator_env,
     pipeline,
-    private_model,
-    restrict,
+    prepare_namespace,
     runs,
+    set_pytorchjob_condition,
     wait_pipeline,
 )
 from kaizen_local.cluster import CrdRef, load_crds, third_party_crd_files
@@ -81,29 +79,7 @@ def outages() -> Iterator[Outages]:
 
 @pytest.fixture
 def ns(operator, control_plane, namespace) -> str:
-    assert_alive(operator)
-    restrict(control_plane, namespace)
-    control_plane.request("POST", MODELS.format(namespace), private_model())
-    return namespace
-
-
-def set_condition(cluster: Any, path: str, type_: str, reason: str) -> None:
-    """What the training operator does: a condition on the PyTorchJob's status."""
-    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    condition = {
-        "type": type_,
-        "status": "True",
-        "reason": reason,
-        "message": reason,
-        "lastTransitionTime": now,
-        "lastUpdateTime": now,
-    }
-    cluster.request(
-        "PATCH",
-        f"{path}/status",
-        {"status": {"conditions": [condition]}},
-        content_type="application/merge-patch+json",
-    )
+    return prepare_namespace(operator, control_plane, namespace)
 
 
 def test_removing_and_reinstalling_the_pytorchjob_crd(operator, ns, control_plane, outages) -> None:
@@ -140,8 +116,8 @@ def test_removing_and_reinstalling_the_pytorchjob_crd(operator, ns, control_plan
     (run,) = runs(obj)
     assert run["jobKind"] == "PyTorchJob"
     job_path = f"/apis/kubeflow.org/v1/namespaces/{ns}/pytorchjobs/{run['jobName']}"
-    set_condition(control_plane, job_path, "Running", "PyTorchJobRunning")
+    set_pytorchjob_condition(control_plane, job_path, "Running", "PyTorchJobRunning")
     wait_pipeline(control_plane, ns, "multi", first_run_phase("Running"))
-    set_condition(control_plane, job_path, "Succeeded", "PyTorchJobSucceeded")
+    set_pytorchjob_condition(control_plane, job_path, "Succeeded", "PyTorchJobSucceeded")
     wait_pipeline(control_plane, ns, "multi", first_run_phase("Succeeded"))
     assert_alive(operator)

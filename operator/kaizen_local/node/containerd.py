@@ -87,14 +87,21 @@ disabled_plugins = {disabled!r}
 """
 
 
+IMPORT = ("images", "import", "--snapshotter", "overlayfs")  # unpacked as a pull would
+
+
 def socket_path(run_dir: Path) -> Path:
     return run_dir / "containerd.sock"
 
 
+def ctr_command(run_dir: Path, *args: str) -> list[str]:
+    """``ctr`` against this node's containerd, in CRI's namespace."""
+    return ["ctr", "--address", str(socket_path(run_dir)), "--namespace", NAMESPACE, *args]
+
+
 def ctr(run_dir: Path, *args: str, timeout: float = 600) -> str:
-    """Run ``ctr`` against this node's containerd, in CRI's namespace; return its output."""
-    command = ["ctr", "--address", str(socket_path(run_dir)), "--namespace", NAMESPACE, *args]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    """Run ``ctr_command`` and return its output."""
+    result = subprocess.run(ctr_command(run_dir, *args), capture_output=True, text=True, timeout=timeout)
     if result.returncode:
         raise ContainerdError(f"ctr {' '.join(args)} failed: {(result.stderr or result.stdout).strip()}")
     return result.stdout
@@ -123,7 +130,7 @@ def import_image(run_dir: Path, archive: Path, base_name: str = "") -> None:
     """Import an OCI archive and unpack it for the overlayfs snapshotter, as a pull would. An archive
     whose index names only a tag (buildah's do) needs ``base_name``, the repository to put it in."""
     naming = ["--base-name", base_name] if base_name else []
-    ctr(run_dir, "images", "import", "--snapshotter", "overlayfs", *naming, str(archive))
+    ctr(run_dir, *IMPORT, *naming, str(archive))
 
 
 def snapshot_keys(run_dir: Path) -> set[str]:
@@ -134,8 +141,7 @@ def snapshot_keys(run_dir: Path) -> set[str]:
 
 def import_stream(run_dir: Path, write: Callable[[IO[bytes]], object], base_name: str) -> None:
     """``import_image`` of an archive that ``write`` streams into ctr's standard input."""
-    command = ["ctr", "--address", str(socket_path(run_dir)), "--namespace", NAMESPACE, "images", "import"]
-    command += ["--snapshotter", "overlayfs", "--base-name", base_name, "-"]
+    command = ctr_command(run_dir, *IMPORT, "--base-name", base_name, "-")
     with tempfile.TemporaryFile() as output:
         process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=output, stderr=subprocess.STDOUT)
         assert process.stdin is not None
