@@ -103,21 +103,62 @@ def trigger_jobs(kube: Kube, namespace: str, pipeline: str) -> list[dict[str, An
     )
 
 
-RunConfig = tuple["Future[bool]", "Future[bool]"]
+@dataclass
+class StartedRun:
+    """A fresh run's first children, being created while the caller writes the run's record: its token
+    Secret and ConfigMap, and, for a run whose name every pass derives alike, its preflight Job too."""
+
+    config: list[Future[bool]]
+    preflight_job: dict[str, Any] | None = None
+    preflight: Future[bool] | None = None
+
+    def finish(self, kube: Kube) -> None:
+        """Wait for them. A preflight Job created beside a config that failed is deleted again: its pod
+        could never start, and the next pass creates all three anew, the config first."""
+        failed = next((f.exception() for f in self.config if f.exception() is not None), None)
+        if failed is not None:
+            if self.preflight is not None and self.preflight_job and self.preflight.exception() is None:
+                kube.delete(path_for(self.preflight_job, named=True))
+            raise failed
+        if self.preflight is not None:
+            self.preflight.result()
 
 
-def start_run_config(kube: Kube, resolved: ResolvedRun, pipeline: dict[str, Any], key: bytes) -> RunConfig:
-    """Start creating the run's token Secret and ConfigMap, both at once, while the caller writes the
-    run's record. Neither is a workload: a pair left by a pass cut short before the record landed is
-    garbage-collected with the pipeline (owner reference), and its token opens nothing (the progress
-    endpoint serves recorded, active runs only)."""
+def _preflight_job(
+    resolved: ResolvedRun, pipeline: dict[str, Any], settings: OperatorSettings
+) -> dict[str, Any]:
+    job = build_preflight_job(resolved, pipeline, resolved.names, settings)
+    fakepods.apply(pipeline, "preflight", [job])
+    return job
+
+
+def start_run(
+    kube: Kube,
+    resolved: ResolvedRun,
+    pipeline: dict[str, Any],
+    key: bytes,
+    settings: OperatorSettings,
+    *,
+    with_preflight: bool = False,
+) -> StartedRun:
+    """Start creating the run's token Secret and ConfigMap (and, `with_preflight`, its preflight Job),
+    all at once. None of them is recorded yet: a Secret and ConfigMap left by a pass cut short before
+    the record landed are garbage-collected with the pipeline (owner reference) and the token opens
+    nothing (the progress endpoint serves recorded, active runs only); a preflight Job is started
+    early only when the next pass would derive the same run and adopt it."""
     names = resolved.names
     meta = pipeline["metadata"]
     token = run_token(key, meta["namespace"], names.run, meta["uid"])
-    return (
-        _ALONGSIDE.submit(kube.create, build_token_secret(names, pipeline, token)),
-        _ALONGSIDE.submit(kube.create, build_config_map(resolved, pipeline, names)),
+    started = StartedRun(
+        [
+            _ALONGSIDE.submit(kube.create, build_token_secret(names, pipeline, token)),
+            _ALONGSIDE.submit(kube.create, build_config_map(resolved, pipeline, names)),
+        ]
     )
+    if with_preflight:
+        started.preflight_job = _preflight_job(resolved, pipeline, settings)
+        started.preflight = _ALONGSIDE.submit(kube.create, started.preflight_job)
+    return started
 
 
 def create_preflight(
@@ -126,15 +167,14 @@ def create_preflight(
     pipeline: dict[str, Any],
     settings: OperatorSettings,
     key: bytes,
-    config: RunConfig | None = None,
+    started: StartedRun | None = None,
 ) -> None:
-    """The run's Secret and ConfigMap (`config`: already started), then its CPU preflight Job, which
-    mounts both."""
-    for created in config or start_run_config(kube, resolved, pipeline, key):
-        created.result()
-    job = build_preflight_job(resolved, pipeline, resolved.names, settings)
-    fakepods.apply(pipeline, "preflight", [job])
-    kube.create(job)
+    """The run's Secret and ConfigMap, then its CPU preflight Job, which mounts both (`started`: some
+    or all of them already under way)."""
+    started = started or start_run(kube, resolved, pipeline, key, settings)
+    started.finish(kube)
+    if started.preflight is None:
+        kube.create(_preflight_job(resolved, pipeline, settings))
 
 
 def create_workload(

@@ -21,11 +21,11 @@ from kaizen_api.results import ProgressReport
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 
+from kaizen_operator.context import API, KIND, Conflict, Context, patch_status
 from kaizen_operator.kube import ApiError, path_of
 from kaizen_operator.metrics import PROGRESS_REPORTS
 from kaizen_operator.naming import ChildNames
 from kaizen_operator.progress import BODY_MAX_BYTES, RateLimiter, apply_report, is_stale, token_matches
-from kaizen_operator.reconciler import API, KIND, Conflict, Context, patch_status
 
 log = logging.getLogger(__name__)
 ATTEMPTS = 4

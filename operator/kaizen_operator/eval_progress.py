@@ -10,13 +10,13 @@ from __future__ import annotations
 from kaizen_api.evaljob import EvalJobStatus
 from kaizen_api.results import ProgressReport
 
+from kaizen_operator.context import Conflict, Context
 from kaizen_operator.endpoints import Refused
 from kaizen_operator.eval_reconciler import API, KIND, patch_eval_status
 from kaizen_operator.eval_runs import FINISHED, run_number, run_object_name
 from kaizen_operator.eval_workload import EVALJOB_LABEL
 from kaizen_operator.kube import path_of
 from kaizen_operator.naming import ChildNames
-from kaizen_operator.reconciler import Conflict, Context
 
 ATTEMPTS = 4
 

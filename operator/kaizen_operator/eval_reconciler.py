@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from kaizen_operator import fakepods, notify
 from kaizen_operator.admission import admission_status
 from kaizen_operator.conditions import get_condition, set_condition
+from kaizen_operator.context import Conflict, Context
 from kaizen_operator.eval_registry import record_evaluation
 from kaizen_operator.eval_resolve import resolve_eval_run
 from kaizen_operator.eval_runs import (
@@ -35,7 +36,6 @@ from kaizen_operator.eval_workload import build_eval_config_map, build_eval_job,
 from kaizen_operator.kube import ApiError, path_of
 from kaizen_operator.naming import ChildNames
 from kaizen_operator.progress import run_token
-from kaizen_operator.reconciler import Conflict, Context
 from kaizen_operator.resolve import ResolveError
 from kaizen_operator.workloads.meta import RUN_LABEL
 

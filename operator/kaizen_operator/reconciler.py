@@ -1,16 +1,17 @@
 """One FineTunePipeline reconcile: read what exists, derive status, create what is missing, patch.
 
 Level-based: every pass starts from the pipeline object (as its watch last delivered it, else read),
-its children and the runs its status records, never from memory of events. New runs are recorded in
-status *before* their workloads are created (their Secret and ConfigMap are created meanwhile), and
-every child name is derived from the run, so a pass cut short at any point (an operator killed with
-SIGKILL) is completed by the next one without a second workload.
+its children and the runs its status records, never from memory of events. Every child name is
+derived from the run, and a run's name is on record before its workload is created (its Secret and
+ConfigMap are created meanwhile), so a pass cut short at any point (an operator killed with SIGKILL) is
+completed by the next one without a second workload. One exception saves a round trip on the way to a
+new pipeline's first workload: a pipeline never reconciled before asks for its first run at its own
+creation time, a name every pass derives alike, so that run's preflight Job is created beside its record.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,30 +21,26 @@ from pydantic import ValidationError
 
 from kaizen_operator import children, gate_runs, pipeline_status, schedule
 from kaizen_operator.admission import admission_status
-from kaizen_operator.catalog import Catalog
+from kaizen_operator.context import API, KIND, Context, patch_status
 from kaizen_operator.events import post_event
-from kaizen_operator.kube import ApiError, Kube, path_of
-from kaizen_operator.metrics import STATUS_PATCHES, RunPhases
+from kaizen_operator.kube import ApiError, path_of
 from kaizen_operator.naming import is_template, run_display_name, run_object_name
 from kaizen_operator.pipeline_status import Blocker
 from kaizen_operator.quotas import concurrent_runs_blocker, pipeline_blocker
 from kaizen_operator.registry_link import record_version
 from kaizen_operator.resolve import ResolveError, base_model_facts, resolve_train_run
 from kaizen_operator.runs import advance
-from kaizen_operator.settings import OperatorSettings
 from kaizen_operator.triggers import (
     RunRequest,
     cancel_targets,
     concurrency_decision,
     manual_request,
+    parse_time,
     schedule_requests,
 )
-from kaizen_operator.watchcache import WatchCache
 from kaizen_operator.workloads import workload_kind
 
 log = logging.getLogger(__name__)
-API = "kaizen.dev/v1alpha1"
-KIND = "FineTunePipeline"
 RETRY_S = 30.0
 STATUS_KEYS = (
     "observedGeneration",
@@ -58,24 +55,6 @@ STATUS_KEYS = (
 )
 # A 4xx other than these means the API server will never accept the manifest as built.
 RETRYABLE_STATUSES = frozenset({401, 403, 404, 408, 409, 429})
-
-
-@dataclass
-class Context:
-    kube: Kube
-    settings: OperatorSettings
-    catalog: Catalog
-    key: bytes
-    phases: RunPhases = field(default_factory=RunPhases)
-    # (namespace, run object name) -> (pipeline name, uid), for the progress endpoint; active runs only.
-    run_index: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
-    # Pipelines and PrivateModels as the watches delivered them; the operator's own status writes.
-    pipelines: WatchCache = field(default_factory=WatchCache)
-    models: WatchCache = field(default_factory=WatchCache)
-
-
-class Conflict(Exception):
-    """The pipeline changed while this pass worked: run again from a fresh read."""
 
 
 def utcnow() -> datetime:
@@ -93,24 +72,6 @@ def _private_models(ctx: Context, namespace: str, spec: FineTunePipelineSpec) ->
         if obj is not None:
             found[name] = obj
     return found
-
-
-def patch_status(ctx: Context, pipeline: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
-    """Merge-patch status with the resourceVersion read, so a concurrent writer makes this a Conflict.
-
-    The new resourceVersion is remembered: the watch event this write causes needs no reconcile."""
-    meta = pipeline["metadata"]
-    body = {"metadata": {"resourceVersion": meta["resourceVersion"]}, "status": status}
-    try:
-        patched = ctx.kube.merge_patch(path_of(API, KIND, meta["namespace"], meta["name"]) + "/status", body)
-    except ApiError as err:
-        if err.status == 409:
-            ctx.pipelines.invalidate((meta["namespace"], meta["name"]))
-            raise Conflict() from None
-        raise
-    STATUS_PATCHES.labels(KIND).inc()
-    ctx.pipelines.wrote((meta["namespace"], meta["name"]), patched["metadata"]["resourceVersion"])
-    return patched
 
 
 class Pass:
@@ -131,7 +92,8 @@ class Pass:
         self.requeue: float | None = None
         self.private_models: dict[str, dict[str, Any]] = {}
         self.fresh: set[str] = set()  # object names of runs recorded by this pass: nothing of theirs exists
-        self.config: dict[str, children.RunConfig] = {}  # fresh runs' Secret and ConfigMap, under way
+        self.started: dict[str, children.StartedRun] = {}  # fresh runs' first children, under way
+        self.early: set[str] = set()  # fresh runs whose preflight Job starts beside their record
 
     # -- what blocks runs --------------------------------------------------------------------------
 
@@ -181,12 +143,15 @@ class Pass:
         handled: list[tuple[str, str]] = []
         replace: set[str] = set()
         if self.blocker is None:
-            manual = manual_request(self.spec, self.status, self.now)
+            created = parse_time(self.meta["creationTimestamp"]) or self.now
+            manual = manual_request(self.spec, self.status, self.now, created)
             if manual is not None:
                 quota = concurrent_runs_blocker(self.ctx.kube, self.ns, self.ctx.settings.quotas)
                 if quota is None:
                     self.runs.insert(0, self._new_run(manual))
                     self.fresh.add(self.runs[0].object_name or "")
+                    if manual.early:
+                        self.early.add(self.runs[0].object_name or "")
                     self.status.last_run_token = manual.token
                 else:
                     self.blocker, self.requeue = quota, RETRY_S
@@ -226,8 +191,9 @@ class Pass:
             handled.append((request.trigger_job or "", f"{run.phase} {run.name}"))
         return handled, replace
 
-    def start_fresh_config(self) -> None:
-        """New runs' Secrets and ConfigMaps, created while their record is written (a round trip less)."""
+    def start_fresh_runs(self) -> None:
+        """New runs' Secrets and ConfigMaps (and early preflight Jobs), created while their record is
+        written (a round trip less)."""
         for run in self.runs:
             if run.object_name in self.fresh:
                 try:
@@ -236,8 +202,13 @@ class Pass:
                     )
                 except ResolveError:
                     continue  # advance_runs fails the run with the reason
-                self.config[run.object_name] = children.start_run_config(
-                    self.ctx.kube, resolved, self.pipeline, self.ctx.key
+                self.started[run.object_name] = children.start_run(
+                    self.ctx.kube,
+                    resolved,
+                    self.pipeline,
+                    self.ctx.key,
+                    self.ctx.settings,
+                    with_preflight=run.object_name in self.early,
                 )
 
     # -- existing runs -----------------------------------------------------------------------------
@@ -306,8 +277,8 @@ class Pass:
                 self.pipeline, run.name, ctx.catalog, self.private_models, ctx.settings
             )
             if "create_preflight" in actions:
-                config = self.config.pop(run.object_name or "", None)
-                children.create_preflight(ctx.kube, resolved, self.pipeline, ctx.settings, ctx.key, config)
+                started = self.started.pop(run.object_name or "", None)
+                children.create_preflight(ctx.kube, resolved, self.pipeline, ctx.settings, ctx.key, started)
             else:
                 workload = children.create_workload(
                     ctx.kube, resolved, self.pipeline, ctx.settings, pytorchjob=pytorchjob
@@ -386,7 +357,7 @@ def reconcile(ctx: Context, namespace: str, name: str) -> float | None:
     handled, replace = work.take_requests(triggers)
     if handled or len(work.runs) != len(work.status.runs or []):
         # New runs are on record before their workloads exist.
-        work.start_fresh_config()
+        work.start_fresh_runs()
         status = work.derived_status()
         pipeline = patch_status(ctx, pipeline, status)
         for job, note in handled:

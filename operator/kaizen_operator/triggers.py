@@ -22,9 +22,12 @@ CANCEL_ANNOTATION = "kaizen.dev/cancel"
 @dataclass(frozen=True)
 class RunRequest:
     trigger: Literal["manual", "schedule"]
-    when: datetime  # the run's timestamp: now for manual runs, the firing time for scheduled ones
+    when: datetime  # the run's timestamp: see manual_request; the firing time for scheduled runs
     token: str | None = None
     trigger_job: str | None = None
+    # The run's name is a function of the pipeline alone (every pass derives the same): its preflight
+    # may be created beside its record instead of after it, since a next pass would adopt it.
+    early: bool = False
 
 
 def parse_time(text: str | None) -> datetime | None:
@@ -34,14 +37,19 @@ def parse_time(text: str | None) -> datetime | None:
 
 
 def manual_request(
-    spec: FineTunePipelineSpec, status: FineTunePipelineStatus, now: datetime
+    spec: FineTunePipelineSpec, status: FineTunePipelineStatus, now: datetime, created: datetime
 ) -> RunRequest | None:
-    """A run for the spec's token, unless one was started for it (a new pipeline's token is '')."""
+    """A run for the spec's token, unless one was started for it (a new pipeline's token is '').
+
+    Its timestamp is now, except for a pipeline never reconciled (no observedGeneration): that asks
+    for its first run at its own creation time `created`, which every pass reads alike."""
     if spec.trigger.type != "manual" or spec.trigger.suspend:
         return None
     token = spec.trigger.run_token or ""
     if status.last_run_token == token:
         return None
+    if status.observed_generation is None:
+        return RunRequest("manual", created, token=token, early=True)
     return RunRequest("manual", now, token=token)
 
 

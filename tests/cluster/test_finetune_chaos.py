@@ -78,3 +78,60 @@ def test_sigkill_at_random_points_leaves_one_workload_per_run(
         assert run["metrics"]["trainTotalLoss"] == 0.3
     all_jobs = jobs(control_plane, namespace, "kaizen.dev/component=train")
     assert len(all_jobs) == len(names), "no stray workload for a run that is not on record"
+
+
+def test_a_first_preflight_created_before_its_record_is_adopted(
+    control_plane, namespace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new pipeline's first preflight Job is created beside the run's record, not after it. A pass
+    cut short at that record (here: its status write fails) leaves a Job that no status names; the
+    next operator derives the same run from the pipeline and adopts the Job instead of making another."""
+    from kaizen_operator import reconciler
+    from kaizen_operator.catalog import load_catalog
+    from kaizen_operator.context import Context
+    from kaizen_operator.kube import Kube, load_api_client
+    from kaizen_operator.settings import load_settings
+    from kubernetes.config import kube_config
+
+    restrict(control_plane, namespace)
+    control_plane.request("POST", MODELS.format(namespace), private_model())
+    env = operator_env(control_plane) | {"PYTHONUNBUFFERED": "1"}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(control_plane.kubeconfig))
+    control_plane.request("POST", PIPELINES.format(namespace), pipeline("cut"))
+
+    def cut_short(*_: object) -> None:
+        raise RuntimeError("operator killed at the status write")
+
+    monkeypatch.setattr(reconciler, "patch_status", cut_short)
+    settings = load_settings()
+    ctx = Context(Kube(load_api_client()), settings, load_catalog(settings.catalog_path), b"k")
+    with pytest.raises(RuntimeError, match="killed"):
+        reconciler.reconcile(ctx, namespace, "cut")
+    deadline = time.monotonic() + 10  # the Job's create was under way beside the failed write
+    while not (early_jobs := jobs(control_plane, namespace, "kaizen.dev/component=preflight")):
+        assert time.monotonic() < deadline, "the pass created no preflight Job beside its record"
+        time.sleep(0.2)
+    ctx.kube.api.close()
+    (early,) = early_jobs
+    assert not runs(control_plane.request("GET", f"{PIPELINES.format(namespace)}/cut"))
+
+    log = (tmp_path / "operator.log").open("ab")
+    command = [*OPERATOR, "--namespace", namespace]
+    proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 90
+        while not (recorded := runs(control_plane.request("GET", f"{PIPELINES.format(namespace)}/cut"))):
+            alive = proc.poll() is None
+            assert time.monotonic() < deadline and alive, (tmp_path / "operator.log").read_text()
+            time.sleep(0.5)
+        time.sleep(3)  # a second workload, were one made, would be there by now
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()
+    (run,) = recorded
+    (preflight,) = jobs(control_plane, namespace, "kaizen.dev/component=preflight")
+    assert preflight["metadata"]["uid"] == early["metadata"]["uid"]
+    assert preflight["metadata"]["labels"]["kaizen.dev/run"] == run["objectName"]

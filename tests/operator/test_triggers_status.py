@@ -22,12 +22,26 @@ def spec(**trigger: object) -> FineTunePipelineSpec:
     return FineTunePipelineSpec.model_validate(body | {"trigger": trigger, "successfulRunsHistoryLimit": 1})
 
 
+CREATED = datetime(2026, 11, 30, 9, 30, tzinfo=UTC)
+RECONCILED = FineTunePipelineStatus(observed_generation=1)
+
+
 def test_manual_requests_follow_the_token() -> None:
-    assert manual_request(spec(), FineTunePipelineStatus(), NOW).token == ""  # type: ignore[union-attr]
-    assert manual_request(spec(), FineTunePipelineStatus(last_run_token=""), NOW) is None
-    changed = manual_request(spec(runToken="b"), FineTunePipelineStatus(last_run_token=""), NOW)
+    assert manual_request(spec(), RECONCILED, NOW, CREATED).token == ""  # type: ignore[union-attr]
+    done = RECONCILED.model_copy(update={"last_run_token": ""})
+    assert manual_request(spec(), done, NOW, CREATED) is None
+    changed = manual_request(spec(runToken="b"), done, NOW, CREATED)
     assert changed is not None and changed.token == "b"
-    assert manual_request(spec(suspend=True), FineTunePipelineStatus(), NOW) is None
+    assert manual_request(spec(suspend=True), FineTunePipelineStatus(), NOW, CREATED) is None
+
+
+def test_a_new_pipeline_asks_for_its_first_run_at_its_creation_time() -> None:
+    """Never reconciled: every pass derives the same run (so its preflight may start before its record)."""
+    first = manual_request(spec(), FineTunePipelineStatus(), NOW, CREATED)
+    assert first is not None and (first.when, first.early) == (CREATED, True)
+    # Once status is written (say the first pass met a quota), a run is timed when it is started.
+    later = manual_request(spec(), RECONCILED, NOW, CREATED)
+    assert later is not None and (later.when, later.early) == (NOW, False)
 
 
 def test_schedule_requests_are_unhandled_trigger_jobs_oldest_first() -> None:

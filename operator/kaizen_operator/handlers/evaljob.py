@@ -16,11 +16,11 @@ from kaizen_api.base import GROUP, VERSION
 from kaizen_api.kinds import EVAL_JOB
 
 from kaizen_operator import eval_reconciler
+from kaizen_operator.context import Conflict
 from kaizen_operator.eval_workload import EVALJOB_LABEL
 from kaizen_operator.handlers import finetune
 from kaizen_operator.handlers.admit import register_admission
 from kaizen_operator.kube import ApiError
-from kaizen_operator.reconciler import Conflict
 from kaizen_operator.workqueue import WorkQueue
 
 log = logging.getLogger(__name__)

@@ -25,6 +25,7 @@ from kaizen_api.kinds import EVAL_JOB, FINETUNE_PIPELINE, PRIVATE_MODEL
 
 from kaizen_operator import endpoints, reconciler
 from kaizen_operator.catalog import load_catalog
+from kaizen_operator.context import Conflict, Context
 from kaizen_operator.kube import ApiError, Kube, load_api_client, path_of
 from kaizen_operator.metrics import QUEUE_DEPTH, RECONCILE_SECONDS, RECONCILES
 from kaizen_operator.progress import RateLimiter, new_key
@@ -43,7 +44,7 @@ WORKERS = 16  # passes wait on the API server, not on the CPU
 
 @dataclass
 class Runtime:
-    ctx: reconciler.Context
+    ctx: Context
     queue: WorkQueue
     servers: list[web.AppRunner]
     executor: ThreadPoolExecutor
@@ -87,7 +88,7 @@ async def _work(key: Hashable) -> float | None:
         return await loop.run_in_executor(
             RUNTIME.executor, reconciler.reconcile, RUNTIME.ctx, namespace, name
         )
-    except reconciler.Conflict:
+    except Conflict:
         outcome = "conflict"
         return 0.1
     except ApiError as err:
@@ -106,7 +107,7 @@ async def start_runtime(**_: Any) -> None:
     settings = load_settings()
     kube = Kube(load_api_client(2 * WORKERS + 4))  # a worker's request, one beside it, and a few
     key = await asyncio.to_thread(progress_key, kube)
-    ctx = reconciler.Context(
+    ctx = Context(
         kube=kube, settings=settings, catalog=load_catalog(settings.catalog_path), key=key
     )
     queue = WorkQueue(_work, workers=WORKERS)
