@@ -5,6 +5,7 @@ fresh namespace, with the operator as a subprocess watching only that namespace:
 
 1. bare: N suspended batch/v1 Jobs created one after another; latency = POST start -> the Job's
    ADDED event on a watch. This is what any controller's child costs the API server and a watch.
+   `--rate R` paces the creates at R per second (both phases); 0, the default, sends them back to back.
 2. operator: N FineTunePipelines created the same way; latency = POST start -> ADDED of the
    pipeline's first workload (its preflight Job), which the operator creates after recording the
    run. The pods are kept Running (kwok, `kaizen.dev/fake-duration`) so nothing else moves.
@@ -13,7 +14,8 @@ fresh namespace, with the operator as a subprocess watching only that namespace:
 
 Ratios are operator / bare at p50 and p99. Targets: p99 <= 3x, RSS < 250 MB, idle CPU < 1 %.
 
-    python bench/operator_scale.py [--pipelines 1000] [--idle-seconds 60] [--kubeconfig F] [--json F]
+    python bench/operator_scale.py [--pipelines 1000] [--rate 0] [--idle-seconds 60]
+                                   [--kubeconfig F] [--json F]
 """
 
 from __future__ import annotations
@@ -144,7 +146,15 @@ def bare_job(name: str) -> dict[str, Any]:
     }
 
 
-def run(cluster: Cluster, pipelines: int, idle_seconds: float, log_path: Path) -> dict[str, Any]:
+def pace(rate: float, start: float, index: int) -> None:
+    """Sleep until the `index`-th create is due at `rate` per second (no pause when rate is 0)."""
+    if rate > 0:
+        time.sleep(max(0.0, start + index / rate - time.monotonic()))
+
+
+def run(
+    cluster: Cluster, pipelines: int, idle_seconds: float, log_path: Path, rate: float = 0.0
+) -> dict[str, Any]:
     namespace = f"bench-{uuid.uuid4().hex[:6]}"
     cluster.request(
         "POST",
@@ -173,7 +183,9 @@ def run(cluster: Cluster, pipelines: int, idle_seconds: float, log_path: Path) -
     try:
         time.sleep(8)  # started and watching
         bare_started = {}
+        t_bare = time.monotonic()
         for i in range(pipelines):
+            pace(rate, t_bare, i)
             name = f"bare-{i}"
             bare_started[name] = time.monotonic()
             cluster.request("POST", f"/apis/batch/v1/namespaces/{namespace}/jobs", bare_job(name))
@@ -183,6 +195,7 @@ def run(cluster: Cluster, pipelines: int, idle_seconds: float, log_path: Path) -
         busy0, _ = proc_stat(operator.pid)
         t0 = time.monotonic()
         for i in range(pipelines):
+            pace(rate, t0, i)
             name = f"scale-{i}"
             started[name] = time.monotonic()
             cluster.request(
@@ -204,6 +217,7 @@ def run(cluster: Cluster, pipelines: int, idle_seconds: float, log_path: Path) -
         cpu1, peak = proc_stat(operator.pid)
         summary = {
             "pipelines": pipelines,
+            "rate_per_s": rate or "back to back",
             "operator_metrics": reconcile_metrics(int(env["KAIZEN_METRICS_PORT"])),
             "bare_create_to_watch_s": percentiles(bare),
             "operator_create_to_workload_s": percentiles(latency),
@@ -233,6 +247,7 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--pipelines", type=int, default=1000)
+    parser.add_argument("--rate", type=float, default=0.0, help="creates per second (0: back to back)")
     parser.add_argument("--idle-seconds", type=float, default=60.0)
     parser.add_argument("--kubeconfig", default=os.environ.get("KAIZEN_KUBECONFIG"))
     parser.add_argument("--json", type=Path, help="write the summary here too")
@@ -243,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
             cluster: Cluster = Cluster(Path(args.kubeconfig))
         else:
             cluster = stack.enter_context(LocalControlPlane(workdir / "cp", default_bin_dir()))
-        summary = run(cluster, args.pipelines, args.idle_seconds, workdir / "operator.log")
+        summary = run(cluster, args.pipelines, args.idle_seconds, workdir / "operator.log", args.rate)
     text = json.dumps(summary, indent=2)
     print(text)
     if args.json:

@@ -17,7 +17,7 @@ BENCH = Path(__file__).resolve().parents[2] / "bench" / "operator_scale.py"
 def test_bench_reports_every_figure(control_plane, tmp_path: Path) -> None:
     summary_path = tmp_path / "summary.json"
     done = subprocess.run(
-        [sys.executable, str(BENCH), "--pipelines", "20", "--idle-seconds", "5"]
+        [sys.executable, str(BENCH), "--pipelines", "20", "--rate", "20", "--idle-seconds", "5"]
         + ["--kubeconfig", str(control_plane.kubeconfig), "--json", str(summary_path)],
         capture_output=True,
         text=True,
@@ -25,7 +25,7 @@ def test_bench_reports_every_figure(control_plane, tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr[-4000:]
     summary = json.loads(summary_path.read_text())
-    assert summary["pipelines"] == 20
+    assert (summary["pipelines"], summary["rate_per_s"]) == (20, 20)
     for key in ("ratio_p50", "ratio_p99", "operator_peak_rss_mb", "operator_idle_cpu_percent"):
         assert summary[key] >= 0, key
     assert summary["operator_create_to_workload_s"]["p50"] > 0
