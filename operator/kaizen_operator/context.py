@@ -51,5 +51,5 @@ def patch_status(ctx: Context, pipeline: dict[str, Any], status: dict[str, Any])
             raise Conflict() from None
         raise
     STATUS_PATCHES.labels(KIND).inc()
-    ctx.pipelines.wrote((meta["namespace"], meta["name"]), patched["metadata"]["resourceVersion"])
+    ctx.pipelines.wrote((meta["namespace"], meta["name"]), patched)
     return patched

@@ -1,44 +1,69 @@
 """Per-namespace caps from the operator settings: pipelines, concurrent runs, nodes per run.
 
 A pipeline over a cap gets Ready=False with reason QuotaExceeded and nothing is created for it. The
-pipeline cap is by age (the oldest pipelines of the namespace keep running), so it is level-based:
-deleting an older pipeline frees a place for the next one. Two pipelines starting runs in the same
-instant may both see room for one more run; the cap can then be passed by one.
+pipeline cap is by age (the oldest pipelines of the namespace keep running). Both caps count from
+the operator's watch cache, so a pass costs no request; only before kopf's initial listing is in
+does a pass LIST the namespace.
+
+The caps stay level-based without timers on idle pipelines: on every change of a namespace's
+pipelines (a deletion, a run that ended) the pipeline watch asks `to_wake` which blocked pipelines
+may pass now, and enqueues them. Two passes checking in the same instant (say a pipeline created as
+a run ends) may both see room for one more run; the cap can then be passed by one.
 """
 
 from __future__ import annotations
 
+import heapq
+from collections.abc import Iterable
 from typing import Any
 
-from kaizen_api.finetune import FineTunePipelineSpec
+from kaizen_api.finetune import FineTunePipelineSpec, RunStatus
 
 from kaizen_operator.kube import Kube, path_of
 from kaizen_operator.pipeline_status import Blocker
 from kaizen_operator.settings import Quotas
+from kaizen_operator.watchcache import WatchCache
 
 API = "kaizen.dev/v1alpha1"
 KIND = "FineTunePipeline"
+REASON = "QuotaExceeded"
+RUN_WAIT = "the run starts when one ends"  # ends the concurrent-runs message; `to_wake` looks for it
+# A pipeline waiting for a run slot is woken when one frees; this bounds the wait should that wake
+# not start it (e.g. an older waiter, woken first, keeps failing its passes).
+WAIT_FALLBACK_S = 120.0
+
+
+def _age(pipeline: dict[str, Any]) -> tuple[str, str]:
+    meta = pipeline["metadata"]
+    return meta["creationTimestamp"], meta["name"]
+
+
+def _others(
+    cache: WatchCache, kube: Kube, pipeline: dict[str, Any], *, metadata_only: bool
+) -> list[dict[str, Any]]:
+    """The namespace's other pipelines: from the watch cache, else (listing not in yet) a LIST."""
+    meta = pipeline["metadata"]
+    items = cache.in_namespace(meta["namespace"])
+    if items is None:
+        items = kube.list(path_of(API, KIND, meta["namespace"]), metadata_only=metadata_only)
+    return [i for i in items if i["metadata"]["name"] != meta["name"]]
 
 
 def pipeline_blocker(
-    kube: Kube, pipeline: dict[str, Any], spec: FineTunePipelineSpec, quotas: Quotas
+    cache: WatchCache, kube: Kube, pipeline: dict[str, Any], spec: FineTunePipelineSpec, quotas: Quotas
 ) -> Blocker | None:
     nodes = spec.resources.nodes
     if quotas.max_nodes_per_run is not None and nodes > quotas.max_nodes_per_run:
-        return Blocker(
-            "QuotaExceeded",
-            f"spec.resources.nodes is {nodes}; the namespace allows {quotas.max_nodes_per_run} per run",
-        )
+        allowed = quotas.max_nodes_per_run
+        return Blocker(REASON, f"spec.resources.nodes is {nodes}; the namespace allows {allowed} per run")
     if quotas.max_pipelines is None:
         return None
-    meta = pipeline["metadata"]
-    items = kube.list(path_of(API, KIND, meta["namespace"]), metadata_only=True)
-    order = sorted((i["metadata"]["creationTimestamp"], i["metadata"]["name"]) for i in items)
-    position = order.index((meta["creationTimestamp"], meta["name"])) if items else 0
-    if position >= quotas.max_pipelines:
+    others = _others(cache, kube, pipeline, metadata_only=True)
+    mine = _age(pipeline)
+    if sum(1 for other in others if _age(other) < mine) >= quotas.max_pipelines:
         return Blocker(
-            "QuotaExceeded",
-            f"this namespace allows {quotas.max_pipelines} FineTunePipelines; {len(order)} exist "
+            REASON,
+            f"this namespace allows {quotas.max_pipelines} FineTunePipelines; {len(others) + 1} exist "
             "and this one is not among the oldest",
         )
     return None
@@ -49,15 +74,51 @@ def active_runs(pipeline: dict[str, Any]) -> int:
     return sum(1 for r in runs if r.get("phase") in ("Pending", "Running") and r.get("objectName"))
 
 
-def concurrent_runs_blocker(kube: Kube, namespace: str, quotas: Quotas) -> Blocker | None:
+def concurrent_runs_blocker(
+    cache: WatchCache, kube: Kube, pipeline: dict[str, Any], runs: list[RunStatus], quotas: Quotas
+) -> Blocker | None:
+    """The other pipelines' active runs as last seen, this one's as the pass has them (runs it has
+    just recorded count too)."""
     cap = quotas.max_concurrent_runs
     if cap is None:
         return None
-    active = sum(active_runs(p) for p in kube.list(path_of(API, KIND, namespace)))
+    others = _others(cache, kube, pipeline, metadata_only=False)
+    active = sum(active_runs(p) for p in others) + sum(1 for r in runs if not r.finished and r.object_name)
     if active >= cap:
         return Blocker(
-            "QuotaExceeded",
-            f"{active} runs are active in this namespace, which allows {cap} at once; "
-            "the run starts when one ends",
+            REASON, f"{active} runs are active in this namespace, which allows {cap} at once; {RUN_WAIT}"
         )
     return None
+
+
+def _quota_message(pipeline: dict[str, Any]) -> str | None:
+    """The message of a Ready=False/QuotaExceeded condition, else None."""
+    for condition in (pipeline.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == "Ready" and condition.get("status") == "False":
+            return str(condition.get("message") or "") if condition.get("reason") == REASON else None
+    return None
+
+
+def _nodes_fit(pipeline: dict[str, Any], quotas: Quotas) -> bool:
+    nodes = ((pipeline.get("spec") or {}).get("resources") or {}).get("nodes", 1)
+    return quotas.max_nodes_per_run is None or nodes <= quotas.max_nodes_per_run
+
+
+def _names(pipelines: Iterable[dict[str, Any]]) -> list[str]:
+    return [p["metadata"]["name"] for p in pipelines]
+
+
+def to_wake(pipelines: list[dict[str, Any]], quotas: Quotas) -> list[str]:
+    """The blocked pipelines of one namespace that may pass now, oldest first: within the pipeline and
+    nodes caps, as many as there are free run slots. With no slot free, only those whose condition
+    still names the pipeline cap (their pass restates the cause). Waking no more pipelines than there
+    are free slots keeps their passes from racing each other past the cap."""
+    cap = quotas.max_pipelines
+    oldest = sorted(pipelines, key=_age) if cap is None else heapq.nsmallest(cap, pipelines, key=_age)
+    blocked = [p for p in oldest if _quota_message(p) is not None and _nodes_fit(p, quotas)]
+    if quotas.max_concurrent_runs is None:
+        return _names(blocked)
+    free = quotas.max_concurrent_runs - sum(active_runs(p) for p in pipelines)
+    if free > 0:
+        return _names(blocked[:free])
+    return _names(p for p in blocked if not (_quota_message(p) or "").endswith(RUN_WAIT))

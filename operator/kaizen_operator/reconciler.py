@@ -26,7 +26,7 @@ from kaizen_operator.events import post_event
 from kaizen_operator.kube import ApiError, path_of
 from kaizen_operator.naming import is_template, run_display_name, run_object_name
 from kaizen_operator.pipeline_status import Blocker
-from kaizen_operator.quotas import concurrent_runs_blocker, pipeline_blocker
+from kaizen_operator.quotas import WAIT_FALLBACK_S, concurrent_runs_blocker, pipeline_blocker
 from kaizen_operator.registry_link import record_version
 from kaizen_operator.resolve import ResolveError, base_model_facts, resolve_train_run
 from kaizen_operator.runs import advance
@@ -113,7 +113,12 @@ class Pass:
         except ResolveError as err:
             self.blocker = Blocker(err.reason, err.message)
             return
-        self.blocker = pipeline_blocker(kube, self.pipeline, self.spec, settings.quotas)
+        self.blocker = pipeline_blocker(self.ctx.pipelines, kube, self.pipeline, self.spec, settings.quotas)
+
+    def runs_quota(self) -> Blocker | None:
+        """The concurrent-runs cap, counting the runs this pass has recorded so far."""
+        ctx = self.ctx
+        return concurrent_runs_blocker(ctx.pipelines, ctx.kube, self.pipeline, self.runs, ctx.settings.quotas)
 
     # -- new runs ----------------------------------------------------------------------------------
 
@@ -146,7 +151,7 @@ class Pass:
             created = parse_time(self.meta["creationTimestamp"]) or self.now
             manual = manual_request(self.spec, self.status, self.now, created)
             if manual is not None:
-                quota = concurrent_runs_blocker(self.ctx.kube, self.ns, self.ctx.settings.quotas)
+                quota = self.runs_quota()
                 if quota is None:
                     self.runs.insert(0, self._new_run(manual))
                     self.fresh.add(self.runs[0].object_name or "")
@@ -154,7 +159,7 @@ class Pass:
                         self.early.add(self.runs[0].object_name or "")
                     self.status.last_run_token = manual.token
                 else:
-                    self.blocker, self.requeue = quota, RETRY_S
+                    self.blocker, self.requeue = quota, WAIT_FALLBACK_S
         for request in schedule_requests(trigger_jobs):
             active = [r for r in self.runs if not r.finished]
             decision, message = concurrency_decision(self.spec.trigger.concurrency_policy, active)
@@ -165,9 +170,7 @@ class Pass:
                 skip = Blocker("Suspended", "the schedule fired while spec.trigger.suspend was true")
             elif decision == "skip":
                 skip = Blocker("ConcurrencyForbidden", message)
-            elif (
-                quota := concurrent_runs_blocker(self.ctx.kube, self.ns, self.ctx.settings.quotas)
-            ) is not None:
+            elif (quota := self.runs_quota()) is not None:
                 skip = quota
             if skip is not None:
                 run = self._new_run(

@@ -3,6 +3,10 @@
 Each GET the path to a run's first child saves is one API round trip less per pipeline (and one
 request less on a loaded API server). A cached object is only ever a shortcut: when it may be older
 than what the operator itself last wrote, `get` answers None and the caller reads the API server.
+
+Namespace-wide questions (the quotas count a namespace's pipelines and their active runs on every
+pass) are answered from here too, once the watch's initial listing is in (`listed`): before that the
+cache may lack objects, and `in_namespace` answers None so the caller LISTs instead.
 """
 
 from __future__ import annotations
@@ -14,46 +18,72 @@ from typing import Any
 Key = tuple[str, str]  # (namespace, name)
 
 
+def _without_managed_fields(body: dict[str, Any]) -> dict[str, Any]:
+    """managedFields are often most of an object's size; nothing the operator does reads them."""
+    meta = {k: v for k, v in body["metadata"].items() if k != "managedFields"}
+    return {**body, "metadata": meta}
+
+
 class WatchCache:
     """The newest body a watch delivered per object; read from worker threads, fed by the event loop.
 
     A watch stream is ordered, so once it has delivered the operator's own last write of an object,
-    every later body is at least that new. Until then (`_behind`) the cache is not used for it."""
+    every later body is at least that new. Until then (`_behind`) the cache is not used for it by
+    `get`, while `in_namespace` counts with the body that write returned (`_own`)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._bodies: dict[Key, dict[str, Any]] = {}
+        self._names: dict[str, set[str]] = {}  # namespace -> names, for namespace-wide questions
         self._written: dict[Key, str] = {}  # resourceVersion of the operator's own last write
+        self._own: dict[Key, dict[str, Any]] = {}  # that write's body, while the watch has not shown it
         self._behind: set[Key] = set()
+        self._stale: set[Key] = set()  # a write was refused as a Conflict: a newer version exists
+        self._listed = False
 
     def observed(self, key: Key, body: dict[str, Any]) -> None:
-        """A watch event's object (ADDED, MODIFIED or the initial listing), less its managedFields
-        (often most of its size; nothing the operator does reads them)."""
-        meta = {k: v for k, v in body["metadata"].items() if k != "managedFields"}
-        body = {**body, "metadata": meta}
+        """A watch event's object (ADDED, MODIFIED or the initial listing)."""
+        body = _without_managed_fields(body)
         with self._lock:
             self._bodies[key] = body
+            self._names.setdefault(key[0], set()).add(key[1])
+            self._stale.discard(key)
             if body["metadata"].get("resourceVersion") == self._written.get(key):
                 self._behind.discard(key)
+                self._own.pop(key, None)
 
     def deleted(self, key: Key) -> None:
         with self._lock:
             self._bodies.pop(key, None)
             self._written.pop(key, None)
+            self._own.pop(key, None)
             self._behind.discard(key)
+            self._stale.discard(key)
+            names = self._names.get(key[0])
+            if names is not None:
+                names.discard(key[1])
+                if not names:
+                    del self._names[key[0]]
 
     def invalidate(self, key: Key) -> None:
-        """A write was refused as a Conflict: someone wrote a version the watch has not shown yet."""
+        """A write was refused as a Conflict: someone wrote a version the watch has not shown yet.
+        `get` reads the API server until the watch shows it; counting keeps the older body."""
         with self._lock:
-            self._bodies.pop(key, None)
+            self._stale.add(key)
 
-    def wrote(self, key: Key, resource_version: str) -> None:
-        """The operator wrote the object; the cache is stale for it until the watch shows that write."""
+    def wrote(self, key: Key, body: dict[str, Any]) -> None:
+        """The operator wrote the object (`body` is what the API server answered); the cache is stale
+        for it until the watch shows that write."""
+        resource_version = body["metadata"]["resourceVersion"]
         with self._lock:
             self._written[key] = resource_version
             cached = self._bodies.get(key)
             if cached is None or cached["metadata"].get("resourceVersion") != resource_version:
                 self._behind.add(key)
+                self._own[key] = _without_managed_fields(body)
+            else:  # the watch showed this write before its answer was handled
+                self._behind.discard(key)
+                self._own.pop(key, None)
 
     def is_own(self, key: Key, resource_version: str | None) -> bool:
         """Whether this version is the operator's own last write (its event needs no reconcile)."""
@@ -63,5 +93,21 @@ class WatchCache:
     def get(self, key: Key) -> dict[str, Any] | None:
         """A copy (passes change what they read), or None: not cached, or older than our own write."""
         with self._lock:
-            body = None if key in self._behind else self._bodies.get(key)
+            usable = key not in self._behind and key not in self._stale
+            body = self._bodies.get(key) if usable else None
         return copy.deepcopy(body) if body is not None else None
+
+    def listed(self) -> None:
+        """The watch's initial listing is in: every object that exists has been delivered."""
+        with self._lock:
+            self._listed = True
+
+    def in_namespace(self, namespace: str) -> list[dict[str, Any]] | None:
+        """The newest known body of every object of the namespace (the operator's own write where the
+        watch has not shown it yet), or None before the initial listing is in. The bodies are shared:
+        callers must not change them."""
+        with self._lock:
+            if not self._listed:
+                return None
+            keys = [(namespace, name) for name in self._names.get(namespace, ())]
+            return [self._own[k] if k in self._own else self._bodies[k] for k in keys]

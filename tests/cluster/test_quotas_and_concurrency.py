@@ -1,7 +1,8 @@
 """Namespace quotas and a schedule's concurrencyPolicy Allow / Replace, against the real control plane.
 
 One operator serves the module, with caps of 2 pipelines, 2 concurrent runs and 1 node per run per
-namespace; each test has its own namespace, so the caps are each test's own.
+namespace; each test has its own namespace, so the caps are each test's own. A pipeline a cap blocks
+gets its run as soon as the cap lets it (an older pipeline deleted, a run ended), not on a timer.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from ftp_support import (
     fake,
     fire_cronjob,
     first_run_phase,
+    get_pipeline,
     jobs,
     kopf_operator,
     message,
@@ -34,6 +36,7 @@ QUOTAS = {
     "KAIZEN_QUOTA_MAX_NODES_PER_RUN": "1",
 }
 LONG = fake(0, message(phase="Succeeded"), duration="120s")  # the workload keeps running
+PROMPT_S = 10  # a blocked pipeline's run once the cap lets it: well within the 30 s it once polled at
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +55,15 @@ def ns(operator, control_plane, namespace) -> str:
 
 def create(cluster: Any, namespace: str, manifest: dict[str, Any]) -> None:
     cluster.request("POST", PIPELINES.format(namespace), manifest)
+
+
+def merge_patch(cluster: Any, namespace: str, name: str, body: dict[str, Any]) -> None:
+    path = f"{PIPELINES.format(namespace)}/{name}"
+    cluster.request("PATCH", path, body, content_type="application/merge-patch+json")
+
+
+def active(obj: dict[str, Any]) -> list[dict[str, Any]]:
+    return [r for r in runs(obj) if r["phase"] in ("Pending", "Running")]
 
 
 def blocked_by_quota(obj: dict[str, Any]) -> bool:
@@ -82,6 +94,37 @@ def test_pipelines_beyond_the_cap_are_blocked(ns, control_plane) -> None:
     third = wait_pipeline(control_plane, ns, "third", blocked_by_quota)
     assert "allows 2 FineTunePipelines" in conditions(third)["Ready"]["message"]
     assert not runs(third) and not jobs(control_plane, ns, "kaizen.dev/pipeline=third")
+
+
+def test_deleting_an_older_pipeline_lets_the_blocked_one_run(ns, control_plane) -> None:
+    for name in ("first", "second", "third"):
+        create(control_plane, ns, pipeline(name))
+    for name in ("first", "second"):  # their runs end: only the pipeline cap holds the third back
+        wait_pipeline(control_plane, ns, name, first_run_phase("Succeeded"))
+    wait_pipeline(control_plane, ns, "third", blocked_by_quota)
+    control_plane.request("DELETE", f"{PIPELINES.format(ns)}/first")
+    wait_pipeline(control_plane, ns, "third", lambda o: bool(runs(o)), timeout=PROMPT_S)
+    third = wait_pipeline(control_plane, ns, "third", first_run_phase("Succeeded"))
+    assert conditions(third)["Ready"]["status"] == "True"
+    assert jobs(control_plane, ns, "kaizen.dev/pipeline=third,kaizen.dev/component=train")
+
+
+def test_a_run_ending_starts_the_waiting_pipelines_run(ns, control_plane) -> None:
+    create(control_plane, ns, pipeline("busy", workload=LONG))
+    wait_pipeline(control_plane, ns, "busy", lambda o: bool(runs(o)))
+    merge_patch(control_plane, ns, "busy", {"spec": {"trigger": {"runToken": "second"}}})
+    busy = wait_pipeline(control_plane, ns, "busy", lambda o: len(active(o)) == 2)
+    create(control_plane, ns, pipeline("waiting", workload=LONG))
+    waiting = wait_pipeline(control_plane, ns, "waiting", blocked_by_quota)
+    assert "2 runs are active" in conditions(waiting)["Ready"]["message"] and not runs(waiting)
+    merge_patch(
+        control_plane, ns, "busy", {"metadata": {"annotations": {"kaizen.dev/cancel": runs(busy)[0]["name"]}}}
+    )
+    wait_pipeline(control_plane, ns, "waiting", lambda o: bool(runs(o)), timeout=PROMPT_S)
+    waiting = wait_pipeline(control_plane, ns, "waiting", first_run_phase("Running"))
+    assert conditions(waiting)["Ready"]["status"] == "True"
+    busy = get_pipeline(control_plane, ns, "busy")
+    assert runs(busy)[0]["phase"] == "Cancelled" and len(active(busy)) == 1, "2 runs: the cap holds"
 
 
 def test_a_run_on_more_nodes_than_allowed_is_blocked(ns, control_plane) -> None:

@@ -1,55 +1,140 @@
-"""Quota arithmetic: the oldest pipelines keep their place, active runs count across the namespace."""
+"""Quota arithmetic: the oldest pipelines keep their place, active runs count across the namespace,
+counted from the watch cache (a LIST only before the watch's initial listing is in), and which
+blocked pipelines a change of the namespace lets pass."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from api.cases import load_example
-from kaizen_api.finetune import FineTunePipelineSpec
-from kaizen_operator.quotas import concurrent_runs_blocker, pipeline_blocker
+from kaizen_api.finetune import FineTunePipelineSpec, RunStatus
+from kaizen_operator.quotas import RUN_WAIT, concurrent_runs_blocker, pipeline_blocker, to_wake
 from kaizen_operator.settings import Quotas
+from kaizen_operator.watchcache import WatchCache
 
 
 class Listing:
-    """Stands in for Kube.list: the quota code reads nothing else."""
+    """Stands in for Kube.list (the quota code reads nothing else) and counts the requests."""
 
     def __init__(self, items: list[dict[str, Any]]) -> None:
         self.items = items
+        self.requests = 0
 
     def list(
         self, path: str, selector: str | None = None, metadata_only: bool = False
     ) -> list[dict[str, Any]]:
+        self.requests += 1
         return self.items
 
 
-def pipeline(name: str, created: str, *phases: str) -> dict[str, Any]:
+def pipeline(name: str, created: str, *phases: str, ready: tuple[str, str] | None = None) -> dict[str, Any]:
+    """`ready`: a Ready=False condition's (reason, message)."""
     runs = [{"name": f"r{i}", "objectName": f"o{i}", "phase": p} for i, p in enumerate(phases)]
+    status: dict[str, Any] = {"runs": runs}
+    if ready is not None:
+        status["conditions"] = [{"type": "Ready", "status": "False", "reason": ready[0], "message": ready[1]}]
     return {
-        "metadata": {"name": name, "namespace": "ns", "creationTimestamp": created},
-        "status": {"runs": runs},
+        "metadata": {"name": name, "namespace": "ns", "creationTimestamp": created, "resourceVersion": "1"},
+        "spec": {"resources": {"nodes": 1}},
+        "status": status,
     }
 
 
+def cached(*items: dict[str, Any]) -> WatchCache:
+    cache = WatchCache()
+    for item in items:
+        cache.observed(("ns", item["metadata"]["name"]), item)
+    cache.listed()
+    return cache
+
+
+def run_status(phase: str) -> RunStatus:
+    return RunStatus(name="ft_m_20260101000000", object_name="o", trigger="manual", phase=phase)
+
+
 SPEC = FineTunePipelineSpec.model_validate(load_example("finetune-sft-alpaca.yaml")["spec"])
+DAY1, DAY2, DAY3 = "2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z", "2026-01-03T00:00:00Z"
+PIPELINE_CAP = ("QuotaExceeded", "this namespace allows 1 FineTunePipelines; 2 exist and ...")
+RUNS_CAP = ("QuotaExceeded", f"2 runs are active in this namespace, which allows 2 at once; {RUN_WAIT}")
 
 
-def test_pipeline_cap_is_by_age() -> None:
-    items = [pipeline("b", "2026-01-02T00:00:00Z"), pipeline("a", "2026-01-01T00:00:00Z")]
+def test_pipeline_cap_is_by_age_and_counts_from_the_cache() -> None:
+    items = [pipeline("b", DAY2), pipeline("a", DAY1)]
+    cache, api = cached(*items), Listing([])
     quotas = Quotas(max_pipelines=1)
-    assert pipeline_blocker(Listing(items), items[1], SPEC, quotas) is None  # type: ignore[arg-type]
-    blocked = pipeline_blocker(Listing(items), items[0], SPEC, quotas)  # type: ignore[arg-type]
-    assert blocked is not None and blocked.reason == "QuotaExceeded"
+    assert pipeline_blocker(cache, api, items[1], SPEC, quotas) is None  # type: ignore[arg-type]
+    blocked = pipeline_blocker(cache, api, items[0], SPEC, quotas)  # type: ignore[arg-type]
+    assert blocked is not None and blocked.reason == "QuotaExceeded" and "2 exist" in blocked.message
+    assert api.requests == 0, "the cache answered"
+    cache.deleted(("ns", "a"))
+    assert pipeline_blocker(cache, api, items[0], SPEC, quotas) is None  # type: ignore[arg-type]
+
+
+def test_before_the_listing_is_in_the_namespace_is_listed() -> None:
+    items = [pipeline("b", DAY2), pipeline("a", DAY1, "Running")]
+    cache, api = WatchCache(), Listing(items)
+    cache.observed(("ns", "b"), items[0])  # the listing has delivered b, not yet a
+    blocked = pipeline_blocker(cache, api, items[0], SPEC, Quotas(max_pipelines=1))  # type: ignore[arg-type]
+    assert blocked is not None and api.requests == 1
+    quotas = Quotas(max_concurrent_runs=1)
+    assert concurrent_runs_blocker(cache, api, items[0], [], quotas) is not None  # type: ignore[arg-type]
+    assert api.requests == 2
 
 
 def test_nodes_per_run() -> None:
     spec = SPEC.model_copy(update={"resources": SPEC.resources.model_copy(update={"nodes": 3})})
-    blocked = pipeline_blocker(Listing([]), pipeline("a", "x"), spec, Quotas(max_nodes_per_run=2))  # type: ignore[arg-type]
+    blocked = pipeline_blocker(cached(), Listing([]), pipeline("a", "x"), spec, Quotas(max_nodes_per_run=2))  # type: ignore[arg-type]
     assert blocked is not None and "nodes" in blocked.message
 
 
 def test_concurrent_runs_count_across_pipelines() -> None:
-    items = [pipeline("a", "x", "Running", "Succeeded"), pipeline("b", "y", "Pending")]
-    assert concurrent_runs_blocker(Listing(items), "ns", Quotas(max_concurrent_runs=3)) is None  # type: ignore[arg-type]
-    blocked = concurrent_runs_blocker(Listing(items), "ns", Quotas(max_concurrent_runs=2))  # type: ignore[arg-type]
-    assert blocked is not None and blocked.reason == "QuotaExceeded"
-    assert concurrent_runs_blocker(Listing(items), "ns", Quotas()) is None  # type: ignore[arg-type]
+    a, b = pipeline("a", DAY1, "Running", "Succeeded"), pipeline("b", DAY2, "Pending")
+    cache, api = cached(a, b), Listing([])
+    mine = pipeline("c", DAY3)
+    assert concurrent_runs_blocker(cache, api, mine, [], Quotas(max_concurrent_runs=3)) is None  # type: ignore[arg-type]
+    blocked = concurrent_runs_blocker(cache, api, mine, [], Quotas(max_concurrent_runs=2))  # type: ignore[arg-type]
+    assert blocked is not None and blocked.reason == "QuotaExceeded" and blocked.message.endswith(RUN_WAIT)
+    assert concurrent_runs_blocker(cache, api, mine, [], Quotas()) is None  # type: ignore[arg-type]
+    assert api.requests == 0
+
+
+def test_the_pass_counts_its_own_runs_as_it_has_them() -> None:
+    """Not as cached: the pipeline's runs recorded earlier in the same pass (a second firing) count."""
+    cache, api = cached(pipeline("a", DAY1, "Running"), pipeline("b", DAY2, "Running")), Listing([])
+    quotas = Quotas(max_concurrent_runs=2)
+    b = pipeline("b", DAY2, "Running")
+    assert concurrent_runs_blocker(cache, api, b, [run_status("Succeeded")], quotas) is None  # type: ignore[arg-type]
+    assert concurrent_runs_blocker(cache, api, b, [run_status("Pending")], quotas) is not None  # type: ignore[arg-type]
+
+
+def test_the_operators_own_write_counts_before_the_watch_shows_it() -> None:
+    a = pipeline("a", DAY1)
+    cache, api = cached(a), Listing([])
+    written = pipeline("a", DAY1, "Pending") | {"metadata": a["metadata"] | {"resourceVersion": "2"}}
+    cache.wrote(("ns", "a"), written)  # the pass that recorded a's run; its watch event is on its way
+    quotas = Quotas(max_concurrent_runs=1)
+    assert concurrent_runs_blocker(cache, api, pipeline("b", DAY2), [], quotas) is not None  # type: ignore[arg-type]
+
+
+def test_a_deletion_wakes_the_pipeline_it_lets_in() -> None:
+    quotas = Quotas(max_pipelines=2, max_concurrent_runs=2)
+    a, b = pipeline("a", DAY1, "Succeeded"), pipeline("b", DAY2, "Succeeded")
+    c = pipeline("c", DAY3, ready=PIPELINE_CAP)
+    assert to_wake([a, b, c], quotas) == [], "still beyond the cap"
+    assert to_wake([b, c], quotas) == ["c"]
+    full = [pipeline("b", DAY2, "Running", "Running"), c]
+    assert to_wake(full, quotas) == ["c"], "no slot free: woken to say it now waits for one"
+    waiting = pipeline("c", DAY3, ready=RUNS_CAP)
+    assert to_wake([full[0], waiting], quotas) == [], "its condition says so already"
+
+
+def test_a_run_that_ends_wakes_as_many_waiters_as_slots_free_oldest_first() -> None:
+    quotas = Quotas(max_concurrent_runs=2, max_nodes_per_run=1)
+    busy = pipeline("a", DAY1, "Running", "Succeeded")
+    waiters = [pipeline(n, d, ready=RUNS_CAP) for n, d in (("d", DAY3), ("c", DAY2))]
+    wide = pipeline("b", DAY1, ready=RUNS_CAP)
+    wide["spec"]["resources"]["nodes"] = 2  # over the nodes cap: only its own change helps
+    other = pipeline("e", DAY1, ready=("ModelNotReady", "..."))
+    assert to_wake([busy, wide, other, *waiters], quotas) == ["c"]
+    assert to_wake([wide, other, *waiters], quotas) == ["c", "d"]
+    assert to_wake([pipeline("a", DAY1, "Running", "Pending"), *waiters], quotas) == []

@@ -4,6 +4,7 @@ kopf watches the pipelines and the children that carry the `kaizen.dev/pipeline`
 PyTorchJobs, the evaluation gate's EvalJobs); any event maps to its pipeline's key. No per-object
 daemon or timer: an idle pipeline costs a key in kopf's watch and nothing else. The startup handler
 also serves the progress endpoint and the ops endpoint (metrics, health) from the operator's event loop.
+With quotas, a change of a namespace's pipelines also enqueues the blocked pipelines it lets pass.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import base64
 import logging
 import os
 import time
-from collections.abc import Hashable
+from collections.abc import Hashable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +30,7 @@ from kaizen_operator.context import Conflict, Context
 from kaizen_operator.kube import ApiError, Kube, load_api_client, path_of
 from kaizen_operator.metrics import QUEUE_DEPTH, RECONCILE_SECONDS, RECONCILES
 from kaizen_operator.progress import RateLimiter, new_key
+from kaizen_operator.quotas import to_wake
 from kaizen_operator.runs import workload_outcome
 from kaizen_operator.settings import load_settings
 from kaizen_operator.watchcache import WatchCache
@@ -138,27 +140,51 @@ def _enqueue(namespace: str | None, name: str | None) -> None:
         RUNTIME.queue.add((namespace, name))
 
 
-def _key(event: kopf.RawEvent) -> tuple[str, str]:
-    meta = event["object"]["metadata"]
+def _key(obj: Mapping[str, Any]) -> tuple[str, str]:
+    meta = obj["metadata"]
     return meta.get("namespace") or "", meta["name"]
 
 
 def _cache(cache: WatchCache, event: kopf.RawEvent) -> None:
     if event["type"] == "DELETED":
-        cache.deleted(_key(event))
+        cache.deleted(_key(event["object"]))
     else:
-        cache.observed(_key(event), dict(event["object"]))
+        cache.observed(_key(event["object"]), dict(event["object"]))
+
+
+def _wake_blocked(ctx: reconciler.Context, namespace: str) -> None:
+    """Enqueue the namespace's pipelines that a quota blocked and that may pass now (a pipeline was
+    deleted, a run ended): no blocked pipeline needs a timer to notice."""
+    quotas = ctx.settings.quotas
+    if quotas.max_pipelines is None and quotas.max_concurrent_runs is None:
+        return
+    for name in to_wake(ctx.pipelines.in_namespace(namespace) or [], quotas):
+        _enqueue(namespace, name)
+
+
+@kopf.index(GROUP, VERSION, FINETUNE_PIPELINE.plural)
+async def pipeline_cache(body: kopf.Body, **_: Any) -> None:
+    """Keeps the pipeline cache, as an indexer (that indexes nothing): kopf starts no other handler,
+    of any kind, before every indexer has seen its watch's initial listing. So from the first event
+    handler on, the cache holds every pipeline and can answer the quotas' namespace-wide counts."""
+    if RUNTIME is not None:
+        RUNTIME.ctx.pipelines.observed(_key(body), dict(body))
 
 
 @kopf.on.event(GROUP, VERSION, FINETUNE_PIPELINE.plural)
 async def pipeline_event(event: kopf.RawEvent, meta: kopf.Meta, **_: Any) -> None:
-    """Every change but the operator's own status writes (those it has already accounted for)."""
+    """Every change but the operator's own status writes (those it has already accounted for); with
+    quotas, every change (own writes too: a run that ended) may let blocked pipelines pass."""
     if RUNTIME is None:
         return
-    own = RUNTIME.ctx.pipelines.is_own(_key(event), meta.get("resourceVersion"))
-    _cache(RUNTIME.ctx.pipelines, event)
-    if not own:
-        _enqueue(*_key(event))
+    cache, key = RUNTIME.ctx.pipelines, _key(event["object"])
+    cache.listed()  # see pipeline_cache
+    if event["type"] == "DELETED":
+        cache.deleted(key)
+    if not cache.is_own(key, meta.get("resourceVersion")):
+        _enqueue(*key)
+    if event["type"] is not None:  # a listing enqueues every pipeline anyway
+        _wake_blocked(RUNTIME.ctx, key[0])
 
 
 @kopf.on.event(GROUP, VERSION, PRIVATE_MODEL.plural)
@@ -185,6 +211,8 @@ async def child_event(
     start-up covers it), except for a schedule's trigger Job, which is a run request. Nor does a
     preflight Job's progress before it ends (its run says Preflight until the plan is in): each such
     pass cost two LISTs of the namespace's Jobs and pods."""
+    if RUNTIME is not None:
+        RUNTIME.ctx.pipelines.listed()  # see pipeline_cache
     if type == "ADDED" and labels.get("kaizen.dev/trigger") != "schedule":
         return
     if (
