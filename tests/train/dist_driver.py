@@ -40,6 +40,7 @@ def label_tokens(dataset) -> int:  # type: ignore[no-untyped-def]
 
 def main() -> None:
     from kaizen_api.runconfig import TrainRunConfig
+    from kaizen_runner.train.distributed import shut_down
     from kaizen_runner.train.run import run_training
 
     results, work = Path(sys.argv[1]), Path(sys.argv[2])
@@ -65,6 +66,7 @@ def main() -> None:
                 e["eval_num_predictions"] for e in result.log_history if "eval_num_predictions" in e
             ]
         (results / f"{cfg.run_name}.rank{rank}.json").write_text(json.dumps(record))
+    shut_down()  # as the runner's CLI does after a run
 
 
 if __name__ == "__main__":

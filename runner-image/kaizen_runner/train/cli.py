@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from kaizen_runner.train.distributed import current_ranks, under_launcher
+from kaizen_runner.train.distributed import current_ranks, shut_down, under_launcher
 
 DEFAULT_WORK_DIR = "/tmp/kaizen-work"
 
@@ -117,6 +117,7 @@ def run_train(args: argparse.Namespace) -> int:
         result = run_training(cfg, work_dir=args.work_dir, packing=args.packing)
     except Exception as err:  # every failure ends with a reason, an exit code and a termination message
         return _failed(err, cfg, in_worker=under_launcher(os.environ))
+    shut_down()
     if result.summary is not None:
         print(result.summary.model_dump_json(by_alias=True, exclude_none=True))
     return 0

@@ -64,6 +64,17 @@ def barrier() -> None:
         dist.barrier()
 
 
+def shut_down() -> None:
+    """Destroy the process group once the run succeeded. Left to interpreter exit, gloo's worker threads
+    can abort the process ("terminate called without an active exception", SIGABRT), and a run that
+    succeeded would end as a failed pod. Not after a failure: a rank still inside a collective would
+    make the destroy wait for ever, and torchrun ends the other workers anyway."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def wait_for_local_main(marker: Path, timeout_s: float = 6 * 3600, poll_s: float = 1.0) -> None:
     """Block until the node's local rank 0 writes `marker` (before a process group exists, files are
     the only channel: every rank of a node shares the pod's scratch folder)."""
