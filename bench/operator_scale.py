@@ -31,6 +31,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -56,12 +57,21 @@ HOLD = fake(0, message(phase="Succeeded"), duration="24h")
 
 
 class JobWatch:
-    """First-seen (ADDED) times of the namespace's Jobs, from one watch stream."""
+    """First-seen (ADDED) times of the namespace's Jobs (or of another collection, `plural` under
+    `api`), from one watch stream; `on_added` is called with each new object."""
 
-    def __init__(self, cluster: Cluster, namespace: str) -> None:
+    def __init__(
+        self,
+        cluster: Cluster,
+        namespace: str,
+        api: str = "/apis/batch/v1",
+        plural: str = "jobs",
+        on_added: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
         self.seen: dict[str, tuple[float, dict[str, str]]] = {}
         self._api = cluster.api_client()
-        self._namespace = namespace
+        self._path = f"{api}/namespaces/{namespace}/{plural}"
+        self._on_added = on_added
         self._stop = False
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -71,7 +81,7 @@ class JobWatch:
             response = self._api.call_api(
                 *self._api.param_serialize(
                     "GET",
-                    f"/apis/batch/v1/namespaces/{self._namespace}/jobs",
+                    self._path,
                     query_params=[("watch", "1"), ("timeoutSeconds", "30")],
                     auth_settings=["BearerToken"],
                 )[:3],
@@ -84,8 +94,10 @@ class JobWatch:
                 for line in lines:
                     event = json.loads(line)
                     meta = event["object"]["metadata"]
-                    if event["type"] == "ADDED":
-                        self.seen.setdefault(meta["name"], (now, meta.get("labels") or {}))
+                    if event["type"] == "ADDED" and meta["name"] not in self.seen:
+                        self.seen[meta["name"]] = (now, meta.get("labels") or {})
+                        if self._on_added is not None:
+                            self._on_added(event["object"])
 
     def wait(self, count: int, timeout: float, prefix: str = "") -> None:
         deadline = time.monotonic() + timeout
@@ -146,6 +158,41 @@ def bare_job(name: str) -> dict[str, Any]:
     }
 
 
+def new_namespace(cluster: Cluster, prefix: str) -> str:
+    namespace = f"{prefix}-{uuid.uuid4().hex[:6]}"
+    body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}
+    cluster.request("POST", "/api/v1/namespaces", body)
+    return namespace
+
+
+def one_write_controller(cluster: Cluster, pipelines: int, rate: float) -> list[float]:
+    """The floor for any controller: a watch of pipelines in a namespace of its own whose only work
+    is one POST of a suspended Job per new pipeline (no reads, no status, no logic), in this process.
+    Latency = pipeline POST start -> the Job's ADDED event, as for the operator."""
+    namespace = new_namespace(cluster, "floor")
+    jobs_path = f"/apis/batch/v1/namespaces/{namespace}/jobs"
+
+    def create_job(pipeline_obj: dict[str, Any]) -> None:
+        cluster.request("POST", jobs_path, bare_job(f"job-{pipeline_obj['metadata']['name']}"))
+
+    watch = JobWatch(cluster, namespace)
+    controller = JobWatch(cluster, namespace, "/apis/kaizen.dev/v1alpha1", "finetunepipelines", create_job)
+    try:
+        time.sleep(1)  # both watches open
+        started = {}
+        t0 = time.monotonic()
+        for i in range(pipelines):
+            pace(rate, t0, i)
+            started[f"job-floor-{i}"] = time.monotonic()
+            cluster.request("POST", PIPELINES.format(namespace), pipeline(f"floor-{i}"))
+        watch.wait(pipelines, timeout=60 + pipelines * 0.2)
+        return [watch.seen[n][0] - t for n, t in started.items()]
+    finally:
+        watch.close()
+        controller.close()
+        cluster.request("DELETE", f"/api/v1/namespaces/{namespace}", missing_ok=True)
+
+
 def pace(rate: float, start: float, index: int) -> None:
     """Sleep until the `index`-th create is due at `rate` per second (no pause when rate is 0)."""
     if rate > 0:
@@ -155,12 +202,7 @@ def pace(rate: float, start: float, index: int) -> None:
 def run(
     cluster: Cluster, pipelines: int, idle_seconds: float, log_path: Path, rate: float = 0.0
 ) -> dict[str, Any]:
-    namespace = f"bench-{uuid.uuid4().hex[:6]}"
-    cluster.request(
-        "POST",
-        "/api/v1/namespaces",
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}},
-    )
+    namespace = new_namespace(cluster, "bench")
     cluster.request("POST", MODELS.format(namespace), private_model())
     watch = JobWatch(cluster, namespace)
     progress = free_port()
@@ -191,6 +233,7 @@ def run(
             cluster.request("POST", f"/apis/batch/v1/namespaces/{namespace}/jobs", bare_job(name))
         watch.wait(pipelines, timeout=60 + pipelines * 0.2, prefix="bare-")
         bare = [watch.seen[n][0] - t for n, t in bare_started.items()]
+        floor = one_write_controller(cluster, pipelines, rate)
         started = {}
         busy0, _ = proc_stat(operator.pid)
         t0 = time.monotonic()
@@ -215,11 +258,12 @@ def run(
         busy = cpu0 - busy0  # CPU seconds the operator spent on the pipelines, their runs' passes included
         time.sleep(idle_seconds)
         cpu1, peak = proc_stat(operator.pid)
-        summary = {
+        summary: dict[str, Any] = {
             "pipelines": pipelines,
             "rate_per_s": rate or "back to back",
             "operator_metrics": reconcile_metrics(int(env["KAIZEN_METRICS_PORT"])),
             "bare_create_to_watch_s": percentiles(bare),
+            "one_write_controller_create_to_workload_s": percentiles(floor),
             "operator_create_to_workload_s": percentiles(latency),
             "pipelines_create_wall_s": create_seconds,
             "all_workloads_after_s": settle - t0,
@@ -231,8 +275,10 @@ def run(
             "cpus": os.cpu_count(),
         }
         for q in ("p50", "p99"):
-            summary[f"ratio_{q}"] = (
-                summary["operator_create_to_workload_s"][q] / summary["bare_create_to_watch_s"][q]
+            bare_q = summary["bare_create_to_watch_s"][q]
+            summary[f"ratio_{q}"] = summary["operator_create_to_workload_s"][q] / bare_q
+            summary[f"one_write_controller_ratio_{q}"] = (
+                summary["one_write_controller_create_to_workload_s"][q] / bare_q
             )
         return summary
     finally:

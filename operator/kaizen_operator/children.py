@@ -148,16 +148,15 @@ def start_run(
     early only when the next pass would derive the same run and adopt it."""
     names = resolved.names
     meta = pipeline["metadata"]
-    token = run_token(key, meta["namespace"], names.run, meta["uid"])
-    started = StartedRun(
-        [
-            _ALONGSIDE.submit(kube.create, build_token_secret(names, pipeline, token)),
-            _ALONGSIDE.submit(kube.create, build_config_map(resolved, pipeline, names)),
-        ]
-    )
-    if with_preflight:
+    started = StartedRun([])
+    if with_preflight:  # first: the workload is what the user waits for, its pod needs the rest later
         started.preflight_job = _preflight_job(resolved, pipeline, settings)
         started.preflight = _ALONGSIDE.submit(kube.create, started.preflight_job)
+    token = run_token(key, meta["namespace"], names.run, meta["uid"])
+    started.config = [
+        _ALONGSIDE.submit(kube.create, build_token_secret(names, pipeline, token)),
+        _ALONGSIDE.submit(kube.create, build_config_map(resolved, pipeline, names)),
+    ]
     return started
 
 
