@@ -152,7 +152,7 @@ def _cache(cache: WatchCache, event: kopf.RawEvent) -> None:
         cache.observed(_key(event["object"]), dict(event["object"]))
 
 
-def _wake_blocked(ctx: reconciler.Context, namespace: str) -> None:
+def _wake_blocked(ctx: Context, namespace: str) -> None:
     """Enqueue the namespace's pipelines that a quota blocked and that may pass now (a pipeline was
     deleted, a run ended): no blocked pipeline needs a timer to notice."""
     quotas = ctx.settings.quotas
