@@ -1,6 +1,7 @@
 """Run under torchrun by test_distributed_training: trains each given config in turn in this process and
 writes, per rank, the final step, loss history, a hash of the full (gathered) weights and, with a
-validation set, the logged eval prediction counts beside the label tokens the whole set really holds.
+validation set, the logged train and eval prediction counts beside the label tokens the training set
+and the whole validation set really hold.
 
 usage: torchrun --nproc_per_node 2 dist_driver.py <result-dir> <work-dir> <config.json>...
 """
@@ -62,9 +63,9 @@ def main() -> None:
         if trainer.eval_dataset is not None:
             record["eval_records"] = len(trainer.eval_dataset)
             record["eval_label_tokens"] = label_tokens(trainer.eval_dataset)
-            record["eval_num_predictions"] = [
-                e["eval_num_predictions"] for e in result.log_history if "eval_num_predictions" in e
-            ]
+            record["train_label_tokens"] = label_tokens(trainer.train_dataset)
+            for key in ("train_num_predictions", "eval_num_predictions"):
+                record[key] = [e[key] for e in result.log_history if key in e]
         (results / f"{cfg.run_name}.rank{rank}.json").write_text(json.dumps(record))
     shut_down()  # as the runner's CLI does after a run
 

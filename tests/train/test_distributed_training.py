@@ -94,11 +94,11 @@ def test_ddp_and_deepspeed_stages_on_two_cpu_processes(
 
 
 @pytest.mark.timeout(900)
-def test_eval_predictions_on_two_processes_count_an_odd_validation_set_once(
-    tmp_path: Path, tiny_llama: Path, data_dir: Path
-) -> None:
-    """5 records over 2 ranks: the sampler pads the last batch with repeated records, which must not
-    be counted, and no rank's share may be cut away either."""
+def test_prediction_counts_on_two_processes(tmp_path: Path, tiny_llama: Path, data_dir: Path) -> None:
+    """Eval: 5 records over 2 ranks; the sampler pads the last batch with repeated records, which must
+    not be counted, and no rank's share may be cut away either. Train: counted on each rank's device
+    and summed over the ranks when logged, so both ranks log the same totals, which add up to one pass
+    over the 8 training records (2 steps x 2 ranks x batch 2)."""
     records = json.loads((data_dir / "alpaca_val.json").read_text())
     records += json.loads((data_dir / "alpaca_train.json").read_text())[:1]
     assert len(records) == 5
@@ -119,3 +119,5 @@ def test_eval_predictions_on_two_processes_count_an_odd_validation_set_once(
     expected = rank0["eval_label_tokens"]
     assert expected > 0
     assert rank0["eval_num_predictions"] == rank1["eval_num_predictions"] == [expected, expected]
+    assert rank0["train_num_predictions"] == rank1["train_num_predictions"]
+    assert sum(rank0["train_num_predictions"]) == rank0["train_label_tokens"] > 0

@@ -49,13 +49,15 @@ def _mean(values: list[float] | None) -> float | None:
 class VertexMetricsMixin:
     """Mixed in before a TRL trainer: counts label tokens in `compute_loss`, adds Vertex names in `log`."""
 
-    _kaizen_predictions: dict[str, int]
+    _kaizen_counts: dict[str, Any]
     _kaizen_rows_per_record = 1
 
-    def _predictions(self) -> dict[str, int]:
-        if not hasattr(self, "_kaizen_predictions"):
-            self._kaizen_predictions = {"train": 0, "eval": 0}
-        return self._kaizen_predictions
+    def _counts(self) -> dict[str, Any]:
+        """Label tokens since the last log. Train's stay a tensor on the device, summed across ranks only
+        when logged: no collective and no host sync per micro-batch. Eval's are an int (see compute_loss)."""
+        if not hasattr(self, "_kaizen_counts"):
+            self._kaizen_counts = {"train": 0, "eval": 0}
+        return self._kaizen_counts
 
     def compute_loss(
         self, model: Any, inputs: Any, return_outputs: bool = False, num_items_in_batch: Any = None
@@ -65,15 +67,27 @@ class VertexMetricsMixin:
             model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
         )
         if count is not None:
-            accelerator = self.accelerator  # type: ignore[attr-defined]
+            counts = self._counts()
             if self.model.training:  # type: ignore[attr-defined]
-                mode, total = "train", accelerator.reduce(count.sum().reshape(1), reduction="sum")
+                counts["train"] = counts["train"] + count.sum()
             else:
                 # The sampler evens out the last eval batch by repeating records on some ranks; gathered
                 # per record, gather_for_metrics drops those repeats (a plain sum would count them).
-                mode, total = "eval", accelerator.gather_for_metrics(count).sum()
-            self._predictions()[mode] += int(total.item())
+                total = self.accelerator.gather_for_metrics(count).sum()  # type: ignore[attr-defined]
+                counts["eval"] += int(total.item())
         return result
+
+    def _take_count(self, mode: str) -> int:
+        """The count since the last log, reset; train's summed over ranks (every rank logs, so all join)."""
+        counts = self._counts()
+        value, counts[mode] = counts[mode], 0
+        if mode == "eval":
+            return int(value)
+        import torch
+
+        accelerator = self.accelerator  # type: ignore[attr-defined]
+        local = torch.as_tensor(value, device=accelerator.device).reshape(1)
+        return int(accelerator.reduce(local, reduction="sum").item())
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         trl_metrics = getattr(self, "_metrics", {})
@@ -84,8 +98,7 @@ class VertexMetricsMixin:
             accuracy = _mean(trl_metrics.get(mode, {}).get("mean_token_accuracy"))
             if accuracy is not None:
                 logs[f"{mode}_fraction_of_correct_next_step_preds"] = accuracy
-            logs[f"{mode}_num_predictions"] = self._predictions()[mode]
-            self._predictions()[mode] = 0
+            logs[f"{mode}_num_predictions"] = self._take_count(mode)
         super().log(logs, start_time)  # type: ignore[misc]
 
 
