@@ -37,7 +37,8 @@ from kaizen_operator.workloads.meta import (
 )
 
 # A run's config requests, beside the reconcile workers' own (handlers/finetune.WORKERS of them).
-_ALONGSIDE = ThreadPoolExecutor(32, thread_name_prefix="children")
+ALONGSIDE_THREADS = 32
+_ALONGSIDE = ThreadPoolExecutor(ALONGSIDE_THREADS, thread_name_prefix="children")
 
 
 def _owned_by(obj: dict[str, Any], uid: str) -> bool:

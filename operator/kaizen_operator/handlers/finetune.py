@@ -24,7 +24,7 @@ from aiohttp import web
 from kaizen_api.base import GROUP, VERSION
 from kaizen_api.kinds import EVAL_JOB, FINETUNE_PIPELINE, PRIVATE_MODEL
 
-from kaizen_operator import endpoints, reconciler
+from kaizen_operator import children, endpoints, reconciler
 from kaizen_operator.catalog import load_catalog
 from kaizen_operator.context import Conflict, Context
 from kaizen_operator.kube import ApiError, Kube, load_api_client, path_of
@@ -107,7 +107,9 @@ async def _work(key: Hashable) -> float | None:
 async def start_runtime(**_: Any) -> None:
     global RUNTIME
     settings = load_settings()
-    kube = Kube(load_api_client(2 * WORKERS + 4))  # a worker's request, one beside it, and a few
+    # A kept-alive connection for every thread that may be in a request at once: a pool smaller than
+    # that opens (and shakes hands on) a new TLS connection for each request above it, and drops it after.
+    kube = Kube(load_api_client(WORKERS + children.ALONGSIDE_THREADS + 4))
     key = await asyncio.to_thread(progress_key, kube)
     ctx = Context(
         kube=kube, settings=settings, catalog=load_catalog(settings.catalog_path), key=key

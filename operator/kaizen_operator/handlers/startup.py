@@ -2,10 +2,32 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import kopf
 from kaizen_api.base import GROUP
+from kaizen_api.kinds import FINETUNE_PIPELINE
+
+# Kinds this operator only watches (event handlers and indexes, no on.create/update/delete): kopf needs
+# no essence of them. A test checks the registry keeps it so.
+WATCH_ONLY_KINDS = frozenset({FINETUNE_PIPELINE.kind, "Job", "PyTorchJob"})
+
+
+class DiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
+    """kopf's annotation storage, minus the essence of kinds that are only watched.
+
+    kopf builds an essence for every event of every watched object (a deep copy of the whole body,
+    status and managedFields included) before it knows whether any change-detecting handler wants it;
+    for watch-only kinds nothing reads it. On the busy path (a pipeline's and its Jobs' events) that copy
+    was a fifth of the operator's CPU."""
+
+    def build(
+        self, *, body: kopf.Body, extra_fields: Iterable[kopf.FieldSpec] | None = None
+    ) -> kopf.BodyEssence:
+        if body.get("kind") in WATCH_ONLY_KINDS:
+            return kopf.BodyEssence()
+        return super().build(body=body, extra_fields=extra_fields)
 
 
 @kopf.on.startup()
@@ -13,7 +35,5 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     """Kaizen-named persistence, so kopf's bookkeeping is recognisable next to Argo CD's."""
     settings.persistence.finalizer = f"{GROUP}/finalizer"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=GROUP, key="last-handled-configuration"
-    )
+    settings.persistence.diffbase_storage = DiffBaseStorage(prefix=GROUP, key="last-handled-configuration")
     settings.posting.level = 30  # warnings and errors become Kubernetes Events

@@ -1,0 +1,40 @@
+"""The operator's kopf settings: essences only for the kinds that have change-detecting handlers."""
+
+from __future__ import annotations
+
+import kaizen_operator.handlers  # noqa: F401  (registers every handler)
+import kopf
+from kaizen_api.kinds import FINETUNE_PIPELINE, PRIVATE_MODEL
+from kaizen_operator.handlers.startup import WATCH_ONLY_KINDS, DiffBaseStorage
+
+PLURALS = {FINETUNE_PIPELINE.kind: FINETUNE_PIPELINE.plural, "Job": "jobs", "PyTorchJob": "pytorchjobs"}
+
+
+def _body(kind: str) -> kopf.Body:
+    return kopf.Body(
+        {
+            "apiVersion": "x/v1",
+            "kind": kind,
+            "metadata": {"name": "a", "labels": {"l": "1"}, "managedFields": [{"manager": "m"}]},
+            "spec": {"size": 3},
+            "status": {"phase": "Running"},
+        }
+    )
+
+
+def test_watch_only_kinds_get_an_empty_essence_and_the_rest_kopfs() -> None:
+    storage = DiffBaseStorage(prefix="kaizen.dev", key="last-handled-configuration")
+    for kind in WATCH_ONLY_KINDS:
+        assert storage.build(body=_body(kind)) == {}
+    essence = storage.build(body=_body(PRIVATE_MODEL.kind))
+    assert essence == {"metadata": {"labels": {"l": "1"}}, "spec": {"size": 3}}
+
+
+def test_no_change_detecting_handler_watches_a_watch_only_kind() -> None:
+    """An on.create/update/delete (or daemon/timer) on one of these kinds would never see a change."""
+    registry = kopf.get_default_registry()
+    handlers = [*registry._changing.get_all_handlers(), *registry._spawning.get_all_handlers()]
+    plurals = {h.selector.plural or h.selector.any_name for h in handlers if h.selector is not None}
+    assert plurals, "the handlers were not registered"
+    assert PRIVATE_MODEL.plural in plurals
+    assert not plurals & {PLURALS[kind] for kind in WATCH_ONLY_KINDS}
