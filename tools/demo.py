@@ -88,7 +88,8 @@ def run_demo(stack: DemoStack, timeout: float) -> bool:
     cluster = stack.cluster
     stack.namespace(NAMESPACE)
     cluster.request("POST", f"{API}/privatemodels", manifests.private_model(MODEL))
-    cluster.request("POST", f"{API}/finetunepipelines", manifests.pipeline(PIPELINE, MODEL))
+    pipeline = manifests.pipeline(PIPELINE, MODEL, hyperparameters=manifests.WATCHED)
+    cluster.request("POST", f"{API}/finetunepipelines", pipeline)
     print(f"\n$ kubectl get ftp,ej -n {NAMESPACE} -w      # FineTunePipeline {PIPELINE} created")
     watch = Watch(cluster, NAMESPACE, KINDS)
 

@@ -37,9 +37,11 @@ node_packages() {
 
 setup() {
   node_packages
+  local start=$SECONDS
   command -v uv >/dev/null 2>&1 || python3 -m pip install --quiet "uv>=0.9"
   [[ -x "$py" ]] || uv venv --quiet --python python3.11 "$venv"
   uv pip install --quiet --python "$py" -e ".[runner,test]"
+  echo "setup: Python environment ready ($((SECONDS - start))s)"
   if [[ -z "${KAIZEN_KUBECONFIG:-}" ]]; then
     tools/build-k8s-bins.sh
   fi

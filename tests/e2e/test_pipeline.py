@@ -31,7 +31,7 @@ def ready_version(model: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def test_pipeline_trains_in_real_pods_and_adds_a_ready_version(stack: DemoStack, ns: str) -> None:
-    create(stack, ns, manifests.pipeline(PIPELINE, MODEL))
+    create(stack, ns, manifests.pipeline(PIPELINE, MODEL, hyperparameters=manifests.WATCHED))
     seen: list[dict[str, Any]] = []
     done = watch(
         stack,
