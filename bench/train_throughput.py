@@ -187,8 +187,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the results here")
     options = parser.parse_args()
 
-    sys.path.insert(0, str(ROOT / "tests"))
-    from support.tinymodels import build_tiny_causal_lm
+    from kaizen_local.tinymodels import build_tiny_causal_lm
 
     with tempfile.TemporaryDirectory(prefix="kaizen-bench-") as tmp:
         work = Path(tmp)
