@@ -7,12 +7,15 @@ fresh namespace, with the operator as a subprocess watching only that namespace:
    ADDED event on a watch. This is what any controller's child costs the API server and a watch.
    `--rate R` paces the creates at R per second (both phases); 0, the default, sends them back to back.
 2. operator: N FineTunePipelines created the same way; latency = POST start -> ADDED of the
-   pipeline's first workload (its preflight Job), which the operator creates after recording the
-   run. The pods are kept Running (kwok, `kaizen.dev/fake-duration`) so nothing else moves.
+   pipeline's first workload (its preflight Job), which the operator creates beside the run's
+   record. The pods are kept Running (kwok, `kaizen.dev/fake-duration`) so nothing else moves.
+   Halfway between two pipelines, a bare create again ("under load"): what the API server answers
+   while it also carries the pipelines' pods, Events and status writes.
 3. idle: the operator's CPU over `--idle-seconds` once nothing changes, as % of one core; its peak
    RSS (VmHWM) over the whole run.
 
-Ratios are operator / bare at p50 and p99. Targets: p99 <= 3x, RSS < 250 MB, idle CPU < 1 %.
+Ratios are operator / bare at p50 and p99, and operator / bare under load. Targets: p99 <= 3x,
+RSS < 250 MB, idle CPU < 1 %.
 
     python bench/operator_scale.py [--pipelines 1000] [--rate 0] [--idle-seconds 60]
                                    [--kubeconfig F] [--json F]
@@ -77,12 +80,16 @@ class JobWatch:
         self._thread.start()
 
     def _run(self) -> None:
+        """Resumes from the last resourceVersion seen, as an informer does: a watch reopened without
+        one starts with every existing object again, and the events behind that replay arrive late."""
+        version = ""
         while not self._stop:
+            query = [("watch", "1"), ("timeoutSeconds", "30"), ("allowWatchBookmarks", "true")]
             response = self._api.call_api(
                 *self._api.param_serialize(
                     "GET",
                     self._path,
-                    query_params=[("watch", "1"), ("timeoutSeconds", "30")],
+                    query_params=query + ([("resourceVersion", version)] if version else []),
                     auth_settings=["BearerToken"],
                 )[:3],
             )  # the body is not read yet: stream it
@@ -93,7 +100,11 @@ class JobWatch:
                 now = time.monotonic()
                 for line in lines:
                     event = json.loads(line)
+                    if event["type"] == "ERROR":  # 410 Gone: the version is too old, list afresh
+                        version = ""
+                        continue
                     meta = event["object"]["metadata"]
+                    version = meta.get("resourceVersion") or version
                     if event["type"] == "ADDED" and meta["name"] not in self.seen:
                         self.seen[meta["name"]] = (now, meta.get("labels") or {})
                         if self._on_added is not None:
@@ -193,7 +204,7 @@ def one_write_controller(cluster: Cluster, pipelines: int, rate: float) -> list[
         cluster.request("DELETE", f"/api/v1/namespaces/{namespace}", missing_ok=True)
 
 
-def pace(rate: float, start: float, index: int) -> None:
+def pace(rate: float, start: float, index: float) -> None:
     """Sleep until the `index`-th create is due at `rate` per second (no pause when rate is 0)."""
     if rate > 0:
         time.sleep(max(0.0, start + index / rate - time.monotonic()))
@@ -234,7 +245,7 @@ def run(
         watch.wait(pipelines, timeout=60 + pipelines * 0.2, prefix="bare-")
         bare = [watch.seen[n][0] - t for n, t in bare_started.items()]
         floor = one_write_controller(cluster, pipelines, rate)
-        started = {}
+        started, loaded_started = {}, {}
         busy0, _ = proc_stat(operator.pid)
         t0 = time.monotonic()
         for i in range(pipelines):
@@ -244,8 +255,13 @@ def run(
             cluster.request(
                 "POST", PIPELINES.format(namespace), pipeline(name, preflight=HOLD, workload=HOLD)
             )
+            pace(rate, t0, i + 0.5)  # halfway to the next pipeline: a bare create under the same load
+            loaded_started[f"loaded-{i}"] = time.monotonic()
+            cluster.request("POST", f"/apis/batch/v1/namespaces/{namespace}/jobs", bare_job(f"loaded-{i}"))
         create_seconds = time.monotonic() - t0
-        watch.wait(2 * pipelines, timeout=120 + pipelines * 0.5)
+        watch.wait(pipelines, timeout=120 + pipelines * 0.5, prefix="scale-")
+        watch.wait(pipelines, timeout=60, prefix="loaded-")
+        loaded = [watch.seen[n][0] - t for n, t in loaded_started.items()]
         first = {
             labels.get("kaizen.dev/pipeline"): at
             for _, (at, labels) in sorted(watch.seen.items(), key=lambda kv: kv[1][0], reverse=True)
@@ -263,6 +279,7 @@ def run(
             "rate_per_s": rate or "back to back",
             "operator_metrics": reconcile_metrics(int(env["KAIZEN_METRICS_PORT"])),
             "bare_create_to_watch_s": percentiles(bare),
+            "bare_create_under_load_to_watch_s": percentiles(loaded),
             "one_write_controller_create_to_workload_s": percentiles(floor),
             "operator_create_to_workload_s": percentiles(latency),
             "pipelines_create_wall_s": create_seconds,
@@ -277,6 +294,9 @@ def run(
         for q in ("p50", "p99"):
             bare_q = summary["bare_create_to_watch_s"][q]
             summary[f"ratio_{q}"] = summary["operator_create_to_workload_s"][q] / bare_q
+            summary[f"ratio_under_load_{q}"] = (
+                summary["operator_create_to_workload_s"][q] / summary["bare_create_under_load_to_watch_s"][q]
+            )
             summary[f"one_write_controller_ratio_{q}"] = (
                 summary["one_write_controller_create_to_workload_s"][q] / bare_q
             )

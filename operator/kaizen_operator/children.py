@@ -8,7 +8,7 @@ second workload for a run.
 from __future__ import annotations
 
 from collections import defaultdict
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
@@ -142,17 +142,20 @@ def start_run(
     *,
     with_preflight: bool = False,
 ) -> StartedRun:
-    """Start creating the run's token Secret and ConfigMap (and, `with_preflight`, its preflight Job),
-    all at once. None of them is recorded yet: a Secret and ConfigMap left by a pass cut short before
-    the record landed are garbage-collected with the pipeline (owner reference) and the token opens
-    nothing (the progress endpoint serves recorded, active runs only); a preflight Job is started
-    early only when the next pass would derive the same run and adopt it."""
+    """Start creating the run's token Secret and ConfigMap (and, `with_preflight`, its preflight Job,
+    before them: sent beside three other writes, a busy API server answered it about twice as slowly,
+    and its pod needs the other two only when it starts). None of them is recorded yet: a Secret and
+    ConfigMap left by a pass cut short before the record landed are garbage-collected with the
+    pipeline (owner reference) and the token opens nothing (the progress endpoint serves recorded,
+    active runs only); a preflight Job is started early only when the next pass would derive the same
+    run and adopt it."""
     names = resolved.names
     meta = pipeline["metadata"]
     started = StartedRun([])
-    if with_preflight:  # first: the workload is what the user waits for, its pod needs the rest later
+    if with_preflight:  # the workload is what the user waits for
         started.preflight_job = _preflight_job(resolved, pipeline, settings)
         started.preflight = _ALONGSIDE.submit(kube.create, started.preflight_job)
+        wait([started.preflight])  # its error, if any, stays in the future for `finish`
     token = run_token(key, meta["namespace"], names.run, meta["uid"])
     started.config = [
         _ALONGSIDE.submit(kube.create, build_token_secret(names, pipeline, token)),

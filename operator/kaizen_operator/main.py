@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 
 import kopf
@@ -16,6 +17,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     import kaizen_operator.handlers  # noqa: F401  (registers the handlers)
+
+    # The modules just imported (kubernetes, pydantic, kopf) are most of the process's objects and
+    # live as long as it does: out of the collector's sight, a full collection scans only what the
+    # operator holds, which cut its pauses (the tail of the create -> workload latency) by more than half.
+    gc.collect()
+    gc.freeze()
 
     kopf.run(
         standalone=True,

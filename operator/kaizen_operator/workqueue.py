@@ -1,5 +1,6 @@
 """A work queue of object keys, as controller-runtime has: each key queued once, never processed by
-two workers at once, re-run after a change seen while it was being processed.
+two workers at once, re-run after a change seen while it was being processed (unless that change
+turns out to be the pass's own write).
 
 Watch events only enqueue; bursts of events for one pipeline (its Jobs, its pods, its own status)
 collapse into one reconcile. Memory is bounded by the number of distinct keys, not of events; the
@@ -11,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Hashable
+
+OwnWrite = Callable[[], bool]
 
 log = logging.getLogger(__name__)
 
@@ -29,13 +32,16 @@ class WorkQueue:
         self._queue: asyncio.Queue[Hashable] = asyncio.Queue()
         self._queued: set[Hashable] = set()
         self._processing: set[Hashable] = set()
-        self._dirty: set[Hashable] = set()
+        self._dirty: dict[Hashable, list[OwnWrite | None]] = {}
         self._later: dict[Hashable, asyncio.TimerHandle] = {}
         self._tasks: list[asyncio.Task[None]] = []
 
-    def add(self, key: Hashable) -> None:
+    def add(self, key: Hashable, own_write: OwnWrite | None = None) -> None:
+        """Queue `key`. Seen while its pass is under way, the change re-runs it afterwards, unless
+        `own_write`, asked then, answers True: the watch can show a pass's write before the pass has
+        read the answer and recorded it as its own, and a second pass would find nothing to do."""
         if key in self._processing:
-            self._dirty.add(key)
+            self._dirty.setdefault(key, []).append(own_write)
         elif key not in self._queued:
             self._queued.add(key)
             self._queue.put_nowait(key)
@@ -82,8 +88,8 @@ class WorkQueue:
                 again = 10.0
             finally:
                 self._processing.discard(key)
-            if key in self._dirty:
-                self._dirty.discard(key)
+            changes = self._dirty.pop(key, [])
+            if any(own_write is None or not own_write() for own_write in changes):
                 self.add_after(key, self._settle_s)
             elif again is not None:
                 self.add_after(key, again)

@@ -183,8 +183,9 @@ async def pipeline_event(event: kopf.RawEvent, meta: kopf.Meta, **_: Any) -> Non
     cache.listed()  # see pipeline_cache
     if event["type"] == "DELETED":
         cache.deleted(key)
-    if not cache.is_own(key, meta.get("resourceVersion")):
-        _enqueue(*key)
+    version = meta.get("resourceVersion")
+    if not cache.is_own(key, version):
+        RUNTIME.queue.add(key, lambda: cache.is_own(key, version))
     if event["type"] is not None:  # a listing enqueues every pipeline anyway
         _wake_blocked(RUNTIME.ctx, key[0])
 
