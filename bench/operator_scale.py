@@ -201,7 +201,17 @@ def one_write_controller(cluster: Cluster, pipelines: int, rate: float) -> list[
     finally:
         watch.close()
         controller.close()
-        cluster.request("DELETE", f"/api/v1/namespaces/{namespace}", missing_ok=True)
+        delete_namespace(cluster, namespace)
+
+
+def delete_namespace(cluster: Cluster, namespace: str, timeout: float = 300) -> None:
+    """Delete a namespace and wait until it is gone: the namespace controller's deletion of its objects
+    (a thousand pipelines and Jobs) must not overlap the phase measured next."""
+    path = f"/api/v1/namespaces/{namespace}"
+    cluster.request("DELETE", path, missing_ok=True)
+    deadline = time.monotonic() + timeout
+    while cluster.request("GET", path, missing_ok=True) is not None and time.monotonic() < deadline:
+        time.sleep(1)
 
 
 def pace(rate: float, start: float, index: float) -> None:
