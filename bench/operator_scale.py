@@ -8,14 +8,17 @@ fresh namespace, with the operator as a subprocess watching only that namespace:
    `--rate R` paces the creates at R per second (both phases); 0, the default, sends them back to back.
 2. operator: N FineTunePipelines created the same way; latency = POST start -> ADDED of the
    pipeline's first workload (its preflight Job), which the operator creates beside the run's
-   record. The pods are kept Running (kwok, `kaizen.dev/fake-duration`) so nothing else moves.
-   Halfway between two pipelines, a bare create again ("under load"): what the API server answers
-   while it also carries the pipelines' pods, Events and status writes.
+   record. Nothing moves after that: the pods that fit on the fake nodes (160 CPUs, one each) are kept
+   Running (kwok, `kaizen.dev/fake-duration`), the rest stay Pending. Halfway between every 4th
+   pipeline and the next, a bare create again ("under load"): what the API server answers while it
+   also carries the pipelines' pods, Events and status writes.
 3. idle: the operator's CPU over `--idle-seconds` once nothing changes, as % of one core; its peak
    RSS (VmHWM) over the whole run.
 
 Ratios are operator / bare at p50 and p99, and operator / bare under load. Targets: p99 <= 3x,
-RSS < 250 MB, idle CPU < 1 %.
+RSS < 250 MB, idle CPU < 1 %. For each phase, what it cost the API server (its /metrics): CPU
+milliseconds per create and garbage-collection cycles. On a small machine that shares its cores with
+the API server, each such cycle (about half a second of a core) is what the slowest creates wait on.
 
     python bench/operator_scale.py [--pipelines 1000] [--rate 0] [--idle-seconds 60]
                                    [--kubeconfig F] [--json F]
@@ -57,6 +60,10 @@ from ftp_support import (  # noqa: E402  (test helpers: manifests and fake pod o
 )
 
 HOLD = fake(0, message(phase="Succeeded"), duration="24h")
+# A bare create under load after every 4th pipeline: one after each added a fifth to the API server's
+# writes in that side (the suspended Job's status update and Event come with it), so the probe
+# inflated the load it measures, for the operator's creates too.
+PROBE_EVERY = 4
 
 
 class JobWatch:
@@ -80,6 +87,13 @@ class JobWatch:
         self._thread.start()
 
     def _run(self) -> None:
+        try:
+            self._watch()
+        except Exception:
+            if not self._stop:  # closing the client ends the stream under the watch: not an error
+                raise
+
+    def _watch(self) -> None:
         """Resumes from the last resourceVersion seen, as an informer does: a watch reopened without
         one starts with every existing object again, and the events behind that replay arrive late."""
         version = ""
@@ -156,6 +170,35 @@ def reconcile_metrics(port: int) -> dict[str, float]:
     return totals
 
 
+def apiserver_counters(cluster: Cluster) -> tuple[float, float]:
+    """The API server's CPU seconds and garbage-collection cycles so far, from its /metrics."""
+    with cluster.api_client() as api:
+        response = api.call_api(*api.param_serialize("GET", "/metrics", auth_settings=["BearerToken"])[:3])
+        text = response.read().decode()
+    values = dict(line.rsplit(" ", 1) for line in text.splitlines() if line and not line.startswith("#"))
+    return float(values["process_cpu_seconds_total"]), float(values["go_gc_duration_seconds_count"])
+
+
+class ApiserverLoad:
+    """What each phase cost the API server: CPU ms per create and GC cycles."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self._cluster = cluster
+        self.phases: dict[str, dict[str, float]] = {}
+        self.restart()
+
+    def restart(self) -> None:
+        """Begin a phase now (what happened since the last mark counts for none)."""
+        self._start = apiserver_counters(self._cluster)
+
+    def mark(self, phase: str, creates: int) -> None:
+        """End `phase` (begun at the previous mark) after `creates` creates."""
+        now = apiserver_counters(self._cluster)
+        cpu, cycles = now[0] - self._start[0], now[1] - self._start[1]
+        self.phases[phase] = {"cpu_ms_per_create": 1000 * cpu / creates, "gc_cycles": cycles}
+        self._start = now
+
+
 def bare_job(name: str) -> dict[str, Any]:
     container = {"name": "c", "image": "busybox", "command": ["true"]}
     return {
@@ -176,7 +219,7 @@ def new_namespace(cluster: Cluster, prefix: str) -> str:
     return namespace
 
 
-def one_write_controller(cluster: Cluster, pipelines: int, rate: float) -> list[float]:
+def one_write_controller(cluster: Cluster, pipelines: int, rate: float, load: ApiserverLoad) -> list[float]:
     """The floor for any controller: a watch of pipelines in a namespace of its own whose only work
     is one POST of a suspended Job per new pipeline (no reads, no status, no logic), in this process.
     Latency = pipeline POST start -> the Job's ADDED event, as for the operator."""
@@ -197,6 +240,7 @@ def one_write_controller(cluster: Cluster, pipelines: int, rate: float) -> list[
             started[f"job-floor-{i}"] = time.monotonic()
             cluster.request("POST", PIPELINES.format(namespace), pipeline(f"floor-{i}"))
         watch.wait(pipelines, timeout=60 + pipelines * 0.2)
+        load.mark("one_write_controller", pipelines)
         return [watch.seen[n][0] - t for n, t in started.items()]
     finally:
         watch.close()
@@ -245,6 +289,7 @@ def run(
         )
     try:
         time.sleep(8)  # started and watching
+        load = ApiserverLoad(cluster)
         bare_started = {}
         t_bare = time.monotonic()
         for i in range(pipelines):
@@ -254,7 +299,9 @@ def run(
             cluster.request("POST", f"/apis/batch/v1/namespaces/{namespace}/jobs", bare_job(name))
         watch.wait(pipelines, timeout=60 + pipelines * 0.2, prefix="bare-")
         bare = [watch.seen[n][0] - t for n, t in bare_started.items()]
-        floor = one_write_controller(cluster, pipelines, rate)
+        load.mark("bare", pipelines)
+        floor = one_write_controller(cluster, pipelines, rate, load)
+        load.restart()  # the deletion of the one-write controller's namespace counts for no phase
         started, loaded_started = {}, {}
         busy0, _ = proc_stat(operator.pid)
         t0 = time.monotonic()
@@ -265,13 +312,16 @@ def run(
             cluster.request(
                 "POST", PIPELINES.format(namespace), pipeline(name, preflight=HOLD, workload=HOLD)
             )
+            if i % PROBE_EVERY:
+                continue
             pace(rate, t0, i + 0.5)  # halfway to the next pipeline: a bare create under the same load
             loaded_started[f"loaded-{i}"] = time.monotonic()
             cluster.request("POST", f"/apis/batch/v1/namespaces/{namespace}/jobs", bare_job(f"loaded-{i}"))
         create_seconds = time.monotonic() - t0
         watch.wait(pipelines, timeout=120 + pipelines * 0.5, prefix="scale-")
-        watch.wait(pipelines, timeout=60, prefix="loaded-")
+        watch.wait(len(loaded_started), timeout=60, prefix="loaded-")
         loaded = [watch.seen[n][0] - t for n, t in loaded_started.items()]
+        load.mark("operator", pipelines)  # the bare creates under load included
         first = {
             labels.get("kaizen.dev/pipeline"): at
             for _, (at, labels) in sorted(watch.seen.items(), key=lambda kv: kv[1][0], reverse=True)
@@ -292,6 +342,7 @@ def run(
             "bare_create_under_load_to_watch_s": percentiles(loaded),
             "one_write_controller_create_to_workload_s": percentiles(floor),
             "operator_create_to_workload_s": percentiles(latency),
+            "apiserver_load": load.phases,
             "pipelines_create_wall_s": create_seconds,
             "all_workloads_after_s": settle - t0,
             "operator_cpu_ms_per_pipeline": 1000 * busy / pipelines,
