@@ -17,8 +17,9 @@ fresh namespace, with the operator as a subprocess watching only that namespace:
 
 Ratios are operator / bare at p50 and p99, and operator / bare under load. Targets: p99 <= 3x,
 RSS < 250 MB, idle CPU < 1 %. For each phase, what it cost the API server (its /metrics): CPU
-milliseconds per create and garbage-collection cycles. On a small machine that shares its cores with
-the API server, each such cycle (about half a second of a core) is what the slowest creates wait on.
+milliseconds per create and garbage-collection cycles (and its GOGC). On a small machine that shares
+its cores with the API server, such a cycle (about half a second of a core) is when most of the
+slowest creates happen.
 
     python bench/operator_scale.py [--pipelines 1000] [--rate 0] [--idle-seconds 60]
                                    [--kubeconfig F] [--json F]
@@ -170,13 +171,15 @@ def reconcile_metrics(port: int) -> dict[str, float]:
     return totals
 
 
-def apiserver_counters(cluster: Cluster) -> tuple[float, float]:
-    """The API server's CPU seconds and garbage-collection cycles so far, from its /metrics."""
+def apiserver_counters(cluster: Cluster) -> tuple[float, float, float]:
+    """The API server's CPU seconds and garbage-collection cycles so far, and its GOGC (/metrics)."""
     with cluster.api_client() as api:
         response = api.call_api(*api.param_serialize("GET", "/metrics", auth_settings=["BearerToken"])[:3])
         text = response.read().decode()
     values = dict(line.rsplit(" ", 1) for line in text.splitlines() if line and not line.startswith("#"))
-    return float(values["process_cpu_seconds_total"]), float(values["go_gc_duration_seconds_count"])
+    names = ("process_cpu_seconds_total", "go_gc_duration_seconds_count", "go_gc_gogc_percent")
+    cpu, cycles, gogc = (float(values[name]) for name in names)
+    return cpu, cycles, gogc
 
 
 class ApiserverLoad:
@@ -186,6 +189,7 @@ class ApiserverLoad:
         self._cluster = cluster
         self.phases: dict[str, dict[str, float]] = {}
         self.restart()
+        self.gogc = self._start[2]
 
     def restart(self) -> None:
         """Begin a phase now (what happened since the last mark counts for none)."""
@@ -343,6 +347,7 @@ def run(
             "one_write_controller_create_to_workload_s": percentiles(floor),
             "operator_create_to_workload_s": percentiles(latency),
             "apiserver_load": load.phases,
+            "apiserver_gogc": load.gogc,
             "pipelines_create_wall_s": create_seconds,
             "all_workloads_after_s": settle - t0,
             "operator_cpu_ms_per_pipeline": 1000 * busy / pipelines,

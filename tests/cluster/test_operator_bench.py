@@ -30,6 +30,7 @@ def test_bench_reports_every_figure(control_plane, tmp_path: Path) -> None:
     for key in (*figures, "operator_idle_cpu_percent"):
         assert summary[key] >= 0, key
     assert summary["operator_create_to_workload_s"]["p50"] > 0
+    assert summary["apiserver_gogc"] > 0
     load = summary["apiserver_load"]
     assert set(load) == {"bare", "one_write_controller", "operator"}
     for phase in load.values():
