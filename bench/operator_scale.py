@@ -171,25 +171,32 @@ def reconcile_metrics(port: int) -> dict[str, float]:
     return totals
 
 
-def apiserver_counters(cluster: Cluster) -> tuple[float, float, float]:
-    """The API server's CPU seconds and garbage-collection cycles so far, and its GOGC (/metrics)."""
+def apiserver_counters(cluster: Cluster) -> tuple[float, float, float, float]:
+    """The API server's CPU seconds, bytes allocated and garbage-collection cycles so far, and its GOGC
+    (/metrics)."""
     with cluster.api_client() as api:
         response = api.call_api(*api.param_serialize("GET", "/metrics", auth_settings=["BearerToken"])[:3])
         text = response.read().decode()
     values = dict(line.rsplit(" ", 1) for line in text.splitlines() if line and not line.startswith("#"))
-    names = ("process_cpu_seconds_total", "go_gc_duration_seconds_count", "go_gc_gogc_percent")
-    cpu, cycles, gogc = (float(values[name]) for name in names)
-    return cpu, cycles, gogc
+    names = (
+        "process_cpu_seconds_total",
+        "go_memstats_alloc_bytes_total",
+        "go_gc_duration_seconds_count",
+        "go_gc_gogc_percent",
+    )
+    cpu, allocated, cycles, gogc = (float(values[name]) for name in names)
+    return cpu, allocated, cycles, gogc
 
 
 class ApiserverLoad:
-    """What each phase cost the API server: CPU ms per create and GC cycles."""
+    """What each phase cost the API server: CPU ms and MB allocated per create, and GC cycles (the
+    allocation is what paces them)."""
 
     def __init__(self, cluster: Cluster) -> None:
         self._cluster = cluster
         self.phases: dict[str, dict[str, float]] = {}
         self.restart()
-        self.gogc = self._start[2]
+        self.gogc = self._start[3]
 
     def restart(self) -> None:
         """Begin a phase now (what happened since the last mark counts for none)."""
@@ -198,8 +205,12 @@ class ApiserverLoad:
     def mark(self, phase: str, creates: int) -> None:
         """End `phase` (begun at the previous mark) after `creates` creates."""
         now = apiserver_counters(self._cluster)
-        cpu, cycles = now[0] - self._start[0], now[1] - self._start[1]
-        self.phases[phase] = {"cpu_ms_per_create": 1000 * cpu / creates, "gc_cycles": cycles}
+        cpu, allocated, cycles = (now[i] - self._start[i] for i in range(3))
+        self.phases[phase] = {
+            "cpu_ms_per_create": 1000 * cpu / creates,
+            "alloc_mb_per_create": allocated / 1e6 / creates,
+            "gc_cycles": cycles,
+        }
         self._start = now
 
 
