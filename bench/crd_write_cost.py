@@ -1,0 +1,172 @@
+"""What one write costs the API server, by kind: a FineTunePipeline's create and status patch against
+a ConfigMap's and a suspended Job's create, measured in the same run.
+
+A custom resource is handled as nested JSON maps: each write decodes it (with pruning, defaulting and
+the schema's coercion), deep-copies it, validates it against the OpenAPI schema and the CEL rules,
+and computes its managedFields; the watch decodes it once more. Built-in kinds skip most of that. On
+the operator's scale bench the pipelines' two writes (the user's create, the operator's first status
+patch) were over half of what the API server allocated per pipeline, and allocation is what paces
+its garbage-collection cycles (see docs/operator.md, "Scale"). This keeps that cost in view when the
+schema or its rules change.
+
+For each kind, N writes one after another (no operator running), then the API server's CPU seconds
+and bytes allocated (its /metrics) divided by N, and the ratios to the ConfigMap create. A Job's
+figures include what the Job controller does with a suspended Job (a status update and an Event).
+
+    python bench/crd_write_cost.py [--writes 200] [--kubeconfig F] [--json F]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from contextlib import ExitStack
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from kaizen_api.common import Condition
+from kaizen_api.finetune import FineTunePipelineStatus, RunStatus
+from kaizen_local.cluster import Cluster
+from kaizen_local.controlplane import LocalControlPlane
+from kaizen_local.paths import default_bin_dir
+from operator_scale import (  # the scale bench's helpers, and the test manifests it imports
+    HOLD,
+    PIPELINES,
+    apiserver_counters,
+    bare_job,
+    delete_namespace,
+    new_namespace,
+    pipeline,
+)
+
+MERGE_PATCH = "application/merge-patch+json"
+SETTLE_S = 1.5  # the controllers' and the watch's share of the last writes lands
+
+
+def run_start_status(index: int) -> dict[str, Any]:
+    """The status the operator writes when a pipeline's first run starts: six conditions, the run as
+    current run and as the first entry of the history."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    run = RunStatus(
+        name=f"ft_Qwen2.5-0.5B-Instruct_{now:%Y%m%d%H%M%S}",
+        object_name=f"p-{index}-{now:%Y%m%d%H%M%S}-{uuid.uuid4().hex[:6]}",
+        nodes=1,
+        trigger="manual",
+        token="",
+        phase="Pending",
+        reason="Preflight",
+        start_time=now,
+    )
+    states = {
+        "Accepted": ("True", "SpecValid"),
+        "Ready": ("True", "Reconciled"),
+        "Running": ("True", "Preflight"),
+        "Succeeded": ("Unknown", "NoFinishedRun"),
+        "Failed": ("False", "NoFinishedRun"),
+        "Suspended": ("False", "NotSuspended"),
+    }
+    conditions = [
+        Condition(
+            type=type_,
+            status=state,
+            reason=reason,
+            message=f"{type_} is {state}",
+            observed_generation=1,
+            last_transition_time=now,
+        )
+        for type_, (state, reason) in states.items()
+    ]
+    status = FineTunePipelineStatus(
+        observed_generation=1,
+        conditions=conditions,
+        phase="Pending",
+        last_run_name=run.name,
+        last_run_token="",
+        current_run=run,
+        runs=[run],
+    )
+    return status.to_manifest()
+
+
+def measure(cluster: Cluster, writes: int, write: Callable[[int], None]) -> dict[str, float]:
+    """API server CPU ms and MB allocated per write, over `writes` calls of `write`."""
+    time.sleep(SETTLE_S)  # the previous kind's tail counts for none
+    cpu0, alloc0, _, _ = apiserver_counters(cluster)
+    for i in range(writes):
+        write(i)
+    time.sleep(SETTLE_S)
+    cpu1, alloc1, _, _ = apiserver_counters(cluster)
+    return {"cpu_ms": 1000 * (cpu1 - cpu0) / writes, "alloc_mb": (alloc1 - alloc0) / 1e6 / writes}
+
+
+def run(cluster: Cluster, writes: int) -> dict[str, Any]:
+    namespace = new_namespace(cluster, "writes")
+    pipelines = PIPELINES.format(namespace)
+    data = {"run.json": json.dumps({"pipeline": "p", "dataset": {"uri": "s3://data/a.json"}})}
+
+    def configmap(i: int) -> None:
+        body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"c-{i}"}, "data": data}
+        cluster.request("POST", f"/api/v1/namespaces/{namespace}/configmaps", body)
+
+    def job(i: int) -> None:
+        cluster.request("POST", f"/apis/batch/v1/namespaces/{namespace}/jobs", bare_job(f"j-{i}"))
+
+    def create(i: int) -> None:
+        cluster.request("POST", pipelines, pipeline(f"p-{i}", preflight=HOLD, workload=HOLD))
+
+    def status(i: int) -> None:
+        body = {"status": run_start_status(i)}
+        cluster.request("PATCH", f"{pipelines}/p-{i}/status", body, content_type=MERGE_PATCH)
+
+    try:
+        measured = {
+            "configmap_create": measure(cluster, writes, configmap),
+            "job_create": measure(cluster, writes, job),
+            "pipeline_create": measure(cluster, writes, create),
+            "pipeline_status_patch": measure(cluster, writes, status),
+        }
+    finally:
+        delete_namespace(cluster, namespace)
+    base = measured["configmap_create"]
+    kinds: dict[str, dict[str, float | None]] = {}
+    for kind, figures in measured.items():
+        kinds[kind] = {
+            **figures,
+            "alloc_ratio_to_configmap": figures["alloc_mb"] / base["alloc_mb"],
+            # the CPU counter ticks in 10 ms: a few cheap writes may read as none
+            "cpu_ratio_to_configmap": figures["cpu_ms"] / base["cpu_ms"] if base["cpu_ms"] else None,
+        }
+    return {"writes_per_kind": writes, "kinds": kinds, "load_average": os.getloadavg()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--writes", type=int, default=200)
+    parser.add_argument("--kubeconfig", default=os.environ.get("KAIZEN_KUBECONFIG"))
+    parser.add_argument("--json", type=Path, help="write the summary here too")
+    args = parser.parse_args(argv)
+    with ExitStack() as stack:
+        if args.kubeconfig:
+            cluster: Cluster = Cluster(Path(args.kubeconfig))
+        else:
+            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="kaizen-writes-")))
+            cluster = stack.enter_context(LocalControlPlane(workdir / "cp", default_bin_dir()))
+        summary = run(cluster, args.writes)
+    text = json.dumps(summary, indent=2)
+    print(text)
+    if args.json:
+        args.json.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
