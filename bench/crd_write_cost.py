@@ -34,16 +34,16 @@ from typing import Any
 from kaizen_api.common import Condition
 from kaizen_api.finetune import FineTunePipelineStatus, RunStatus
 from kaizen_local.cluster import Cluster
-from kaizen_local.controlplane import LocalControlPlane
-from kaizen_local.paths import default_bin_dir
 from operator_scale import (  # the scale bench's helpers, and the test manifests it imports
     HOLD,
     PIPELINES,
-    apiserver_counters,
+    ApiserverLoad,
     bare_job,
+    bench_cluster,
     delete_namespace,
     new_namespace,
     pipeline,
+    report,
 )
 
 MERGE_PATCH = "application/merge-patch+json"
@@ -95,15 +95,14 @@ def run_start_status(index: int) -> dict[str, Any]:
     return status.to_manifest()
 
 
-def measure(cluster: Cluster, writes: int, write: Callable[[int], None]) -> dict[str, float]:
-    """API server CPU ms and MB allocated per write, over `writes` calls of `write`."""
+def measure(load: ApiserverLoad, kind: str, writes: int, write: Callable[[int], None]) -> None:
+    """Record on `load` what `writes` calls of `write` cost the API server, as phase `kind`."""
     time.sleep(SETTLE_S)  # the previous kind's tail counts for none
-    cpu0, alloc0, _, _ = apiserver_counters(cluster)
+    load.restart()
     for i in range(writes):
         write(i)
     time.sleep(SETTLE_S)
-    cpu1, alloc1, _, _ = apiserver_counters(cluster)
-    return {"cpu_ms": 1000 * (cpu1 - cpu0) / writes, "alloc_mb": (alloc1 - alloc0) / 1e6 / writes}
+    load.mark(kind, writes)
 
 
 def run(cluster: Cluster, writes: int) -> dict[str, Any]:
@@ -125,23 +124,24 @@ def run(cluster: Cluster, writes: int) -> dict[str, Any]:
         body = {"status": run_start_status(i)}
         cluster.request("PATCH", f"{pipelines}/p-{i}/status", body, content_type=MERGE_PATCH)
 
+    load = ApiserverLoad(cluster)
     try:
-        measured = {
-            "configmap_create": measure(cluster, writes, configmap),
-            "job_create": measure(cluster, writes, job),
-            "pipeline_create": measure(cluster, writes, create),
-            "pipeline_status_patch": measure(cluster, writes, status),
-        }
+        measure(load, "configmap_create", writes, configmap)
+        measure(load, "job_create", writes, job)
+        measure(load, "pipeline_create", writes, create)
+        measure(load, "pipeline_status_patch", writes, status)
     finally:
         delete_namespace(cluster, namespace)
-    base = measured["configmap_create"]
+    base = load.phases["configmap_create"]
     kinds: dict[str, dict[str, float | None]] = {}
-    for kind, figures in measured.items():
+    for kind, figures in load.phases.items():
+        cpu, alloc = figures["cpu_ms_per_create"], figures["alloc_mb_per_create"]
         kinds[kind] = {
-            **figures,
-            "alloc_ratio_to_configmap": figures["alloc_mb"] / base["alloc_mb"],
+            "cpu_ms": cpu,
+            "alloc_mb": alloc,
+            "alloc_ratio_to_configmap": alloc / base["alloc_mb_per_create"],
             # the CPU counter ticks in 10 ms: a few cheap writes may read as none
-            "cpu_ratio_to_configmap": figures["cpu_ms"] / base["cpu_ms"] if base["cpu_ms"] else None,
+            "cpu_ratio_to_configmap": cpu / base["cpu_ms_per_create"] if base["cpu_ms_per_create"] else None,
         }
     return {"writes_per_kind": writes, "kinds": kinds, "load_average": os.getloadavg()}
 
@@ -155,16 +155,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="write the summary here too")
     args = parser.parse_args(argv)
     with ExitStack() as stack:
-        if args.kubeconfig:
-            cluster: Cluster = Cluster(Path(args.kubeconfig))
-        else:
-            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="kaizen-writes-")))
-            cluster = stack.enter_context(LocalControlPlane(workdir / "cp", default_bin_dir()))
-        summary = run(cluster, args.writes)
-    text = json.dumps(summary, indent=2)
-    print(text)
-    if args.json:
-        args.json.write_text(text)
+        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="kaizen-writes-")))
+        summary = run(bench_cluster(stack, args.kubeconfig, workdir), args.writes)
+    report(summary, args.json)
     return 0
 
 

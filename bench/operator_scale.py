@@ -385,6 +385,21 @@ def run(
         cluster.request("DELETE", f"/api/v1/namespaces/{namespace}", missing_ok=True)
 
 
+def bench_cluster(stack: ExitStack, kubeconfig: str | None, workdir: Path) -> Cluster:
+    """The cluster of `kubeconfig`, or else a local control plane under `workdir`, stopped with `stack`."""
+    if kubeconfig:
+        return Cluster(Path(kubeconfig))
+    return stack.enter_context(LocalControlPlane(workdir / "cp", default_bin_dir()))
+
+
+def report(summary: dict[str, Any], json_path: Path | None) -> None:
+    """Print the summary, and write it to `json_path` too when given."""
+    text = json.dumps(summary, indent=2)
+    print(text)
+    if json_path:
+        json_path.write_text(text)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -397,15 +412,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="kaizen-scale-")))
-        if args.kubeconfig:
-            cluster: Cluster = Cluster(Path(args.kubeconfig))
-        else:
-            cluster = stack.enter_context(LocalControlPlane(workdir / "cp", default_bin_dir()))
+        cluster = bench_cluster(stack, args.kubeconfig, workdir)
         summary = run(cluster, args.pipelines, args.idle_seconds, workdir / "operator.log", args.rate)
-    text = json.dumps(summary, indent=2)
-    print(text)
-    if args.json:
-        args.json.write_text(text)
+    report(summary, args.json)
     return 0
 
 
