@@ -1,11 +1,12 @@
-"""The operator's kopf settings: essences only for the kinds that have change-detecting handlers."""
+"""The operator's kopf settings: essences only for the kinds that have change-detecting handlers, and
+only Kaizen's own children sent by the API server."""
 
 from __future__ import annotations
 
 import kaizen_operator.handlers  # noqa: F401  (registers every handler)
 import kopf
 from kaizen_api.kinds import FINETUNE_PIPELINE, PRIVATE_MODEL
-from kaizen_operator.handlers.startup import WATCH_ONLY_KINDS, DiffBaseStorage
+from kaizen_operator.handlers.startup import CHILD_KINDS, WATCH_ONLY_KINDS, DiffBaseStorage, configure
 
 PLURALS = {FINETUNE_PIPELINE.kind: FINETUNE_PIPELINE.plural, "Job": "jobs", "PyTorchJob": "pytorchjobs"}
 
@@ -38,3 +39,28 @@ def test_no_change_detecting_handler_watches_a_watch_only_kind() -> None:
     assert plurals, "the handlers were not registered"
     assert PRIVATE_MODEL.plural in plurals
     assert not plurals & {PLURALS[kind] for kind in WATCH_ONLY_KINDS}
+
+
+def test_the_api_server_sends_only_kaizens_own_children() -> None:
+    """Children are selected server-side by the label every child carries; the custom resources are not
+    (users create them, with whatever labels they like)."""
+    settings = kopf.OperatorSettings()
+    configure(settings=settings)
+    selectors = settings.watching.label_selectors
+    for group, version, plural in (("batch", "v1", "jobs"), ("kubeflow.org", "v1", "pytorchjobs")):
+        resource = kopf.Resource(group, version, plural)
+        assert list(selectors.collect(resource)) == ["app.kubernetes.io/managed-by=kaizen"]
+    for kind in (FINETUNE_PIPELINE, PRIVATE_MODEL):
+        assert not list(selectors.collect(kopf.Resource("kaizen.dev", "v1alpha1", kind.plural)))
+
+
+def test_every_child_kind_a_handler_watches_is_selected() -> None:
+    """A handler on a kind without the selector would see every team's objects of that kind."""
+    registry = kopf.get_default_registry()
+    watched = {
+        (h.selector.group, h.selector.plural or h.selector.any_name)
+        for h in registry._watching.get_all_handlers()
+        if h.selector is not None and h.selector.group not in ("kaizen.dev",)
+    }
+    assert watched, "the handlers were not registered"
+    assert watched <= set(CHILD_KINDS)
