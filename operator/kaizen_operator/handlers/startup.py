@@ -44,8 +44,8 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     every Job of the watched namespaces (every team's CronJobs) went through kopf's processing,
     about a millisecond of the event loop per event."""
     settings.persistence.finalizer = f"{GROUP}/finalizer"
-    for group, plural in CHILD_KINDS:
-        settings.watching.label_selectors[group, plural] = CHILD_SELECTOR
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = DiffBaseStorage(prefix=GROUP, key="last-handled-configuration")
     settings.posting.level = 30  # warnings and errors become Kubernetes Events
+    for group, plural in CHILD_KINDS:
+        settings.watching.label_selectors[group, plural] = CHILD_SELECTOR
