@@ -31,9 +31,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from kaizen_api.common import Condition
-from kaizen_api.finetune import FineTunePipelineStatus, RunStatus
+from kaizen_api.finetune import FineTunePipelineSpec, FineTunePipelineStatus, RunStatus
 from kaizen_local.cluster import Cluster
+from kaizen_operator import pipeline_status
 from operator_scale import (  # the scale bench's helpers, and the test manifests it imports
     HOLD,
     PIPELINES,
@@ -51,9 +51,10 @@ SETTLE_S = 1.5  # the controllers' and the watch's share of the last writes land
 
 
 def run_start_status(index: int) -> dict[str, Any]:
-    """The status the operator writes when a pipeline's first run starts: six conditions, the run as
-    current run and as the first entry of the history."""
+    """The status the operator writes when a pipeline's first run starts, derived by the operator's own
+    functions (`pipeline_status`): its conditions, the run as current run and as the history's first."""
     now = datetime.now(UTC).replace(microsecond=0)
+    spec = FineTunePipelineSpec.model_validate(pipeline(f"p-{index}")["spec"])
     run = RunStatus(
         name=f"ft_Qwen2.5-0.5B-Instruct_{now:%Y%m%d%H%M%S}",
         object_name=f"p-{index}-{now:%Y%m%d%H%M%S}-{uuid.uuid4().hex[:6]}",
@@ -64,35 +65,16 @@ def run_start_status(index: int) -> dict[str, Any]:
         reason="Preflight",
         start_time=now,
     )
-    states = {
-        "Accepted": ("True", "SpecValid"),
-        "Ready": ("True", "Reconciled"),
-        "Running": ("True", "Preflight"),
-        "Succeeded": ("Unknown", "NoFinishedRun"),
-        "Failed": ("False", "NoFinishedRun"),
-        "Suspended": ("False", "NotSuspended"),
-    }
-    conditions = [
-        Condition(
-            type=type_,
-            status=state,
-            reason=reason,
-            message=f"{type_} is {state}",
-            observed_generation=1,
-            last_transition_time=now,
-        )
-        for type_, (state, reason) in states.items()
-    ]
     status = FineTunePipelineStatus(
         observed_generation=1,
-        conditions=conditions,
-        phase="Pending",
+        phase=pipeline_status.phase(spec, [run], None),
         last_run_name=run.name,
         last_run_token="",
         current_run=run,
         runs=[run],
-    )
-    return status.to_manifest()
+    ).to_manifest()
+    status["conditions"] = pipeline_status.conditions(None, spec, [run], 1, None)
+    return status
 
 
 def measure(load: ApiserverLoad, kind: str, writes: int, write: Callable[[int], None]) -> None:
