@@ -26,10 +26,11 @@ def test_bench_reports_every_figure(control_plane, tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-4000:]
     summary = json.loads(summary_path.read_text())
     assert (summary["pipelines"], summary["rate_per_s"]) == (20, 20)
-    figures = ("ratio_p50", "ratio_p99", "ratio_under_load_p99", "operator_peak_rss_mb")
+    figures = ("ratio_p50", "ratio_p90", "ratio_p99", "ratio_under_load_p99", "operator_peak_rss_mb")
     for key in (*figures, "operator_idle_cpu_percent"):
         assert summary[key] >= 0, key
     assert summary["operator_create_to_workload_s"]["p50"] > 0
+    assert summary["one_write_controller_create_to_workload_s"]["p50"] > 0
     assert summary["apiserver_gogc"] > 0
     load = summary["apiserver_load"]
     assert set(load) == {"bare", "one_write_controller", "operator"}
