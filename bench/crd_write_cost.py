@@ -31,22 +31,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from kaizen_api.finetune import FineTunePipelineSpec, FineTunePipelineStatus, RunStatus
-from kaizen_local.cluster import Cluster
-from kaizen_operator import pipeline_status
-from operator_scale import (  # the scale bench's helpers, and the test manifests it imports
-    HOLD,
-    PIPELINES,
+from cluster_bench import (
+    MERGE_PATCH,
     ApiserverLoad,
     bare_job,
     bench_cluster,
     delete_namespace,
     new_namespace,
-    pipeline,
     report,
 )
+from kaizen_api.finetune import FineTunePipelineSpec, FineTunePipelineStatus, RunStatus
+from kaizen_local.cluster import Cluster
+from kaizen_operator import pipeline_status
+from operator_scale import HOLD, PIPELINES, pipeline  # the scale bench's held pipelines
 
-MERGE_PATCH = "application/merge-patch+json"
 SETTLE_S = 1.5  # the controllers' and the watch's share of the last writes lands
 
 
