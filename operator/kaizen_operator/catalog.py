@@ -17,6 +17,8 @@ from kaizen_api.base import KaizenModel, Rule
 from kaizen_api.common import PvcLocation, S3Location
 from pydantic import Field, ValidationError
 
+from kaizen_operator.settings import merge
+
 SHIPPED = "catalog.yaml"
 
 
@@ -117,14 +119,6 @@ def _raw_entries(text: str, where: str) -> list[dict[str, Any]]:
     return models
 
 
-def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in over.items():
-        nested = isinstance(value, dict) and isinstance(out.get(key), dict)
-        out[key] = _merge(out[key], value) if nested else value
-    return out
-
-
 def _validated(raw: dict[str, Any], where: str) -> CatalogEntry:
     try:
         return CatalogEntry.model_validate(raw)
@@ -147,6 +141,6 @@ def load_catalog(path: Path | str | None = None) -> Catalog:
     for text, where in sources:
         for raw in _raw_entries(text, where):
             name = raw["name"]
-            merged[name] = _merge(merged.get(name, {}), raw)
+            merged[name] = merge(merged.get(name, {}), raw)
             origin[name] = where
     return Catalog({name: _validated(raw, origin[name]) for name, raw in merged.items()})

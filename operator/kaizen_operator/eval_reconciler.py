@@ -33,6 +33,7 @@ from kaizen_operator.eval_runs import (
     run_object_name,
 )
 from kaizen_operator.eval_workload import build_eval_config_map, build_eval_job, build_eval_token_secret
+from kaizen_operator.events import post_event
 from kaizen_operator.kube import ApiError, path_of
 from kaizen_operator.naming import ChildNames
 from kaizen_operator.progress import run_token
@@ -235,37 +236,8 @@ def reconcile_eval(ctx: Context, namespace: str, name: str) -> float | None:
     if any(before.get(k) != status.get(k) for k in STATUS_KEYS):
         patch_eval_status(ctx, job, status)
     if step.event is not None:
-        _event(ctx, job, *step.event)
+        post_event(ctx.kube, job, *step.event, kind=KIND)
     return None
-
-
-def _event(ctx: Context, job: dict[str, Any], type_: str, reason: str, message: str) -> None:
-    meta = job["metadata"]
-    stamp = utcnow().strftime("%Y-%m-%dT%H:%M:%SZ")
-    involved = {
-        "apiVersion": API,
-        "kind": KIND,
-        "name": meta["name"],
-        "namespace": meta["namespace"],
-        "uid": meta["uid"],
-    }
-    event = {
-        "apiVersion": "v1",
-        "kind": "Event",
-        "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
-        "involvedObject": involved,
-        "type": type_,
-        "reason": reason,
-        "message": message[:1024],
-        "firstTimestamp": stamp,
-        "lastTimestamp": stamp,
-        "count": 1,
-        "source": {"component": "kaizen-operator"},
-    }
-    try:
-        ctx.kube.request("POST", path_of("v1", "Event", meta["namespace"]), event)
-    except ApiError as err:  # an Event is best effort
-        log.warning("event %s on %s/%s not posted: %s", reason, meta["namespace"], meta["name"], err)
 
 
 def _record_on_version(ctx: Context, job: dict[str, Any], spec: EvalJobSpec, run: EvalRunRecord) -> None:

@@ -1,4 +1,5 @@
-"""Kubernetes Events on a pipeline, for what a user should see (a run started, ended, was skipped)."""
+"""Kubernetes Events on a pipeline or an EvalJob, for what a user should see (a run started, ended,
+was skipped)."""
 
 from __future__ import annotations
 
@@ -6,16 +7,24 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
+from kaizen_api.kinds import FINETUNE_PIPELINE
+
 from kaizen_operator.kube import ApiError, Kube, path_of
 
 log = logging.getLogger(__name__)
 API = "kaizen.dev/v1alpha1"
-KIND = "FineTunePipeline"
 
 
-def post_event(kube: Kube, pipeline: dict[str, Any], type_: str, reason: str, message: str) -> None:
+def post_event(
+    kube: Kube,
+    obj: dict[str, Any],
+    type_: str,
+    reason: str,
+    message: str,
+    kind: str = FINETUNE_PIPELINE.kind,
+) -> None:
     """Best effort: a refused Event is logged, never fails the reconcile."""
-    meta = pipeline["metadata"]
+    meta = obj["metadata"]
     stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     event = {
         "apiVersion": "v1",
@@ -23,7 +32,7 @@ def post_event(kube: Kube, pipeline: dict[str, Any], type_: str, reason: str, me
         "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
         "involvedObject": {
             "apiVersion": API,
-            "kind": KIND,
+            "kind": kind,
             "name": meta["name"],
             "namespace": meta["namespace"],
             "uid": meta["uid"],

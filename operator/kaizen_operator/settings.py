@@ -134,11 +134,13 @@ def _from_environ(environ: Mapping[str, str]) -> dict[str, Any]:
     return values
 
 
-def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """`base` with `over` laid on top, mappings merged key by key (a layer of configuration names
+    only what it changes)."""
     out = dict(base)
     for key, value in over.items():
         nested = isinstance(value, dict) and isinstance(out.get(key), dict)
-        out[key] = _merge(out[key], value) if nested else value
+        out[key] = merge(out[key], value) if nested else value
     return out
 
 
@@ -154,7 +156,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> OperatorSettings:
         if not isinstance(loaded, dict):
             raise SettingsError(f"{CONFIG_ENV}={path}: expected a mapping of settings")
         values = loaded
-    values = _merge(values, _from_environ(env))
+    values = merge(values, _from_environ(env))
     try:
         return OperatorSettings.model_validate(values)
     except ValidationError as err:
