@@ -259,16 +259,6 @@ def harness_job(name: str, workload: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def wait_events(cluster: Any, ns: str, name: str, timeout: float = 30) -> list[dict[str, Any]]:
-    """The Events about object `name` once there is one (the operator posts them after its status)."""
-    query = {"fieldSelector": f"involvedObject.name={name}"}
-    deadline = time.monotonic() + timeout
-    while not (items := cluster.request("GET", f"/api/v1/namespaces/{ns}/events", query=query)["items"]):
-        assert time.monotonic() < deadline, f"no Event about {name}"
-        time.sleep(0.3)
-    return items
-
-
 def phase_is(*phases: str) -> Any:
     return lambda o: (o.get("status") or {}).get("phase") in phases
 
@@ -305,7 +295,8 @@ def test_a_runner_failure_names_its_reason_and_cancel_stops_a_run(ns, control_pl
     cond = conditions(obj)
     assert cond["Succeeded"]["status"] == "False" and cond["Succeeded"]["reason"] == "DataNotStaged"
     assert obj["status"]["message"] == "gsm8k is not staged"
-    events = wait_events(control_plane, ns, "broken")
+    about_it = f"/api/v1/namespaces/{ns}/events?fieldSelector=involvedObject.name=broken"
+    events = wait(control_plane, about_it, lambda found: found["items"])["items"]  # posted after the status
     assert [(e["type"], e["reason"], e["involvedObject"]["kind"]) for e in events] == [
         ("Warning", "DataNotStaged", "EvalJob")
     ]
