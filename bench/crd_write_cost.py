@@ -40,7 +40,8 @@ from cluster_bench import (
     new_namespace,
     report,
 )
-from kaizen_api.finetune import FineTunePipelineSpec, FineTunePipelineStatus, RunStatus
+from kaizen_api.finetune import FineTunePipelineSpec
+from kaizen_api.finetune_status import FineTunePipelineStatus, RunStatus
 from kaizen_local.cluster import Cluster
 from kaizen_operator import pipeline_status
 from operator_scale import HOLD, PIPELINES, pipeline  # the scale bench's held pipelines

@@ -7,7 +7,8 @@ from typing import Any
 
 from kaizen_api.base import GROUP, KaizenModel
 from kaizen_api.evaljob import EvalJobSpec, EvalJobStatus
-from kaizen_api.finetune import FineTunePipelineSpec, FineTunePipelineStatus
+from kaizen_api.finetune import FineTunePipelineSpec
+from kaizen_api.finetune_status import FineTunePipelineStatus
 from kaizen_api.privatemodel import PrivateModelSpec, PrivateModelStatus
 
 CATEGORY = "kaizen"

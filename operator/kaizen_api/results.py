@@ -16,9 +16,9 @@ from kaizen_api.base import NAME_MAX, URI_MAX, StatusModel
 from kaizen_api.evaljob import RESULTS_MAX, EvalProgress
 
 # Defined beside the status they end up in; re-exported here with the other payloads.
-from kaizen_api.finetune import PreflightPlan as PreflightPlan
-from kaizen_api.finetune import RecordProblem as RecordProblem
-from kaizen_api.finetune import RunMetrics, RunProgress
+from kaizen_api.finetune_status import PreflightPlan as PreflightPlan
+from kaizen_api.finetune_status import RecordProblem as RecordProblem
+from kaizen_api.finetune_status import RunMetrics, RunProgress
 
 # Exit codes of `kaizen-runner`: the operator's podFailurePolicy fails a Job at once on a user error
 # and retries an infrastructure error (up to backoffLimit); they survive torchrun's own exit code.

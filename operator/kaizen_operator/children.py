@@ -12,7 +12,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
-from kaizen_api.finetune import RunStatus
+from kaizen_api.finetune_status import RunStatus
 
 from kaizen_operator import fakepods
 from kaizen_operator.kube import Kube, path_for, path_of

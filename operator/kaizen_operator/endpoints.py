@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
-from kaizen_api.finetune import RunStatus
+from kaizen_api.finetune_status import RunStatus
 from kaizen_api.results import ProgressReport
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError

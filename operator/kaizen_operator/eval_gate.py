@@ -17,7 +17,8 @@ from kaizen_api.base import API_VERSION
 from kaizen_api.common import PrivateModelVersionRef
 from kaizen_api.evalgate import EvaluationGate, Promotion, decide_promotion
 from kaizen_api.evaljob import EvalJobSpec, EvalModel
-from kaizen_api.finetune import FineTunePipelineSpec, RunStatus
+from kaizen_api.finetune import FineTunePipelineSpec
+from kaizen_api.finetune_status import RunStatus
 from kaizen_api.kinds import EVAL_JOB
 
 from kaizen_operator.workloads.meta import RUN_LABEL, owner_reference, pipeline_labels

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kaizen_api.evalgate import EvaluationGate
-from kaizen_api.finetune import FineTunePipelineSpec, GateState, RunEvaluation, RunStatus
+from kaizen_api.finetune import FineTunePipelineSpec
+from kaizen_api.finetune_status import GateState, RunEvaluation, RunStatus
 from kaizen_api.kinds import EVAL_JOB
 
 from kaizen_operator import fakepods

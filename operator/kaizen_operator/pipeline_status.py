@@ -15,7 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from kaizen_api.finetune import FineTunePipelineSpec, RunStatus
+from kaizen_api.finetune import FineTunePipelineSpec
+from kaizen_api.finetune_status import RunStatus
 
 from kaizen_operator.conditions import Condition, set_condition
 

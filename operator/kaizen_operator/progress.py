@@ -13,7 +13,7 @@ import secrets
 import time
 from dataclasses import dataclass, field
 
-from kaizen_api.finetune import LOSS_HISTORY_MAX, LossPoint, RunStatus
+from kaizen_api.finetune_status import LOSS_HISTORY_MAX, LossPoint, RunStatus
 from kaizen_api.results import ProgressReport
 
 BODY_MAX_BYTES = 64 * 1024

@@ -17,7 +17,8 @@ import heapq
 from collections.abc import Iterable
 from typing import Any
 
-from kaizen_api.finetune import FineTunePipelineSpec, RunStatus
+from kaizen_api.finetune import FineTunePipelineSpec
+from kaizen_api.finetune_status import RunStatus
 
 from kaizen_operator.kube import Kube, path_of
 from kaizen_operator.pipeline_status import Blocker

@@ -15,7 +15,8 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from kaizen_api.finetune import FineTunePipelineSpec, FineTunePipelineStatus, RunStatus
+from kaizen_api.finetune import FineTunePipelineSpec
+from kaizen_api.finetune_status import FineTunePipelineStatus, RunStatus
 from kaizen_api.kinds import FINETUNE_PIPELINE
 from pydantic import ValidationError
 

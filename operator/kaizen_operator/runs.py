@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from kaizen_api.finetune import RunProgress, RunStatus
+from kaizen_api.finetune_status import RunProgress, RunStatus
 from kaizen_api.results import TerminationMessage
 from pydantic import ValidationError
 

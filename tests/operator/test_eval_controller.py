@@ -259,7 +259,8 @@ def test_results_are_merged_once_into_the_evaluated_version():
 
 
 def test_the_gate_evaljob_evaluates_the_new_version_and_decides_promotion():
-    from kaizen_api.finetune import FineTunePipelineSpec, RunStatus
+    from kaizen_api.finetune import FineTunePipelineSpec
+    from kaizen_api.finetune_status import RunStatus
     from kaizen_operator.eval_gate import build_gate_evaljob, gate_promotion
 
     pipeline = load_example("finetune-sft-gated.yaml")

@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 
 from api.cases import load_example
-from kaizen_api.finetune import FineTunePipelineSpec, RunEvaluation, RunStatus
+from kaizen_api.finetune import FineTunePipelineSpec
+from kaizen_api.finetune_status import RunEvaluation, RunStatus
 from kaizen_operator import fakepods
 from kaizen_operator.gate_runs import promoted_condition, read_gate, undecided, version_ready
 from kaizen_operator.registry_link import promote_version

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from kaizen_api.finetune import PreflightPlan, RecordProblem, RunProgress, RunStatus
+from kaizen_api.finetune_status import PreflightPlan, RecordProblem, RunProgress, RunStatus
 from kaizen_api.results import TerminationMessage
 from kaizen_operator.runs import RunChildren, advance, workload_outcome
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from api.cases import load_example
-from kaizen_api.finetune import FineTunePipelineSpec, FineTunePipelineStatus, LossPoint, RunStatus
+from kaizen_api.finetune import FineTunePipelineSpec
+from kaizen_api.finetune_status import FineTunePipelineStatus, LossPoint, RunStatus
 from kaizen_api.results import ProgressReport
 from kaizen_operator import pipeline_status
 from kaizen_operator.conditions import get_condition

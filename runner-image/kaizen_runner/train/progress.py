@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from kaizen_api.finetune import RunMetrics, RunProgress
+from kaizen_api.finetune_status import RunMetrics, RunProgress
 from kaizen_api.results import FailureReason, ProgressReport, TerminationMessage
 from kaizen_api.runconfig import ProgressTarget
 from transformers import TrainerCallback

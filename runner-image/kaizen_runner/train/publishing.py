@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from kaizen_api.finetune import RunMetrics
+from kaizen_api.finetune_status import RunMetrics
 from kaizen_api.results import BaseModelInfo, RunReport, TerminationMessage, VersionManifest
 from kaizen_api.runconfig import TrainRunConfig
 

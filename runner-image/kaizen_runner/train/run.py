@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kaizen_api.finetune import RunMetrics
+from kaizen_api.finetune_status import RunMetrics
 from kaizen_api.results import TerminationMessage, VersionManifest
 from kaizen_api.runconfig import TrainRunConfig
 
