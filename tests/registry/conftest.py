@@ -1,5 +1,6 @@
-"""Fixtures of the registry tests: tiny model folders as Hugging Face saves them, and an S3 server that
-keeps bucket policies (moto's; the rclone server of tests/support/s3server.py ignores them)."""
+"""Fixtures of the registry tests: tiny model folders as Hugging Face saves them, an S3 server that
+keeps bucket policies (moto's; the rclone server of tests/support/s3server.py ignores them), and the
+operator in-process with a client of the test control plane."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from kaizen_operator.kube import Kube
+from kopf.testing import KopfRunner
 from support.tinymodels import build_tiny_causal_lm, build_tiny_llava
 
 
@@ -44,3 +47,30 @@ def policy_s3() -> Iterator[str]:
     host, port = server.get_host_and_port()
     yield f"http://{host}:{port}"
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def operator(control_plane) -> Iterator[KopfRunner]:
+    """The whole operator in-process, with the other controllers' test settings (kwok's fake pods)."""
+    from cluster.ftp_support import kopf_operator, operator_env
+
+    with (
+        pytest.MonkeyPatch.context() as patch,
+        kopf_operator(control_plane, operator_env(control_plane), patch) as runner,
+    ):
+        yield runner
+
+
+@pytest.fixture
+def kube(control_plane) -> Iterator[Kube]:
+    from kubernetes import config
+
+    api = config.new_client_from_config(config_file=str(control_plane.kubeconfig))
+    yield Kube(api)
+    api.close()
+
+
+@pytest.fixture
+def secret(kube: Kube, namespace: str, s3_server) -> str:
+    kube.request("POST", f"/api/v1/namespaces/{namespace}/secrets", s3_server.secret("datahub"))
+    return "datahub"

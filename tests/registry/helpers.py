@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+from kaizen_api.base import GROUP, VERSION
 from kaizen_api.results import ManifestFile, VersionManifest
+from kaizen_operator.kube import Kube
 from kaizen_runner.train.output import sha256_file
 
 
@@ -51,3 +56,44 @@ def upload(client, folder: Path, bucket: str, prefix: str, skip: frozenset[str] 
 def keys(client, bucket: str, prefix: str) -> list[str]:
     pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
     return sorted(item["Key"] for page in pages for item in page.get("Contents", []))
+
+
+PM = f"/apis/{GROUP}/{VERSION}/namespaces/{{ns}}/privatemodels"
+
+
+def model(name: str, bucket: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "PrivateModel",
+        "metadata": {"name": name},
+        "spec": {
+            "title": name,
+            "storage": {
+                "s3": {"connection": {"name": "datahub"}, "bucket": bucket, "key": f"models/{name}/"}
+            },
+            **spec,
+        },
+    }
+
+
+def wait(get: Callable[[], Any], check: Callable[[Any], bool], what: str, timeout: float = 40) -> Any:
+    deadline = time.monotonic() + timeout
+    value = None
+    while time.monotonic() < deadline:
+        value = get()
+        if check(value):
+            return value
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}; last: {value}")
+
+
+def getter(kube: Kube, namespace: str, name: str) -> Callable[[], dict | None]:
+    return lambda: kube.get(f"{PM.format(ns=namespace)}/{name}")
+
+
+def versions_of(obj: dict | None) -> dict[str, dict]:
+    return {v["name"]: v for v in ((obj or {}).get("status") or {}).get("versions") or []}
+
+
+def condition(obj: dict, type_: str) -> dict:
+    return next(c for c in obj["status"]["conditions"] if c["type"] == type_)

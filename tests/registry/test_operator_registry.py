@@ -1,89 +1,21 @@
 """The registry against the real API server and the real S3 server, with the operator in-process:
 versions uploaded to S3 appear in the status; runs' outputs become ready; shares are RBAC that the API
-server enforces (impersonated SelfSubjectAccessReviews); deletion is guarded."""
+server enforces (impersonated SelfSubjectAccessReviews); the allow-list becomes a bucket policy.
+Deletion is in test_registry_delete.py."""
 
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 import pytest
-from kaizen_api.base import GROUP, VERSION
+from kaizen_api.base import GROUP
 from kaizen_operator.kube import ApiError, Kube
-from kopf.testing import KopfRunner
 
-from registry.helpers import keys, publish_like_the_runner, upload
+from registry.helpers import PM, condition, getter, model, publish_like_the_runner, upload, versions_of, wait
 
 pytestmark = [pytest.mark.cluster, pytest.mark.s3]
-PM = f"/apis/{GROUP}/{VERSION}/namespaces/{{ns}}/privatemodels"
-
-
-@pytest.fixture(scope="module")
-def operator(control_plane) -> Iterator[KopfRunner]:
-    """The whole operator in-process, with the other controllers' test settings (kwok's fake pods)."""
-    from cluster.ftp_support import kopf_operator, operator_env
-
-    with (
-        pytest.MonkeyPatch.context() as patch,
-        kopf_operator(control_plane, operator_env(control_plane), patch) as runner,
-    ):
-        yield runner
-
-
-@pytest.fixture
-def kube(control_plane) -> Iterator[Kube]:
-    from kubernetes import config
-
-    api = config.new_client_from_config(config_file=str(control_plane.kubeconfig))
-    yield Kube(api)
-    api.close()
-
-
-@pytest.fixture
-def secret(kube: Kube, namespace: str, s3_server) -> str:
-    kube.request("POST", f"/api/v1/namespaces/{namespace}/secrets", s3_server.secret("datahub"))
-    return "datahub"
-
-
-def model(name: str, bucket: str, **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "PrivateModel",
-        "metadata": {"name": name},
-        "spec": {
-            "title": name,
-            "storage": {
-                "s3": {"connection": {"name": "datahub"}, "bucket": bucket, "key": f"models/{name}/"}
-            },
-            **spec,
-        },
-    }
-
-
-def wait(get: Callable[[], Any], check: Callable[[Any], bool], what: str, timeout: float = 40) -> Any:
-    deadline = time.monotonic() + timeout
-    value = None
-    while time.monotonic() < deadline:
-        value = get()
-        if check(value):
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}; last: {value}")
-
-
-def getter(kube: Kube, namespace: str, name: str) -> Callable[[], dict | None]:
-    return lambda: kube.get(f"{PM.format(ns=namespace)}/{name}")
-
-
-def versions_of(obj: dict | None) -> dict[str, dict]:
-    return {v["name"]: v for v in ((obj or {}).get("status") or {}).get("versions") or []}
-
-
-def condition(obj: dict, type_: str) -> dict:
-    return next(c for c in obj["status"]["conditions"] if c["type"] == type_)
 
 
 def test_versions_in_storage_appear_with_sizes_files_readiness_and_tags(
@@ -284,98 +216,6 @@ def test_a_share_lets_that_user_get_this_model_only_until_it_is_removed(
     assert not can(kube, user, namespace, "get", "shared")
     roles = kube.request("GET", f"/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}/roles")
     assert roles["items"] == []
-
-
-def delete(kube: Kube, namespace: str, name: str) -> None:
-    kube.request("DELETE", f"{PM.format(ns=namespace)}/{name}")
-
-
-def stored(s3_server, bucket: str, name: str) -> list[str]:
-    return keys(s3_server.client(), bucket, f"models/{name}/")
-
-
-def test_delete_with_retain_keeps_the_files(
-    operator, kube, namespace, secret, s3_server, s3_bucket, tiny_models
-) -> None:
-    upload(s3_server.client(), tiny_models["llama"], s3_bucket, "models/kept/v1")
-    kube.request("POST", PM.format(ns=namespace), model("kept", s3_bucket))
-    get = getter(kube, namespace, "kept")
-    wait(get, lambda o: versions_of(o).get("v1", {}).get("ready"), "scanned")
-    delete(kube, namespace, "kept")
-    wait(get, lambda o: o is None, "object deleted")
-    assert len(stored(s3_server, s3_bucket, "kept")) == len(list(tiny_models["llama"].iterdir()))
-
-
-def test_delete_needs_the_confirmation_then_removes_the_files(
-    operator, kube, namespace, secret, s3_server, s3_bucket, tiny_models
-) -> None:
-    upload(s3_server.client(), tiny_models["llama"], s3_bucket, "models/gone/v1")
-    upload(s3_server.client(), tiny_models["llama"], s3_bucket, "models/gone-sibling/v1")
-    kube.request("POST", PM.format(ns=namespace), model("gone", s3_bucket, deletionPolicy="Delete"))
-    get = getter(kube, namespace, "gone")
-    wait(get, lambda o: versions_of(o).get("v1", {}).get("ready"), "scanned")
-    delete(kube, namespace, "gone")
-    obj = wait(
-        get, lambda o: any(c["type"] == "Deleting" for c in o["status"]["conditions"]), "Deleting condition"
-    )
-    deleting = condition(obj, "Deleting")
-    assert (deleting["status"], deleting["reason"]) == ("False", "ConfirmationMissing")
-    assert "kaizen.dev/confirm-delete: gone" in deleting["message"]
-    assert stored(s3_server, s3_bucket, "gone"), "no file removed without the confirmation"
-    patch = {"metadata": {"annotations": {"kaizen.dev/confirm-delete": "gone"}}}
-    kube.request(
-        "PATCH", f"{PM.format(ns=namespace)}/gone", patch, content_type="application/merge-patch+json"
-    )
-    wait(get, lambda o: o is None, "object deleted", timeout=40)
-    assert stored(s3_server, s3_bucket, "gone") == []
-    assert stored(s3_server, s3_bucket, "gone-sibling"), "a sibling prefix is untouched"
-
-
-def evaljob(name: str, bucket: str, model_name: str) -> dict[str, Any]:
-    """A standard-suite EvalJob of `model_name`/v1 whose pod kwok keeps running for 10 minutes."""
-    fake = {"workload": {"annotations": {"kaizen.dev/fake-duration": "10m"}}}
-    s3 = {"connection": {"name": "datahub"}, "bucket": bucket}
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "EvalJob",
-        "metadata": {"name": name, "annotations": {"kaizen.dev/fake-pods": json.dumps(fake)}},
-        "spec": {
-            "displayName": "testj_busy",
-            "model": {"privateModel": {"name": model_name, "version": "v1"}},
-            "suite": "standard",
-            "dataset": {"format": "alpaca", "s3": {**s3, "key": "data/alpaca_test_mini.json"}},
-            "resources": {"gpusPerNode": 0},
-            "output": {"s3": {**s3, "key": "eval-results"}},
-        },
-    }
-
-
-def test_a_model_in_use_is_not_deleted(
-    operator, kube, namespace, secret, s3_server, s3_bucket, tiny_models
-) -> None:
-    upload(s3_server.client(), tiny_models["llama"], s3_bucket, "models/busy/v1")
-    busy = model("busy", s3_bucket, deletionPolicy="Delete")
-    busy["metadata"]["annotations"] = {"kaizen.dev/confirm-delete": "busy"}
-    kube.request("POST", PM.format(ns=namespace), busy)
-    get = getter(kube, namespace, "busy")
-    wait(get, lambda o: versions_of(o).get("v1", {}).get("ready"), "scanned")
-    jobs = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/evaljobs"
-    kube.request("POST", jobs, evaljob("uses-busy", s3_bucket, "busy"))
-    wait(
-        lambda: kube.request("GET", f"{jobs}/uses-busy"),
-        lambda o: (o.get("status") or {}).get("phase") == "Running",
-        "the EvalJob running",
-        timeout=60,
-    )
-    delete(kube, namespace, "busy")
-    obj = wait(get, lambda o: any(c["type"] == "InUse" for c in o["status"]["conditions"]), "InUse condition")
-    in_use = condition(obj, "InUse")
-    assert in_use["status"] == "True" and "EvalJob uses-busy" in in_use["message"]
-    time.sleep(12)  # past a recheck of the pending deletion
-    assert get() is not None and stored(s3_server, s3_bucket, "busy")
-    kube.request("DELETE", f"{jobs}/uses-busy")
-    wait(get, lambda o: o is None, "deleted once nothing uses it", timeout=60)
-    assert stored(s3_server, s3_bucket, "busy") == []
 
 
 def test_upload_to_a_private_model_through_the_kubeconfig_then_download_it(
