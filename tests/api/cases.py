@@ -1,66 +1,14 @@
 """Invalid manifests, each derived from a valid example by one change, with the field the rejection
-must name. Both the API server (CEL + OpenAPI schema) and the pydantic models must reject each one."""
+must name. Both the API server (CEL + OpenAPI schema) and the pydantic models must reject each one.
+This module holds the FineTunePipeline's and the edges every rule must still admit; the EvalJob's and
+PrivateModel's invalid manifests are in cases_eval.py."""
 
 from __future__ import annotations
 
-import copy
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from api.cases_eval import EVAL_CASES
+from api.manifests import DELETE, DPO, EXT, HP, LM, PM, S3_DATA, SFT, STD, Case
 
-import yaml
-
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-DELETE = object()
-
-
-def load_example(name: str) -> dict[str, Any]:
-    return yaml.safe_load((EXAMPLES / name).read_text())
-
-
-def all_examples() -> list[tuple[str, dict[str, Any]]]:
-    return [
-        (p.name, doc) for p in sorted(EXAMPLES.glob("*.yaml")) for doc in yaml.safe_load_all(p.read_text())
-    ]
-
-
-def apply(doc: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
-    """Copy `doc` with each dotted path set to its value, or removed when the value is DELETE."""
-    doc = copy.deepcopy(doc)
-    for path, value in changes.items():
-        *parents, last = path.split(".")
-        node = doc
-        for part in parents:
-            node = node.setdefault(part, {})
-        if value is DELETE:
-            node.pop(last, None)
-        else:
-            node[last] = value
-    return doc
-
-
-@dataclass(frozen=True)
-class Case:
-    id: str
-    example: str
-    changes: dict[str, Any]
-    field: str  # the path the rejection must name, e.g. spec.hyperparameters.learningRate
-
-    def manifest(self) -> dict[str, Any]:
-        return apply(load_example(self.example), self.changes)
-
-
-SFT = "finetune-sft-alpaca.yaml"
-DPO = "finetune-dpo.yaml"
-HP = "spec.hyperparameters"
-EXT = "spec.extendedHyperparameters"
-LM = "evaljob-lm-eval.yaml"
-STD = "evaljob-standard.yaml"
-PM = "privatemodel.yaml"
-GATED = "finetune-sft-gated.yaml"
-S3_DATA = {"connection": {"name": "datahub"}, "bucket": "kaizen-data", "key": "d.json"}
-
-CASES: list[Case] = [
+PIPELINE_CASES: list[Case] = [
     # core hyperparameters: ranges and enums
     Case("lr-too-low", SFT, {f"{HP}.learningRate": 0.000001}, f"{HP}.learningRate"),
     Case("lr-too-high", SFT, {f"{HP}.learningRate": 0.01}, f"{HP}.learningRate"),
@@ -340,145 +288,9 @@ CASES: list[Case] = [
         "spec.resources.tolerations[0].operator",
     ),
     Case("output-missing", SFT, {"spec.output": DELETE}, "spec.output"),
-    # EvalJob parameters (SPEC §4)
-    Case("top-k-zero", LM, {"spec.parameters.topK": 0}, "spec.parameters.topK"),
-    Case("top-k-below-minus-one", LM, {"spec.parameters.topK": -2}, "spec.parameters.topK"),
-    Case("top-p-zero", LM, {"spec.parameters.topP": 0}, "spec.parameters.topP"),
-    Case("top-p-above-one", LM, {"spec.parameters.topP": 1.5}, "spec.parameters.topP"),
-    Case(
-        "repetition-penalty-zero",
-        LM,
-        {"spec.parameters.repetitionPenalty": 0},
-        "spec.parameters.repetitionPenalty",
-    ),
-    Case(
-        "repetition-penalty-five",
-        LM,
-        {"spec.parameters.repetitionPenalty": 5},
-        "spec.parameters.repetitionPenalty",
-    ),
-    Case("temperature-negative", LM, {"spec.parameters.temperature": -0.5}, "spec.parameters.temperature"),
-    Case("max-tokens-zero", LM, {"spec.parameters.maxTokens": 0}, "spec.parameters.maxTokens"),
-    Case("num-fewshot-negative", LM, {"spec.parameters.numFewshot": -1}, "spec.parameters.numFewshot"),
-    Case("seed-negative", LM, {"spec.parameters.seed": -1}, "spec.parameters.seed"),
-    # EvalJob suites, tasks, dataset and metrics
-    Case("suite-unknown", LM, {"spec.suite": "helm"}, "spec.suite"),
-    Case("lm-eval-task-from-nejumi", LM, {"spec.tasks": ["arc", "jaster"]}, "spec.tasks"),
-    Case(
-        "nejumi-task-from-lm-eval",
-        LM,
-        {"spec.suite": "nejumi-leaderboard3", "spec.tasks": ["arc"]},
-        "spec.tasks",
-    ),
-    Case("vlm-task-from-lm-eval", LM, {"spec.suite": "vlmevalkit", "spec.tasks": ["gsm8k"]}, "spec.tasks"),
-    Case("lm-eval-without-tasks", LM, {"spec.tasks": DELETE}, "spec.tasks"),
-    Case("lm-eval-with-dataset", LM, {"spec.dataset": {"format": "alpaca", "s3": S3_DATA}}, "spec.dataset"),
-    Case("lm-eval-with-metrics", LM, {"spec.metrics": ["bleu"]}, "spec.metrics"),
-    Case("standard-without-dataset", STD, {"spec.dataset": DELETE}, "spec.dataset"),
-    Case("standard-with-tasks", STD, {"spec.tasks": ["arc"]}, "spec.tasks"),
-    Case("standard-with-corpus", STD, {"spec.dataset.format": "corpus"}, "spec.dataset.format"),
-    Case("metric-unknown", STD, {"spec.metrics": ["meteor"]}, "spec.metrics[0]"),
-    Case("job-name-dash-first", STD, {"spec.displayName": "-job"}, "spec.displayName"),
-    Case("job-name-too-long", STD, {"spec.displayName": "j" * 101}, "spec.displayName"),
-    Case("job-name-missing", STD, {"spec.displayName": DELETE}, "spec.displayName"),
-    Case("job-description-too-long", STD, {"spec.description": "x" * 201}, "spec.description"),
-    Case("eval-model-two-refs", STD, {"spec.model.catalog": "Llama-3.2-1B"}, "spec.model"),
-    Case(
-        "notification-bad-email",
-        STD,
-        {"spec.notification": {"emails": ["not-an-email"]}},
-        "spec.notification.emails[0]",
-    ),
-    Case(
-        "standard-dataset-and-predictions",
-        STD,
-        {"spec.predictions": {"s3": S3_DATA}},
-        "spec.dataset",
-    ),
-    Case(
-        "predictions-with-a-model",
-        STD,
-        {"spec.dataset": DELETE, "spec.predictions": {"s3": S3_DATA}},
-        "spec.model",
-    ),
-    Case("lm-eval-with-predictions", LM, {"spec.predictions": {"s3": S3_DATA}}, "spec.dataset"),
-    Case("eval-model-missing", LM, {"spec.model": DELETE}, "spec.model"),
-    Case(
-        "code-execution-without-humaneval",
-        LM,
-        {"spec.allowCodeExecution": True},
-        "spec.allowCodeExecution",
-    ),
-    Case("run-token-too-long", LM, {"spec.runToken": "r" * 64}, "spec.runToken"),
-    Case(
-        "endpoint-url-invalid",
-        LM,
-        {"spec.model": {"endpoint": {"baseUrl": "vllm:8000", "model": "m"}}},
-        "spec.model.endpoint.baseUrl",
-    ),
-    # The evaluation gate of a pipeline
-    Case(
-        "gate-threshold-from-another-suite",
-        GATED,
-        {"spec.evaluation.thresholds": [{"metric": "gsm8k/exact_match", "value": 0.3}]},
-        "spec.evaluation.thresholds",
-    ),
-    Case(
-        "gate-threshold-metric-not-chosen",
-        GATED,
-        {"spec.evaluation.thresholds": [{"metric": "rouge1", "value": 0.3}]},
-        "spec.evaluation.thresholds",
-    ),
-    Case(
-        "gate-lm-eval-threshold-of-another-task",
-        GATED,
-        {
-            "spec.evaluation": {
-                "suite": "lm-eval-harness",
-                "tasks": ["gsm8k"],
-                "thresholds": [{"metric": "arc_easy/acc", "value": 0.5}],
-            }
-        },
-        "spec.evaluation.thresholds",
-    ),
-    Case(
-        "gate-lm-eval-with-a-dataset",
-        GATED,
-        {"spec.evaluation.suite": "lm-eval-harness", "spec.evaluation.tasks": ["gsm8k"]},
-        "spec.evaluation.suite",
-    ),
-    Case("gate-without-thresholds", GATED, {"spec.evaluation.thresholds": []}, "spec.evaluation.thresholds"),
-    Case(
-        "gate-operator-unknown",
-        GATED,
-        {"spec.evaluation.thresholds": [{"metric": "rougeL", "operator": "=>", "value": 0.4}]},
-        "spec.evaluation.thresholds[0].operator",
-    ),
-    # PrivateModel (SPEC §5)
-    Case("ip-octet-300", PM, {"spec.ipAllowList": ["192.168.300.1"]}, "spec.ipAllowList[0]"),
-    Case("ip-suffix-33", PM, {"spec.ipAllowList": ["10.0.0.0/33"]}, "spec.ipAllowList[0]"),
-    Case("ip-not-address", PM, {"spec.ipAllowList": ["example.com"]}, "spec.ipAllowList[0]"),
-    Case("ip-v6", PM, {"spec.ipAllowList": ["::1"]}, "spec.ipAllowList[0]"),
-    Case("ip-list-eleven", PM, {"spec.ipAllowList": [f"10.0.0.{i}" for i in range(11)]}, "spec.ipAllowList"),
-    Case("title-missing", PM, {"spec.title": DELETE}, "spec.title"),
-    Case("title-empty", PM, {"spec.title": ""}, "spec.title"),
-    Case("model-size-words", PM, {"spec.modelSize": "7 billion"}, "spec.modelSize"),
-    Case(
-        "share-role-unknown",
-        PM,
-        {"spec.sharing": [{"email": "a@example.com", "tenant": "t", "role": "admin"}]},
-        "spec.sharing[0].role",
-    ),
-    Case(
-        "share-bad-email",
-        PM,
-        {"spec.sharing": [{"email": "a-at-example", "tenant": "t"}]},
-        "spec.sharing[0].email",
-    ),
-    Case("deletion-policy-unknown", PM, {"spec.deletionPolicy": "Orphan"}, "spec.deletionPolicy"),
-    Case("storage-two-places", PM, {"spec.storage.pvc": {"claimName": "models"}}, "spec.storage"),
-    Case("tags-too-many", PM, {"spec.tags": {"other": [f"t{i}" for i in range(21)]}}, "spec.tags.other"),
 ]
+
+CASES: list[Case] = [*PIPELINE_CASES, *EVAL_CASES]
 
 # Manifests that must still be admitted: each admission rule above has edges it must not refuse.
 VALID_VARIANTS: list[Case] = [

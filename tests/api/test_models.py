@@ -12,7 +12,8 @@ from kaizen_api.kinds import KINDS
 from kaizen_operator.admission import validation_message
 from pydantic import ValidationError
 
-from api.cases import CASES, VALID_VARIANTS, all_examples
+from api.cases import CASES, VALID_VARIANTS
+from api.manifests import all_examples
 
 ROOT = Path(__file__).resolve().parents[2]
 BY_KIND = {k.kind: k for k in KINDS}

@@ -4,7 +4,8 @@ the field; immutable fields cannot change after creation."""
 from __future__ import annotations
 
 import pytest
-from api.cases import ALLOWED_UPDATES, CASES, TRANSITIONS, VALID_VARIANTS, all_examples, load_example
+from api.cases import ALLOWED_UPDATES, CASES, TRANSITIONS, VALID_VARIANTS
+from api.manifests import all_examples, load_example
 from kaizen_api.base import GROUP, VERSION
 from kaizen_api.kinds import KINDS
 from kubernetes import client

@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from api.cases import load_example
+from api.manifests import load_example
 from kaizen_api.base import GROUP, VERSION
 from kaizen_api.kinds import EVAL_JOB, FINETUNE_PIPELINE, PRIVATE_MODEL
 from kopf.testing import KopfRunner

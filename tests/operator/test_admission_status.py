@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from api.cases import load_example
+from api.manifests import load_example
 from kaizen_api.kinds import EVAL_JOB, FINETUNE_PIPELINE
 from kaizen_operator.admission import admission_status
 from kaizen_operator.conditions import get_condition, set_condition

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from api.cases import load_example
+from api.manifests import load_example
 from kaizen_api.evalconfig import EvalRunConfig
 from kaizen_api.evaljob import EvalJobSpec, EvalRunRecord
 from kaizen_api.results import EXIT_USER_ERROR, TerminationMessage

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from api.cases import load_example
+from api.manifests import load_example
 from kaizen_api.finetune import FineTunePipelineSpec
 from kaizen_api.finetune_status import RunEvaluation, RunStatus
 from kaizen_operator import fakepods

@@ -108,7 +108,7 @@ class _Kube:
 def _outcome(port: int) -> tuple[str, str, str]:
     from types import SimpleNamespace
 
-    from api.cases import load_example
+    from api.manifests import load_example
     from kaizen_api.evaljob import EvalJobSpec, EvalRunRecord
     from kaizen_operator.eval_reconciler import _notify
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from api.cases import load_example
+from api.manifests import load_example
 from kaizen_api.finetune import FineTunePipelineSpec
 from kaizen_api.finetune_status import RunStatus
 from kaizen_operator.quotas import RUN_WAIT, concurrent_runs_blocker, pipeline_blocker, to_wake

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from api.cases import DELETE
+from api.manifests import DELETE
 from kaizen_api.runconfig import TrainRunConfig
 from kaizen_operator.catalog import load_catalog
 from kaizen_operator.resolve import (

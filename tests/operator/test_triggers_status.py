@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from api.cases import load_example
+from api.manifests import load_example
 from kaizen_api.finetune import FineTunePipelineSpec
 from kaizen_api.finetune_status import FineTunePipelineStatus, LossPoint, RunStatus
 from kaizen_api.results import ProgressReport

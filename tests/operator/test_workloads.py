@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import yaml
-from api.cases import DELETE
+from api.manifests import DELETE
 from kaizen_api.results import EXIT_USER_ERROR
 from kaizen_api.runconfig import TrainRunConfig
 from kaizen_operator.resolve import ResolveError

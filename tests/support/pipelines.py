@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from api.cases import apply, load_example
+from api.manifests import apply, load_example
 from kaizen_operator.catalog import load_catalog
 from kaizen_operator.resolve import ResolvedRun, resolve_train_run
 from kaizen_operator.settings import OperatorSettings

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from api.cases import DELETE
+from api.manifests import DELETE
 from kaizen_api.results import EXIT_USER_ERROR, RecordProblem, TerminationMessage
 from kaizen_api.runconfig import TrainRunConfig
 from kaizen_runner.cli import main
