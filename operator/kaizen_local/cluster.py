@@ -24,6 +24,7 @@ from kaizen_local.paths import KAIZEN_CRDS_DIR, THIRD_PARTY_CRDS_DIR
 # kubernetes is imported where it is used: importing it takes seconds (thousands of pydantic models), and
 # every pytest run loads the fixtures built on this module, unit tests included.
 if TYPE_CHECKING:
+    from kaizen_operator.kube import Kube
     from kubernetes import client
 
 FIELD_MANAGER = "kaizen-local"
@@ -111,7 +112,7 @@ class Cluster:
         self.bin_dir = bin_dir
         self.log_dir = log_dir
         self.crd_names: list[str] = []  # CRDs known to be Established (see wait_established)
-        self._own_api: client.ApiClient | None = None
+        self._kube: Kube | None = None
 
     @property
     def env(self) -> dict[str, str]:
@@ -125,9 +126,9 @@ class Cluster:
         return config.new_client_from_config(config_file=str(self.kubeconfig))
 
     def close(self) -> None:
-        if self._own_api is not None:
-            self._own_api.close()
-            self._own_api = None
+        if self._kube is not None:
+            self._kube.api.close()
+            self._kube = None
 
     def request(
         self,
@@ -139,32 +140,21 @@ class Cluster:
         accept: str = "application/json",
         missing_ok: bool = False,
     ) -> Any:
-        """A REST call with plain JSON in and out; ApiException on an error status, except that with
-        ``missing_ok`` a 404 returns None.
+        """A REST call with plain JSON in and out, through the operator's own client (`Kube`): ApiError
+        on an error status, except that with ``missing_ok`` a 404 returns None.
 
-        The typed methods of kubernetes 37 validate bodies and build pydantic models: seconds of CPU for a
-        large CRD, and up to a second for each model class on first use. And this reuses one client, so
-        one pool of kept-alive connections: each new one costs a TLS handshake.
+        One client is kept, so one pool of kept-alive connections: each new one costs a TLS handshake.
         """
-        if self._own_api is None:
-            self._own_api = self.api_client()
-        api = self._own_api
-        headers = {"Content-Type": content_type, "Accept": accept}
-        params = list((query or {}).items())
-        method, url, headers, body, _ = api.param_serialize(
-            method, path, query_params=params, header_params=headers, body=body, auth_settings=["BearerToken"]
-        )
-        response = api.call_api(method, url, headers, body)
-        data = response.read()
-        if response.status == 404 and missing_ok:
-            return None
-        if not 200 <= response.status < 300:
-            from kubernetes.client.rest import ApiException
+        from kaizen_operator.kube import ApiError, Kube
 
-            raise ApiException(
-                status=response.status, reason=response.reason, body=data.decode(errors="replace")
-            )
-        return json.loads(data) if data else None
+        if self._kube is None:
+            self._kube = Kube(self.api_client())
+        try:
+            return self._kube.request(method, path, body, query, content_type, accept)
+        except ApiError as err:
+            if missing_ok and err.status == 404:
+                return None
+            raise
 
     def exists(self, path: str) -> bool:
         return self.request("GET", path, missing_ok=True) is not None

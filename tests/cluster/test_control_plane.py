@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kaizen_operator.kube import ApiError
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 from support.controlplane import (
@@ -282,10 +283,10 @@ def test_malformed_pytorchjob_is_rejected(
 ) -> None:
     manifest = pytorchjob_manifest("broken")
     breakage(manifest["spec"])
-    with pytest.raises(ApiException) as rejected:
+    with pytest.raises(ApiError) as rejected:
         create_pytorchjob(manifest)
     assert rejected.value.status == 422
-    assert field in str(rejected.value.body)
+    assert field in rejected.value.message
 
 
 def test_rbac_applies_to_service_accounts(control_plane: Cluster, namespace: str, tmp_path: Path) -> None:

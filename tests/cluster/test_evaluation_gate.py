@@ -31,7 +31,7 @@ from ftp_support import (
     wait_pipeline,
 )
 from kaizen_api.base import GROUP, VERSION
-from kubernetes.client.exceptions import ApiException
+from kaizen_operator.kube import ApiError
 
 pytestmark = pytest.mark.cluster
 EVALJOBS = f"/apis/{GROUP}/{VERSION}/namespaces/{{}}/evaljobs"
@@ -92,7 +92,7 @@ def make_version_ready(cluster: Any, ns: str, model: str, version: str) -> None:
             if ready != versions:
                 cluster.request("PATCH", f"{path}/status", body, content_type="application/merge-patch+json")
                 return
-        except ApiException as err:
+        except ApiError as err:
             if err.status != 409:
                 raise
         assert time.monotonic() < deadline, f"{model}: version {version} never made ready"

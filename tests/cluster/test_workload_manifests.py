@@ -8,6 +8,7 @@ import copy
 from typing import Any
 
 import pytest
+from kaizen_operator.kube import ApiError
 from kaizen_operator.workloads import (
     build_config_map,
     build_cronjob,
@@ -15,7 +16,6 @@ from kaizen_operator.workloads import (
     build_token_secret,
     build_workload,
 )
-from kubernetes.client.rest import ApiException
 from support.pipelines import SETTINGS, pipeline, resolved
 
 pytestmark = pytest.mark.cluster
@@ -91,6 +91,6 @@ def test_built_manifests_are_accepted_and_pods_are_restricted(
     # The namespace does enforce the profile: the same pod with privilege escalation is refused.
     bad = copy.deepcopy(pod)
     bad["spec"]["containers"][0]["securityContext"]["allowPrivilegeEscalation"] = True
-    with pytest.raises(ApiException) as info:
+    with pytest.raises(ApiError) as info:
         control_plane.request("POST", PATHS["Pod"].format(ns=namespace), bad, query=DRY_RUN)
-    assert info.value.status == 403 and "restricted" in info.value.body
+    assert info.value.status == 403 and "restricted" in info.value.message
