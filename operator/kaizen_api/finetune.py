@@ -1,6 +1,7 @@
 """FineTunePipeline: pre-training, SFT or DPO of a base model, run manually or on a schedule.
 
-Defaults are SPEC's (not TRL's): they are meant to work for a first run without tuning.
+Defaults are SPEC's (not TRL's): they are meant to work for a first run without tuning. This is the
+spec; what the operator records is in `kaizen_api.finetune_status`.
 """
 
 from __future__ import annotations
