@@ -15,8 +15,8 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -184,14 +184,3 @@ class DemoStack:
 
     def close(self) -> None:
         self._exit.close()
-
-
-@contextmanager
-def running_stack(
-    cluster: LocalControlPlane, work_dir: Path, runner_image: Callable[[], str] | None, stages: Stages
-) -> Iterator[DemoStack]:
-    stack = DemoStack(cluster, work_dir, stages).start(runner_image)
-    try:
-        yield stack
-    finally:
-        stack.close()

@@ -13,7 +13,6 @@ Conditions (metav1, each with observedGeneration):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from kaizen_api.finetune import FineTunePipelineSpec
 from kaizen_api.finetune_status import RunStatus
@@ -113,7 +112,3 @@ def phase(spec: FineTunePipelineSpec, runs: list[RunStatus], blocker: Blocker | 
         return "Suspended"
     last = _last_finished(runs)
     return last.phase if last else ("Scheduled" if spec.trigger.type == "schedule" else "Ready")
-
-
-def dump_runs(runs: list[RunStatus]) -> list[dict[str, Any]]:
-    return [r.to_manifest() for r in runs]
