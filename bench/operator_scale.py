@@ -6,10 +6,12 @@ fresh namespace, with the operator as a subprocess watching only that namespace:
 1. bare: N suspended batch/v1 Jobs created one after another; latency = POST start -> the Job's
    ADDED event on a watch. This is what any controller's child costs the API server and a watch.
    `--rate R` paces the creates at R per second (both phases); 0, the default, sends them back to back.
-2. one-write controller: the floor for a controller that creates this workload. A watch of N more
-   pipelines, in a namespace of its own, whose only work is one POST per pipeline of the Job the
-   operator would create first (its preflight Job, built by the operator's own builders, pods and
-   all): no kopf, no work queue, no reads, no other writes, no status. Latency as below.
+2. floor controllers: what a controller that starts this workload cannot go below. A watch of N
+   more pipelines, in a namespace of its own, whose only work per pipeline is to POST the Job the
+   operator creates first (its preflight Job, built by the operator's own builders, pods and all):
+   the one-write controller. The required-writes controller (N more, another namespace) then also
+   writes what the operator must when a run starts: the run's token Secret, its ConfigMap and the
+   run's record in the pipeline's status. No kopf, no work queue, no reads. Latency as below.
 3. operator: N FineTunePipelines created the same way; latency = POST start -> ADDED of the
    pipeline's first workload (its preflight Job), which the operator creates beside the run's
    record. Nothing moves after that: the pods that fit on the fake nodes (160 CPUs, one each) are kept
@@ -19,11 +21,11 @@ fresh namespace, with the operator as a subprocess watching only that namespace:
 4. idle: the operator's CPU over `--idle-seconds` once nothing changes, as % of one core; its peak
    RSS (VmHWM) over the whole run.
 
-Ratios are operator / bare at p50, p90 and p99, and operator / bare under load. Targets: p99 <= 3x,
-RSS < 250 MB, idle CPU < 1 %. For each phase, what it cost the API server (its /metrics): CPU
-milliseconds per create and garbage-collection cycles (and its GOGC). On a small machine that shares
-its cores with the API server, such a cycle (about half a second of a core) is when most of the
-slowest creates happen.
+Ratios are operator / bare at p50, p90 and p99, operator / bare under load, and each floor / bare.
+Targets: p99 <= 3x, RSS < 250 MB, idle CPU < 1 %. For each phase, what it cost the API server (its
+/metrics): CPU milliseconds per create and garbage-collection cycles (and its GOGC). On a small
+machine that shares its cores with the API server, such a cycle (about half a second of a core) is
+when most of the slowest creates happen.
 
     python bench/operator_scale.py [--pipelines 1000] [--rate 0] [--idle-seconds 60]
                                    [--kubeconfig F] [--json F]
@@ -44,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from cluster_bench import (
+    MERGE_PATCH,
     ApiserverLoad,
     JobWatch,
     bare_job,
@@ -55,13 +58,17 @@ from cluster_bench import (
     proc_stat,
     report,
 )
+from kaizen_api.finetune import FineTunePipelineSpec
+from kaizen_api.finetune_status import FineTunePipelineStatus, RunStatus
 from kaizen_local.cluster import Cluster
-from kaizen_operator import fakepods
+from kaizen_operator import fakepods, pipeline_status
 from kaizen_operator.catalog import load_catalog
+from kaizen_operator.kube import path_for
 from kaizen_operator.naming import run_display_name
+from kaizen_operator.progress import run_token
 from kaizen_operator.resolve import base_model_facts, resolve_train_run
 from kaizen_operator.settings import load_settings
-from kaizen_operator.workloads import build_preflight_job
+from kaizen_operator.workloads import build_config_map, build_preflight_job, build_token_secret
 from kaizen_operator.workloads.meta import COMPONENT_LABEL, PIPELINE_LABEL, PREFLIGHT
 
 REPO = Path(__file__).resolve().parents[1]
@@ -82,6 +89,8 @@ HOLD = fake(0, message(phase="Succeeded"), duration="24h")
 # writes in that side (the suspended Job's status update and Event come with it), so the probe
 # inflated the load it measures, for the operator's creates too.
 PROBE_EVERY = 4
+# The two floor controllers, by whether they make all the writes the operator makes when a run starts.
+FLOORS = {False: "one_write_controller", True: "required_writes_controller"}
 
 
 def reconcile_metrics(port: int) -> dict[str, float]:
@@ -102,23 +111,57 @@ def reconcile_metrics(port: int) -> dict[str, float]:
     return totals
 
 
-class PreflightJobs:
-    """The Job the operator creates first for a pipeline (its preflight Job), from the operator's own
-    resolution and builders, fake-pod annotations included: what the one-write controller posts."""
+class RunStart:
+    """What the operator writes when a pipeline's first run starts, from the operator's own resolution
+    and builders (fake-pod annotations included): its preflight Job first, then the run's token Secret,
+    its ConfigMap and the run's record in the pipeline's status (merge patch with the resourceVersion
+    read, as the operator's). The floor controllers post the Job, or all four."""
 
     def __init__(self) -> None:
         os.environ[fakepods.ENV] = "1"  # kwok's pod outcomes from the pipeline, as the bench's operator has
         self._settings = load_settings({fakepods.ENV: "1"})
         self._catalog = load_catalog(self._settings.catalog_path)
         self._models = {"out": private_model()}
+        self._key = os.urandom(24)
 
-    def __call__(self, pipeline_obj: dict[str, Any]) -> dict[str, Any]:
+    def writes(self, pipeline_obj: dict[str, Any], required: bool) -> list[tuple[str, str, dict[str, Any]]]:
+        """(method, path, body) of the Job and, when `required`, of the other three writes."""
         model = base_model_facts(pipeline_obj, self._catalog, self._models).name
-        display = run_display_name(model, datetime.now(UTC))
+        now = datetime.now(UTC)
+        display = run_display_name(model, now)
         run = resolve_train_run(pipeline_obj, display, self._catalog, self._models, self._settings)
         job = build_preflight_job(run, pipeline_obj, run.names, self._settings)
         fakepods.apply(pipeline_obj, "preflight", [job])
-        return job
+        out = [("POST", path_for(job), job)]
+        if not required:
+            return out
+        meta = pipeline_obj["metadata"]
+        token = run_token(self._key, meta["namespace"], run.names.run, meta["uid"])
+        secret = build_token_secret(run.names, pipeline_obj, token)
+        config = build_config_map(run, pipeline_obj, run.names)
+        out += [("POST", path_for(secret), secret), ("POST", path_for(config), config)]
+        spec = FineTunePipelineSpec.model_validate(pipeline_obj["spec"])
+        record = RunStatus(
+            name=display,
+            object_name=run.names.run,
+            trigger="manual",
+            token="",
+            start_time=now,
+            nodes=spec.resources.nodes,
+            phase="Pending",
+            reason="Preflight",
+        )
+        status = FineTunePipelineStatus(
+            observed_generation=meta["generation"],
+            phase=pipeline_status.phase(spec, [record], None),
+            last_run_name=display,
+            last_run_token="",
+            current_run=record,
+            runs=[record],
+        ).to_manifest()
+        status["conditions"] = pipeline_status.conditions(None, spec, [record], meta["generation"], None)
+        body = {"metadata": {"resourceVersion": meta["resourceVersion"]}, "status": status}
+        return [*out, ("PATCH", path_for(pipeline_obj, named=True) + "/status", body)]
 
 
 def first_workloads(watch: JobWatch) -> dict[str | None, float]:
@@ -130,20 +173,24 @@ def first_workloads(watch: JobWatch) -> dict[str | None, float]:
     }
 
 
-def one_write_controller(cluster: Cluster, pipelines: int, rate: float, load: ApiserverLoad) -> list[float]:
-    """The floor for a controller that creates the operator's first workload: a watch of pipelines in
-    a namespace of its own whose only work is one POST of that Job per new pipeline (no kopf, no work
-    queue, no reads, no other writes, no status), in this process. The pods run or wait as the
-    operator's do. Latency = pipeline POST start -> the Job's ADDED event, as for the operator."""
-    namespace = new_namespace(cluster, "floor")
-    jobs_path = f"/apis/batch/v1/namespaces/{namespace}/jobs"
-    preflight_job = PreflightJobs()
+def floor_controller(
+    cluster: Cluster, pipelines: int, rate: float, load: ApiserverLoad, *, required: bool
+) -> list[float]:
+    """The floor for a controller that starts this workload: a watch of pipelines in a namespace of its
+    own whose only work, per new pipeline, is to POST the operator's preflight Job and, with `required`,
+    the run's Secret, ConfigMap and status record after it (one after another, in this process). No
+    kopf, no work queue, no reads. The pods run or wait as the operator's do. Latency = pipeline POST
+    start -> the Job's ADDED event, as for the operator."""
+    namespace = new_namespace(cluster, "floor-all" if required else "floor")
+    start = RunStart()
 
-    def create_job(pipeline_obj: dict[str, Any]) -> None:
-        cluster.request("POST", jobs_path, preflight_job(pipeline_obj))
+    def start_run(pipeline_obj: dict[str, Any]) -> None:
+        for method, path, body in start.writes(pipeline_obj, required):
+            content_type = MERGE_PATCH if method == "PATCH" else "application/json"
+            cluster.request(method, path, body, content_type=content_type)
 
     watch = JobWatch(cluster, namespace)
-    controller = JobWatch(cluster, namespace, "/apis/kaizen.dev/v1alpha1", "finetunepipelines", create_job)
+    controller = JobWatch(cluster, namespace, "/apis/kaizen.dev/v1alpha1", "finetunepipelines", start_run)
     try:
         time.sleep(1)  # both watches open
         started = {}
@@ -155,7 +202,7 @@ def one_write_controller(cluster: Cluster, pipelines: int, rate: float, load: Ap
             body = pipeline(name, preflight=HOLD, workload=HOLD)
             cluster.request("POST", PIPELINES.format(namespace), body)
         watch.wait(pipelines, timeout=60 + pipelines * 0.2)
-        load.mark("one_write_controller", pipelines)
+        load.mark(FLOORS[required], pipelines)
         first = first_workloads(watch)
         return [first[n] - t for n, t in started.items()]
     finally:
@@ -200,8 +247,10 @@ def run(
         watch.wait(pipelines, timeout=60 + pipelines * 0.2, prefix="bare-")
         bare = [watch.seen[n][0] - t for n, t in bare_started.items()]
         load.mark("bare", pipelines)
-        floor = one_write_controller(cluster, pipelines, rate, load)
-        load.restart()  # the deletion of the one-write controller's namespace counts for no phase
+        floors = {}
+        for required in (False, True):
+            floors[FLOORS[required]] = floor_controller(cluster, pipelines, rate, load, required=required)
+            load.restart()  # the deletion of the floor's namespace counts for no phase
         started, loaded_started = {}, {}
         busy0, _ = proc_stat(operator.pid)
         t0 = time.monotonic()
@@ -236,7 +285,7 @@ def run(
             "operator_metrics": reconcile_metrics(int(env["KAIZEN_METRICS_PORT"])),
             "bare_create_to_watch_s": percentiles(bare),
             "bare_create_under_load_to_watch_s": percentiles(loaded),
-            "one_write_controller_create_to_workload_s": percentiles(floor),
+            **{f"{side}_create_to_workload_s": percentiles(floor) for side, floor in floors.items()},
             "operator_create_to_workload_s": percentiles(latency),
             "apiserver_load": load.phases,
             "apiserver_gogc": load.gogc,
@@ -255,9 +304,8 @@ def run(
             summary[f"ratio_under_load_{q}"] = (
                 summary["operator_create_to_workload_s"][q] / summary["bare_create_under_load_to_watch_s"][q]
             )
-            summary[f"one_write_controller_ratio_{q}"] = (
-                summary["one_write_controller_create_to_workload_s"][q] / bare_q
-            )
+            for side in floors:
+                summary[f"{side}_ratio_{q}"] = summary[f"{side}_create_to_workload_s"][q] / bare_q
         return summary
     finally:
         operator.terminate()

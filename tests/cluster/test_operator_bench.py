@@ -30,9 +30,11 @@ def test_bench_reports_every_figure(control_plane, tmp_path: Path) -> None:
     for key in (*figures, "operator_idle_cpu_percent"):
         assert summary[key] >= 0, key
     assert summary["operator_create_to_workload_s"]["p50"] > 0
-    assert summary["one_write_controller_create_to_workload_s"]["p50"] > 0
+    for floor in ("one_write_controller", "required_writes_controller"):
+        assert summary[f"{floor}_create_to_workload_s"]["p50"] > 0
+        assert summary[f"{floor}_ratio_p99"] > 0
     assert summary["apiserver_gogc"] > 0
     load = summary["apiserver_load"]
-    assert set(load) == {"bare", "one_write_controller", "operator"}
+    assert set(load) == {"bare", "one_write_controller", "required_writes_controller", "operator"}
     for phase in load.values():
         assert phase["cpu_ms_per_create"] > 0 and phase["gc_cycles"] >= 0
