@@ -40,40 +40,15 @@ from cluster_bench import (
     new_namespace,
     report,
 )
-from kaizen_api.finetune import FineTunePipelineSpec
-from kaizen_api.finetune_status import FineTunePipelineStatus, RunStatus
 from kaizen_local.cluster import Cluster
-from kaizen_operator import pipeline_status
-from operator_scale import HOLD, PIPELINES, pipeline  # the scale bench's held pipelines
+from operator_scale import (  # the scale bench's held pipelines and a run's first status
+    HOLD,
+    PIPELINES,
+    pipeline,
+    run_start_status,
+)
 
 SETTLE_S = 1.5  # the controllers' and the watch's share of the last writes lands
-
-
-def run_start_status(index: int) -> dict[str, Any]:
-    """The status the operator writes when a pipeline's first run starts, derived by the operator's own
-    functions (`pipeline_status`): its conditions, the run as current run and as the history's first."""
-    now = datetime.now(UTC).replace(microsecond=0)
-    spec = FineTunePipelineSpec.model_validate(pipeline(f"p-{index}")["spec"])
-    run = RunStatus(
-        name=f"ft_Qwen2.5-0.5B-Instruct_{now:%Y%m%d%H%M%S}",
-        object_name=f"p-{index}-{now:%Y%m%d%H%M%S}-{uuid.uuid4().hex[:6]}",
-        nodes=1,
-        trigger="manual",
-        token="",
-        phase="Pending",
-        reason="Preflight",
-        start_time=now,
-    )
-    status = FineTunePipelineStatus(
-        observed_generation=1,
-        phase=pipeline_status.phase(spec, [run], None),
-        last_run_name=run.name,
-        last_run_token="",
-        current_run=run,
-        runs=[run],
-    ).to_manifest()
-    status["conditions"] = pipeline_status.conditions(None, spec, [run], 1, None)
-    return status
 
 
 def measure(load: ApiserverLoad, kind: str, writes: int, write: Callable[[int], None]) -> None:
@@ -102,7 +77,10 @@ def run(cluster: Cluster, writes: int) -> dict[str, Any]:
         cluster.request("POST", pipelines, pipeline(f"p-{i}", preflight=HOLD, workload=HOLD))
 
     def status(i: int) -> None:
-        body = {"status": run_start_status(i)}
+        now = datetime.now(UTC).replace(microsecond=0)
+        name = f"ft_Qwen2.5-0.5B-Instruct_{now:%Y%m%d%H%M%S}"
+        object_name = f"p-{i}-{now:%Y%m%d%H%M%S}-{uuid.uuid4().hex[:6]}"
+        body = {"status": run_start_status(pipeline(f"p-{i}"), name, object_name, now)}
         cluster.request("PATCH", f"{pipelines}/p-{i}/status", body, content_type=MERGE_PATCH)
 
     load = ApiserverLoad(cluster)

@@ -112,6 +112,35 @@ def reconcile_metrics(port: int) -> dict[str, float]:
     return totals
 
 
+def run_start_status(
+    pipeline_obj: dict[str, Any], name: str, object_name: str, now: datetime
+) -> dict[str, Any]:
+    """The status the operator writes when a pipeline's first run starts, derived by the operator's own
+    functions (`pipeline_status`): its conditions, the run as current run and as the history's first."""
+    spec = FineTunePipelineSpec.model_validate(pipeline_obj["spec"])
+    generation = pipeline_obj["metadata"].get("generation", 1)  # 1: a manifest not created yet
+    run = RunStatus(
+        name=name,
+        object_name=object_name,
+        nodes=spec.resources.nodes,
+        trigger="manual",
+        token="",
+        phase="Pending",
+        reason="Preflight",
+        start_time=now,
+    )
+    status = FineTunePipelineStatus(
+        observed_generation=generation,
+        phase=pipeline_status.phase(spec, [run], None),
+        last_run_name=run.name,
+        last_run_token="",
+        current_run=run,
+        runs=[run],
+    ).to_manifest()
+    status["conditions"] = pipeline_status.conditions(None, spec, [run], generation, None)
+    return status
+
+
 class RunStart:
     """What the operator writes when a pipeline's first run starts, from the operator's own resolution
     and builders (fake-pod annotations included): its preflight Job first, then the run's token Secret,
@@ -141,26 +170,7 @@ class RunStart:
         secret = build_token_secret(run.names, pipeline_obj, token)
         config = build_config_map(run, pipeline_obj, run.names)
         out += [("POST", path_for(secret), secret), ("POST", path_for(config), config)]
-        spec = FineTunePipelineSpec.model_validate(pipeline_obj["spec"])
-        record = RunStatus(
-            name=display,
-            object_name=run.names.run,
-            trigger="manual",
-            token="",
-            start_time=now,
-            nodes=spec.resources.nodes,
-            phase="Pending",
-            reason="Preflight",
-        )
-        status = FineTunePipelineStatus(
-            observed_generation=meta["generation"],
-            phase=pipeline_status.phase(spec, [record], None),
-            last_run_name=display,
-            last_run_token="",
-            current_run=record,
-            runs=[record],
-        ).to_manifest()
-        status["conditions"] = pipeline_status.conditions(None, spec, [record], meta["generation"], None)
+        status = run_start_status(pipeline_obj, display, run.names.run, now)
         body = {"metadata": {"resourceVersion": meta["resourceVersion"]}, "status": status}
         return [*out, ("PATCH", path_for(pipeline_obj, named=True) + "/status", body)]
 
