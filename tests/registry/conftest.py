@@ -7,11 +7,14 @@ from __future__ import annotations
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
-from kaizen_operator.kube import Kube
-from kopf.testing import KopfRunner
 from support.tinymodels import build_tiny_causal_lm, build_tiny_llava
+
+if TYPE_CHECKING:  # kopf and kubernetes take seconds to import: only the cluster tests load them
+    from kaizen_operator.kube import Kube
+    from kopf.testing import KopfRunner
 
 
 @pytest.fixture(scope="session")
@@ -63,6 +66,7 @@ def operator(control_plane) -> Iterator[KopfRunner]:
 
 @pytest.fixture
 def kube(control_plane) -> Iterator[Kube]:
+    from kaizen_operator.kube import Kube
     from kubernetes import config
 
     api = config.new_client_from_config(config_file=str(control_plane.kubeconfig))

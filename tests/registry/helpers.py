@@ -7,12 +7,14 @@ import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kaizen_api.base import GROUP, VERSION
 from kaizen_api.results import ManifestFile, VersionManifest
-from kaizen_operator.kube import Kube
 from kaizen_runner.train.output import sha256_file
+
+if TYPE_CHECKING:  # the unit tests that import these helpers need no Kubernetes client
+    from kaizen_operator.kube import Kube
 
 
 def publish_like_the_runner(
