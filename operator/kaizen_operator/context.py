@@ -9,14 +9,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from kaizen_api.base import API_VERSION as API
+from kaizen_api.kinds import FINETUNE_PIPELINE
+
 from kaizen_operator.catalog import Catalog
 from kaizen_operator.kube import ApiError, Kube, path_of
 from kaizen_operator.metrics import STATUS_PATCHES, RunPhases
 from kaizen_operator.settings import OperatorSettings
 from kaizen_operator.watchcache import WatchCache
 
-API = "kaizen.dev/v1alpha1"
-KIND = "FineTunePipeline"
+KIND = FINETUNE_PIPELINE.kind
 
 
 @dataclass

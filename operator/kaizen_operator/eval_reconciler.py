@@ -13,6 +13,7 @@ import os
 from datetime import UTC, datetime
 from typing import Any
 
+from kaizen_api.base import API_VERSION as API
 from kaizen_api.evaljob import RUNS_MAX, EvalJobSpec, EvalJobStatus, EvalRunRecord
 from kaizen_api.kinds import EVAL_JOB
 from pydantic import ValidationError
@@ -41,7 +42,6 @@ from kaizen_operator.resolve import ResolveError
 from kaizen_operator.workloads.meta import RUN_LABEL
 
 log = logging.getLogger(__name__)
-API = "kaizen.dev/v1alpha1"
 KIND = EVAL_JOB.kind
 STATUS_KEYS = (
     "observedGeneration", "phase", "conditions", "jobName", "runName", "startTime", "completionTime",

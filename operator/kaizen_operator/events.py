@@ -7,12 +7,12 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
+from kaizen_api.base import API_VERSION as API
 from kaizen_api.kinds import FINETUNE_PIPELINE
 
 from kaizen_operator.kube import ApiError, Kube, path_of
 
 log = logging.getLogger(__name__)
-API = "kaizen.dev/v1alpha1"
 
 
 def post_event(

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from kaizen_api.base import API_VERSION as API
 from kaizen_api.evalgate import EvaluationGate
 from kaizen_api.finetune import FineTunePipelineSpec
 from kaizen_api.finetune_status import GateState, RunEvaluation, RunStatus
@@ -25,7 +26,6 @@ from kaizen_operator.eval_gate import build_gate_evaljob, gate_evaljob_name, gat
 from kaizen_operator.kube import ApiError, Kube, path_of
 from kaizen_operator.registry_link import mark_promoted
 
-API = "kaizen.dev/v1alpha1"
 WAIT_FOR_VERSION_S = 5.0  # PrivateModel changes do not wake the pipeline: look again soon
 RETRY_S = 30.0
 DECIDED = frozenset({"Promoted", "ThresholdNotMet", "EvaluationFailed"})

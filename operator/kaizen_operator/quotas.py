@@ -17,16 +17,17 @@ import heapq
 from collections.abc import Iterable
 from typing import Any
 
+from kaizen_api.base import API_VERSION as API
 from kaizen_api.finetune import FineTunePipelineSpec
 from kaizen_api.finetune_status import RunStatus
+from kaizen_api.kinds import FINETUNE_PIPELINE
 
 from kaizen_operator.kube import Kube, path_of
 from kaizen_operator.pipeline_status import Blocker
 from kaizen_operator.settings import Quotas
 from kaizen_operator.watchcache import WatchCache
 
-API = "kaizen.dev/v1alpha1"
-KIND = "FineTunePipeline"
+KIND = FINETUNE_PIPELINE.kind
 REASON = "QuotaExceeded"
 RUN_WAIT = "the run starts when one ends"  # ends the concurrent-runs message; `to_wake` looks for it
 # A pipeline waiting for a run slot is woken when one frees; this bounds the wait should that wake

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from kaizen_api.base import API_VERSION
+
 from kaizen_operator.kube import ApiError, Kube, path_of
 
 ATTEMPTS = 3
@@ -61,7 +63,7 @@ def update_versions(
 ) -> None:
     """Write `change(versions)` unless it is None; optimistic concurrency, retried on conflict. A
     missing PrivateModel is an error unless `missing_ok`."""
-    path = path_of("kaizen.dev/v1alpha1", "PrivateModel", namespace, model)
+    path = path_of(API_VERSION, "PrivateModel", namespace, model)
     for attempt in range(ATTEMPTS):
         current = kube.get(path)
         if current is None:
