@@ -5,6 +5,7 @@ operator needs more: Jobs whose pods are scheduled onto GPU nodes and then succe
 starts etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok (fake nodes that "run" pods
 by following the Stage files in ``kwok/``, see ``fakenodes``), creates fake GPU and CPU nodes, and
 installs Kaizen's CRDs (``crds/*.yaml``) and the third-party ones (``../shared/third-party-crds/``).
+Each process's command line, and why each flag is there, is in ``flags``.
 
 Binaries come from ``$KUBEBUILDER_ASSETS``, else ``$K8S_BIN_DIR``, else
 ``~/.cache/kaizen/k8s-bin-<version>``, which ``tools/build-k8s-bins.sh`` fills.
@@ -33,6 +34,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from kaizen_local import flags
 from kaizen_local.cluster import (
     DEFAULT_SA_PATH,
     Cluster,
@@ -51,26 +53,6 @@ from kaizen_local.processes import ControlPlaneError, Probe, Process, die_with_p
 
 # Part of the etcd snapshot key; bump it when a change here alters what a snapshot must contain.
 SNAPSHOT_FORMAT = "1"
-
-# kube-controller-manager controllers: what Jobs, CronJobs, Deployments, garbage collection and namespace
-# cleanup need. serviceaccount-controller creates each namespace's "default" ServiceAccount, so the
-# ServiceAccount admission plugin can stay on as in production (a pod naming a missing ServiceAccount is
-# rejected). The serviceaccount-token controller is not needed: pods get bound tokens from the
-# TokenRequest API, which the apiserver serves itself (the real node's kubelet asks it for them).
-KCM_CONTROLLERS = (
-    "job-controller",
-    "cronjob-controller",
-    "garbage-collector-controller",
-    "namespace-controller",
-    "ttl-after-finished-controller",
-    "pod-garbage-collector-controller",
-    "serviceaccount-controller",
-    "deployment-controller",
-    "replicaset-controller",
-    # The kube-root-ca.crt ConfigMap in each namespace: a kubelet mounts it into every pod's
-    # service-account token volume.
-    "root-ca-certificate-publisher-controller",
-)
 
 
 def _snapshot_key(bin_dir: Path, crd_files: list[Path]) -> str:
@@ -279,41 +261,13 @@ class LocalControlPlane(Cluster):
             stderr=subprocess.PIPE,
         )
         etcd_url, peer_url = f"http://127.0.0.1:{etcd_port}", f"http://127.0.0.1:{peer_port}"
-        self._spawn(
-            "etcd",
-            f"--data-dir={self.work_dir / 'etcd'}",
-            f"--listen-client-urls={etcd_url}",
-            f"--advertise-client-urls={etcd_url}",
-            f"--listen-peer-urls={peer_url}",
-            f"--initial-advertise-peer-urls={peer_url}",
-            f"--initial-cluster=default={peer_url}",
-            "--unsafe-no-fsync",  # test data: durability is worthless, fsync latency is not
-            "--log-level=warn",
-        )
+        self._spawn("etcd", *flags.etcd(self.work_dir / "etcd", etcd_url, peer_url))
         _, err = keygen.communicate()
         if keygen.returncode:
             raise ControlPlaneError(f"openssl could not create {sa_key}: {err.decode(errors='replace')}")
         self._spawn(
             "kube-apiserver",
-            f"--etcd-servers={etcd_url}",
-            f"--cert-dir={pki}",  # the apiserver writes a self-signed serving cert here
-            "--bind-address=127.0.0.1",
-            "--advertise-address=127.0.0.1",
-            f"--secure-port={self.api_port}",
-            "--service-cluster-ip-range=10.0.0.0/24",
-            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-            f"--service-account-key-file={sa_key}",
-            f"--service-account-signing-key-file={sa_key}",
-            f"--token-auth-file={self.work_dir / 'tokens.csv'}",
-            "--authorization-mode=Node,RBAC",  # Node: what a kubelet may read (its pods' secrets...)
-            "--allow-privileged=true",
-            "--endpoint-reconciler-type=none",  # no Endpoints for Service "kubernetes": nothing runs in pods
-            # TaintNodesByCondition would taint every new node not-ready:NoSchedule, and without the
-            # node-lifecycle controller nothing removes the taint.
-            "--disable-admission-plugins=TaintNodesByCondition",
-            # A namespace's annotations can then send all its pods to the real node (node.realnode).
-            "--enable-admission-plugins=PodNodeSelector,PodTolerationRestriction",
-            "--enable-priority-and-fairness=false",  # saves startup work; nothing here competes for the API
+            *flags.apiserver(etcd_url, pki, self.api_port, sa_key, self.work_dir / "tokens.csv"),
             *node_args,
         )
         self._wait("etcd health", Probe(etcd_port, "/health", tls=False), "etcd", timeout=30)
@@ -326,37 +280,13 @@ class LocalControlPlane(Cluster):
 
     def _start_components(self) -> None:
         self._kcm_port, self._scheduler_port = free_port(), free_port()
-        common = (
-            f"--kubeconfig={self.kubeconfig}",
-            "--leader-elect=false",
-            "--bind-address=127.0.0.1",
-            "--authorization-always-allow-paths=/healthz,/readyz,/livez",  # probe without credentials
-            "--kube-api-qps=200",  # client-side throttling would only slow the tests down
-            "--kube-api-burst=400",
-        )
-        self._spawn(
-            "kube-controller-manager",
-            *common,
-            f"--secure-port={self._kcm_port}",
-            f"--cert-dir={self.work_dir / 'pki' / 'kcm'}",
-            f"--controllers={','.join(KCM_CONTROLLERS)}",
-            f"--root-ca-file={self.work_dir / 'pki' / 'apiserver.crt'}",
-        )
-        self._spawn(
-            "kube-scheduler",
-            *common,
-            f"--secure-port={self._scheduler_port}",
-            f"--cert-dir={self.work_dir / 'pki' / 'scheduler'}",
-        )
-        stages = sorted(KWOK_STAGES_DIR.glob("*.yaml"))
+        pki = self.work_dir / "pki"
+        kcm_args = flags.controller_manager(self.kubeconfig, self._kcm_port, pki)
+        self._spawn("kube-controller-manager", *kcm_args)
+        self._spawn("kube-scheduler", *flags.scheduler(self.kubeconfig, self._scheduler_port, pki))
         self._spawn(
             "kwok",
-            f"--kubeconfig={self.kubeconfig}",
-            "--manage-all-nodes=false",
-            "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
-            "--cidr=10.244.0.0/16",
-            "--node-ip=10.0.0.2",
-            *(f"--config={stage}" for stage in stages),
+            *flags.kwok(self.kubeconfig, sorted(KWOK_STAGES_DIR.glob("*.yaml"))),
             # KWOK_WORKDIR keeps kwok from also loading a developer's ~/.kwok/kwok.yaml.
             extra_env={"KWOK_WORKDIR": str(self.work_dir / "kwok")},
         )

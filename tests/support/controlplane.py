@@ -30,7 +30,7 @@ from kaizen_local.cluster import (
     third_party_crd_files,
     wait_for,
 )
-from kaizen_local.controlplane import KCM_CONTROLLERS, SNAPSHOT_FORMAT, LocalControlPlane
+from kaizen_local.controlplane import SNAPSHOT_FORMAT, LocalControlPlane
 from kaizen_local.fakenodes import (
     FAKE_DURATION_ANNOTATION,
     FAKE_EXIT_CODE_LABEL,
@@ -38,6 +38,7 @@ from kaizen_local.fakenodes import (
     FAKE_TERMINATION_MESSAGE_ANNOTATION,
     FakeNode,
 )
+from kaizen_local.flags import KCM_CONTROLLERS
 from kaizen_local.paths import (
     BINARIES,
     CACHE_DIR,
