@@ -42,7 +42,7 @@ def test_spec_defaults_are_passed_explicitly() -> None:
         "optim": "adamw_torch",
         "weight_decay": 0.0,
         "max_grad_norm": 1.0,
-        "gradient_checkpointing": True,
+        "activation_checkpointing": True,
         "warmup_steps": 0.0,
         "lr_scheduler_type": "cosine",
         "full_determinism": False,
@@ -104,7 +104,7 @@ def test_every_core_and_extended_hyperparameter_is_mapped() -> None:
     assert (args["bf16"], args["fp16"]) == (False, False)
     assert args["optim"] == "sgd"
     assert (args["weight_decay"], args["max_grad_norm"]) == (0.01, 0.5)
-    assert args["gradient_checkpointing"] is False
+    assert args["activation_checkpointing"] is False
     assert args["warmup_steps"] == 0.1  # a float below 1 is a ratio for transformers 5
     assert args["lr_scheduler_type"] == "linear"
     assert (args["full_determinism"], args["seed"], args["use_liger_kernel"]) == (True, 7, True)

@@ -49,7 +49,7 @@ def test_each_trainer_runs_on_the_api_defaults(
     assert cfg.extended_hyperparameters.runtime.mixed_precision == "bf16"
     result, version = run(config, tmp_path)
     args = result.trainer.args
-    assert (args.bf16, args.gradient_checkpointing, args.per_device_train_batch_size) == (True, True, 1)
+    assert (args.bf16, args.activation_checkpointing, args.per_device_train_batch_size) == (True, True, 1)
     assert result.global_step >= 1 and (version / "adapter" / "adapter_config.json").is_file()
     assert not (tmp_path / "out" / ".checkpoints" / cfg.run_name).exists()  # removed after success
 

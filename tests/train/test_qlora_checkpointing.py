@@ -32,7 +32,7 @@ def test_the_decision_follows_disable_gradient_checkpointing(disabled: bool, tmp
     args = trainer_args(
         TrainRunConfig.model_validate(config), RunFacts(output_dir="o", has_eval=False, use_cpu=True)
     )
-    assert args["gradient_checkpointing"] is not disabled
+    assert args["activation_checkpointing"] is not disabled
 
 
 @pytest.fixture

@@ -89,8 +89,8 @@ def common_args(cfg: TrainRunConfig, facts: RunFacts) -> dict[str, Any]:
         "optim": OPTIMIZERS[rt.optimizer],
         "weight_decay": rt.weight_decay,
         "max_grad_norm": rt.max_grad_norm,
-        "gradient_checkpointing": gradient_checkpointing,
-        "gradient_checkpointing_kwargs": {"use_reentrant": False} if gradient_checkpointing else None,
+        "activation_checkpointing": gradient_checkpointing,
+        "activation_checkpointing_kwargs": {"use_reentrant": False} if gradient_checkpointing else None,
         # An explicit step count wins over the ratio (SPEC: lrWarmupSteps overrides lrWarmupRatio).
         "warmup_steps": rt.lr_warmup_steps if rt.lr_warmup_steps > 0 else rt.lr_warmup_ratio,
         "lr_scheduler_type": _scheduler(
