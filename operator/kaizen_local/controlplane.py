@@ -51,7 +51,8 @@ from kaizen_local.node.realnode import RealNode
 from kaizen_local.paths import CACHE_DIR, KWOK_STAGES_DIR, default_bin_dir, missing_binaries
 from kaizen_local.processes import ControlPlaneError, Probe, Process, die_with_parent, free_port, tail
 
-# Part of the etcd snapshot key; bump it when a change here alters what a snapshot must contain.
+# Part of the etcd snapshot key; bump it when a change here or in ``flags`` alters what a snapshot must
+# contain.
 SNAPSHOT_FORMAT = "1"
 
 

@@ -11,7 +11,7 @@ import json
 import pytest
 from kaizen_runner.data import DataError, DataFormat, Reason, load_records
 
-from .records import gpt, human, only_issue
+from .validation_helpers import gpt, human, only_issue
 
 A, S, P, C = DataFormat.ALPACA, DataFormat.SHAREGPT, DataFormat.PREFERENCE, DataFormat.CORPUS
 

@@ -11,7 +11,7 @@ import pytest
 from kaizen_runner.data import Limits, Reason, load_records
 
 from .fixtures_gen import BLUE_JPG, RED_PNG, image_bytes, parquet_bytes, write_zip
-from .records import gpt, human, only_issue
+from .validation_helpers import gpt, human, only_issue
 
 
 def image_row(text="<image>What is it?", images=("images/red.png",), key="images", **extra):
