@@ -24,7 +24,6 @@ import os
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from contextlib import ExitStack
 from datetime import UTC, datetime
@@ -41,6 +40,7 @@ from cluster_bench import (
     report,
 )
 from kaizen_local.cluster import Cluster
+from kaizen_operator.naming import run_display_name, run_object_name
 from operator_scale import (  # the scale bench's held pipelines and a run's first status
     HOLD,
     PIPELINES,
@@ -78,9 +78,8 @@ def run(cluster: Cluster, writes: int) -> dict[str, Any]:
 
     def status(i: int) -> None:
         now = datetime.now(UTC).replace(microsecond=0)
-        name = f"ft_Qwen2.5-0.5B-Instruct_{now:%Y%m%d%H%M%S}"
-        object_name = f"p-{i}-{now:%Y%m%d%H%M%S}-{uuid.uuid4().hex[:6]}"
-        body = {"status": run_start_status(pipeline(f"p-{i}"), name, object_name, now)}
+        name = run_display_name("Qwen2.5-0.5B-Instruct", now)
+        body = {"status": run_start_status(pipeline(f"p-{i}"), name, run_object_name(f"p-{i}", name), now)}
         cluster.request("PATCH", f"{pipelines}/p-{i}/status", body, content_type=MERGE_PATCH)
 
     load = ApiserverLoad(cluster)
