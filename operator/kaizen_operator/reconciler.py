@@ -37,6 +37,7 @@ from kaizen_operator.triggers import (
     concurrency_decision,
     manual_request,
     parse_time,
+    recorded_run,
     schedule_requests,
 )
 from kaizen_operator.workloads import workload_kind
@@ -162,6 +163,10 @@ class Pass:
                 else:
                     self.blocker, self.requeue = quota, WAIT_FALLBACK_S
         for request in schedule_requests(trigger_jobs):
+            recorded = recorded_run(request, self.runs)
+            if recorded is not None:  # its trigger Job's handled mark was lost: mark it again
+                handled.append((request.trigger_job or "", f"{recorded.phase} {recorded.name}"))
+                continue
             active = [r for r in self.runs if not r.finished]
             decision, message = concurrency_decision(self.spec.trigger.concurrency_policy, active)
             skip: Blocker | None = None

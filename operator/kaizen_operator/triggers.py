@@ -2,7 +2,8 @@
 
 Pure. Every request is level-based: a manual request is "the spec's token differs from the token of
 the newest manual run" (kept in `status.lastRunToken`, so history pruning never re-runs one); a
-scheduled request is a trigger Job the operator has not yet marked handled.
+scheduled request is a trigger Job the operator has not yet marked handled and whose firing has no
+run on record (the mark is written after the record, so it can be lost).
 """
 
 from __future__ import annotations
@@ -66,6 +67,13 @@ def schedule_requests(trigger_jobs: list[dict[str, Any]]) -> list[RunRequest]:
         assert when is not None
         requests.append(RunRequest("schedule", when, trigger_job=meta["name"]))
     return sorted(requests, key=lambda r: r.when)
+
+
+def recorded_run(request: RunRequest, runs: list[RunStatus]) -> RunStatus | None:
+    """The run (or Skipped entry) already on record for a firing. A trigger Job is marked handled
+    after the status records its run, so a failed mark or a restart in between leaves it unmarked;
+    taking it again would record a second run of the same name (which Replace would cancel with it)."""
+    return next((r for r in runs if r.trigger == "schedule" and r.scheduled_time == request.when), None)
 
 
 def concurrency_decision(

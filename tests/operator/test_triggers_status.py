@@ -13,7 +13,13 @@ from kaizen_operator.conditions import get_condition
 from kaizen_operator.pipeline_status import Blocker
 from kaizen_operator.progress import RateLimiter, apply_report, downsample, is_stale, run_token, token_matches
 from kaizen_operator.schedule import contains, next_time
-from kaizen_operator.triggers import cancel_targets, concurrency_decision, manual_request, schedule_requests
+from kaizen_operator.triggers import (
+    cancel_targets,
+    concurrency_decision,
+    manual_request,
+    recorded_run,
+    schedule_requests,
+)
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 
@@ -60,6 +66,20 @@ def test_schedule_requests_are_unhandled_trigger_jobs_oldest_first() -> None:
         ]
     )
     assert [r.trigger_job for r in requests] == ["a", "b"]
+
+
+def test_a_firing_already_on_record_is_not_taken_again() -> None:
+    """Its trigger Job's handled mark was lost after the status recorded the run (a 5xx, a restart):
+    the next pass finds the run by its firing time and only marks the Job, whatever the policy."""
+    stamp = {"batch.kubernetes.io/cronjob-scheduled-timestamp": "2026-12-02T03:00:00Z"}
+    (firing,) = schedule_requests([{"metadata": {"name": "t", "annotations": stamp}}])
+    taken = RunStatus(name="ft_m_20261202030000", trigger="schedule", scheduled_time=firing.when)
+    skipped = taken.model_copy(update={"phase": "Skipped"})
+    earlier = taken.model_copy(update={"scheduled_time": datetime(2026, 12, 1, 3, tzinfo=UTC)})
+    manual = RunStatus(name="ft_m_20261202030000", trigger="manual")
+    assert recorded_run(firing, [taken]) is taken
+    assert recorded_run(firing, [skipped]) is skipped
+    assert recorded_run(firing, [earlier, manual]) is None
 
 
 def test_concurrency_policies() -> None:
