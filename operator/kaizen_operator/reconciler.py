@@ -35,6 +35,7 @@ from kaizen_operator.triggers import (
     RunRequest,
     cancel_targets,
     concurrency_decision,
+    holding_slots,
     manual_request,
     parse_time,
     recorded_run,
@@ -117,10 +118,11 @@ class Pass:
             return
         self.blocker = pipeline_blocker(self.ctx.pipelines, kube, self.pipeline, self.spec, settings.quotas)
 
-    def runs_quota(self) -> Blocker | None:
-        """The concurrent-runs cap, counting the runs this pass has recorded so far."""
+    def runs_quota(self, runs: list[RunStatus] | None = None) -> Blocker | None:
+        """The concurrent-runs cap, counting `runs` (default: those this pass has recorded so far)."""
         ctx = self.ctx
-        return concurrent_runs_blocker(ctx.pipelines, ctx.kube, self.pipeline, self.runs, ctx.settings.quotas)
+        counted = self.runs if runs is None else runs
+        return concurrent_runs_blocker(ctx.pipelines, ctx.kube, self.pipeline, counted, ctx.settings.quotas)
 
     # -- new runs ----------------------------------------------------------------------------------
 
@@ -176,7 +178,7 @@ class Pass:
                 skip = Blocker("Suspended", "the schedule fired while spec.trigger.suspend was true")
             elif decision == "skip":
                 skip = Blocker("ConcurrencyForbidden", message)
-            elif (quota := self.runs_quota()) is not None:
+            elif (quota := self.runs_quota(holding_slots(self.runs, decision))) is not None:
                 skip = quota
             if skip is not None:
                 run = self._new_run(

@@ -90,6 +90,12 @@ def concurrency_decision(
     return "start", ""
 
 
+def holding_slots(runs: list[RunStatus], decision: str) -> list[RunStatus]:
+    """The runs that count against the concurrent-runs cap once a firing's decision is carried out:
+    Replace cancels every active run, so their slots go to the new one."""
+    return [r for r in runs if r.finished] if decision == "replace" else runs
+
+
 def cancel_targets(annotations: dict[str, str], runs: list[RunStatus]) -> set[str]:
     """Active runs named (display or object name) by the `kaizen.dev/cancel` annotation."""
     wanted = {part.strip() for part in (annotations.get(CANCEL_ANNOTATION) or "").split(",") if part.strip()}

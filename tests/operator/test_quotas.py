@@ -11,6 +11,7 @@ from kaizen_api.finetune import FineTunePipelineSpec
 from kaizen_api.finetune_status import RunStatus
 from kaizen_operator.quotas import RUN_WAIT, concurrent_runs_blocker, pipeline_blocker, to_wake
 from kaizen_operator.settings import Quotas
+from kaizen_operator.triggers import holding_slots
 from kaizen_operator.watchcache import WatchCache
 
 
@@ -106,6 +107,16 @@ def test_the_pass_counts_its_own_runs_as_it_has_them() -> None:
     b = pipeline("b", DAY2, "Running")
     assert concurrent_runs_blocker(cache, api, b, [run_status("Succeeded")], quotas) is None  # type: ignore[arg-type]
     assert concurrent_runs_blocker(cache, api, b, [run_status("Pending")], quotas) is not None  # type: ignore[arg-type]
+
+
+def test_replace_frees_the_slots_of_the_runs_it_cancels() -> None:
+    """A firing under concurrencyPolicy Replace is not refused for the slot of the run it replaces."""
+    cache, api = cached(pipeline("a", DAY1, "Running")), Listing([])
+    quotas = Quotas(max_concurrent_runs=2)
+    b = pipeline("b", DAY2, "Running")
+    mine = [run_status("Running"), run_status("Succeeded")]
+    assert concurrent_runs_blocker(cache, api, b, holding_slots(mine, "replace"), quotas) is None  # type: ignore[arg-type]
+    assert concurrent_runs_blocker(cache, api, b, holding_slots(mine, "start"), quotas) is not None  # type: ignore[arg-type]
 
 
 def test_the_operators_own_write_counts_before_the_watch_shows_it() -> None:
