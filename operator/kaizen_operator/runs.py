@@ -25,6 +25,7 @@ OOM_EXIT_CODE = 137
 # The runner's failure classes that have a better-known name as a condition reason.
 RUNNER_REASONS = {"OutOfMemory": "OOMKilled"}
 PROBLEMS_IN_MESSAGE = 10
+WORKLOAD_DELETED = "WorkloadDeleted"
 
 
 @dataclass(frozen=True)
@@ -225,15 +226,21 @@ def _preflight(run: RunStatus, children: RunChildren, now: datetime) -> Advance 
 
 
 def advance(run: RunStatus, children: RunChildren, *, now: datetime, cancel: bool = False) -> Advance:
-    """The run as its children show it, and what to do next."""
+    """The run as its children show it, and what to do next. A cancel stops a run its children show
+    unfinished; one that has already succeeded or failed keeps that outcome. A workload gone counts
+    as unfinished: it is what a cancel leaves when its pass could not record it."""
     if run.finished:
         return Advance(run)
-    if cancel:
-        ended = _end(
-            run, "Cancelled", now, reason="Cancelled", message="cancelled by annotation kaizen.dev/cancel"
-        )
+    step = _derive(run.model_copy(deep=True), children, now)
+    if cancel and (not step.run.finished or step.run.reason == WORKLOAD_DELETED):
+        message = "cancelled by annotation kaizen.dev/cancel"
+        ended = _end(step.run, "Cancelled", now, reason="Cancelled", message=message)
         return Advance(ended.run, ("delete_children",), ended.event)
-    run = run.model_copy(deep=True)
+    return step
+
+
+def _derive(run: RunStatus, children: RunChildren, now: datetime) -> Advance:
+    """`advance` for an unfinished run (`run` is its own copy)."""
     staged = _preflight(run, children, now)
     if staged is not None:
         return staged
@@ -244,7 +251,7 @@ def advance(run: RunStatus, children: RunChildren, *, now: datetime, cancel: boo
                 run,
                 "Failed",
                 now,
-                reason="WorkloadDeleted",
+                reason=WORKLOAD_DELETED,
                 message=f"{run.job_kind} {run.job_name} was deleted",
             )
         return Advance(run.model_copy(update={"reason": "Starting"}), ("create_workload",))

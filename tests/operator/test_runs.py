@@ -158,6 +158,23 @@ def test_cancel_deletes_children_and_finished_runs_are_final() -> None:
     assert advance(step.run, RunChildren(workload=job("Complete")), now=NOW).run.phase == "Cancelled"
 
 
+def test_a_cancel_gives_way_to_an_outcome_the_children_already_show() -> None:
+    """Cancelled only while the run is unfinished: a version that completed is registered, not lost."""
+    recorded = run(preflight=PLAN, job_name="p-20261201120000-abc123", job_kind="Job")
+    done = RunChildren(workload=job("Complete"), workload_pods=[pod("Succeeded", 0)])
+    step = advance(recorded, done, now=NOW, cancel=True)
+    assert (step.run.phase, step.run.output_version, step.actions) == ("Succeeded", "ft_m_20261201120000", ())
+    failed = RunChildren(
+        workload=job("Failed", reason="BackoffLimitExceeded"), workload_pods=[pod("Failed", 1)]
+    )
+    assert advance(recorded, failed, now=NOW, cancel=True).run.reason == "ExitCode1"
+    running = RunChildren(workload=job(active=1), workload_pods=[pod("Running")])
+    assert advance(recorded, running, now=NOW, cancel=True).run.phase == "Cancelled"
+    # A cancel whose record was lost left the workload deleted: still Cancelled, not WorkloadDeleted.
+    gone = advance(recorded, RunChildren(), now=NOW, cancel=True)
+    assert (gone.run.phase, gone.run.reason, gone.actions) == ("Cancelled", "Cancelled", ("delete_children",))
+
+
 def test_pytorchjob_conditions() -> None:
     def pj(type_: str) -> dict[str, Any]:
         return {"kind": "PyTorchJob", "status": {"conditions": [{"type": type_, "status": "True"}]}}
