@@ -196,18 +196,25 @@ def create_workload(
     return next(m for m in manifests if m["kind"] in ("Job", "PyTorchJob"))
 
 
-def delete_children(kube: Kube, namespace: str, run: RunStatus) -> None:
-    """A cancelled run: its workload, preflight, Service and token go; the ConfigMap stays for inspection."""
-    assert run.object_name
-    names = ChildNames.of(run.object_name)
-    if run.job_kind == "PyTorchJob" and run.job_name:
-        kube.delete(path_of("kubeflow.org/v1", "PyTorchJob", namespace, run.job_name))
-    for api_version, kind, name in (
+def cleanup_targets(run_object_name: str, *, pytorchjobs: bool) -> list[tuple[str, str, str]]:
+    """(apiVersion, kind, name) of what a cancelled run's cleanup deletes: every workload kind the run
+    could have, whatever its record says (the pass that created a PyTorchJob may have lost its record
+    to a Conflict), PyTorchJobs where the cluster serves them; the ConfigMap stays for inspection."""
+    names = ChildNames.of(run_object_name)
+    targets = [
         ("batch/v1", "Job", names.job),
         ("batch/v1", "Job", names.preflight_job),
         ("v1", "Service", names.service),
         ("v1", "Secret", names.token_secret),
-    ):
+    ]
+    return [("kubeflow.org/v1", "PyTorchJob", names.job), *targets] if pytorchjobs else targets
+
+
+def delete_children(kube: Kube, namespace: str, run: RunStatus) -> None:
+    """A cancelled run's children, those that never existed too (a 404 is no error)."""
+    assert run.object_name
+    served = kube.serves("kubeflow.org/v1", "pytorchjobs")
+    for api_version, kind, name in cleanup_targets(run.object_name, pytorchjobs=served):
         kube.delete(path_of(api_version, kind, namespace, name))
 
 

@@ -12,6 +12,7 @@ import yaml
 from api.manifests import DELETE
 from kaizen_api.results import EXIT_USER_ERROR
 from kaizen_api.runconfig import TrainRunConfig
+from kaizen_operator.children import cleanup_targets
 from kaizen_operator.resolve import ResolveError
 from kaizen_operator.settings import OperatorSettings
 from kaizen_operator.workloads import (
@@ -229,6 +230,22 @@ def test_indexed_job_backend_without_the_crd() -> None:
     rank = env["PET_NODE_RANK"]["valueFrom"]["fieldRef"]["fieldPath"]
     assert rank == "metadata.annotations['batch.kubernetes.io/job-completion-index']"
     assert spec["podFailurePolicy"]["rules"][0]["onExitCodes"]["values"] == [EXIT_USER_ERROR]
+
+
+@pytest.mark.parametrize("example", ["finetune-sft-alpaca.yaml", MULTI])
+@pytest.mark.parametrize("pytorchjob", [True, False])
+def test_a_cancel_deletes_whatever_workload_a_run_may_have(example: str, pytorchjob: bool) -> None:
+    """By name, not by the recorded job kind: a PyTorchJob whose record was lost to a Conflict goes too."""
+    run = resolved(example)
+    built = {
+        (o["apiVersion"], o["kind"], o["metadata"]["name"])
+        for o in everything(example, pytorchjob=pytorchjob)
+    }
+    kept = {("v1", "ConfigMap", run.names.config_map)}  # for inspection; the CronJob is the pipeline's
+    run_children = {key for key in built - kept if key[1] != "CronJob"}
+    assert run_children <= set(cleanup_targets(run.names.run, pytorchjobs=True))
+    without_crd = cleanup_targets(run.names.run, pytorchjobs=False)
+    assert "PyTorchJob" not in {kind for _, kind, _ in without_crd}
 
 
 def test_backend_choice_follows_the_spec_then_the_settings() -> None:
