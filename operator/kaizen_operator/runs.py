@@ -26,6 +26,18 @@ OOM_EXIT_CODE = 137
 RUNNER_REASONS = {"OutOfMemory": "OOMKilled"}
 PROBLEMS_IN_MESSAGE = 10
 WORKLOAD_DELETED = "WorkloadDeleted"
+# A batch/v1 Job past activeDeadlineSeconds says reason DeadlineExceeded; the Kubeflow training
+# operator says reason PyTorchJobFailed, message "Job <name> has failed because it was active
+# longer than specified deadline".
+DEADLINE_MESSAGE = "active longer than specified deadline"
+# Which node a pod ran as: an Indexed Job's completion index, a PyTorchJob's replica type and index.
+RANK_KEYS = (
+    "batch.kubernetes.io/job-completion-index",
+    "training.kubeflow.org/replica-type",
+    "training.kubeflow.org/replica-index",
+)
+# A node's failure that the others' generic exit codes (a lost peer) only follow from.
+CAUSES_FIRST = ("OOMKilled", "Evicted")
 
 
 @dataclass(frozen=True)
@@ -106,12 +118,29 @@ def _is_running(pod: dict[str, Any]) -> bool:
     return (pod.get("status") or {}).get("phase") == "Running"
 
 
+def _rank(pod: dict[str, Any]) -> tuple[str, ...]:
+    """The node a pod ran as: an Indexed Job's completion index, a PyTorchJob's replica; a one-node
+    Job's pods (its retries) are all one."""
+    meta = pod.get("metadata") or {}
+    found = (meta.get("labels") or {}) | (meta.get("annotations") or {})
+    return tuple(str(found.get(key, "")) for key in RANK_KEYS)
+
+
 def pod_failure(pods: list[dict[str, Any]]) -> Failure | None:
-    """Why the newest failed pod failed: Evicted, OOMKilled, the runner's reason, else ExitCode<N>."""
-    failed = [p for p in pods if (p.get("status") or {}).get("phase") == "Failed"]
-    if not failed:
-        return None
-    pod = max(failed, key=_finished_at)
+    """Why the last attempt failed: an OOM kill or eviction on any node (the other nodes then fail on
+    the lost peer with a generic exit code), else the newest failed pod's cause. The last attempt is
+    each node's newest failed pod."""
+    last: dict[tuple[str, ...], dict[str, Any]] = {}
+    for pod in sorted(pods, key=_finished_at):
+        if (pod.get("status") or {}).get("phase") == "Failed":
+            last[_rank(pod)] = pod
+    newest_first = sorted(last.values(), key=_finished_at, reverse=True)
+    causes = [c for c in map(_pod_cause, newest_first) if c is not None]
+    return next((c for c in causes if c.reason in CAUSES_FIRST), next(iter(causes), None))
+
+
+def _pod_cause(pod: dict[str, Any]) -> Failure | None:
+    """Evicted, OOMKilled, the runner's reason, else ExitCode<N>."""
     status = pod.get("status") or {}
     disrupted = any(
         c.get("type") == "DisruptionTarget" and c.get("status") == "True"
@@ -137,7 +166,7 @@ def workload_failure(
     """The cause of a failed workload, most specific first; DeadlineExceeded beats what the pods show."""
     reason = (condition or {}).get("reason") or "Failed"
     message = (condition or {}).get("message") or ""
-    if reason == "DeadlineExceeded":
+    if reason == "DeadlineExceeded" or DEADLINE_MESSAGE in message:
         return Failure("DeadlineExceeded", message or "the run was active longer than activeDeadlineSeconds")
     return pod_failure(pods) or Failure(reason, message or f"the {obj.get('kind', 'workload')} failed")
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from kaizen_api.finetune_status import PreflightPlan, RecordProblem, RunProgress, RunStatus
 from kaizen_api.results import TerminationMessage
-from kaizen_operator.runs import RunChildren, advance, workload_outcome
+from kaizen_operator.runs import RunChildren, advance, pod_failure, workload_outcome
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 PLAN = PreflightPlan(records=4, usable_records=4, total_steps=8)
@@ -113,6 +113,43 @@ def test_workload_failure_reasons(
     step = advance(run(preflight=PLAN, job_name="p-20261201120000-abc123", job_kind="Job"), children, now=NOW)
     assert (step.run.phase, step.run.reason, step.run.exit_code) == ("Failed", reason, exit_code)
     assert step.run.completion_time == NOW
+
+
+def test_a_pytorchjob_past_its_deadline_fails_with_deadline_exceeded() -> None:
+    """The training operator's reason is PyTorchJobFailed; its message names the deadline."""
+
+    def pj(message: str) -> dict[str, Any]:
+        failed = {"type": "Failed", "status": "True", "reason": "PyTorchJobFailed", "message": message}
+        return {"kind": "PyTorchJob", "metadata": {"name": "p"}, "status": {"conditions": [failed]}}
+
+    recorded = run(preflight=PLAN, job_name="p", job_kind="PyTorchJob")
+    late = pj("Job p has failed because it was active longer than specified deadline")
+    step = advance(recorded, RunChildren(workload=late, workload_pods=[pod("Failed", 1)]), now=NOW)
+    assert (step.run.reason, step.run.exit_code) == ("DeadlineExceeded", None)
+    backoff = pj("Job p has failed because it has reached the specified backoff limit")
+    assert advance(recorded, RunChildren(workload=backoff), now=NOW).run.reason == "PyTorchJobFailed"
+
+
+def test_an_oom_kill_on_one_node_beats_the_exit_codes_of_the_others() -> None:
+    """Rank 1 is OOM-killed, rank 0 then dies on the lost peer: the run failed of the OOM kill. Only
+    each node's newest failure counts: a retry that failed otherwise says why the run ended."""
+
+    def ranked(index: str | None, code: int, finished: str) -> dict[str, Any]:
+        failed = pod("Failed", code)
+        failed["status"]["containerStatuses"][0]["state"]["terminated"]["finishedAt"] = finished
+        if index is not None:
+            failed["metadata"]["annotations"] = {"batch.kubernetes.io/job-completion-index": index}
+        return failed
+
+    def reason(pods: list[dict[str, Any]]) -> str | None:
+        failure = pod_failure(pods)
+        return failure.reason if failure else None
+
+    oom, nccl = ranked("1", 137, "2026-12-01T10:00:00Z"), ranked("0", 1, "2026-12-01T10:05:00Z")
+    assert reason([oom, nccl]) == reason([nccl, oom]) == "OOMKilled"
+    assert reason([oom, nccl, ranked("1", 3, "2026-12-01T10:10:00Z")]) == "ExitCode3"
+    one_node = [ranked(None, 137, "2026-12-01T10:00:00Z"), ranked(None, 1, "2026-12-01T10:05:00Z")]
+    assert reason(one_node) == "ExitCode1"
 
 
 def test_success_takes_metrics_from_the_termination_message() -> None:
