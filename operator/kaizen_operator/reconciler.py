@@ -39,6 +39,7 @@ from kaizen_operator.triggers import (
     manual_request,
     parse_time,
     recorded_run,
+    replaced_runs,
     schedule_requests,
 )
 from kaizen_operator.workloads import workload_kind
@@ -147,10 +148,10 @@ class Pass:
             **({"phase": "Pending", "reason": "Preflight"} | fields),
         )
 
-    def take_requests(self, trigger_jobs: list[dict[str, Any]]) -> tuple[list[tuple[str, str]], set[str]]:
-        """Record new runs and skipped firings; returns (trigger Job, note) to mark and runs to replace."""
+    def take_requests(self, trigger_jobs: list[dict[str, Any]]) -> list[tuple[str, str]]:
+        """Record new runs and skipped firings; returns (trigger Job, note) to mark. The runs a firing
+        replaces are cancelled by `replaced_runs`, from the record."""
         handled: list[tuple[str, str]] = []
-        replace: set[str] = set()
         if self.blocker is None:
             created = parse_time(self.meta["creationTimestamp"]) or self.now
             manual = manual_request(self.spec, self.status, self.now, created)
@@ -195,12 +196,10 @@ class Pass:
             else:
                 run = self._new_run(request)
                 self.fresh.add(run.object_name or "")
-                if decision == "replace":
-                    replace |= {r.name for r in active}
             self.runs.insert(0, run)
             self.status.last_schedule_time = request.when
             handled.append((request.trigger_job or "", f"{run.phase} {run.name}"))
-        return handled, replace
+        return handled
 
     def start_fresh_runs(self) -> None:
         """New runs' Secrets and ConfigMaps (and early preflight Jobs), created while their record is
@@ -365,7 +364,7 @@ def reconcile(ctx: Context, namespace: str, name: str) -> float | None:
     work.check_blockers()
     schedule.sync_cronjob(kube, pipeline, spec, ctx.settings, work.blocker is None)
     triggers = children.trigger_jobs(kube, namespace, name) if spec.trigger.type == "schedule" else []
-    handled, replace = work.take_requests(triggers)
+    handled = work.take_requests(triggers)
     if handled or len(work.runs) != len(work.status.runs or []):
         # New runs are on record before their workloads exist.
         work.start_fresh_runs()
@@ -375,7 +374,8 @@ def reconcile(ctx: Context, namespace: str, name: str) -> float | None:
             children.mark_handled(kube, job, namespace, note)
         work.pipeline = pipeline
         work.meta = pipeline["metadata"]
-    cancel = cancel_targets(pipeline["metadata"].get("annotations") or {}, work.runs) | replace
+    cancel = cancel_targets(pipeline["metadata"].get("annotations") or {}, work.runs)
+    cancel |= replaced_runs(spec.trigger.concurrency_policy, work.runs)
     work.advance_runs(cancel)
     gate = gate_runs.evaluate(kube, pipeline, spec, work.runs)
     work.runs, work.events, work.errors = gate.runs, work.events + gate.events, work.errors + gate.errors

@@ -96,6 +96,16 @@ def holding_slots(runs: list[RunStatus], decision: str) -> list[RunStatus]:
     return [r for r in runs if r.finished] if decision == "replace" else runs
 
 
+def replaced_runs(policy: str, runs: list[RunStatus]) -> set[str]:
+    """Under Replace, the active runs older than the newest active scheduled run (`runs` is newest
+    first). Derived from the record, not from the pass that took the firing: that pass may have died
+    between recording the new run and cancelling the old ones."""
+    if policy != "Replace":
+        return set()
+    newest = next((i for i, r in enumerate(runs) if r.trigger == "schedule" and not r.finished), None)
+    return set() if newest is None else {r.name for r in runs[newest + 1 :] if not r.finished}
+
+
 def cancel_targets(annotations: dict[str, str], runs: list[RunStatus]) -> set[str]:
     """Active runs named (display or object name) by the `kaizen.dev/cancel` annotation."""
     wanted = {part.strip() for part in (annotations.get(CANCEL_ANNOTATION) or "").split(",") if part.strip()}

@@ -18,6 +18,7 @@ from kaizen_operator.triggers import (
     concurrency_decision,
     manual_request,
     recorded_run,
+    replaced_runs,
     schedule_requests,
 )
 
@@ -88,6 +89,20 @@ def test_concurrency_policies() -> None:
     assert concurrency_decision("Replace", active)[0] == "replace"
     assert concurrency_decision("Allow", active)[0] == "start"
     assert concurrency_decision("Forbid", [])[0] == "start"
+
+
+def test_replace_cancels_what_the_newest_scheduled_run_replaced() -> None:
+    """From the record alone: a pass that recorded the new run and died before cancelling the old
+    ones leaves them to the next pass. Runs newer than that scheduled run are not its to replace."""
+    manual_after = RunStatus(name="m2", trigger="manual", phase="Running")
+    newest = RunStatus(name="s2", trigger="schedule", phase="Pending")
+    old_scheduled = RunStatus(name="s1", trigger="schedule", phase="Running")
+    old_manual = RunStatus(name="m1", trigger="manual", phase="Running")
+    done = RunStatus(name="s0", trigger="schedule", phase="Succeeded")
+    runs = [manual_after, newest, old_scheduled, old_manual, done]  # newest first, as in status
+    assert replaced_runs("Replace", runs) == {"s1", "m1"}
+    assert replaced_runs("Forbid", runs) == replaced_runs("Allow", runs) == set()
+    assert replaced_runs("Replace", [manual_after, old_manual]) == set()
 
 
 def test_cancel_names_active_runs_by_either_name() -> None:
