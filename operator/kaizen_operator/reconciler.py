@@ -39,7 +39,7 @@ from kaizen_operator.triggers import (
     parse_time,
     schedule_requests,
 )
-from kaizen_operator.workloads import workload_kind
+from kaizen_operator.workloads import asks_for_pytorchjobs, workload_kind
 
 log = logging.getLogger(__name__)
 RETRY_S = 30.0
@@ -222,11 +222,9 @@ class Pass:
         if not active:
             return
         kube = self.ctx.kube
-        multinode = any((r.nodes or 1) > 1 for r in active)
-        pytorchjob = (
-            multinode
-            and self.ctx.settings.multinode_backend != "indexedjob"
-            and kube.serves("kubeflow.org/v1", "pytorchjobs")
+        backend = self.spec.resources.multi_node_backend
+        pytorchjob = asks_for_pytorchjobs(active, backend, self.ctx.settings) and kube.serves(
+            "kubeflow.org/v1", "pytorchjobs"
         )
         if all(r.object_name in self.fresh for r in active):
             observed = children.Observed({}, {}, {})  # saves two LISTs on a new run's way to its preflight

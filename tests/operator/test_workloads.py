@@ -10,11 +10,13 @@ from typing import Any
 import pytest
 import yaml
 from api.manifests import DELETE
+from kaizen_api.finetune_status import RunStatus
 from kaizen_api.results import EXIT_USER_ERROR
 from kaizen_api.runconfig import TrainRunConfig
 from kaizen_operator.resolve import ResolveError
 from kaizen_operator.settings import OperatorSettings
 from kaizen_operator.workloads import (
+    asks_for_pytorchjobs,
     build_config_map,
     build_cronjob,
     build_preflight_job,
@@ -243,6 +245,19 @@ def test_backend_choice_follows_the_spec_then_the_settings() -> None:
     assert info.value.reason == "CRDMissing"
     single = resolved(MULTI, {"spec.resources.nodes": 1})
     assert workload_kind(single, SETTINGS, pytorchjob_available=True) == "Job"
+
+
+def test_the_pipelines_backend_decides_whether_pytorchjobs_are_looked_for() -> None:
+    two = [RunStatus(name="ft_m_20261201120000", nodes=2)]
+    indexed = OperatorSettings(multinode_backend="indexedjob")
+    assert asks_for_pytorchjobs(two, "pytorchjob", indexed)  # the spec's field wins over the setting
+    assert not asks_for_pytorchjobs(two, None, indexed)
+    assert not asks_for_pytorchjobs(two, "indexedjob", SETTINGS)
+    assert asks_for_pytorchjobs(two, None, SETTINGS)  # auto
+    assert not asks_for_pytorchjobs([RunStatus(name="ft_m_20261201120000", nodes=1)], "pytorchjob", SETTINGS)
+    # A run that has a PyTorchJob is observed whatever the spec or the setting say now.
+    had = [RunStatus(name="ft_m_20261201120000", nodes=2, job_kind="PyTorchJob")]
+    assert asks_for_pytorchjobs(had, "indexedjob", indexed)
 
 
 def test_cronjob_requests_runs_with_a_cpu_only_pod_that_can_do_nothing() -> None:
