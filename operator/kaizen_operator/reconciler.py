@@ -29,7 +29,7 @@ from kaizen_operator.naming import is_template, run_display_name, run_object_nam
 from kaizen_operator.pipeline_status import Blocker
 from kaizen_operator.quotas import WAIT_FALLBACK_S, concurrent_runs_blocker, pipeline_blocker
 from kaizen_operator.registry_link import record_version
-from kaizen_operator.resolve import ResolveError, base_model_facts, resolve_train_run
+from kaizen_operator.resolve import ResolveError, base_model_facts, resolve_train_run, spec_model_name
 from kaizen_operator.runs import advance
 from kaizen_operator.triggers import (
     RunRequest,
@@ -99,9 +99,16 @@ class Pass:
     # -- what blocks runs --------------------------------------------------------------------------
 
     def check_blockers(self) -> None:
+        """What blocks runs (the resolver's reasons first), and whether a schedule pipeline keeps its
+        CronJob: all but a pipeline over a namespace cap or whose schedule never fires do."""
         kube, settings = self.ctx.kube, self.ctx.settings
         self.private_models = _private_models(self.ctx, self.ns, self.spec)
         nodes = self.spec.resources.nodes
+        standing = schedule.schedule_blocker(self.spec, self.now) or pipeline_blocker(
+            self.ctx.pipelines, kube, self.pipeline, self.spec, settings.quotas
+        )
+        self.keeps_cronjob = standing is None
+        self.model_name = spec_model_name(self.spec)  # names a skipped firing if resolving fails
         try:
             self.model_name = base_model_facts(self.pipeline, self.ctx.catalog, self.private_models).name
             probe = resolve_train_run(
@@ -114,7 +121,7 @@ class Pass:
         except ResolveError as err:
             self.blocker = Blocker(err.reason, err.message)
             return
-        self.blocker = pipeline_blocker(self.ctx.pipelines, kube, self.pipeline, self.spec, settings.quotas)
+        self.blocker = standing
 
     def runs_quota(self) -> Blocker | None:
         """The concurrent-runs cap, counting the runs this pass has recorded so far."""
@@ -318,7 +325,7 @@ class Pass:
             last_run_name=next((r.name for r in runs if r.phase != "Skipped"), self.status.last_run_name),
             last_run_token=self.status.last_run_token,
             last_schedule_time=self.status.last_schedule_time,
-            next_schedule_time=schedule.next_time(self.spec, self.now),
+            next_schedule_time=schedule.next_time(self.spec, self.now) if self.keeps_cronjob else None,
             current_run=current,
             runs=runs,
         ).to_manifest()
@@ -354,7 +361,7 @@ def reconcile(ctx: Context, namespace: str, name: str) -> float | None:
         return None
     work = Pass(ctx, pipeline, spec)
     work.check_blockers()
-    schedule.sync_cronjob(kube, pipeline, spec, ctx.settings, work.blocker is None)
+    schedule.sync_cronjob(kube, pipeline, spec, ctx.settings, work.keeps_cronjob)
     triggers = children.trigger_jobs(kube, namespace, name) if spec.trigger.type == "schedule" else []
     handled, replace = work.take_requests(triggers)
     if handled or len(work.runs) != len(work.status.runs or []):

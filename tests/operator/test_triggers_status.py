@@ -12,7 +12,7 @@ from kaizen_operator import pipeline_status
 from kaizen_operator.conditions import get_condition
 from kaizen_operator.pipeline_status import Blocker
 from kaizen_operator.progress import RateLimiter, apply_report, downsample, is_stale, run_token, token_matches
-from kaizen_operator.schedule import contains, next_time
+from kaizen_operator.schedule import contains, next_time, schedule_blocker
 from kaizen_operator.triggers import cancel_targets, concurrency_decision, manual_request, schedule_requests
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -135,5 +135,16 @@ def test_next_schedule_time_in_the_zone_and_spec_subset() -> None:
     nightly = spec(type="schedule", schedule="0 3 * * *", timeZone="Asia/Tokyo")
     assert next_time(nightly, NOW) == datetime(2026, 12, 1, 18, 0, tzinfo=UTC)
     assert next_time(spec(type="schedule", schedule="@daily", suspend=True), NOW) is None
+    assert schedule_blocker(nightly, NOW) is None
     assert contains({"a": 1, "b": {"c": [1, 2]}, "x": 0}, {"b": {"c": [1, 2]}})
     assert not contains({"a": 1}, {"a": 2})
+
+
+def test_a_schedule_that_never_fires_blocks_the_pipeline() -> None:
+    february_30 = spec(type="schedule", schedule="0 0 30 2 *")  # each field is in range: admitted
+    assert next_time(february_30, NOW) is None
+    blocker = schedule_blocker(february_30, NOW)
+    assert blocker is not None and blocker.reason == "InvalidSchedule"
+    assert "spec.trigger.schedule" in blocker.message and "never fires" in blocker.message
+    assert schedule_blocker(spec(type="schedule", schedule="0 0 29 2 *"), NOW) is None  # leap years
+    assert schedule_blocker(spec(type="manual"), NOW) is None
