@@ -14,6 +14,7 @@ from kaizen_api.finetune_status import RunStatus
 from kaizen_api.results import EXIT_USER_ERROR
 from kaizen_api.runconfig import TrainRunConfig
 from kaizen_operator.resolve import ResolveError
+from kaizen_operator.schedule import contains
 from kaizen_operator.settings import OperatorSettings
 from kaizen_operator.workloads import (
     asks_for_pytorchjobs,
@@ -277,8 +278,18 @@ def test_cronjob_requests_runs_with_a_cpu_only_pod_that_can_do_nothing() -> None
     assert len(cron["metadata"]["name"]) <= 52
     with pytest.raises(ValueError):
         build_cronjob(pipeline(), SETTINGS)
-    no_zone = build_cronjob(pipeline(MULTI, {"spec.trigger.timeZone": DELETE}), SETTINGS)
-    assert "timeZone" not in no_zone["spec"]
+
+
+def test_a_field_dropped_from_the_spec_or_settings_is_removed_from_the_cronjob() -> None:
+    """The CronJob is merge-patched with the rendered spec: a dropped field must be rendered null."""
+    doc = pipeline(MULTI)  # timeZone Asia/Tokyo
+    before = build_cronjob(doc, OperatorSettings(image_pull_secrets=["registry"]))["spec"]
+    no_zone = build_cronjob(pipeline(MULTI, {"spec.trigger.timeZone": DELETE}), SETTINGS)["spec"]
+    assert no_zone["timeZone"] is None and not contains(before, no_zone)
+    job = build_cronjob(doc, OperatorSettings(ttl_seconds_after_finished=None))["spec"]["jobTemplate"]["spec"]
+    assert job["ttlSecondsAfterFinished"] is None and job["template"]["spec"]["imagePullSecrets"] is None
+    assert not contains(before["jobTemplate"]["spec"], job)
+    assert contains(before, before)
 
 
 def test_preflight_mounts_the_run_volumes_read_only() -> None:
