@@ -10,6 +10,7 @@ from kaizen_api.finetune_status import FineTunePipelineStatus, LossPoint, RunSta
 from kaizen_api.results import ProgressReport
 from kaizen_operator import pipeline_status
 from kaizen_operator.conditions import get_condition
+from kaizen_operator.kube import ApiError
 from kaizen_operator.pipeline_status import Blocker
 from kaizen_operator.progress import RateLimiter, apply_report, downsample, is_stale, run_token, token_matches
 from kaizen_operator.schedule import contains, next_time, schedule_blocker
@@ -96,6 +97,20 @@ def test_conditions_name_the_cause() -> None:
     assert get_condition(conds, "Running")["status"] == "False"
     assert {c["observedGeneration"] for c in conds} == {3}
     assert pipeline_status.phase(spec(), runs, None) == "Failed"
+
+
+def test_a_pass_that_raised_says_so_without_quoting_the_exception() -> None:
+    ready = pipeline_status.conditions(None, spec(), [], 2, None)
+    bug = ValueError("input_value='s3-secret-key'")
+    conds = pipeline_status.failed_pass(ready, bug, 2)
+    failed = get_condition(conds, "Ready")
+    assert failed["status"] == "False" and failed["reason"] == "ReconcileError"
+    assert "ValueError" in failed["message"] and "s3-secret-key" not in failed["message"]
+    assert get_condition(conds, "Accepted") == get_condition(ready, "Accepted")  # the others stay
+    assert pipeline_status.failed_pass(conds, bug, 2) == conds  # unchanged: nothing to write
+    refused = ApiError(500, '{"reason": "InternalError", "message": "etcdserver: request timed out"}')
+    message = get_condition(pipeline_status.failed_pass(None, refused, 2), "Ready")["message"]
+    assert message == "the API server answered 500 InternalError: etcdserver: request timed out"
 
 
 def test_tokens_authorise_one_run_of_one_pipeline_object() -> None:
