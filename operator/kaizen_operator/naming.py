@@ -1,8 +1,9 @@
 """Names of runs and of every child object, deterministic so a restarted operator adopts what exists.
 
 A run has two names (SPEC §3):
-- its display name, also the name of the model version it produces:
-  `ft_<base model>_<UTC yyyymmddHHMMSS>`, with `_template` appended for template pipelines;
+- its display name, also the name of the model version it produces (and of its folder):
+  `ft_<base model>_<UTC yyyymmddHHMMSS>`, with `_template` appended for template pipelines; at most
+  253 characters, so a longer base model name (a PrivateModel's may have 253) is cut and hashed;
 - its object name, a DNS-1123 label of at most 52 characters that starts with a letter, used by
   every child (`<run>-config`, `<run>-preflight`, the workload `<run>`, …). 52 leaves room for the
   suffixes Kubernetes adds: Indexed Job pod hostnames `<job>-<index>` and the 11 characters a
@@ -22,10 +23,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from kaizen_api.base import NAME_MAX
+
 RUN_NAME_MAX = 52
 LABEL_MAX = 63
 TEMPLATE_LABEL = "kaizen.dev/template"
 TIMESTAMP_FORMAT = "%Y%m%d%H%M%S"
+# What `ft_`, `_<timestamp>` and `_template` leave of a display name of NAME_MAX characters.
+MODEL_PART_MAX = NAME_MAX - len("ft__") - len("yyyymmddHHMMSS") - len("_template")
 
 _NOT_LABEL = re.compile(r"[^a-z0-9-]+")
 _DASHES = re.compile(r"-{2,}")
@@ -42,6 +47,8 @@ def run_display_name(base_model_name: str, when: datetime, template: bool = Fals
     """`ft_<base model>_<UTC yyyymmddHHMMSS>[_template]`; a naive `when` is taken as UTC."""
     when = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
     base = _DISPLAY_UNSAFE.sub("-", base_model_name.rsplit("/", 1)[-1]).strip("-") or "model"
+    if len(base) > MODEL_PART_MAX:  # the hash keeps two long names that share a beginning apart
+        base = fit_label(base, short_hash(base, length=8), MODEL_PART_MAX)
     name = f"ft_{base}_{when.strftime(TIMESTAMP_FORMAT)}"
     return f"{name}_template" if template else name
 

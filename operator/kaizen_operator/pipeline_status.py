@@ -18,6 +18,7 @@ from kaizen_api.finetune import FineTunePipelineSpec
 from kaizen_api.finetune_status import RunStatus
 
 from kaizen_operator.conditions import Condition, set_condition
+from kaizen_operator.kube import ApiError
 
 RUNS_MAX = 100  # the CRD's bound on status.runs
 
@@ -99,6 +100,17 @@ def conditions(
     else:
         out = set_condition(out, "Suspended", "False", "NotSuspended", "runs are not suspended", generation)
     return out
+
+
+def failed_pass(old: list[Condition] | None, err: Exception, generation: int) -> list[Condition]:
+    """Ready=False/ReconcileError for a pass that raised, so the pipeline says what the log says. The
+    API server's answer is quoted; any other exception is named by its type only, as its text may
+    quote the spec or a child's manifest (the operator's log has the traceback)."""
+    if isinstance(err, ApiError):
+        message = f"the API server answered {err}"[:4096]
+    else:
+        message = f"the reconcile pass failed with {type(err).__name__}; the operator's log has the details"
+    return set_condition(old, "Ready", "False", "ReconcileError", message, generation)
 
 
 def phase(spec: FineTunePipelineSpec, runs: list[RunStatus], blocker: Blocker | None) -> str:

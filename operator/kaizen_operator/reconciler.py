@@ -29,7 +29,7 @@ from kaizen_operator.naming import is_template, run_display_name, run_object_nam
 from kaizen_operator.pipeline_status import Blocker
 from kaizen_operator.quotas import WAIT_FALLBACK_S, concurrent_runs_blocker, pipeline_blocker
 from kaizen_operator.registry_link import record_version
-from kaizen_operator.resolve import ResolveError, base_model_facts, resolve_train_run
+from kaizen_operator.resolve import ResolveError, base_model_facts, resolve_train_run, spec_model_name
 from kaizen_operator.runs import advance
 from kaizen_operator.triggers import (
     RunRequest,
@@ -42,7 +42,7 @@ from kaizen_operator.triggers import (
     replaced_runs,
     schedule_requests,
 )
-from kaizen_operator.workloads import workload_kind
+from kaizen_operator.workloads import asks_for_pytorchjobs, workload_kind
 
 log = logging.getLogger(__name__)
 RETRY_S = 30.0
@@ -102,9 +102,16 @@ class Pass:
     # -- what blocks runs --------------------------------------------------------------------------
 
     def check_blockers(self) -> None:
+        """What blocks runs (the resolver's reasons first), and whether a schedule pipeline keeps its
+        CronJob: all but a pipeline over a namespace cap or whose schedule never fires do."""
         kube, settings = self.ctx.kube, self.ctx.settings
         self.private_models = _private_models(self.ctx, self.ns, self.spec)
         nodes = self.spec.resources.nodes
+        standing = schedule.schedule_blocker(self.spec, self.now) or pipeline_blocker(
+            self.ctx.pipelines, kube, self.pipeline, self.spec, settings.quotas
+        )
+        self.keeps_cronjob = standing is None
+        self.model_name = spec_model_name(self.spec)  # names a skipped firing if resolving fails
         try:
             self.model_name = base_model_facts(self.pipeline, self.ctx.catalog, self.private_models).name
             probe = resolve_train_run(
@@ -117,7 +124,7 @@ class Pass:
         except ResolveError as err:
             self.blocker = Blocker(err.reason, err.message)
             return
-        self.blocker = pipeline_blocker(self.ctx.pipelines, kube, self.pipeline, self.spec, settings.quotas)
+        self.blocker = standing
 
     def runs_quota(self, runs: list[RunStatus] | None = None) -> Blocker | None:
         """The concurrent-runs cap, counting `runs` (default: those this pass has recorded so far)."""
@@ -228,11 +235,9 @@ class Pass:
         if not active:
             return
         kube = self.ctx.kube
-        multinode = any((r.nodes or 1) > 1 for r in active)
-        pytorchjob = (
-            multinode
-            and self.ctx.settings.multinode_backend != "indexedjob"
-            and kube.serves("kubeflow.org/v1", "pytorchjobs")
+        backend = self.spec.resources.multi_node_backend
+        pytorchjob = asks_for_pytorchjobs(active, backend, self.ctx.settings) and kube.serves(
+            "kubeflow.org/v1", "pytorchjobs"
         )
         if all(r.object_name in self.fresh for r in active):
             observed = children.Observed({}, {}, {})  # saves two LISTs on a new run's way to its preflight
@@ -326,7 +331,7 @@ class Pass:
             last_run_name=next((r.name for r in runs if r.phase != "Skipped"), self.status.last_run_name),
             last_run_token=self.status.last_run_token,
             last_schedule_time=self.status.last_schedule_time,
-            next_schedule_time=schedule.next_time(self.spec, self.now),
+            next_schedule_time=schedule.next_time(self.spec, self.now) if self.keeps_cronjob else None,
             current_run=current,
             runs=runs,
         ).to_manifest()
@@ -362,7 +367,7 @@ def reconcile(ctx: Context, namespace: str, name: str) -> float | None:
         return None
     work = Pass(ctx, pipeline, spec)
     work.check_blockers()
-    schedule.sync_cronjob(kube, pipeline, spec, ctx.settings, work.blocker is None)
+    schedule.sync_cronjob(kube, pipeline, spec, ctx.settings, work.keeps_cronjob)
     triggers = children.trigger_jobs(kube, namespace, name) if spec.trigger.type == "schedule" else []
     handled = work.take_requests(triggers)
     if handled or len(work.runs) != len(work.status.runs or []):

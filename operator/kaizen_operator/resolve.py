@@ -256,6 +256,17 @@ def base_model_facts(
     return _base_model(spec, catalog, private_models, Mounts(), _output_connection(spec, private_models))[1]
 
 
+def spec_model_name(spec: FineTunePipelineSpec) -> str:
+    """The base model's name as the spec gives it, before (or without) resolving it: names a firing
+    skipped because the model cannot be resolved."""
+    ref = spec.base_model
+    if ref.catalog is not None:
+        return ref.catalog
+    if ref.private_model is not None:
+        return ref.private_model.name
+    return _last_segment((ref.uri or "").partition("://")[2])
+
+
 def _output_connection(
     spec: FineTunePipelineSpec, private_models: Mapping[str, Mapping[str, Any]]
 ) -> str | None:

@@ -2,7 +2,10 @@
 
 The CronJob's own concurrencyPolicy is Allow: its trigger Jobs only ask for runs, and the operator
 applies the pipeline's policy to them (triggers.concurrency_decision), so a skipped firing is
-recorded in the history instead of vanishing inside the CronJob controller.
+recorded in the history instead of vanishing inside the CronJob controller. For the same reason
+the CronJob stays while runs are blocked (the model not ready, say): each firing is recorded Skipped
+with the blocker's reason. Only a pipeline over a namespace cap (nothing is created for it) or whose
+schedule never fires has none, and then no nextScheduleTime either.
 """
 
 from __future__ import annotations
@@ -11,23 +14,45 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from croniter import croniter
-from kaizen_api.finetune import FineTunePipelineSpec
+from croniter import CroniterBadDateError, croniter
+from kaizen_api.finetune import FineTunePipelineSpec, Trigger
 
 from kaizen_operator.kube import Kube, path_of
 from kaizen_operator.naming import cronjob_name
+from kaizen_operator.pipeline_status import Blocker
 from kaizen_operator.settings import OperatorSettings
 from kaizen_operator.workloads import build_cronjob
+
+
+def _next_firing(trigger: Trigger, now: datetime) -> datetime | None:
+    """None for a schedule that never fires: CRON_PATTERN checks each field alone, so `0 0 30 2 *`
+    (February 30th) passes admission."""
+    assert trigger.schedule
+    start = now.astimezone(ZoneInfo(trigger.time_zone)) if trigger.time_zone else now
+    expression = {"@annually": "@yearly", "@midnight": "@daily"}.get(trigger.schedule, trigger.schedule)
+    try:
+        fires: datetime = croniter(expression, start).get_next(datetime)
+    except CroniterBadDateError:
+        return None
+    return fires.astimezone(UTC)
 
 
 def next_time(spec: FineTunePipelineSpec, now: datetime) -> datetime | None:
     trigger = spec.trigger
     if trigger.type != "schedule" or trigger.suspend or not trigger.schedule:
         return None
-    start = now.astimezone(ZoneInfo(trigger.time_zone)) if trigger.time_zone else now
-    expression = {"@annually": "@yearly", "@midnight": "@daily"}.get(trigger.schedule, trigger.schedule)
-    fires: datetime = croniter(expression, start).get_next(datetime)
-    return fires.astimezone(UTC)
+    return _next_firing(trigger, now)
+
+
+def schedule_blocker(spec: FineTunePipelineSpec, now: datetime) -> Blocker | None:
+    """InvalidSchedule for a schedule that never fires (such a pipeline gets no CronJob)."""
+    trigger = spec.trigger
+    if trigger.type != "schedule" or not trigger.schedule or _next_firing(trigger, now) is not None:
+        return None
+    return Blocker(
+        "InvalidSchedule",
+        f"spec.trigger.schedule {trigger.schedule!r} never fires: no month has that day",
+    )
 
 
 def contains(actual: Any, wanted: Any) -> bool:

@@ -30,6 +30,19 @@ def test_display_name_follows_the_spec() -> None:
     assert run_display_name("Qwen/Qwen2.5-0.5B-Instruct", WHEN) == "ft_Qwen2.5-0.5B-Instruct_20250508124054"
 
 
+def test_a_long_model_name_is_cut_and_hashed_within_the_version_name_limit() -> None:
+    """A PrivateModel's name may have 253 characters, a URI's last segment more: the display name is
+    RunStatus.name and the version's name (both at most 253) and still names the model and the time."""
+    longest = run_display_name("m" * 300, WHEN, template=True)
+    assert len(longest) == 253 and longest.startswith("ft_mmm")
+    assert longest.endswith("_20250508124054_template")
+    assert run_display_name("m" * 300, WHEN) == run_display_name("m" * 300, WHEN)
+    assert run_display_name("m" * 300, WHEN) != run_display_name("m" * 299, WHEN)
+    assert len(run_display_name("m" * 226, WHEN, template=True)) == 253  # kept whole
+    assert "m" * 226 in run_display_name("m" * 226, WHEN)
+    assert run_object_name("p", run_display_name("m" * 300, WHEN)).startswith("p-20250508124054-")
+
+
 @pytest.mark.parametrize(
     "pipeline",
     ["sft-alpaca", "9lives", "a.b.c", "x" * 253, "pipeline-with-a-very-long-name-that-goes-on-and-on"],

@@ -13,7 +13,9 @@ from kaizen_operator.resolve import (
     VOLUMES_DIR,
     ResolveError,
     base_model_facts,
+    parse_spec,
     resolve_train_run,
+    spec_model_name,
 )
 from support.pipelines import CATALOG, DISPLAY, SETTINGS, VERSION, models, pipeline, resolved
 
@@ -120,3 +122,12 @@ def test_base_model_facts_name_the_run_before_it_is_resolved() -> None:
     hf = pipeline(changes={"spec.baseModel": {"uri": "hf://meta-llama/Llama-3.2-1B"}})
     facts = base_model_facts(hf, CATALOG, models())
     assert facts.name == "Llama-3.2-1B" and facts.parameters == 1235814400
+
+
+def test_a_model_that_cannot_be_resolved_is_named_as_the_spec_gives_it() -> None:
+    unknown = pipeline(changes={"spec.baseModel": {"catalog": "no-such-model"}})
+    assert spec_model_name(parse_spec(unknown)) == "no-such-model"
+    private = pipeline(changes={"spec.baseModel": {"privateModel": {"name": "base-llm"}}})
+    assert spec_model_name(parse_spec(private)) == "base-llm"
+    pvc = pipeline(changes={"spec.baseModel": {"uri": "pvc://models/llama/v2/"}})
+    assert spec_model_name(parse_spec(pvc)) == "v2"

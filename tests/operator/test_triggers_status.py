@@ -10,9 +10,10 @@ from kaizen_api.finetune_status import FineTunePipelineStatus, LossPoint, RunSta
 from kaizen_api.results import ProgressReport
 from kaizen_operator import pipeline_status
 from kaizen_operator.conditions import get_condition
+from kaizen_operator.kube import ApiError
 from kaizen_operator.pipeline_status import Blocker
 from kaizen_operator.progress import RateLimiter, apply_report, downsample, is_stale, run_token, token_matches
-from kaizen_operator.schedule import contains, next_time
+from kaizen_operator.schedule import contains, next_time, schedule_blocker
 from kaizen_operator.triggers import (
     cancel_targets,
     concurrency_decision,
@@ -133,6 +134,20 @@ def test_conditions_name_the_cause() -> None:
     assert pipeline_status.phase(spec(), runs, None) == "Failed"
 
 
+def test_a_pass_that_raised_says_so_without_quoting_the_exception() -> None:
+    ready = pipeline_status.conditions(None, spec(), [], 2, None)
+    bug = ValueError("input_value='s3-secret-key'")
+    conds = pipeline_status.failed_pass(ready, bug, 2)
+    failed = get_condition(conds, "Ready")
+    assert failed["status"] == "False" and failed["reason"] == "ReconcileError"
+    assert "ValueError" in failed["message"] and "s3-secret-key" not in failed["message"]
+    assert get_condition(conds, "Accepted") == get_condition(ready, "Accepted")  # the others stay
+    assert pipeline_status.failed_pass(conds, bug, 2) == conds  # unchanged: nothing to write
+    refused = ApiError(500, '{"reason": "InternalError", "message": "etcdserver: request timed out"}')
+    message = get_condition(pipeline_status.failed_pass(None, refused, 2), "Ready")["message"]
+    assert message == "the API server answered 500 InternalError: etcdserver: request timed out"
+
+
 def test_tokens_authorise_one_run_of_one_pipeline_object() -> None:
     key = b"k" * 32
     token = run_token(key, "ns", "run-a", "uid-1")
@@ -170,5 +185,16 @@ def test_next_schedule_time_in_the_zone_and_spec_subset() -> None:
     nightly = spec(type="schedule", schedule="0 3 * * *", timeZone="Asia/Tokyo")
     assert next_time(nightly, NOW) == datetime(2026, 12, 1, 18, 0, tzinfo=UTC)
     assert next_time(spec(type="schedule", schedule="@daily", suspend=True), NOW) is None
+    assert schedule_blocker(nightly, NOW) is None
     assert contains({"a": 1, "b": {"c": [1, 2]}, "x": 0}, {"b": {"c": [1, 2]}})
     assert not contains({"a": 1}, {"a": 2})
+
+
+def test_a_schedule_that_never_fires_blocks_the_pipeline() -> None:
+    february_30 = spec(type="schedule", schedule="0 0 30 2 *")  # each field is in range: admitted
+    assert next_time(february_30, NOW) is None
+    blocker = schedule_blocker(february_30, NOW)
+    assert blocker is not None and blocker.reason == "InvalidSchedule"
+    assert "spec.trigger.schedule" in blocker.message and "never fires" in blocker.message
+    assert schedule_blocker(spec(type="schedule", schedule="0 0 29 2 *"), NOW) is None  # leap years
+    assert schedule_blocker(spec(type="manual"), NOW) is None

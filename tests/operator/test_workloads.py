@@ -10,12 +10,15 @@ from typing import Any
 import pytest
 import yaml
 from api.manifests import DELETE
+from kaizen_api.finetune_status import RunStatus
 from kaizen_api.results import EXIT_USER_ERROR
 from kaizen_api.runconfig import TrainRunConfig
 from kaizen_operator.children import cleanup_targets
 from kaizen_operator.resolve import ResolveError
+from kaizen_operator.schedule import contains
 from kaizen_operator.settings import OperatorSettings
 from kaizen_operator.workloads import (
+    asks_for_pytorchjobs,
     build_config_map,
     build_cronjob,
     build_preflight_job,
@@ -262,6 +265,19 @@ def test_backend_choice_follows_the_spec_then_the_settings() -> None:
     assert workload_kind(single, SETTINGS, pytorchjob_available=True) == "Job"
 
 
+def test_the_pipelines_backend_decides_whether_pytorchjobs_are_looked_for() -> None:
+    two = [RunStatus(name="ft_m_20261201120000", nodes=2)]
+    indexed = OperatorSettings(multinode_backend="indexedjob")
+    assert asks_for_pytorchjobs(two, "pytorchjob", indexed)  # the spec's field wins over the setting
+    assert not asks_for_pytorchjobs(two, None, indexed)
+    assert not asks_for_pytorchjobs(two, "indexedjob", SETTINGS)
+    assert asks_for_pytorchjobs(two, None, SETTINGS)  # auto
+    assert not asks_for_pytorchjobs([RunStatus(name="ft_m_20261201120000", nodes=1)], "pytorchjob", SETTINGS)
+    # A run that has a PyTorchJob is observed whatever the spec or the setting say now.
+    had = [RunStatus(name="ft_m_20261201120000", nodes=2, job_kind="PyTorchJob")]
+    assert asks_for_pytorchjobs(had, "indexedjob", indexed)
+
+
 def test_cronjob_requests_runs_with_a_cpu_only_pod_that_can_do_nothing() -> None:
     doc = pipeline(MULTI, {"spec.trigger.suspend": True})
     cron = build_cronjob(doc, SETTINGS)
@@ -279,8 +295,18 @@ def test_cronjob_requests_runs_with_a_cpu_only_pod_that_can_do_nothing() -> None
     assert len(cron["metadata"]["name"]) <= 52
     with pytest.raises(ValueError):
         build_cronjob(pipeline(), SETTINGS)
-    no_zone = build_cronjob(pipeline(MULTI, {"spec.trigger.timeZone": DELETE}), SETTINGS)
-    assert "timeZone" not in no_zone["spec"]
+
+
+def test_a_field_dropped_from_the_spec_or_settings_is_removed_from_the_cronjob() -> None:
+    """The CronJob is merge-patched with the rendered spec: a dropped field must be rendered null."""
+    doc = pipeline(MULTI)  # timeZone Asia/Tokyo
+    before = build_cronjob(doc, OperatorSettings(image_pull_secrets=["registry"]))["spec"]
+    no_zone = build_cronjob(pipeline(MULTI, {"spec.trigger.timeZone": DELETE}), SETTINGS)["spec"]
+    assert no_zone["timeZone"] is None and not contains(before, no_zone)
+    job = build_cronjob(doc, OperatorSettings(ttl_seconds_after_finished=None))["spec"]["jobTemplate"]["spec"]
+    assert job["ttlSecondsAfterFinished"] is None and job["template"]["spec"]["imagePullSecrets"] is None
+    assert not contains(before["jobTemplate"]["spec"], job)
+    assert contains(before, before)
 
 
 def test_preflight_mounts_the_run_volumes_read_only() -> None:

@@ -21,12 +21,13 @@ from typing import Any
 
 import kopf
 from aiohttp import web
+from kaizen_api.base import API_VERSION as API
 from kaizen_api.base import GROUP, VERSION
 from kaizen_api.kinds import EVAL_JOB, FINETUNE_PIPELINE, PRIVATE_MODEL
 
-from kaizen_operator import children, endpoints, reconciler
+from kaizen_operator import children, endpoints, pipeline_status, reconciler
 from kaizen_operator.catalog import load_catalog
-from kaizen_operator.context import Conflict, Context
+from kaizen_operator.context import Conflict, Context, patch_status
 from kaizen_operator.kube import ApiError, Kube, load_api_client, path_of
 from kaizen_operator.metrics import QUEUE_DEPTH, RECONCILE_SECONDS, RECONCILES
 from kaizen_operator.progress import RateLimiter, new_key
@@ -80,22 +81,38 @@ def progress_key(kube: Kube) -> bytes:
     raise RuntimeError(f"cannot read or create Secret {namespace}/{KEY_SECRET}")
 
 
+def report_failure(ctx: Context, namespace: str, name: str, err: Exception) -> None:
+    """A pass that raised leaves Ready=False/ReconcileError on the pipeline (the next pass that
+    completes derives Ready anew); written only when the condition changes."""
+    pipeline = ctx.kube.get(path_of(API, FINETUNE_PIPELINE.kind, namespace, name))
+    if pipeline is None:
+        return
+    old = (pipeline.get("status") or {}).get("conditions")
+    conditions = pipeline_status.failed_pass(old, err, pipeline["metadata"]["generation"])
+    if conditions != old:
+        patch_status(ctx, pipeline, {"conditions": conditions})
+
+
 async def _work(key: Hashable) -> float | None:
     assert RUNTIME is not None and isinstance(key, tuple)
     namespace, name = key
     started = time.monotonic()
     outcome = "ok"
+    loop = asyncio.get_running_loop()
     try:
-        loop = asyncio.get_running_loop()
         return await loop.run_in_executor(
             RUNTIME.executor, reconciler.reconcile, RUNTIME.ctx, namespace, name
         )
     except Conflict:
         outcome = "conflict"
         return 0.1
-    except ApiError as err:
+    except Exception as err:  # an API error, or a bug: either is retried and shown on the pipeline
         outcome = "error"
-        log.warning("reconcile of %s/%s: %s", namespace, name, err)
+        log.warning("reconcile of %s/%s: %s", namespace, name, err, exc_info=not isinstance(err, ApiError))
+        try:
+            await loop.run_in_executor(RUNTIME.executor, report_failure, RUNTIME.ctx, namespace, name, err)
+        except Exception as failure:  # the API server unreachable, say: the next pass tries again
+            log.warning("status of %s/%s not written: %s", namespace, name, failure)
         return 10.0
     finally:
         RECONCILES.labels(FINETUNE_PIPELINE.kind, outcome).inc()

@@ -9,9 +9,11 @@ its CRD fails the run with reason `CRDMissing` instead of falling back silently.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from kaizen_api.finetune_status import RunStatus
 
 from kaizen_operator.naming import ChildNames
 from kaizen_operator.resolve import ResolvedRun, ResolveError
@@ -48,6 +50,18 @@ def choose_backend(run: ResolvedRun, settings: OperatorSettings, *, pytorchjob_a
             "Kubeflow training operator or set spec.resources.multiNodeBackend: indexedjob",
         )
     return BACKENDS[wanted]
+
+
+def asks_for_pytorchjobs(
+    runs: Sequence[RunStatus], spec_backend: str | None, settings: OperatorSettings
+) -> bool:
+    """Whether a pass must ask the API server if PyTorchJobs are served: to observe the PyTorchJob a
+    run already has, or to create one for a multi-node run whose backend (`spec_backend`, the
+    pipeline's own, else the operator's setting) may be a PyTorchJob."""
+    if any(r.job_kind == pytorchjob.KIND for r in runs):
+        return True
+    multinode = any((r.nodes or 1) > 1 for r in runs)
+    return multinode and (spec_backend or settings.multinode_backend) != "indexedjob"
 
 
 def workload_kind(run: ResolvedRun, settings: OperatorSettings, *, pytorchjob_available: bool) -> str:

@@ -7,6 +7,10 @@ scheduled runs get the same preflight, queue and backends as manual ones. The Cr
 allows concurrent firings (the operator enforces the pipeline's Forbid/Allow/Replace, recording a
 skipped firing in the run history instead of dropping it), and `startingDeadlineSeconds` bounds
 catch-up after the controller was down to one missed firing within five minutes.
+
+OPTIONAL: a field the CronJob may lack (`timeZone`, the trigger Job's `ttlSecondsAfterFinished`, the
+pod's `imagePullSecrets`) is rendered None when unset, not left out: the operator merge-patches the
+CronJob with its spec, and only a null removes what an earlier spec or setting put there.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ def trigger_labels(pipeline_name: str) -> dict[str, str]:
 def _trigger_pod(settings: OperatorSettings, labels: dict[str, str]) -> dict[str, Any]:
     pods = settings.pods
     resources = {"cpu": pods.trigger_cpu, "memory": pods.trigger_memory}
-    spec = pod_spec_base(settings)
+    spec = {"imagePullSecrets": None} | pod_spec_base(settings)  # None: see OPTIONAL
     spec.pop("serviceAccountName", None)  # the default ServiceAccount, whose token is not mounted
     spec["containers"] = [
         {
@@ -57,12 +61,12 @@ def build_cronjob(pipeline: Mapping[str, Any], settings: OperatorSettings) -> di
     job_spec: dict[str, Any] = {
         "backoffLimit": 0,
         "activeDeadlineSeconds": TRIGGER_DEADLINE_SECONDS,
+        "ttlSecondsAfterFinished": settings.ttl_seconds_after_finished,
         "template": _trigger_pod(settings, labels),
     }
-    if settings.ttl_seconds_after_finished is not None:
-        job_spec["ttlSecondsAfterFinished"] = settings.ttl_seconds_after_finished
     spec: dict[str, Any] = {
         "schedule": trigger.schedule,
+        "timeZone": trigger.time_zone,
         "suspend": trigger.suspend,
         "concurrencyPolicy": "Allow",
         "startingDeadlineSeconds": STARTING_DEADLINE_SECONDS,
@@ -70,8 +74,6 @@ def build_cronjob(pipeline: Mapping[str, Any], settings: OperatorSettings) -> di
         "failedJobsHistoryLimit": 3,
         "jobTemplate": {"metadata": {"labels": labels}, "spec": job_spec},
     }
-    if trigger.time_zone:
-        spec["timeZone"] = trigger.time_zone
     return {
         "apiVersion": "batch/v1",
         "kind": "CronJob",
