@@ -235,10 +235,8 @@ class Pass:
         if not active:
             return
         kube = self.ctx.kube
-        backend = self.spec.resources.multi_node_backend
-        pytorchjob = asks_for_pytorchjobs(active, backend, self.ctx.settings) and kube.serves(
-            "kubeflow.org/v1", "pytorchjobs"
-        )
+        asks = asks_for_pytorchjobs(active, self.spec.resources.multi_node_backend, self.ctx.settings)
+        pytorchjob = asks and kube.serves("kubeflow.org/v1", "pytorchjobs")
         if all(r.object_name in self.fresh for r in active):
             observed = children.Observed({}, {}, {})  # saves two LISTs on a new run's way to its preflight
         else:
