@@ -55,9 +55,16 @@ class RateLimiter:
 
 
 def downsample(points: list[LossPoint], limit: int = LOSS_HISTORY_MAX) -> list[LossPoint]:
-    """Keep the curve's shape within `limit` points: drop every other point, always keep the newest."""
+    """At most `limit` (>= 2) points spread over the whole curve; the first and the newest always stay.
+
+    Points arrive one report at a time, so this drops one inner point per point over: the one whose
+    neighbours are closest in steps (the oldest of equals), which keeps the gaps within about 2x of
+    each other wherever the reported steps fall. Halving the list on every overflow thinned the oldest
+    points again each time, down to the first point and the last few steps."""
+    points = list(points)
     while len(points) > limit:
-        points = points[:-1:2] + points[-1:]
+        drop = min(range(1, len(points) - 1), key=lambda i: (points[i + 1].step - points[i - 1].step, i))
+        del points[drop]
     return points
 
 
