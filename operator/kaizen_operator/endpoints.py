@@ -4,8 +4,9 @@
   (`kaizen_api.results.ProgressReport`) with the run's bearer token; applied to the run in status.
 - ops port: `/metrics` (Prometheus), `/healthz` (the loop answers), `/readyz` (workers started).
 
-Responses: 200 applied or ignored as stale, 400 bad body, 401 no token, 403 wrong token, 404 no
-such active run, 413 body over 64 KiB, 429 over the run's rate. A refused report changes nothing.
+Responses: 200 applied or ignored as stale, 400 a path that names no run (naming the part) or a bad
+body, 401 no token, 403 wrong token, 404 no such active run, 413 body over 64 KiB, 429 over the run's
+rate or over all runs' lookups of token Secrets. A refused report changes nothing.
 """
 
 from __future__ import annotations
@@ -25,7 +26,16 @@ from kaizen_operator.context import API, KIND, Conflict, Context, patch_status
 from kaizen_operator.kube import ApiError, path_of
 from kaizen_operator.metrics import PROGRESS_REPORTS
 from kaizen_operator.naming import ChildNames
-from kaizen_operator.progress import BODY_MAX_BYTES, RateLimiter, apply_report, is_stale, token_matches
+from kaizen_operator.progress import (
+    BODY_MAX_BYTES,
+    RateLimiter,
+    apply_report,
+    bearer_token,
+    is_stale,
+    path_problem,
+    token_matches,
+    token_well_formed,
+)
 
 log = logging.getLogger(__name__)
 ATTEMPTS = 4
@@ -38,15 +48,19 @@ class Refused(Exception):
         self.status, self.outcome, self.message = status, outcome, message
 
 
+def token_secret(ctx: Context, namespace: str, run: str) -> dict[str, Any]:
+    """The metadata of the run's token Secret ({} when there is none), within `ctx.secret_reads`."""
+    if not ctx.secret_reads.allow("secrets"):
+        raise Refused(429, "rate_limited", "too many reports for runs not known yet, try again")
+    secret = ctx.kube.get(path_of("v1", "Secret", namespace, ChildNames.of(run).token_secret))
+    return dict((secret or {}).get("metadata") or {})
+
+
 def owner_of(ctx: Context, namespace: str, run: str) -> tuple[str, str]:
     """(pipeline name, uid) of the run: from the index of active runs, else from its token Secret."""
     if (owner := ctx.run_index.get((namespace, run))) is not None:
         return owner
-    try:
-        secret = ctx.kube.get(path_of("v1", "Secret", namespace, ChildNames.of(run).token_secret))
-    except ValueError:  # not a run object name at all
-        secret = None
-    meta = (secret or {}).get("metadata") or {}
+    meta = token_secret(ctx, namespace, run)
     name = (meta.get("labels") or {}).get("kaizen.dev/pipeline")
     uid = next((r["uid"] for r in meta.get("ownerReferences") or [] if r.get("kind") == KIND), None)
     if not name or not uid:
@@ -96,12 +110,16 @@ def report_handler(ctx: Context, limiter: RateLimiter, owner: Owner, apply: Appl
 
     async def post(request: web.Request) -> web.Response:
         namespace, run = request.match_info["namespace"], request.match_info["run"]
-        header = request.headers.get("Authorization", "")
+        token = bearer_token(request.headers.get("Authorization", ""))
         try:
-            if not header.startswith("Bearer ") or not header[7:].strip():
+            if (problem := path_problem(namespace, run)) is not None:
+                raise Refused(400, "invalid", problem)
+            if token is None:
                 raise Refused(401, "unauthorized", "a bearer token is required")
+            if not token_well_formed(token):  # refused before the run is looked up, at no cost
+                raise Refused(403, "forbidden", "the token does not authorise this run")
             owned_by = await asyncio.to_thread(owner, ctx, namespace, run)
-            if not token_matches(ctx.key, header[7:].strip(), namespace, run, owned_by[1]):
+            if not token_matches(ctx.key, token, namespace, run, owned_by[1]):
                 raise Refused(403, "forbidden", "the token does not authorise this run")
             if not limiter.allow(f"{kind}/{namespace}/{run}"):
                 raise Refused(429, "rate_limited", "too many reports for this run")

@@ -11,23 +11,18 @@ from kaizen_api.evaljob import EvalJobStatus
 from kaizen_api.results import ProgressReport
 
 from kaizen_operator.context import Conflict, Context
-from kaizen_operator.endpoints import Refused
+from kaizen_operator.endpoints import Refused, token_secret
 from kaizen_operator.eval_reconciler import API, KIND, patch_eval_status
 from kaizen_operator.eval_runs import FINISHED, run_number, run_object_name
 from kaizen_operator.eval_workload import EVALJOB_LABEL
 from kaizen_operator.kube import path_of
-from kaizen_operator.naming import ChildNames
 
 ATTEMPTS = 4
 
 
 def eval_owner(ctx: Context, namespace: str, run: str) -> tuple[str, str]:
     """(EvalJob name, uid) of a run object name, from its token Secret's labels and owner."""
-    try:
-        secret = ctx.kube.get(path_of("v1", "Secret", namespace, ChildNames.of(run).token_secret))
-    except ValueError:
-        secret = None
-    meta = (secret or {}).get("metadata") or {}
+    meta = token_secret(ctx, namespace, run)
     owner = next((r for r in meta.get("ownerReferences") or [] if r.get("kind") == KIND), None)
     if owner is None or EVALJOB_LABEL not in (meta.get("labels") or {}):
         raise Refused(404, "unknown_run", f"no active evaluation run {namespace}/{run}")
