@@ -4,8 +4,8 @@
   (`kaizen_api.results.ProgressReport`) with the run's bearer token; applied to the run in status.
 - ops port: `/metrics` (Prometheus), `/healthz` (the loop answers), `/readyz` (workers started).
 
-Responses: 200 applied or ignored as stale, 400 a path that names no run (naming the part) or a bad
-body, 401 no token, 403 wrong token, 404 no such active run, 413 body over 64 KiB, 429 over the run's
+Responses: 200 applied or ignored as stale, 400 a path that names no run or a bad body (naming the
+part), 401 no token, 403 wrong token, 404 no such active run, 413 body over 64 KiB, 429 over the run's
 rate or over all runs' lookups of token Secrets. A refused report changes nothing.
 """
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -22,6 +23,7 @@ from kaizen_api.results import ProgressReport
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 
+from kaizen_operator.admission import validation_message
 from kaizen_operator.context import API, KIND, Conflict, Context, patch_status
 from kaizen_operator.kube import ApiError, path_of
 from kaizen_operator.metrics import PROGRESS_REPORTS
@@ -33,6 +35,7 @@ from kaizen_operator.progress import (
     bearer_token,
     is_stale,
     path_problem,
+    time_problem,
     token_matches,
     token_well_formed,
 )
@@ -84,7 +87,8 @@ def apply(
         run = RunStatus.model_validate(runs[index])
         if report.run_name != run.name:
             raise Refused(400, "invalid", f"runName {report.run_name!r} is not this run ({run.name})")
-        if is_stale(run, report):
+        old, new = run.progress, report.progress
+        if is_stale(old.updated_time if old else None, new.updated_time if new else None):
             return False
         updated = apply_report(run, report).to_manifest()
         runs[index] = updated
@@ -126,9 +130,10 @@ def report_handler(ctx: Context, limiter: RateLimiter, owner: Owner, apply: Appl
             try:
                 report = ProgressReport.model_validate_json(await request.read())
             except ValidationError as err:
-                raise Refused(
-                    400, "invalid", f"not a progress report: {err.error_count()} problems"
-                ) from None
+                message = validation_message(err, prefix="")
+                raise Refused(400, "invalid", f"not a progress report: {message}") from None
+            if (problem := time_problem(report, datetime.now(UTC))) is not None:
+                raise Refused(400, "invalid", problem)
             applied = await asyncio.to_thread(apply, ctx, namespace, run, owned_by, report)
         except Refused as refused:
             PROGRESS_REPORTS.labels(refused.outcome).inc()

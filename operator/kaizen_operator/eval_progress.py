@@ -16,6 +16,7 @@ from kaizen_operator.eval_reconciler import API, KIND, patch_eval_status
 from kaizen_operator.eval_runs import FINISHED, run_number, run_object_name
 from kaizen_operator.eval_workload import EVALJOB_LABEL
 from kaizen_operator.kube import path_of
+from kaizen_operator.progress import is_stale
 
 ATTEMPTS = 4
 
@@ -42,11 +43,8 @@ def apply_eval(
             raise Refused(404, "unknown_run", f"run {run} is not active")
         if report.run_name != latest.run_name:
             raise Refused(400, "invalid", f"runName {report.run_name!r} is not this run ({latest.run_name})")
-        new = report.eval_progress
-        old = status.progress
-        if new is None or (
-            old and old.updated_time and new.updated_time and new.updated_time <= old.updated_time
-        ):
+        new, old = report.eval_progress, status.progress
+        if new is None or is_stale(old.updated_time if old else None, new.updated_time):
             return False
         try:
             patch_eval_status(ctx, job, {"progress": new.to_manifest()})

@@ -1,5 +1,5 @@
 """The pure half of the live progress endpoint: what a request must be before the run is looked up,
-per-run tokens, rate limits, applying a report.
+per-run tokens, rate limits, stale and future reports, applying a report.
 
 A run's token is an HMAC of (namespace, run object name, pipeline uid) under the operator's key, so
 it authorises exactly one run of one pipeline object: another run's token, or the same run name in a
@@ -14,6 +14,7 @@ import re
 import secrets
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 from kaizen_api.common import DNS1123_LABEL
 from kaizen_api.finetune_status import LOSS_HISTORY_MAX, LossPoint, RunStatus
@@ -22,6 +23,7 @@ from kaizen_api.results import ProgressReport
 from kaizen_operator.naming import LABEL_MAX, RUN_NAME_MAX
 
 BODY_MAX_BYTES = 64 * 1024
+CLOCK_SKEW_MAX = timedelta(minutes=5)
 _LABEL = re.compile(DNS1123_LABEL)
 _TOKEN = re.compile(r"[0-9a-f]{64}")  # what run_token returns: a SHA-256 HMAC in hex
 
@@ -100,13 +102,23 @@ def downsample(points: list[LossPoint], limit: int = LOSS_HISTORY_MAX) -> list[L
     return points
 
 
-def is_stale(run: RunStatus, report: ProgressReport) -> bool:
-    """A report no newer than the one applied last (reports can arrive out of order or be replayed)."""
-    old = run.progress.updated_time if run.progress else None
-    new = report.progress.updated_time if report.progress else None
+def is_stale(old: datetime | None, new: datetime | None) -> bool:
+    """Whether a report's `updatedTime` (`new`) is no newer than the one applied last (`old`): reports
+    can arrive out of order or be replayed, and one without a time is never newer than one with."""
     if old is None:
         return False
     return new is None or new <= old
+
+
+def time_problem(report: ProgressReport, now: datetime) -> str | None:
+    """Why the report's time cannot be applied (None when it can): a time ahead of the operator's clock
+    (beyond `CLOCK_SKEW_MAX`) would make every later, true report of the run look stale."""
+    for where, progress in (("progress", report.progress), ("evalProgress", report.eval_progress)):
+        when = progress.updated_time if progress else None
+        if when is not None and when > now + CLOCK_SKEW_MAX:
+            ahead = f"is ahead of the operator's clock ({now.isoformat()})"
+            return f"{where}.updatedTime {when.isoformat()} {ahead}"
+    return None
 
 
 def apply_report(run: RunStatus, report: ProgressReport) -> RunStatus:

@@ -1,10 +1,10 @@
-"""The progress endpoint: its pure half (paths, tokens, stale reports, the loss history) and
+"""The progress endpoint: its pure half (paths, tokens, stale and future reports, the loss history) and
 the refusals it makes before it looks anything up (a real aiohttp server, no Kubernetes API at all)."""
 
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -12,6 +12,7 @@ from aiohttp.test_utils import TestServer
 from kaizen_api.finetune_status import LossPoint, RunStatus
 from kaizen_api.results import ProgressReport
 from kaizen_operator import endpoints
+from kaizen_operator.admission import validation_message
 from kaizen_operator.context import Context
 from kaizen_operator.kube import path_of
 from kaizen_operator.progress import (
@@ -22,9 +23,11 @@ from kaizen_operator.progress import (
     is_stale,
     path_problem,
     run_token,
+    time_problem,
     token_matches,
     token_well_formed,
 )
+from pydantic import ValidationError
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 RUN = "pipe-20240101120000-abcdef"
@@ -81,9 +84,35 @@ def test_rate_limit_and_stale_reports() -> None:
     )
     run = apply_report(RunStatus(name="r", phase="Running"), first)
     assert run.loss_history == [LossPoint(step=2, loss=2.0)]
-    assert is_stale(run, first)
-    older = first.model_copy(update={"progress": first.progress.model_copy(update={"updated_time": NOW})})  # type: ignore[union-attr]
-    assert is_stale(run, older)
+    applied = run.progress.updated_time if run.progress else None
+    assert is_stale(applied, applied)
+    assert is_stale(applied, NOW)  # older
+    assert not is_stale(applied, NOW + timedelta(minutes=1))
+    assert is_stale(applied, None)  # no time: never newer than a report with one (eval reports too)
+    assert not is_stale(None, None) and not is_stale(None, NOW)
+
+
+def test_report_times_must_carry_a_zone() -> None:
+    for body in (
+        {"runName": "r", "progress": {"step": 1, "updatedTime": "2026-12-01T12:00:00"}},
+        {"runName": "r", "evalProgress": {"done": 1, "updatedTime": "2026-12-01T12:00:00"}},
+    ):
+        with pytest.raises(ValidationError) as info:
+            ProgressReport.model_validate(body)
+        assert "updatedTime" in validation_message(info.value, "")
+    aware = {"runName": "r", "progress": {"step": 1, "updatedTime": "2026-12-01T12:00:00+02:00"}}
+    assert ProgressReport.model_validate(aware).progress
+
+
+def test_a_report_from_the_future_is_refused() -> None:
+    def report(when: datetime, field: str = "progress") -> ProgressReport:
+        return ProgressReport.model_validate({"runName": "r", field: {"updatedTime": when.isoformat()}})
+
+    assert time_problem(report(NOW + timedelta(minutes=4)), NOW) is None
+    assert time_problem(ProgressReport(run_name="r"), NOW) is None
+    assert (time_problem(report(NOW + timedelta(minutes=6)), NOW) or "").startswith("progress.updatedTime ")
+    eval_problem = time_problem(report(NOW + timedelta(days=1), "evalProgress"), NOW)
+    assert (eval_problem or "").startswith("evalProgress.updatedTime ")
 
 
 def test_loss_history_is_bounded_and_keeps_the_ends() -> None:
