@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import Field, StringConstraints
+from pydantic import AwareDatetime, Field, StringConstraints
 
 from kaizen_api.base import NAME_MAX, URI_MAX, KaizenModel, Rule, StatusModel, immutable
 from kaizen_api.common import (
@@ -282,7 +282,7 @@ class EvalProgress(StatusModel):
     percentage: int = Field(default=0, ge=0, le=100, description="Progress in percent.")
     eta_seconds: int | None = Field(default=None, ge=0, description="Estimated seconds left.")
     task: str | None = Field(default=None, max_length=128, description="The task being evaluated.")
-    updated_time: datetime | None = Field(default=None, description="When the runner last reported.")
+    updated_time: AwareDatetime | None = Field(default=None, description="When the runner last reported.")
 
 
 RESULTS_MAX = 64  # headline scores kept in status (the full results live in the output location)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import Field
+from pydantic import AwareDatetime, Field
 
 from kaizen_api.base import NAME_MAX, URI_MAX, StatusModel
 from kaizen_api.common import Conditions, LabelName
@@ -23,7 +23,7 @@ class RunProgress(StatusModel):
     epoch: float = Field(default=0.0, ge=0, description="Epochs done (fractional).")
     percentage: int = Field(default=0, ge=0, le=100, description="Progress in percent.")
     eta_seconds: int | None = Field(default=None, ge=0, description="Estimated seconds left.")
-    updated_time: datetime | None = Field(default=None, description="When the runner last reported.")
+    updated_time: AwareDatetime | None = Field(default=None, description="When the runner last reported.")
 
 
 class RunMetrics(StatusModel):

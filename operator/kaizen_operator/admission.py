@@ -18,12 +18,12 @@ from kaizen_operator.conditions import set_condition
 SUMMARY_CONDITION = {FINETUNE_PIPELINE.kind: "Ready", EVAL_JOB.kind: "Succeeded", PRIVATE_MODEL.kind: "Ready"}
 
 
-def validation_message(error: ValidationError) -> str:
-    """One line per problem, each naming the field in manifest (camelCase) form."""
+def validation_message(error: ValidationError, prefix: str = "spec.") -> str:
+    """One line per problem, each naming the field in manifest (camelCase) form after `prefix`."""
     lines = []
     for problem in error.errors():
         where = ".".join(str(part) for part in problem["loc"])
-        lines.append(f"spec.{where}: {problem['msg']}" if where else problem["msg"])
+        lines.append(f"{prefix}{where}: {problem['msg']}" if where else problem["msg"])
     return "; ".join(lines)
 
 

@@ -15,6 +15,7 @@ from kaizen_api.kinds import FINETUNE_PIPELINE
 from kaizen_operator.catalog import Catalog
 from kaizen_operator.kube import ApiError, Kube, path_of
 from kaizen_operator.metrics import STATUS_PATCHES, RunPhases
+from kaizen_operator.progress import RateLimiter
 from kaizen_operator.settings import OperatorSettings
 from kaizen_operator.watchcache import WatchCache
 
@@ -30,6 +31,9 @@ class Context:
     phases: RunPhases = field(default_factory=RunPhases)
     # (namespace, run object name) -> (pipeline name, uid), for the progress endpoint; active runs only.
     run_index: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
+    # The endpoint's reads of token Secrets (runs not in run_index, every eval run), all runs together:
+    # they come before the token can be checked, so requests for made-up runs cost at most 20 a second.
+    secret_reads: RateLimiter = field(default_factory=lambda: RateLimiter(interval_s=0.05, burst=40))
     # Pipelines and PrivateModels as the watches delivered them; the operator's own status writes.
     pipelines: WatchCache = field(default_factory=WatchCache)
     models: WatchCache = field(default_factory=WatchCache)

@@ -4,8 +4,9 @@
   (`kaizen_api.results.ProgressReport`) with the run's bearer token; applied to the run in status.
 - ops port: `/metrics` (Prometheus), `/healthz` (the loop answers), `/readyz` (workers started).
 
-Responses: 200 applied or ignored as stale, 400 bad body, 401 no token, 403 wrong token, 404 no
-such active run, 413 body over 64 KiB, 429 over the run's rate. A refused report changes nothing.
+Responses: 200 applied or ignored as stale, 400 a path that names no run or a bad body (naming the
+part), 401 no token, 403 wrong token, 404 no such active run, 413 body over 64 KiB, 429 over the run's
+rate or over all runs' lookups of token Secrets. A refused report changes nothing.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -21,11 +23,22 @@ from kaizen_api.results import ProgressReport
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 
+from kaizen_operator.admission import validation_message
 from kaizen_operator.context import API, KIND, Conflict, Context, patch_status
 from kaizen_operator.kube import ApiError, path_of
 from kaizen_operator.metrics import PROGRESS_REPORTS
 from kaizen_operator.naming import ChildNames
-from kaizen_operator.progress import BODY_MAX_BYTES, RateLimiter, apply_report, is_stale, token_matches
+from kaizen_operator.progress import (
+    BODY_MAX_BYTES,
+    RateLimiter,
+    apply_report,
+    bearer_token,
+    is_stale,
+    path_problem,
+    time_problem,
+    token_matches,
+    token_well_formed,
+)
 
 log = logging.getLogger(__name__)
 ATTEMPTS = 4
@@ -38,15 +51,19 @@ class Refused(Exception):
         self.status, self.outcome, self.message = status, outcome, message
 
 
+def token_secret(ctx: Context, namespace: str, run: str) -> dict[str, Any]:
+    """The metadata of the run's token Secret ({} when there is none), within `ctx.secret_reads`."""
+    if not ctx.secret_reads.allow("secrets"):
+        raise Refused(429, "rate_limited", "too many reports for runs not known yet, try again")
+    secret = ctx.kube.get(path_of("v1", "Secret", namespace, ChildNames.of(run).token_secret))
+    return dict((secret or {}).get("metadata") or {})
+
+
 def owner_of(ctx: Context, namespace: str, run: str) -> tuple[str, str]:
     """(pipeline name, uid) of the run: from the index of active runs, else from its token Secret."""
     if (owner := ctx.run_index.get((namespace, run))) is not None:
         return owner
-    try:
-        secret = ctx.kube.get(path_of("v1", "Secret", namespace, ChildNames.of(run).token_secret))
-    except ValueError:  # not a run object name at all
-        secret = None
-    meta = (secret or {}).get("metadata") or {}
+    meta = token_secret(ctx, namespace, run)
     name = (meta.get("labels") or {}).get("kaizen.dev/pipeline")
     uid = next((r["uid"] for r in meta.get("ownerReferences") or [] if r.get("kind") == KIND), None)
     if not name or not uid:
@@ -70,7 +87,8 @@ def apply(
         run = RunStatus.model_validate(runs[index])
         if report.run_name != run.name:
             raise Refused(400, "invalid", f"runName {report.run_name!r} is not this run ({run.name})")
-        if is_stale(run, report):
+        old, new = run.progress, report.progress
+        if is_stale(old.updated_time if old else None, new.updated_time if new else None):
             return False
         updated = apply_report(run, report).to_manifest()
         runs[index] = updated
@@ -96,21 +114,26 @@ def report_handler(ctx: Context, limiter: RateLimiter, owner: Owner, apply: Appl
 
     async def post(request: web.Request) -> web.Response:
         namespace, run = request.match_info["namespace"], request.match_info["run"]
-        header = request.headers.get("Authorization", "")
+        token = bearer_token(request.headers.get("Authorization", ""))
         try:
-            if not header.startswith("Bearer ") or not header[7:].strip():
+            if (problem := path_problem(namespace, run)) is not None:
+                raise Refused(400, "invalid", problem)
+            if token is None:
                 raise Refused(401, "unauthorized", "a bearer token is required")
+            if not token_well_formed(token):  # refused before the run is looked up, at no cost
+                raise Refused(403, "forbidden", "the token does not authorise this run")
             owned_by = await asyncio.to_thread(owner, ctx, namespace, run)
-            if not token_matches(ctx.key, header[7:].strip(), namespace, run, owned_by[1]):
+            if not token_matches(ctx.key, token, namespace, run, owned_by[1]):
                 raise Refused(403, "forbidden", "the token does not authorise this run")
             if not limiter.allow(f"{kind}/{namespace}/{run}"):
                 raise Refused(429, "rate_limited", "too many reports for this run")
             try:
                 report = ProgressReport.model_validate_json(await request.read())
             except ValidationError as err:
-                raise Refused(
-                    400, "invalid", f"not a progress report: {err.error_count()} problems"
-                ) from None
+                message = validation_message(err, prefix="")
+                raise Refused(400, "invalid", f"not a progress report: {message}") from None
+            if (problem := time_problem(report, datetime.now(UTC))) is not None:
+                raise Refused(400, "invalid", problem)
             applied = await asyncio.to_thread(apply, ctx, namespace, run, owned_by, report)
         except Refused as refused:
             PROGRESS_REPORTS.labels(refused.outcome).inc()

@@ -11,23 +11,19 @@ from kaizen_api.evaljob import EvalJobStatus
 from kaizen_api.results import ProgressReport
 
 from kaizen_operator.context import Conflict, Context
-from kaizen_operator.endpoints import Refused
+from kaizen_operator.endpoints import Refused, token_secret
 from kaizen_operator.eval_reconciler import API, KIND, patch_eval_status
 from kaizen_operator.eval_runs import FINISHED, run_number, run_object_name
 from kaizen_operator.eval_workload import EVALJOB_LABEL
 from kaizen_operator.kube import path_of
-from kaizen_operator.naming import ChildNames
+from kaizen_operator.progress import is_stale
 
 ATTEMPTS = 4
 
 
 def eval_owner(ctx: Context, namespace: str, run: str) -> tuple[str, str]:
     """(EvalJob name, uid) of a run object name, from its token Secret's labels and owner."""
-    try:
-        secret = ctx.kube.get(path_of("v1", "Secret", namespace, ChildNames.of(run).token_secret))
-    except ValueError:
-        secret = None
-    meta = (secret or {}).get("metadata") or {}
+    meta = token_secret(ctx, namespace, run)
     owner = next((r for r in meta.get("ownerReferences") or [] if r.get("kind") == KIND), None)
     if owner is None or EVALJOB_LABEL not in (meta.get("labels") or {}):
         raise Refused(404, "unknown_run", f"no active evaluation run {namespace}/{run}")
@@ -47,11 +43,8 @@ def apply_eval(
             raise Refused(404, "unknown_run", f"run {run} is not active")
         if report.run_name != latest.run_name:
             raise Refused(400, "invalid", f"runName {report.run_name!r} is not this run ({latest.run_name})")
-        new = report.eval_progress
-        old = status.progress
-        if new is None or (
-            old and old.updated_time and new.updated_time and new.updated_time <= old.updated_time
-        ):
+        new, old = report.eval_progress, status.progress
+        if new is None or is_stale(old.updated_time if old else None, new.updated_time):
             return False
         try:
             patch_eval_status(ctx, job, {"progress": new.to_manifest()})

@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote
 
 from kubernetes import client, config
 
@@ -98,10 +99,18 @@ def throttle_refresh(
     configuration.refresh_api_key_hook = refresh  # type: ignore[assignment]
 
 
+def path_segment(text: str) -> str:
+    """`text` as one segment of a URL path: a name that came from outside (a request's path) must not
+    add segments, a query or a `..` that the HTTP client resolves, whatever its caller checked."""
+    if text in (".", ".."):
+        raise ValueError(f"{text!r} cannot name an object")
+    return quote(text, safe="")
+
+
 def path_of(api_version: str, kind: str, namespace: str | None, name: str | None = None) -> str:
     prefix, plural = RESOURCES[f"{api_version}/{kind}"]
-    base = f"{prefix}/namespaces/{namespace}/{plural}" if namespace else f"{prefix}/{plural}"
-    return f"{base}/{name}" if name else base
+    base = f"{prefix}/namespaces/{path_segment(namespace)}/{plural}" if namespace else f"{prefix}/{plural}"
+    return f"{base}/{path_segment(name)}" if name else base
 
 
 def path_for(manifest: dict[str, Any], *, named: bool = False) -> str:

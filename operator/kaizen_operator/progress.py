@@ -1,4 +1,5 @@
-"""The pure half of the live progress endpoint: per-run tokens, rate limits, applying a report.
+"""The pure half of the live progress endpoint: what a request must be before the run is looked up,
+per-run tokens, rate limits, stale and future reports, applying a report.
 
 A run's token is an HMAC of (namespace, run object name, pipeline uid) under the operator's key, so
 it authorises exactly one run of one pipeline object: another run's token, or the same run name in a
@@ -9,14 +10,46 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
+from kaizen_api.common import DNS1123_LABEL
 from kaizen_api.finetune_status import LOSS_HISTORY_MAX, LossPoint, RunStatus
 from kaizen_api.results import ProgressReport
 
+from kaizen_operator.naming import LABEL_MAX, RUN_NAME_MAX
+
 BODY_MAX_BYTES = 64 * 1024
+CLOCK_SKEW_MAX = timedelta(minutes=5)
+_LABEL = re.compile(DNS1123_LABEL)
+_TOKEN = re.compile(r"[0-9a-f]{64}")  # what run_token returns: a SHA-256 HMAC in hex
+
+
+def path_problem(namespace: str, run: str) -> str | None:
+    """Why a report's `<namespace>/<run>` names no run (None when it may): both go into API paths
+    (the run's token Secret), so they are checked before anything is looked up."""
+    if len(namespace) > LABEL_MAX or not _LABEL.fullmatch(namespace):
+        return f"namespace {namespace!r} is not a DNS-1123 label"
+    if len(run) > RUN_NAME_MAX or not _LABEL.fullmatch(run):
+        return f"run {run!r} is not a run object name (a DNS-1123 label of at most {RUN_NAME_MAX} characters)"
+    return None
+
+
+def bearer_token(header: str) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header; None when there is none."""
+    scheme, _, token = header.partition(" ")
+    if scheme != "Bearer":
+        return None
+    return token.strip() or None
+
+
+def token_well_formed(presented: str) -> bool:
+    """Whether `presented` could be a run's token at all; anything else is refused without looking the
+    run up, whatever the header held (one that is not UTF-8 arrives as surrogates, which do not encode)."""
+    return _TOKEN.fullmatch(presented) is not None
 
 
 def new_key() -> bytes:
@@ -29,7 +62,8 @@ def run_token(key: bytes, namespace: str, run_object_name: str, pipeline_uid: st
 
 
 def token_matches(key: bytes, presented: str, namespace: str, run_object_name: str, uid: str) -> bool:
-    return hmac.compare_digest(presented.encode(), run_token(key, namespace, run_object_name, uid).encode())
+    expected = run_token(key, namespace, run_object_name, uid)
+    return token_well_formed(presented) and hmac.compare_digest(presented, expected)
 
 
 @dataclass
@@ -55,19 +89,36 @@ class RateLimiter:
 
 
 def downsample(points: list[LossPoint], limit: int = LOSS_HISTORY_MAX) -> list[LossPoint]:
-    """Keep the curve's shape within `limit` points: drop every other point, always keep the newest."""
+    """At most `limit` (>= 2) points spread over the whole curve; the first and the newest always stay.
+
+    Points arrive one report at a time, so this drops one inner point per point over: the one whose
+    neighbours are closest in steps (the oldest of equals), which keeps the gaps within about 2x of
+    each other wherever the reported steps fall. Halving the list on every overflow thinned the oldest
+    points again each time, down to the first point and the last few steps."""
+    points = list(points)
     while len(points) > limit:
-        points = points[:-1:2] + points[-1:]
+        drop = min(range(1, len(points) - 1), key=lambda i: (points[i + 1].step - points[i - 1].step, i))
+        del points[drop]
     return points
 
 
-def is_stale(run: RunStatus, report: ProgressReport) -> bool:
-    """A report no newer than the one applied last (reports can arrive out of order or be replayed)."""
-    old = run.progress.updated_time if run.progress else None
-    new = report.progress.updated_time if report.progress else None
+def is_stale(old: datetime | None, new: datetime | None) -> bool:
+    """Whether a report's `updatedTime` (`new`) is no newer than the one applied last (`old`): reports
+    can arrive out of order or be replayed, and one without a time is never newer than one with."""
     if old is None:
         return False
     return new is None or new <= old
+
+
+def time_problem(report: ProgressReport, now: datetime) -> str | None:
+    """Why the report's time cannot be applied (None when it can): a time ahead of the operator's clock
+    (beyond `CLOCK_SKEW_MAX`) would make every later, true report of the run look stale."""
+    for where, progress in (("progress", report.progress), ("evalProgress", report.eval_progress)):
+        when = progress.updated_time if progress else None
+        if when is not None and when > now + CLOCK_SKEW_MAX:
+            ahead = f"is ahead of the operator's clock ({now.isoformat()})"
+            return f"{where}.updatedTime {when.isoformat()} {ahead}"
+    return None
 
 
 def apply_report(run: RunStatus, report: ProgressReport) -> RunStatus:

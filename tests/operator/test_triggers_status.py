@@ -6,13 +6,11 @@ from datetime import UTC, datetime
 
 from api.manifests import load_example
 from kaizen_api.finetune import FineTunePipelineSpec
-from kaizen_api.finetune_status import FineTunePipelineStatus, LossPoint, RunStatus
-from kaizen_api.results import ProgressReport
+from kaizen_api.finetune_status import FineTunePipelineStatus, RunStatus
 from kaizen_operator import pipeline_status
 from kaizen_operator.conditions import get_condition
 from kaizen_operator.kube import ApiError
 from kaizen_operator.pipeline_status import Blocker
-from kaizen_operator.progress import RateLimiter, apply_report, downsample, is_stale, run_token, token_matches
 from kaizen_operator.schedule import contains, next_time, schedule_blocker
 from kaizen_operator.triggers import (
     cancel_targets,
@@ -146,39 +144,6 @@ def test_a_pass_that_raised_says_so_without_quoting_the_exception() -> None:
     refused = ApiError(500, '{"reason": "InternalError", "message": "etcdserver: request timed out"}')
     message = get_condition(pipeline_status.failed_pass(None, refused, 2), "Ready")["message"]
     assert message == "the API server answered 500 InternalError: etcdserver: request timed out"
-
-
-def test_tokens_authorise_one_run_of_one_pipeline_object() -> None:
-    key = b"k" * 32
-    token = run_token(key, "ns", "run-a", "uid-1")
-    assert token_matches(key, token, "ns", "run-a", "uid-1")
-    assert not token_matches(key, token, "ns", "run-b", "uid-1")
-    assert not token_matches(key, token, "ns", "run-a", "uid-2")  # a re-created pipeline
-    assert not token_matches(b"x" * 32, token, "ns", "run-a", "uid-1")
-
-
-def test_rate_limit_and_stale_reports() -> None:
-    limiter = RateLimiter(interval_s=1.0, burst=2)
-    assert [limiter.allow("r", now=0.0) for _ in range(3)] == [True, True, False]
-    assert limiter.allow("r", now=1.5)
-    first = ProgressReport.model_validate(
-        {
-            "runName": "r",
-            "progress": {"step": 2, "updatedTime": "2026-12-01T12:00:10Z"},
-            "metrics": {"trainTotalLoss": 2.0},
-        }
-    )
-    run = apply_report(RunStatus(name="r", phase="Running"), first)
-    assert run.loss_history == [LossPoint(step=2, loss=2.0)]
-    assert is_stale(run, first)
-    older = first.model_copy(update={"progress": first.progress.model_copy(update={"updated_time": NOW})})  # type: ignore[union-attr]
-    assert is_stale(run, older)
-
-
-def test_loss_history_is_bounded_and_keeps_the_ends() -> None:
-    points = [LossPoint(step=i, loss=float(i)) for i in range(200)]
-    kept = downsample(points, 50)
-    assert len(kept) <= 50 and kept[0].step == 0 and kept[-1].step == 199
 
 
 def test_next_schedule_time_in_the_zone_and_spec_subset() -> None:

@@ -145,10 +145,10 @@ def object_store(connection: S3Connection) -> ObjectStore:
 
 def read_secret(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
     """A connection Secret; StorageError (the storage cannot be reached) when it cannot be read."""
-    from kaizen_operator.kube import ApiError
+    from kaizen_operator.kube import ApiError, path_of
 
     try:
-        found = kube.get(f"/api/v1/namespaces/{namespace}/secrets/{name}")
+        found = kube.get(path_of("v1", "Secret", namespace, name))
     except ApiError as err:
         raise StorageError(
             f"cannot read connection Secret {namespace}/{name}: {err}", cause="access_denied"
