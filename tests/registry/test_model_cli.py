@@ -81,6 +81,19 @@ def test_an_interrupted_multipart_upload_resumes_with_the_parts_already_sent(
     assert client.get_object(Bucket=s3_bucket, Key=key)["Body"].read() == big.read_bytes()
 
 
+@pytest.mark.s3
+def test_a_large_file_goes_up_in_parts_when_no_upload_was_begun(aws_env, s3_bucket, tmp_path) -> None:
+    big = tmp_path / "model.safetensors"
+    big.write_bytes(os.urandom(MIN_PART_SIZE + 1234))
+    client = aws_env.client()
+    sent = upload_file_resumable(
+        client, big, s3_bucket, "models/m/v5/model.safetensors", part_size=MIN_PART_SIZE
+    )
+    assert sent == big.stat().st_size
+    stored = client.get_object(Bucket=s3_bucket, Key="models/m/v5/model.safetensors")["Body"].read()
+    assert stored == big.read_bytes()
+
+
 def test_a_folder_that_is_not_ready_is_not_uploaded(model_copy, capsys) -> None:
     folder = model_copy("llama")
     (folder / "tokenizer.json").unlink()

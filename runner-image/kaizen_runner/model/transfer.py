@@ -68,6 +68,17 @@ def _md5(data: bytes) -> str:
     return hashlib.md5(data, usedforsecurity=False).hexdigest()
 
 
+def _uploads_in_progress(client: Any, bucket: str, key: str) -> list[dict[str, Any]]:
+    """The multipart uploads begun under `key`. rclone's S3 server (the local stack's) answers NoSuchUpload
+    rather than an empty list while a bucket has none, which is no error for a first upload."""
+    try:
+        return client.list_multipart_uploads(Bucket=bucket, Prefix=key).get("Uploads") or []
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "NoSuchUpload":
+            return []
+        raise
+
+
 def upload_file_resumable(
     client: Any,
     path: Path,
@@ -85,7 +96,7 @@ def upload_file_resumable(
         )
     size = path.stat().st_size
     with _errors("upload", bucket, key):
-        uploads = client.list_multipart_uploads(Bucket=bucket, Prefix=key).get("Uploads") or []
+        uploads = _uploads_in_progress(client, bucket, key)
         upload_id = next((u["UploadId"] for u in uploads if u["Key"] == key), None)
         done: dict[int, str] = {}
         if upload_id is None:
