@@ -7,6 +7,7 @@ same models. Everything is camelCase on the wire, like the CR status it ends up 
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import Any, Literal
 
@@ -203,11 +204,12 @@ class EvalResults(StatusModel):
 
     def compact(self, limit: int = RESULTS_MAX) -> dict[str, float]:
         """The headline scores for status: `metric` for the standard suite, `task/metric` otherwise,
-        at most `limit` of them (in task order), rounded to 4 decimals."""
+        at most `limit` of them (in task order), rounded to 4 decimals. NaN and infinite scores (lm-eval's
+        0/0) are left out: JSON writes them as null, and the operator could not read the message back."""
         out: dict[str, float] = {}
         for task in self.tasks:
             for metric, value in task.metrics.items():
                 key = metric if task.task == "standard" else f"{task.task}/{metric}"
-                if len(out) < limit:
+                if len(out) < limit and math.isfinite(value):
                     out[key] = round(float(value), 4)
         return out

@@ -110,3 +110,18 @@ def test_bad_secret_file(capsys, tmp_path):
     secret_file.write_text("kind: Secret\nstringData: {AWS_ACCESS_KEY_ID: a}\n")
     code, _, err = run(capsys, "--format", "alpaca", "--secret-file", str(secret_file), "s3://b/k.json")
     assert code == 1 and "lacks AWS_ENDPOINT_URL" in err
+
+
+def test_a_broken_secret_file_is_reported_by_position_without_its_content(capsys, tmp_path):
+    secret_file = tmp_path / "secret.yaml"
+    key = "wJalrXUtnFEMI-K7MDENG"
+    lines = [
+        "kind: Secret",
+        "stringData:",
+        "  AWS_ACCESS_KEY_ID: AKIA",
+        f"  AWS_SECRET_ACCESS_KEY: {key[:5]}: {key[5:]}",
+    ]
+    secret_file.write_text("\n".join(lines) + "\n")
+    code, out, err = run(capsys, "--format", "alpaca", "--secret-file", str(secret_file), "s3://b/k.json")
+    assert code == 1 and f"{secret_file} is not valid YAML at line 4, column " in err
+    assert "wJalr" not in out + err and "XUtn" not in out + err

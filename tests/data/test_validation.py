@@ -6,7 +6,9 @@ usable and the report must point at exactly that record.
 
 from __future__ import annotations
 
+import gc
 import json
+import sys
 
 import pytest
 from kaizen_runner.data import DataError, DataFormat, Reason, load_records
@@ -310,3 +312,29 @@ def test_report_keeps_only_the_first_examples_but_counts_all(tmp_path):
     assert report.counts_by_reason == {"empty_text": 50}
     assert len(report.examples) == 20 and report.examples[-1].index == 20
     assert "first 20 issue(s)" in report.to_text()
+
+
+def test_a_csv_row_longer_than_its_header_is_skipped_not_cut(tmp_path):
+    path = tmp_path / "a.csv"
+    path.write_text("instruction,input,output\nsay hi,,hello\nsay hi,,hello, world\n")
+    issue = only_issue(path, A)
+    assert (issue.index, issue.reason) == (1, Reason.WRONG_TYPE)
+    assert "record 1 (line 3): has 4 cells but the header names 3" in issue.message
+
+
+def test_empty_csv_cells_beyond_the_header_lose_nothing(tmp_path):
+    path = tmp_path / "a.csv"
+    path.write_text("instruction,input,output\nsay hi,,hello,\n")
+    with load_records(path, A) as result:
+        assert [r.output for r in result.records] == ["hello"]
+
+
+def test_a_csv_without_usable_rows_leaves_no_reader_open(tmp_path, monkeypatch):
+    path = tmp_path / "a.csv"
+    path.write_text("instruction,input,output\nq,,\n")
+    unraisable = []
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+    with pytest.raises(DataError):
+        load_records(path, A)  # the format hint reads the first row again
+    gc.collect()
+    assert [str(u.exc_value) for u in unraisable] == []

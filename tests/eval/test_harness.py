@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 from kaizen_api.evaljob import EvalParameters
+from kaizen_api.results import EvalResults
 from kaizen_runner.cli import main
-from kaizen_runner.eval.harness import HARNESS_TASKS, gen_kwargs
+from kaizen_runner.eval.harness import HARNESS_TASKS, _task_results, gen_kwargs
 
 from .conftest import model_entry, write_config
 
@@ -146,3 +147,22 @@ def test_humaneval_needs_the_code_execution_opt_in(tmp_path, tiny_model, staged,
     config = _config(tmp_path, tiny_model, staged, ["humaneval"])
     assert main(["eval", "--config", str(config)]) == 2
     assert "allowCodeExecution" in capsys.readouterr().err
+
+
+def test_nan_and_infinite_harness_numbers_are_left_out_so_results_json_reads_back():
+    raw = {
+        "results": {
+            "truthfulqa_mc2": {
+                "acc,none": float("nan"),
+                "acc_stderr,none": float("nan"),
+                "bleu,none": 0.5,
+                "ppl,none": float("inf"),
+                "alias": "truthfulqa_mc2",
+            }
+        },
+        "n-samples": {"truthfulqa_mc2": {"effective": 3}},
+    }
+    [task] = _task_results(raw, ["truthfulqa_mc2"])
+    assert (task.metrics, task.details, task.samples) == ({"bleu": 0.5}, None, 3)
+    results = EvalResults(run_name="r", suite="lm-eval", tasks=[task])
+    assert EvalResults.model_validate_json(results.model_dump_json(by_alias=True)) == results

@@ -81,6 +81,19 @@ def test_an_interrupted_multipart_upload_resumes_with_the_parts_already_sent(
     assert client.get_object(Bucket=s3_bucket, Key=key)["Body"].read() == big.read_bytes()
 
 
+@pytest.mark.s3
+def test_a_large_file_goes_up_in_parts_when_no_upload_was_begun(aws_env, s3_bucket, tmp_path) -> None:
+    big = tmp_path / "model.safetensors"
+    big.write_bytes(os.urandom(MIN_PART_SIZE + 1234))
+    client = aws_env.client()
+    sent = upload_file_resumable(
+        client, big, s3_bucket, "models/m/v5/model.safetensors", part_size=MIN_PART_SIZE
+    )
+    assert sent == big.stat().st_size
+    stored = client.get_object(Bucket=s3_bucket, Key="models/m/v5/model.safetensors")["Body"].read()
+    assert stored == big.read_bytes()
+
+
 def test_a_folder_that_is_not_ready_is_not_uploaded(model_copy, capsys) -> None:
     folder = model_copy("llama")
     (folder / "tokenizer.json").unlink()
@@ -115,3 +128,32 @@ def test_an_interrupted_upload_shows_as_uploading_and_resumes_file_by_file(
     assert sent == total - (folder / "model.safetensors").stat().st_size
     verdict = check_version(S3ModelStorage(objects, s3_bucket, "models/m/v3"))
     assert verdict.ready and verdict.manifest is not None and verdict.manifest.version == "v3"
+
+
+@pytest.mark.s3
+def test_a_resumed_upload_sends_a_file_rewritten_at_the_same_size_again(
+    aws_env, s3_bucket, model_copy, tmp_path
+) -> None:
+    from kaizen_runner.model.transfer import upload_version
+    from kaizen_runner.storage import ObjectStore
+    from kaizen_runner.train.output import verify_local_version
+
+    folder = model_copy("llama")
+    (folder / "big.bin").write_bytes(os.urandom(2 * MIN_PART_SIZE + 1234))
+    objects, client = ObjectStore(aws_env.connection()), aws_env.client()
+    # The first attempt stored the weights and the large file (in parts), then died; the weights were
+    # retrained since: the same size, other bytes. The large file did not change.
+    objects.upload_file(folder / "model.safetensors", s3_bucket, "models/m/v4/model.safetensors")
+    upload_file_resumable(
+        client, folder / "big.bin", s3_bucket, "models/m/v4/big.bin", part_size=MIN_PART_SIZE
+    )
+    weights = folder / "model.safetensors"
+    weights.write_bytes(bytes(b ^ 0xFF for b in weights.read_bytes()))
+    manifest = build_manifest(folder, "v4")
+    sent = upload_version(objects, folder, s3_bucket, "models/m/v4", manifest, part_size=MIN_PART_SIZE)
+    assert sent == sum(f.size for f in manifest.files) - (folder / "big.bin").stat().st_size
+    stored = client.get_object(Bucket=s3_bucket, Key="models/m/v4/model.safetensors")["Body"].read()
+    assert stored == weights.read_bytes()
+    dest = tmp_path / "downloaded"
+    assert main(["model", "download", f"s3://{s3_bucket}/models/m/v4", str(dest), "--no-progress"]) == 0
+    assert verify_local_version(dest) == []

@@ -7,7 +7,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from kaizen_api.results import ProgressReport, TerminationMessage
+from kaizen_api.results import EvalResults, EvalTaskResult, ProgressReport, TerminationMessage
 from kaizen_api.runconfig import ProgressTarget
 from kaizen_runner.train.progress import (
     ProgressReporter,
@@ -110,3 +110,11 @@ def test_a_missing_token_is_warned_about(
     monkeypatch.delenv("NO_SUCH_TOKEN", raising=False)
     ProgressReporter("r", ProgressTarget(url="http://127.0.0.1:9/x", token_env="NO_SUCH_TOKEN"))
     assert "$NO_SUCH_TOKEN is not set" in caplog.text
+
+
+def test_nan_and_infinite_scores_leave_a_termination_message_the_operator_can_read() -> None:
+    nan, inf = float("nan"), float("inf")
+    scores = {"mc2": nan, "acc": 0.61234, "ppl": inf, "neg": -inf}
+    results = EvalResults(run_name="r", suite="lm-eval", tasks=[EvalTaskResult(task="tqa", metrics=scores)])
+    text = termination_message(TerminationMessage(run_name="r", phase="Succeeded", results=results.compact()))
+    assert TerminationMessage.model_validate(json.loads(text)).results == {"tqa/acc": 0.6123}

@@ -70,11 +70,24 @@ def run_validate(args: argparse.Namespace) -> int:
 def _connection(path: Path) -> S3Connection:
     try:
         secret = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
+    except OSError as exc:
         raise StorageError(f"cannot read the Secret file {path}: {exc}", cause="bad_config") from None
+    except UnicodeDecodeError:
+        raise StorageError(f"the Secret file {path} is not UTF-8 text", cause="bad_config") from None
+    except yaml.YAMLError as exc:
+        raise StorageError(f"the Secret file {path} {_yaml_position(exc)}", cause="bad_config") from None
     if not isinstance(secret, dict):
         raise StorageError(f"{path} is not a Kubernetes Secret", cause="bad_config")
     return S3Connection.from_secret(secret)
+
+
+def _yaml_position(exc: yaml.YAMLError) -> str:
+    """Where the YAML breaks, never what is there: PyYAML's own message quotes the line, and a Secret's
+    lines are credentials."""
+    mark = getattr(exc, "problem_mark", None)
+    if mark is None:
+        return "is not valid YAML"
+    return f"is not valid YAML at line {mark.line + 1}, column {mark.column + 1}"
 
 
 def _failed(args: argparse.Namespace, reason: str, message: str, report: Any) -> int:

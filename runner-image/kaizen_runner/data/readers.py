@@ -15,7 +15,7 @@ import shutil
 import tempfile
 import zipfile
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Generator, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -40,6 +40,9 @@ class RawRow:
     value: Any = None
     line: int | None = None
     issue: Issue | None = None
+
+
+Rows = Generator[RawRow, None, None]
 
 
 @dataclass(frozen=True)
@@ -73,7 +76,7 @@ def _encoding_issue(index: int, line: int, field: str) -> Issue:
     return Issue(index, field, Reason.BAD_ENCODING, f"{_where(index, line)}: not UTF-8 text")
 
 
-def read_jsonl(stream: IO[bytes], name: str) -> Iterator[RawRow]:
+def read_jsonl(stream: IO[bytes], name: str) -> Rows:
     for index, (line, text, _) in enumerate(_lines(stream)):
         if text is None:
             yield RawRow(index, line=line, issue=_encoding_issue(index, line, "record"))
@@ -85,12 +88,12 @@ def read_jsonl(stream: IO[bytes], name: str) -> Iterator[RawRow]:
             yield RawRow(index, line=line, issue=Issue(index, "record", Reason.BAD_JSON, message))
 
 
-def read_json(stream: IO[bytes], name: str) -> Iterator[RawRow]:
+def read_json(stream: IO[bytes], name: str) -> Rows:
     for index, value in enumerate(iter_json(stream, name)):
         yield RawRow(index, value)
 
 
-def read_txt(stream: IO[bytes], name: str) -> Iterator[RawRow]:
+def read_txt(stream: IO[bytes], name: str) -> Rows:
     """Plain text corpus: each non-blank line is one `{text}` record."""
     for index, (line, text, _) in enumerate(_lines(stream)):
         if text is None:
@@ -99,14 +102,17 @@ def read_txt(stream: IO[bytes], name: str) -> Iterator[RawRow]:
             yield RawRow(index, {"text": text.rstrip("\r\n")}, line)
 
 
-def read_csv(stream: IO[bytes], name: str) -> Iterator[RawRow]:
+def read_csv(stream: IO[bytes], name: str) -> Rows:
     """CSV with a header row; a `history` cell holds JSON (a list of [instruction, output] pairs)."""
     text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
     csv.field_size_limit(DEFAULT_LIMITS.max_upload_bytes)
     reader = csv.DictReader(text)
     try:
         for index, row in enumerate(reader):
-            row.pop(None, None)  # cells beyond the header
+            extra = row.pop(None, None)  # cells beyond the header (DictReader's restkey)
+            if extra and any(cell.strip() for cell in extra):
+                yield RawRow(index, line=reader.line_num, issue=_extra_cells(index, reader, len(extra)))
+                continue
             history = row.get("history")
             if isinstance(history, str):
                 row["history"] = _json_cell(history)
@@ -119,6 +125,17 @@ def read_csv(stream: IO[bytes], name: str) -> Iterator[RawRow]:
         text.detach()
 
 
+def _extra_cells(index: int, reader: csv.DictReader[str], extra: int) -> Issue:
+    """A row longer than its header: its last cells would be lost (often an unquoted comma in a cell).
+    Empty cells beyond the header (a trailing comma) lose nothing and are dropped."""
+    named = len(reader.fieldnames or [])
+    message = (
+        f"{_where(index, reader.line_num)}: has {named + extra} cells but the header names {named} "
+        "(quote a cell that holds a comma)"
+    )
+    return Issue(index, "record", Reason.WRONG_TYPE, message)
+
+
 def _json_cell(cell: str) -> Any:
     if not cell.strip():
         return None
@@ -128,7 +145,7 @@ def _json_cell(cell: str) -> Any:
         return cell  # validation reports it as the wrong type
 
 
-def read_parquet(source: str | IO[bytes], name: str) -> Iterator[RawRow]:
+def read_parquet(source: str | IO[bytes], name: str) -> Rows:
     # pyarrow is imported only for parquet: it is most of this package's import time.
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -156,15 +173,17 @@ _STREAM_READERS = {
 def open_rows(
     path: Path, name: str, file_type: FileType, fmt: DataFormat, limits: Limits
 ) -> Iterator[tuple[Iterator[RawRow], Media]]:
-    """Open a local data file; yields its rows and where its images are."""
+    """Open a local data file; yields its rows and where its images are. Rows left unread (the format
+    hint reads one) are closed before their file, so a reader's cleanup still finds it open."""
     if file_type is FileType.ZIP:
         with _open_zip_rows(path, name, fmt, limits) as opened:
             yield opened
     elif file_type is FileType.PARQUET:
-        yield read_parquet(str(path), name), Media(embedded=True)
+        with contextlib.closing(read_parquet(str(path), name)) as rows:
+            yield rows, Media(embedded=True)
     else:
-        with open(path, "rb") as stream:
-            yield _STREAM_READERS[file_type](stream, name), Media()
+        with open(path, "rb") as stream, contextlib.closing(_STREAM_READERS[file_type](stream, name)) as rows:
+            yield rows, Media()
 
 
 @contextlib.contextmanager
@@ -186,10 +205,13 @@ def _open_zip_rows(
                 local = Path(tmp) / "data.parquet"
                 with archive.open(member.name) as src, open(local, "wb") as dst:
                     _copy_member(src, dst, name)
-                yield read_parquet(str(local), member_name), Media(embedded=True)
+                with contextlib.closing(read_parquet(str(local), member_name)) as rows:
+                    yield rows, Media(embedded=True)
             return
         with archive.open(member.name) as stream:
-            yield _guard_archive(_STREAM_READERS[member.file_type](stream, member_name), name), media
+            rows = _guard_archive(_STREAM_READERS[member.file_type](stream, member_name), name)
+            with contextlib.closing(rows):
+                yield rows, media
 
 
 def _copy_member(src: IO[bytes], dst: IO[bytes], name: str) -> None:
@@ -199,7 +221,7 @@ def _copy_member(src: IO[bytes], dst: IO[bytes], name: str) -> None:
         raise DataError(Reason.BAD_ARCHIVE, f"{name}: broken zip archive ({exc})") from None
 
 
-def _guard_archive(rows: Iterator[RawRow], name: str) -> Iterator[RawRow]:
+def _guard_archive(rows: Rows, name: str) -> Rows:
     """A corrupt member only shows while it is read (bad CRC, truncated deflate stream)."""
     try:
         yield from rows

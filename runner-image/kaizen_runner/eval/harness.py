@@ -10,6 +10,7 @@ tasks ignore num_fewshot: each such case becomes a warning in the results (and t
 from __future__ import annotations
 
 import logging
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -172,14 +173,15 @@ def _track(lm: Any, reporter: EvalProgressReporter) -> None:
 
 
 def _task_results(raw: dict[str, Any], names: list[str]) -> list[EvalTaskResult]:
-    """Per harness task (or group, for mmlu) its metrics: `metric` or `metric@filter`, stderr in details."""
+    """Per harness task (or group, for mmlu) its metrics: `metric` or `metric@filter`, stderr in details.
+    NaN and infinite numbers (truthfulqa_mc2's 0/0) are left out: JSON has no spelling for them."""
     out = []
     for name in names:
         entry = (raw.get("groups") or {}).get(name) or raw["results"].get(name) or {}
         metrics: dict[str, float] = {}
         details: dict[str, float] = {}
         for key, value in entry.items():
-            if "," not in key or not isinstance(value, int | float):
+            if "," not in key or not isinstance(value, int | float) or not math.isfinite(value):
                 continue
             metric, filt = key.split(",", 1)
             label = metric if filt == "none" else f"{metric}@{filt}"

@@ -1,9 +1,9 @@
 """Moving a model version between a workstation and the registry's storage.
 
-Uploads are resumable: a file already stored at its size is skipped, and a large file goes up in
-parts, reusing the parts of an earlier interrupted multipart upload whose MD5 matches. The version's
-marker (`.kaizen-uploading`) is written first and the manifest last, so the registry shows the version
-as `uploading` until every file is in place.
+Uploads are resumable: a file already stored with the same bytes (its size, and an ETag that is the MD5
+of the local file) is skipped, and a large file goes up in parts, reusing the parts of an earlier
+interrupted multipart upload whose MD5 matches. The version's marker (`.kaizen-uploading`) is written
+first and the manifest last, so the registry shows the version as `uploading` until every file is in place.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from kaizen_api.results import ManifestFile, VersionManifest
 from kaizen_operator.registry.readiness import MANIFEST, UPLOAD_MARKER
 
-from kaizen_runner.storage import ObjectStore, StorageError
+from kaizen_runner.storage import ObjectInfo, ObjectStore, StorageError
 from kaizen_runner.train.output import sha256_file
 
 PART_SIZE = 64 << 20  # S3 allows at most 10,000 parts: 64 MiB parts carry files up to 625 GiB
@@ -60,12 +60,42 @@ def build_manifest(folder: Path, version: str, base_model: str | None = None) ->
     )
 
 
-def _stored_sizes(objects: ObjectStore, bucket: str, prefix: str) -> dict[str, int]:
-    return {info.key: info.size for info in objects.list(bucket, prefix.rstrip("/") + "/")}
+def _stored(objects: ObjectStore, bucket: str, prefix: str) -> dict[str, ObjectInfo]:
+    return {info.key: info for info in objects.list(bucket, prefix.rstrip("/") + "/")}
 
 
 def _md5(data: bytes) -> str:
     return hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+
+def _uploads_in_progress(client: Any, bucket: str, key: str) -> list[dict[str, Any]]:
+    """The multipart uploads begun under `key`. rclone's S3 server (the local stack's) answers NoSuchUpload
+    rather than an empty list while a bucket has none, which is no error for a first upload."""
+    try:
+        return client.list_multipart_uploads(Bucket=bucket, Prefix=key).get("Uploads") or []
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "NoSuchUpload":
+            return []
+        raise
+
+
+def _content_etags(path: Path, part_size: int) -> set[str]:
+    """The ETags an S3 server may give `path`'s bytes as `upload_version` sends them: the MD5 of the whole
+    file (a single-part object, and a multipart one on servers such as rclone's), and AWS's multipart form,
+    the MD5 of the parts' MD5s and the part count. A size alone cannot tell a rewritten file from the one
+    an earlier attempt stored."""
+    whole, digests = hashlib.md5(usedforsecurity=False), []
+    with path.open("rb") as handle:
+        while data := handle.read(part_size):
+            whole.update(data)
+            digests.append(hashlib.md5(data, usedforsecurity=False).digest())
+    return {whole.hexdigest(), f"{_md5(b''.join(digests))}-{len(digests)}"}
+
+
+def _already_stored(info: ObjectInfo | None, path: Path, size: int, part_size: int) -> bool:
+    """Whether the stored object holds `path`'s bytes; an ETag that is no MD5 (SSE-KMS, another part
+    size) reads as different, so the file is sent again rather than trusted."""
+    return info is not None and info.size == size and info.etag in _content_etags(path, part_size)
 
 
 def upload_file_resumable(
@@ -85,7 +115,7 @@ def upload_file_resumable(
         )
     size = path.stat().st_size
     with _errors("upload", bucket, key):
-        uploads = client.list_multipart_uploads(Bucket=bucket, Prefix=key).get("Uploads") or []
+        uploads = _uploads_in_progress(client, bucket, key)
         upload_id = next((u["UploadId"] for u in uploads if u["Key"] == key), None)
         done: dict[int, str] = {}
         if upload_id is None:
@@ -126,7 +156,7 @@ def upload_version(
     """Upload `folder` as the version at `prefix`: marker, files (resuming), manifest, marker removed.
     Returns the bytes sent."""
     prefix = prefix.strip("/")
-    stored = _stored_sizes(objects, bucket, prefix)
+    stored = _stored(objects, bucket, prefix)
     if f"{prefix}/{MANIFEST}" in stored:
         raise StorageError(
             f"s3://{bucket}/{prefix} is already a complete version; versions are immutable, "
@@ -139,7 +169,7 @@ def upload_version(
     for entry in manifest.files:
         key = posixpath.join(prefix, entry.path)
         path = folder / entry.path
-        if stored.get(key) == entry.size:
+        if _already_stored(stored.get(key), path, entry.size, part_size):
             if progress:
                 progress(entry.size)
         elif entry.size > part_size:
