@@ -128,9 +128,7 @@ async def start_runtime(**_: Any) -> None:
     # that opens (and shakes hands on) a new TLS connection for each request above it, and drops it after.
     kube = Kube(load_api_client(WORKERS + children.ALONGSIDE_THREADS + 4))
     key = await asyncio.to_thread(progress_key, kube)
-    ctx = Context(
-        kube=kube, settings=settings, catalog=load_catalog(settings.catalog_path), key=key
-    )
+    ctx = Context(kube=kube, settings=settings, catalog=load_catalog(settings.catalog_path), key=key)
     queue = WorkQueue(_work, workers=WORKERS)
     RUNTIME = Runtime(ctx, queue, [], ThreadPoolExecutor(WORKERS, thread_name_prefix="reconcile"))
     queue.start()
