@@ -166,8 +166,10 @@ def _conditions(
 ) -> list[dict[str, Any]]:
     finished = run.phase in ("Succeeded", "Failed", "Cancelled")
     running = "True" if run.phase == "Running" else "False"
+    # The work queue admits the job too (a valid spec gets here): status has one writer, as for pipelines.
+    conditions = set_condition(old, "Accepted", "True", "SpecValid", "the spec is valid", generation)
     conditions = set_condition(
-        old, "Running", running, run.phase if not finished else "Finished", "", generation
+        conditions, "Running", running, run.phase if not finished else "Finished", "", generation
     )
     succeeded = "Unknown" if not finished else ("True" if run.phase == "Succeeded" else "False")
     reason = run.reason or ("Running" if run.phase == "Running" else "Pending")
