@@ -7,6 +7,7 @@ scheduled request is a trigger Job the operator has not yet marked handled.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -82,7 +83,12 @@ def concurrency_decision(
     return "start", ""
 
 
+def cancel_names(annotations: Mapping[str, str]) -> set[str]:
+    """The run names (display or object) the comma-separated `kaizen.dev/cancel` annotation lists."""
+    return {part.strip() for part in (annotations.get(CANCEL_ANNOTATION) or "").split(",") if part.strip()}
+
+
 def cancel_targets(annotations: dict[str, str], runs: list[RunStatus]) -> set[str]:
     """Active runs named (display or object name) by the `kaizen.dev/cancel` annotation."""
-    wanted = {part.strip() for part in (annotations.get(CANCEL_ANNOTATION) or "").split(",") if part.strip()}
+    wanted = cancel_names(annotations)
     return {r.name for r in runs if not r.finished and (r.name in wanted or r.object_name in wanted)}
