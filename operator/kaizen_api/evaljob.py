@@ -289,6 +289,13 @@ RESULTS_MAX = 64  # headline scores kept in status (the full results live in the
 RUNS_MAX = 10  # runs kept in status.runs, newest first
 
 
+class EvaluatedVersion(StatusModel):
+    """The PrivateModel version a run evaluates, as resolved when its Job was made."""
+
+    private_model: str = Field(max_length=NAME_MAX, description="Name of the PrivateModel.")
+    version: str = Field(max_length=NAME_MAX, description="The version's name.")
+
+
 class EvalRunRecord(StatusModel):
     """One run of the job, kept in the bounded history."""
 
@@ -302,6 +309,18 @@ class EvalRunRecord(StatusModel):
         default=None, max_length=RESULTS_MAX, description="Headline scores of the run."
     )
     results_uri: str | None = Field(default=None, max_length=URI_MAX, description="Full results.")
+    job_name: str | None = Field(
+        default=None, max_length=63, description="The run's Job, once seen (gone later: the run failed)."
+    )
+    evaluated: EvaluatedVersion | None = Field(
+        default=None, description="The PrivateModel version evaluated; its scores are recorded there."
+    )
+    cancel_seen: str | None = Field(
+        default=None,
+        max_length=8,
+        description="kaizen.dev/cancel's true as last seen during the run (or at its start): a true "
+        "cancels the current run only when it was not seen yet.",
+    )
 
 
 class EvalJobStatus(StatusModel):

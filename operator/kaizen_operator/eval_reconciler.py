@@ -25,11 +25,13 @@ from kaizen_operator.context import Conflict, Context
 from kaizen_operator.eval_registry import record_evaluation
 from kaizen_operator.eval_resolve import resolve_eval_run
 from kaizen_operator.eval_runs import (
+    SENDING,
     EvalAdvance,
     EvalChildren,
     advance_eval,
     cancel_requested,
     new_run,
+    notification_action,
     run_number,
     run_object_name,
 )
@@ -118,7 +120,7 @@ def _step(
 ) -> EvalAdvance:
     namespace = job["metadata"]["namespace"]
     obj = run_object_name(job["metadata"]["name"], run_number(run))
-    cancel = cancel_requested(job["metadata"].get("annotations") or {}, run)
+    cancel, run = cancel_requested(job["metadata"].get("annotations") or {}, run, obj)
     step = advance_eval(run, _children(ctx, namespace, obj), now=now, cancel=cancel)
     try:
         if "create_children" in step.actions:
@@ -134,11 +136,9 @@ def _step(
 def _notify(
     ctx: Context, job: dict[str, Any], spec: EvalJobSpec, run: EvalRunRecord, message: str | None
 ) -> tuple[str, str, str]:
-    """(status, reason, message) of the Notified condition after sending, or deciding not to."""
+    """(status, reason, message) of the Notified condition after sending, or trying to."""
     wanted = spec.notification
     assert wanted is not None
-    if run.phase not in wanted.on:
-        return "False", "NotRequested", f"no mail for outcome {run.phase}"
     secret_name = os.environ.get(notify.SECRET_ENV, notify.DEFAULT_SECRET)
     namespace = os.environ.get("KAIZEN_OPERATOR_NAMESPACE", job["metadata"]["namespace"])
     try:
@@ -166,8 +166,10 @@ def _conditions(
 ) -> list[dict[str, Any]]:
     finished = run.phase in ("Succeeded", "Failed", "Cancelled")
     running = "True" if run.phase == "Running" else "False"
+    # The work queue admits the job too (a valid spec gets here): status has one writer, as for pipelines.
+    conditions = set_condition(old, "Accepted", "True", "SpecValid", "the spec is valid", generation)
     conditions = set_condition(
-        old, "Running", running, run.phase if not finished else "Finished", "", generation
+        conditions, "Running", running, run.phase if not finished else "Finished", "", generation
     )
     succeeded = "Unknown" if not finished else ("True" if run.phase == "Succeeded" else "False")
     reason = run.reason or ("Running" if run.phase == "Running" else "Pending")
@@ -190,7 +192,7 @@ def reconcile_eval(ctx: Context, namespace: str, name: str) -> float | None:
     now = utcnow()
     old = EvalJobStatus.model_validate(job.get("status") or {})
     runs = list(old.runs or [])
-    if (started := new_run(spec, runs, now)) is not None:
+    if (started := new_run(spec, runs, now, job["metadata"].get("annotations") or {})) is not None:
         runs = [started, *runs][:RUNS_MAX]
         record: dict[str, Any] = dict.fromkeys(("progress", "results", "resultsUri", "warnings", "message"))
         record |= {"runs": [r.to_manifest() for r in runs], "runName": started.run_name, "phase": "Pending"}
@@ -200,57 +202,79 @@ def reconcile_eval(ctx: Context, namespace: str, name: str) -> float | None:
     latest = runs[0] = step.run
     before = job.get("status") or {}
     conditions = _conditions(before.get("conditions"), latest, generation, step.message or "")
-    finished = latest.phase in ("Succeeded", "Failed", "Cancelled")
-    notified = get_condition(conditions, "Notified")
-    if (
-        finished
-        and spec.notification is not None
-        and not (notified and latest.run_name in notified["message"])
-    ):
-        conditions = set_condition(
-            conditions, "Notified", *_notify(ctx, job, spec, latest, step.message), generation
-        )
     if latest.phase == "Succeeded" and current.phase != "Succeeded":
         _record_on_version(ctx, job, spec, latest)
 
-    def carried(key: str, value: Any) -> Any:
-        """This pass's value, else what status has (cleared when the run was recorded)."""
-        return value if value is not None else before.get(key)
+    def derived(conditions: list[dict[str, Any]]) -> dict[str, Any]:
+        """Status from this pass's run; progress, warnings and message carried when it has none."""
+        dumped = latest.to_manifest()
+        return {
+            "observedGeneration": generation,
+            "phase": latest.phase,
+            "conditions": conditions,
+            "jobName": ChildNames.of(run_object_name(name, run_number(latest))).job,
+            "runName": latest.run_name,
+            "startTime": dumped.get("startTime"),
+            "completionTime": dumped.get("completionTime"),
+            "progress": before.get("progress"),
+            "results": latest.results,
+            "resultsUri": latest.results_uri,
+            "warnings": list(step.warnings) or before.get("warnings"),
+            "message": step.message if step.message is not None else before.get("message"),
+            "runs": [r.to_manifest() for r in runs],
+        }
 
-    dumped = latest.to_manifest()
-    status = {
-        "observedGeneration": generation,
-        "phase": latest.phase,
-        "conditions": conditions,
-        "jobName": ChildNames.of(run_object_name(name, run_number(latest))).job,
-        "runName": latest.run_name,
-        "startTime": dumped.get("startTime"),
-        "completionTime": dumped.get("completionTime"),
-        "progress": carried("progress", None),
-        "results": latest.results,
-        "resultsUri": latest.results_uri,
-        "warnings": carried("warnings", list(step.warnings) or None),
-        "message": carried("message", step.message),
-        "runs": [r.to_manifest() for r in runs],
-    }
-    if any(before.get(k) != status.get(k) for k in STATUS_KEYS):
-        patch_eval_status(ctx, job, status)
+    action = notification_action(spec.notification, latest, get_condition(conditions, "Notified"))
+    sent = None
+    if action == "send":  # claimed (a conflict raises before any mail), sent, then settled below
+        claim = f"run {latest.run_name}: sending mail (at most once)"
+        conditions = set_condition(conditions, "Notified", "Unknown", SENDING, claim, generation)
+        job = patch_eval_status(ctx, job, derived(conditions))
+        sent = _notify(ctx, job, spec, latest, step.message)
+        conditions = set_condition(conditions, "Notified", *sent, generation)
+    elif action is not None:
+        conditions = set_condition(conditions, "Notified", *action, generation)
+    status = derived(conditions)
+    if any((job.get("status") or {}).get(k) != status.get(k) for k in STATUS_KEYS):
+        try:
+            patch_eval_status(ctx, job, status)
+        except Conflict:
+            if sent is not None:  # else the next pass would read the claim as unconfirmed
+                _settle_notified(ctx, namespace, name, sent, generation)
+            raise
     if step.event is not None:
         post_event(ctx.kube, job, *step.event, kind=KIND)
     return None
 
 
-def _record_on_version(ctx: Context, job: dict[str, Any], spec: EvalJobSpec, run: EvalRunRecord) -> None:
-    """Best effort: the run's scores on the evaluated PrivateModel version (registry_link writes versions)."""
-    namespace = job["metadata"]["namespace"]
-    try:
-        resolved = resolve_eval_run(
-            job, run.run_name, run_object_name(job["metadata"]["name"], run_number(run)), ctx.catalog,
-            _objects(ctx, namespace, spec), ctx.settings,
-        )  # fmt: skip
-        if resolved.private_model is None:
+def _settle_notified(
+    ctx: Context, namespace: str, name: str, outcome: tuple[str, str, str], generation: int
+) -> None:
+    """The mail's outcome onto the newest status, when the pass's own write lost a conflict."""
+    for _ in range(3):
+        job = ctx.kube.get(path_of(API, KIND, namespace, name))
+        if job is None:
             return
-        model, version = resolved.private_model
-        record_evaluation(ctx.kube, namespace, model, version, job["metadata"]["name"], run, spec.suite)
-    except (ResolveError, ApiError) as err:
+        conditions = (job.get("status") or {}).get("conditions")
+        try:
+            patch_eval_status(
+                ctx, job, {"conditions": set_condition(conditions, "Notified", *outcome, generation)}
+            )
+            return
+        except Conflict:
+            continue
+
+
+def _record_on_version(ctx: Context, job: dict[str, Any], spec: EvalJobSpec, run: EvalRunRecord) -> None:
+    """Best effort: the run's scores on the PrivateModel version its Job evaluated (registry_link writes
+    versions); never resolved again, which would name whichever version is newest by now."""
+    namespace = job["metadata"]["namespace"]
+    if run.evaluated is None:  # a catalog model, a URI, an endpoint, or predictions
+        return
+    try:
+        record_evaluation(
+            ctx.kube, namespace, run.evaluated.private_model, run.evaluated.version,
+            job["metadata"]["name"], run, spec.suite,
+        )  # fmt: skip
+    except ApiError as err:
         log.warning("results of %s/%s not recorded on the model version: %s", namespace, run.run_name, err)

@@ -39,6 +39,9 @@ from kaizen_operator.workloads.pod import (
 )
 
 EVALJOB_LABEL = "kaizen.dev/evaljob"
+# `<PrivateModel>/<version>` the Job evaluates: the run's scores go there, even when a newer version
+# is the newest by the time it ends (a spec without a version, a pipelineRun without a run).
+EVALUATED_ANNOTATION = "kaizen.dev/evaluated-version"
 EVAL = "eval"
 EVAL_ARGS = ("eval", "--config", f"{CONFIG_DIR}/{CONFIG_FILE}")
 
@@ -124,10 +127,13 @@ def build_eval_job(run: ResolvedEval, job: Mapping[str, Any], settings: Operator
     queue = run.spec.resources.queue_name
     if queue:
         labels[QUEUE_LABEL] = queue
+    meta = _meta(run.names.job, job, labels, run)
+    if run.private_model is not None:
+        meta["annotations"][EVALUATED_ANNOTATION] = "/".join(run.private_model)
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": _meta(run.names.job, job, labels, run),
+        "metadata": meta,
         "spec": job_spec(
             template,
             backoff_limit=settings.backoff_limit,

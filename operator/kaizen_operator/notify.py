@@ -3,8 +3,9 @@
 The Secret (`$KAIZEN_SMTP_SECRET`, default `kaizen-smtp`, in the operator's namespace) holds `host`,
 optionally `port` (587), `username` and `password` (AUTH only when both are set), `from`, and `tls`:
 `starttls` (default: upgrade when offered, refuse to send credentials in clear text), `required`
-(fail unless the server offers STARTTLS) or `none`. A send that fails raises NotifyError; the caller
-turns it into a condition and never into the job's outcome.
+(fail unless the server offers STARTTLS) or `none`. A send that fails raises NotifyError, a Secret
+that cannot be used too (naming the key, never the value); the caller turns it into a condition and
+never into the job's outcome.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def smtp_settings(secret: Mapping[str, Any] | None) -> SmtpSettings:
     """Settings from a Secret object (its base64 `data`)."""
     if secret is None:
         raise NotifyError("no SMTP settings: the Secret with host, port, from (and credentials) is missing")
-    data = {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
+    data = {k: _text(k, v) for k, v in (secret.get("data") or {}).items()}
     if not data.get("host"):
         raise NotifyError("the SMTP Secret has no 'host'")
     tls = data.get("tls", "starttls")
@@ -50,6 +51,9 @@ def smtp_settings(secret: Mapping[str, Any] | None) -> SmtpSettings:
         port = int(data.get("port", "587"))
     except ValueError:
         raise NotifyError(f"the SMTP Secret's 'port' is not a number: {data['port']!r}") from None
+    for key in ("username", "password"):
+        if not data.get(key, "").isascii():  # smtplib's AUTH encodes them as ASCII
+            raise NotifyError(f"the SMTP Secret's {key!r} is not ASCII, which SMTP AUTH cannot send")
     return SmtpSettings(
         host=data["host"],
         port=port,
@@ -58,6 +62,13 @@ def smtp_settings(secret: Mapping[str, Any] | None) -> SmtpSettings:
         sender=data.get("from") or "kaizen@localhost",
         tls=tls,  # type: ignore[arg-type]
     )
+
+
+def _text(key: str, value: str) -> str:
+    try:
+        return base64.b64decode(value, validate=True).decode()
+    except ValueError:  # binascii.Error and UnicodeDecodeError; the value may be a password: not shown
+        raise NotifyError(f"the SMTP Secret's {key!r} is not UTF-8 text") from None
 
 
 def compose(
@@ -112,5 +123,9 @@ def send(settings: SmtpSettings, mail: EmailMessage) -> None:
             smtp.send_message(mail)
     except NotifyError:
         raise
+    except UnicodeError:  # e.g. a non-ASCII address; the error text would quote the setting
+        raise NotifyError(
+            f"cannot send mail through {settings.host}:{settings.port}: a setting is not ASCII"
+        ) from None
     except (TimeoutError, OSError, smtplib.SMTPException) as err:
         raise NotifyError(f"cannot send mail through {settings.host}:{settings.port}: {err}") from err

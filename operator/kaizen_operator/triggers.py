@@ -8,6 +8,7 @@ run on record (the mark is written after the record, so it can be lost).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -106,7 +107,12 @@ def replaced_runs(policy: str, runs: list[RunStatus]) -> set[str]:
     return set() if newest is None else {r.name for r in runs[newest + 1 :] if not r.finished}
 
 
+def cancel_names(annotations: Mapping[str, str]) -> set[str]:
+    """The run names (display or object) the comma-separated `kaizen.dev/cancel` annotation lists."""
+    return {part.strip() for part in (annotations.get(CANCEL_ANNOTATION) or "").split(",") if part.strip()}
+
+
 def cancel_targets(annotations: dict[str, str], runs: list[RunStatus]) -> set[str]:
     """Active runs named (display or object name) by the `kaizen.dev/cancel` annotation."""
-    wanted = {part.strip() for part in (annotations.get(CANCEL_ANNOTATION) or "").split(",") if part.strip()}
+    wanted = cancel_names(annotations)
     return {r.name for r in runs if not r.finished and (r.name in wanted or r.object_name in wanted)}

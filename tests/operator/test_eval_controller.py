@@ -177,14 +177,14 @@ def _spec(**changes: Any) -> EvalJobSpec:
 
 
 def test_runs_start_on_creation_and_on_each_run_token():
-    first = new_run(_spec(), [], NOW)
+    first = new_run(_spec(), [], NOW, {})
     assert first and first.run_name == "qwen_harness-1" and first.phase == "Pending"
-    assert new_run(_spec(), [first], NOW) is None  # active
+    assert new_run(_spec(), [first], NOW, {}) is None  # active
     done = first.model_copy(update={"phase": "Succeeded"})
-    assert new_run(_spec(), [done], NOW) is None  # same (absent) token: no new run
-    again = new_run(_spec(runToken="b"), [done], NOW)
+    assert new_run(_spec(), [done], NOW, {}) is None  # same (absent) token: no new run
+    again = new_run(_spec(runToken="b"), [done], NOW, {})
     assert again and again.run_name == "qwen_harness-2" and again.run_token == "b"
-    assert new_run(_spec(runToken="b"), [again], NOW) is None
+    assert new_run(_spec(runToken="b"), [again], NOW, {}) is None
     assert run_object_name("qwen-harness", 2) != run_object_name("qwen-harness", 1)
     assert len(run_object_name("x" * 253, 10)) <= 52
 
@@ -239,9 +239,11 @@ def test_a_run_follows_its_job_and_reads_the_termination_message():
 
 
 def test_cancel_by_annotation_deletes_the_job():
-    assert cancel_requested({"kaizen.dev/cancel": "true"}, RUN)
-    assert cancel_requested({"kaizen.dev/cancel": "qwen_harness-1"}, RUN)
-    assert not cancel_requested({"kaizen.dev/cancel": "qwen_harness-7"}, RUN)
+    obj = run_object_name("qwen-harness", 1)
+    assert cancel_requested({"kaizen.dev/cancel": "true"}, RUN, obj)[0]
+    assert cancel_requested({"kaizen.dev/cancel": "qwen_harness-1"}, RUN, obj)[0]
+    assert cancel_requested({"kaizen.dev/cancel": f"other-3, {obj}"}, RUN, obj)[0]
+    assert not cancel_requested({"kaizen.dev/cancel": "qwen_harness-7"}, RUN, obj)[0]
     step = advance_eval(RUN, EvalChildren(job=_job(None)), now=NOW, cancel=True)
     assert step.run.phase == "Cancelled" and step.actions == ("delete_children",)
     assert advance_eval(step.run, EvalChildren(), now=NOW).actions == ()  # finished runs are final

@@ -5,10 +5,15 @@ from __future__ import annotations
 
 import kaizen_operator.handlers  # noqa: F401  (registers every handler)
 import kopf
-from kaizen_api.kinds import FINETUNE_PIPELINE, PRIVATE_MODEL
+from kaizen_api.kinds import EVAL_JOB, FINETUNE_PIPELINE, PRIVATE_MODEL
 from kaizen_operator.handlers.startup import CHILD_KINDS, WATCH_ONLY_KINDS, DiffBaseStorage, configure
 
-PLURALS = {FINETUNE_PIPELINE.kind: FINETUNE_PIPELINE.plural, "Job": "jobs", "PyTorchJob": "pytorchjobs"}
+PLURALS = {
+    FINETUNE_PIPELINE.kind: FINETUNE_PIPELINE.plural,
+    EVAL_JOB.kind: EVAL_JOB.plural,
+    "Job": "jobs",
+    "PyTorchJob": "pytorchjobs",
+}
 
 
 def _body(kind: str) -> kopf.Body:
@@ -32,7 +37,9 @@ def test_watch_only_kinds_get_an_empty_essence_and_the_rest_kopfs() -> None:
 
 
 def test_no_change_detecting_handler_watches_a_watch_only_kind() -> None:
-    """An on.create/update/delete (or daemon/timer) on one of these kinds would never see a change."""
+    """An on.create/update/delete (or daemon/timer) on one of these kinds would never see a change; on
+    a pipeline or an EvalJob, an admission handler's status patch (no resourceVersion) would also put
+    back what it was given over the work queue's newer writes (a finished run Pending again)."""
     registry = kopf.get_default_registry()
     handlers = [*registry._changing.get_all_handlers(), *registry._spawning.get_all_handlers()]
     plurals = {h.selector.plural or h.selector.any_name for h in handlers if h.selector is not None}

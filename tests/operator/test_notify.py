@@ -131,3 +131,41 @@ def test_the_notified_condition_says_whether_mail_went_out(smtp_server):
     assert "winogrande is not staged" in body
     status, reason, message = _outcome(free_port())  # nobody listens: a condition, not an exception
     assert (status, reason) == ("False", "SendFailed") and "cannot send mail through 127.0.0.1" in message
+
+
+def test_a_secret_that_cannot_be_used_is_a_notify_error_naming_the_key_not_the_value():
+    def b64(raw: bytes) -> str:
+        return base64.b64encode(raw).decode()
+
+    latin1 = {"data": {"host": b64(b"h"), "password": b64("pässwort".encode("latin-1"))}}
+    with pytest.raises(NotifyError, match="'password' is not UTF-8 text") as err:
+        smtp_settings(latin1)
+    assert "wort" not in str(err.value)
+    non_ascii = {"data": {"host": b64(b"h"), "username": b64(b"u"), "password": b64("pässwort".encode())}}
+    with pytest.raises(NotifyError, match="'password' is not ASCII") as err:
+        smtp_settings(non_ascii)
+    assert "pä" not in str(err.value)
+
+
+def test_a_non_ascii_password_at_login_is_a_notify_error():
+    """smtplib encodes AUTH credentials as ASCII; the UnicodeEncodeError must not escape the pass."""
+    from aiosmtpd.smtp import AuthResult
+
+    inbox, port = Inbox(), free_port()
+    controller = Controller(
+        inbox,
+        hostname="127.0.0.1",
+        port=port,
+        auth_require_tls=False,
+        authenticator=lambda *_: AuthResult(success=True),
+    )
+    controller.start()
+    try:
+        settings = SmtpSettings(host="127.0.0.1", port=port, username="u", password="pässwort", tls="none")
+        with pytest.raises(NotifyError, match="a setting is not ASCII") as err:
+            send(settings, _mail())
+        assert "pä" not in str(err.value) and inbox.messages == []
+        send(SmtpSettings(host="127.0.0.1", port=port, username="u", password="p", tls="none"), _mail())
+        assert len(inbox.messages) == 1
+    finally:
+        controller.stop()

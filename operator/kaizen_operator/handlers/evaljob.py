@@ -1,5 +1,8 @@
-"""kopf handlers for EvalJob: admission, and watch events that only enqueue; a work queue reconciles.
+"""kopf handlers for EvalJob: watch events only enqueue; a work queue admits and reconciles.
 
+As for pipelines, the queue is the only writer of an EvalJob's status, each write carrying the
+resourceVersion it was derived from: a kopf create/resume/update handler would patch status without
+one, over what the queue wrote since (a finished run back to Pending, a Notified condition dropped).
 The EvalJob queue shares the FineTunePipeline runtime's context (API client, settings, catalog,
 progress key) and its progress endpoint, which serves evaluation runs under /evalruns/.
 """
@@ -19,12 +22,10 @@ from kaizen_operator import eval_reconciler
 from kaizen_operator.context import Conflict
 from kaizen_operator.eval_workload import EVALJOB_LABEL
 from kaizen_operator.handlers import finetune
-from kaizen_operator.handlers.admit import register_admission
 from kaizen_operator.kube import ApiError
 from kaizen_operator.workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
-register_admission(EVAL_JOB)
 QUEUE: WorkQueue | None = None
 
 

@@ -7,13 +7,14 @@ from typing import Any
 
 import kopf
 from kaizen_api.base import GROUP
-from kaizen_api.kinds import FINETUNE_PIPELINE
+from kaizen_api.kinds import EVAL_JOB, FINETUNE_PIPELINE
 
 from kaizen_operator.workloads.meta import MANAGED_BY, MANAGER
 
 # Kinds this operator only watches (event handlers and indexes, no on.create/update/delete): kopf needs
-# no essence of them. A test checks the registry keeps it so.
-WATCH_ONLY_KINDS = frozenset({FINETUNE_PIPELINE.kind, "Job", "PyTorchJob"})
+# no essence of them. A test checks the registry keeps it so: the pipelines' and EvalJobs' status has
+# one writer, their work queue, whose writes carry a resourceVersion (kopf's patches carry none).
+WATCH_ONLY_KINDS = frozenset({FINETUNE_PIPELINE.kind, EVAL_JOB.kind, "Job", "PyTorchJob"})
 # Kinds the operator only watches for its own children; every child carries this label.
 CHILD_KINDS = (("batch", "jobs"), ("kubeflow.org", "pytorchjobs"))
 CHILD_SELECTOR = f"{MANAGED_BY}={MANAGER}"
