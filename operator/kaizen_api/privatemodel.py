@@ -171,7 +171,7 @@ class ModelVersion(StatusModel):
         default=None, description="A pipeline's evaluation gate promoted it: every threshold held."
     )
     evaluations: list[VersionEvaluation] | None = Field(
-        default=None, max_length=EVALUATIONS_MAX, description="The latest evaluation runs, newest first."
+        default=None, max_length=EVALUATIONS_MAX, description="The latest evaluation runs, newest last."
     )
 
 
