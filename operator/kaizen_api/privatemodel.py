@@ -171,7 +171,7 @@ class ModelVersion(StatusModel):
         default=None, description="A pipeline's evaluation gate promoted it: every threshold held."
     )
     evaluations: list[VersionEvaluation] | None = Field(
-        default=None, max_length=EVALUATIONS_MAX, description="The latest evaluation runs, newest first."
+        default=None, max_length=EVALUATIONS_MAX, description="The latest evaluation runs, newest last."
     )
 
 
@@ -208,6 +208,16 @@ class PrivateModelStatus(StatusModel):
         default=None, max_length=253, description="Value of the kaizen.dev/rescan annotation last acted upon."
     )
     versions: list[ModelVersion] | None = Field(
-        default=None, max_length=VERSIONS_MAX, description="Versions, oldest first (the newest when more)."
+        default=None,
+        max_length=VERSIONS_MAX,
+        description="Versions, oldest first (the newest by index when more; the oldest are dropped).",
+    )
+    last_version_index: int | None = Field(
+        default=None, ge=0, description="Highest index ever given to a version: a new one gets the next."
+    )
+    dropped_created_time: datetime | None = Field(
+        default=None,
+        description="Creation time of the newest version dropped beyond the bound on versions: one not "
+        "listed and created no later stays out instead of coming back as new.",
     )
     shares: list[ShareStatus] | None = Field(default=None, max_length=100, description="Granted shares.")

@@ -9,19 +9,18 @@ from __future__ import annotations
 from typing import Any
 
 from kaizen_api.evaljob import EvalRunRecord
-from kaizen_api.privatemodel import VersionEvaluation
+from kaizen_api.privatemodel import EVALUATIONS_MAX, VersionEvaluation
 
 from kaizen_operator.kube import Kube
 from kaizen_operator.registry_link import update_versions
-
-EVALUATIONS_MAX = 20  # the registry's bound on status.versions[].evaluations (newest last)
 
 
 def merge_evaluation(
     versions: list[dict[str, Any]], version: str, entry: VersionEvaluation
 ) -> list[dict[str, Any]] | None:
-    """`versions` with the evaluation appended to the version's list, or None when nothing changes
-    (the run is already recorded, or the version is not in the registry)."""
+    """`versions` with the evaluation appended to the version's list (newest last, the oldest dropped
+    beyond the CRD's EVALUATIONS_MAX), or None when nothing changes (the run is already recorded, or the
+    version is not in the registry)."""
     out = []
     changed = False
     for item in versions:

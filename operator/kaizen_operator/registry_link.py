@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from kaizen_api.base import API_VERSION
+from kaizen_api.privatemodel import VERSIONS_MAX
 
 from kaizen_operator.kube import ApiError, Kube, path_of
 
@@ -29,11 +30,12 @@ def version_entry(name: str, index: int, created: datetime | None) -> dict[str, 
 def merge_version(
     versions: list[dict[str, Any]], name: str, created: datetime | None
 ) -> list[dict[str, Any]] | None:
-    """`versions` with `name` appended (oldest first), or None when it is already there."""
+    """`versions` with `name` appended (oldest first, the oldest dropped beyond VERSIONS_MAX as a scan
+    drops it), or None when it is already there."""
     if any(v.get("name") == name for v in versions):
         return None
     index = max((int(v.get("index", -1)) for v in versions), default=-1) + 1
-    return [*versions, version_entry(name, index, created)]
+    return [*versions, version_entry(name, index, created)][-VERSIONS_MAX:]
 
 
 def promote_version(versions: list[dict[str, Any]], name: str) -> list[dict[str, Any]] | None:

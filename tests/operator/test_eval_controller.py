@@ -260,6 +260,18 @@ def test_results_are_merged_once_into_the_evaluated_version():
     assert merge_evaluation(versions, "ft_v9", entry) is None
 
 
+def test_the_eleventh_evaluation_keeps_the_newest_ten_within_the_crd_s_bound():
+    from kaizen_api.privatemodel import EVALUATIONS_MAX, PrivateModelStatus, VersionEvaluation
+
+    versions: list[dict] = [{"index": 0, "name": "v1", "status": "ready", "ready": True}]
+    for i in range(EVALUATIONS_MAX + 1):
+        entry = VersionEvaluation(eval_job="e", run_name=f"e-{i}", suite="standard")
+        versions = merge_evaluation(versions, "v1", entry) or versions
+    runs = [e["runName"] for e in versions[0]["evaluations"]]
+    assert runs == [f"e-{i}" for i in range(1, EVALUATIONS_MAX + 1)]
+    PrivateModelStatus.model_validate({"versions": versions})  # what the API server accepts
+
+
 def test_the_gate_evaljob_evaluates_the_new_version_and_decides_promotion():
     from kaizen_api.finetune import FineTunePipelineSpec
     from kaizen_api.finetune_status import RunStatus

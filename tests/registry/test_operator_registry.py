@@ -292,7 +292,7 @@ def test_the_allow_list_is_applied_as_a_bucket_policy_and_removed_when_emptied(
                 "Sid": statement_id(namespace, "guarded"),
                 "Effect": "Deny",
                 "Principal": "*",
-                "Action": ["s3:GetObject"],
+                "Action": ["s3:GetObject", "s3:GetObjectVersion"],
                 "Resource": [f"arn:aws:s3:::{bucket}/models/guarded/*"],
                 "Condition": {"NotIpAddress": {"aws:SourceIp": ["10.0.0.0/8", "192.168.0.1/32"]}},
             },

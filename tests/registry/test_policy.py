@@ -5,7 +5,11 @@ no policies at all, which the registry must report rather than claim an allow-li
 
 from __future__ import annotations
 
+import contextlib
 import json
+import threading
+from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from kaizen_operator.registry.policy import (
@@ -15,6 +19,8 @@ from kaizen_operator.registry.policy import (
     statement_id,
 )
 from kaizen_runner.storage import S3Connection
+
+from registry.helpers import model
 
 OTHER = {
     "Sid": "PublicDocs",
@@ -31,7 +37,7 @@ def test_the_statement_denies_downloads_from_outside_the_list() -> None:
         "Sid": "KaizenPrivateModelteamasupportassistant" + SID[-12:],
         "Effect": "Deny",
         "Principal": "*",
-        "Action": ["s3:GetObject"],
+        "Action": ["s3:GetObject", "s3:GetObjectVersion"],
         "Resource": ["arn:aws:s3:::models/support-assistant/*"],
         "Condition": {"NotIpAddress": {"aws:SourceIp": ["10.0.0.0/8", "192.168.0.7/32"]}},
     }
@@ -83,6 +89,71 @@ def test_an_emptied_list_deletes_a_policy_that_held_only_it(policy_client) -> No
     assert read_back(policy_client) is not None
     apply_allow_list(policy_client, "models", SID, None)
     assert read_back(policy_client) is None
+
+
+class ReadTogether:
+    """A boto3 client whose first read of the bucket policy waits (a second at most) until another edit
+    has read it too: two models of one bucket reconciled at once by kopf's handler threads."""
+
+    def __init__(self, client: Any, barrier: threading.Barrier) -> None:
+        self.client, self.barrier, self.first = client, barrier, True
+
+    def get_bucket_policy(self, **kwargs: Any) -> Any:
+        try:
+            return self.client.get_bucket_policy(**kwargs)
+        finally:
+            if self.first:
+                self.first = False
+                with contextlib.suppress(threading.BrokenBarrierError):
+                    self.barrier.wait(timeout=1)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.client, name)
+
+
+def test_two_models_of_one_bucket_applied_at_once_both_keep_their_statement(policy_client) -> None:
+    barrier = threading.Barrier(2)
+    wanted = {
+        sid: allow_list_statement(sid, "models", name, [address])
+        for name, address in (("model-a", "10.0.0.1"), ("model-b", "10.0.0.2"))
+        if (sid := statement_id("team-a", name))
+    }
+    outcomes = {}
+
+    def apply(sid: str) -> None:
+        outcomes[sid] = apply_allow_list(ReadTogether(policy_client, barrier), "models", sid, wanted[sid])
+
+    threads = [threading.Thread(target=apply, args=(sid,)) for sid in wanted]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert all(o.enforced for o in outcomes.values()), outcomes
+    assert {s["Sid"]: s for s in read_back(policy_client)["Statement"]} == wanted
+
+
+def test_a_resync_puts_back_a_statement_another_writer_dropped(policy_client, monkeypatch) -> None:
+    import kopf
+    from kaizen_operator.handlers import privatemodel as handlers
+
+    body = model("support-assistant", "models", ipAllowList=["10.0.0.1"])
+    body["metadata"].update(namespace="team-a", generation=1)
+    body["status"] = {"lastScanTime": datetime.now(UTC).isoformat(), "phase": "Ready", "conditions": []}
+    sid = statement_id("team-a", "support-assistant")
+    ours = allow_list_statement(sid, "models", "models/support-assistant/", ["10.0.0.1"])
+    policy_client.put_bucket_policy(
+        Bucket="models", Policy=json.dumps({"Version": "2012-10-17", "Statement": [OTHER]})
+    )  # another writer replaced the policy after the model's reconcile applied its statement
+    # sync_allow_list with the test server's client in place of the one from the connection Secret
+    monkeypatch.setattr(
+        handlers, "sync_allow_list", lambda _b, _s, _k: apply_allow_list(policy_client, "models", sid, ours)
+    )
+    monkeypatch.setattr(handlers, "default_kube", lambda: None)
+    patch = kopf.Patch()
+    handlers.resync(body=kopf.Body(body), patch=patch)
+    assert read_back(policy_client) == {"Version": "2012-10-17", "Statement": [OTHER, ours]}
+    (condition,) = patch["status"]["conditions"]
+    assert (condition["type"], condition["reason"]) == ("IPAllowList", "PolicyApplied")
 
 
 @pytest.mark.s3

@@ -83,6 +83,24 @@ def test_users_are_running_pipelines_and_unfinished_eval_jobs() -> None:
     assert model_users("support", pipelines, jobs) == ["FineTunePipeline p1 (run r)", "EvalJob e1"]
 
 
+def test_an_eval_job_of_a_pipeline_run_uses_the_pipeline_s_output_model() -> None:
+    pipelines = [
+        {"metadata": {"name": "sft"}, "spec": {"output": {"privateModel": "support"}}, "status": {}},
+        {"metadata": {"name": "dpo"}, "spec": {"output": {"privateModel": "other"}}, "status": {}},
+    ]
+    jobs = [
+        {"metadata": {"name": name}, "spec": {"model": {"pipelineRun": {"pipeline": p}}}, "status": status}
+        for name, p, status in (
+            ("e1", "sft", {"phase": "Running"}),
+            ("e2", "sft", {}),
+            ("e3", "sft", {"phase": "Succeeded"}),
+            ("e4", "dpo", {"phase": "Running"}),
+            ("e5", "gone", {"phase": "Running"}),
+        )
+    ]
+    assert model_users("support", pipelines, jobs) == ["EvalJob e1", "EvalJob e2"]
+
+
 STATUS = {
     "versions": [
         {"index": 0, "name": "v1", "status": "ready", "ready": True},

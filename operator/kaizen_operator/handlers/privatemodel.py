@@ -4,7 +4,9 @@ Scans are driven by events: creation, operator resume, a spec change, the annota
 (any new value), and a version recorded in the status by a run (an entry without `scannedTime`). A
 timer resyncs each model every RESYNC_SECONDS (30 minutes) once the object has been idle a minute: a
 sleeping asyncio task per object costs no CPU between runs, and a model scanned recently by an event
-is skipped. A failed scan retries after 30 s, doubling up to the resync interval.
+is not scanned again. Every resync re-applies the IP allow-list (one read of the bucket policy when it
+holds the statement): another writer of the policy may have dropped it. A failed scan retries after
+30 s, doubling up to the resync interval.
 """
 
 from __future__ import annotations
@@ -90,10 +92,17 @@ def _sync_side_effects(
         )
     except ApiError as err:
         conditions = set_condition(conditions, "Shared", "False", "RBACError", str(err), generation)
+    return _allow_list(body, spec, conditions, generation), shares
+
+
+def _allow_list(
+    body: Mapping[str, Any], spec: PrivateModelSpec, conditions: list[Condition], generation: int
+) -> list[Condition]:
+    """Apply the allow-list (a no-op when the bucket policy holds it); the IPAllowList condition."""
     try:
-        outcome = sync_allow_list(body, spec, kube)
+        outcome = sync_allow_list(body, spec, default_kube())
     except (StorageError, ApiError) as err:
-        return set_condition(conditions, "IPAllowList", "False", "StorageError", str(err), generation), shares
+        return set_condition(conditions, "IPAllowList", "False", "StorageError", str(err), generation)
     if outcome is None:
         state = ("False", "NotSupported", "volume storage has no bucket policy: downloads are not restricted")
     elif not spec.ip_allow_list:
@@ -102,7 +111,7 @@ def _sync_side_effects(
         state = ("True", "PolicyApplied", outcome.message)
     else:
         state = ("False", "NotEnforced", outcome.message)
-    return set_condition(conditions, "IPAllowList", *state, generation), shares
+    return set_condition(conditions, "IPAllowList", *state, generation)
 
 
 @kopf.on.create(GROUP, VERSION, PLURAL, id="reconcile")
@@ -160,15 +169,22 @@ def rescan(body: kopf.Body, patch: kopf.Patch, type: str | None, **_: Any) -> No
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=RESYNC_SECONDS, idle=IDLE_SECONDS, id="resync")
 def resync(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
-    """The slow periodic scan; skipped when an event-driven scan succeeded within half an interval."""
+    """The allow-list re-applied, then the slow periodic scan, skipped when an event-driven scan
+    succeeded within half an interval."""
     status = body.get("status") or {}
     if body["metadata"].get("deletionTimestamp") or status.get("phase") == "Failed":
         return
+    spec = PrivateModelSpec.model_validate(dict(body["spec"]))
+    conditions = _allow_list(
+        body, spec, list(status.get("conditions") or []), int(body["metadata"]["generation"])
+    )
+    if conditions != status.get("conditions"):
+        patch.status["conditions"] = conditions
     last = status.get("lastScanTime")
     recent = last and (datetime.now(UTC) - datetime.fromisoformat(last)).total_seconds() < RESYNC_SECONDS / 2
     if recent and not status.get("scanFailures"):
         return
-    _scan_into(body, patch)
+    _scan_into(body, patch, {**status, "conditions": conditions})
 
 
 def _users(namespace: str, name: str) -> list[str]:

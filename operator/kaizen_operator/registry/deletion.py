@@ -55,20 +55,35 @@ def _refers(ref: Any, name: str) -> bool:
     )
 
 
+def _output(pipeline: Mapping[str, Any]) -> Any:
+    return ((pipeline.get("spec") or {}).get("output") or {}).get("privateModel")
+
+
+def _evaluates(ref: Any, name: str, outputs: Mapping[str, Any]) -> bool:
+    """The EvalJob's model is `name`: named directly, or a pipeline run's output (the pipeline's
+    output.privateModel; `outputs` maps each pipeline to it)."""
+    if _refers(ref, name):
+        return True
+    run = ref.get("pipelineRun") if isinstance(ref, dict) else None
+    return isinstance(run, dict) and outputs.get(str(run.get("pipeline"))) == name
+
+
 def model_users(
     name: str, pipelines: Iterable[dict[str, Any]], eval_jobs: Iterable[dict[str, Any]]
 ) -> list[str]:
     """The FineTunePipelines with a run in progress and the unfinished EvalJobs that use model `name`
-    (as base model, output or evaluation target)."""
+    (as base model, output or evaluation target, the latter directly or through a pipeline's run)."""
+    pipelines = list(pipelines)
+    outputs = {p["metadata"]["name"]: _output(p) for p in pipelines}
     users = []
     for pipeline in pipelines:
         spec, status = pipeline.get("spec") or {}, pipeline.get("status") or {}
-        uses = _refers(spec.get("baseModel"), name) or (spec.get("output") or {}).get("privateModel") == name
+        uses = _refers(spec.get("baseModel"), name) or _output(pipeline) == name
         run = status.get("currentRun") or {}
         if uses and run and run.get("phase", "Pending") not in _FINISHED:
             users.append(f"FineTunePipeline {pipeline['metadata']['name']} (run {run.get('name', '?')})")
     for job in eval_jobs:
         spec, status = job.get("spec") or {}, job.get("status") or {}
-        if _refers(spec.get("model"), name) and status.get("phase", "Pending") not in _FINISHED:
+        if _evaluates(spec.get("model"), name, outputs) and status.get("phase", "Pending") not in _FINISHED:
             users.append(f"EvalJob {job['metadata']['name']}")
     return users

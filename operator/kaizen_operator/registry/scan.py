@@ -29,6 +29,7 @@ from kaizen_operator.registry.versions import (
     group_versions,
     listing_document,
     listing_key,
+    parse_time,
     unchanged,
 )
 
@@ -106,14 +107,23 @@ def scan(
         verdicts = judge(
             storage, groups, previous, verify, base_tags_reader(storage, catalog=operator_catalog())
         )
-        versions, total = build_versions(
-            groups, verdicts, list(previous.values()), now, lambda v: f"{storage.uri}/{listing_key(v)}"
+        built = build_versions(
+            groups,
+            verdicts,
+            list(previous.values()),
+            now,
+            lambda v: f"{storage.uri}/{listing_key(v)}",
+            last_index=status.get("lastVersionIndex"),
+            dropped_created=parse_time(status.get("droppedCreatedTime")),
         )
-        _write_listings(storage, groups, versions, previous)
+        _write_listings(storage, groups, built.versions, previous)
     except StorageError as err:
         return scan_failed_status(status, str(err), now, generation), list(status.get("versions") or [])
     size = sum(f.size for files in groups.values() for p, f in files.items() if p not in CONTROL_FILES)
-    return scan_status(status, versions, total, size, storage.uri, now, generation), versions
+    result = scan_status(status, built.versions, built.total, size, storage.uri, now, generation)
+    result["lastVersionIndex"] = built.last_index
+    result["droppedCreatedTime"] = built.dropped_created.isoformat() if built.dropped_created else None
+    return result, built.versions
 
 
 def check_version(storage: ModelStorage, *, verify: bool = False) -> Verdict:

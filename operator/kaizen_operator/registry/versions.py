@@ -5,14 +5,20 @@ runner's checkpoint folder (`checkpoints/`) and dotted or underscored folders (`
 registry's own `.kaizen/`, where a version's full file listing is written when the status lists only its
 first files). Storage is the truth: a version folder that disappears leaves the status; a version a run
 recorded before its files arrived stays, as `training` or `uploading`, until they do.
+
+Beyond VERSIONS_MAX versions the status lists the newest by index and drops the oldest for good: the
+status keeps the highest index ever given (`lastVersionIndex`) and the creation time of the newest
+version dropped (`droppedCreatedTime`). A version the status does not list and created no later is one
+of those dropped (or older still): it stays out rather than coming back with the next index as the
+newest version.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable, Mapping
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
 
 from kaizen_api.privatemodel import FILES_INLINE_MAX, VERSIONS_MAX, ModelFile, ModelVersion
 
@@ -125,19 +131,55 @@ def _recorded(previous: dict[str, Any], now: datetime) -> dict[str, Any] | None:
     return {**previous, "status": status, "ready": False, "scannedTime": now.isoformat()}
 
 
+class Versions(NamedTuple):
+    """A scan's versions: the entries listed, how many there are in all, and the status's bounds."""
+
+    versions: list[dict[str, Any]]
+    total: int
+    last_index: int | None
+    dropped_created: datetime | None
+
+
+def parse_time(value: datetime | str | None) -> datetime | None:
+    """A status timestamp as an aware datetime (UTC when it names no zone)."""
+    if not value:
+        return None
+    parsed = value if isinstance(value, datetime) else datetime.fromisoformat(value)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _created_at(entry: Mapping[str, Any]) -> datetime:
+    """The entry's createdTime (the earliest possible when it has none)."""
+    return parse_time(entry.get("createdTime")) or datetime.min.replace(tzinfo=UTC)
+
+
+def _floor(before: Mapping[str, Mapping[str, Any]], dropped_created: datetime | None) -> datetime | None:
+    """A version the status does not list, created no later than this, stays out: the newest dropped
+    one, or the oldest listed while the status is full (a run's record may have pushed one out)."""
+    bounds = [dropped_created] if dropped_created is not None else []
+    if len(before) >= VERSIONS_MAX:
+        bounds.append(min(_created_at(v) for v in before.values()))
+    return max(bounds, default=None)
+
+
 def build_versions(
     groups: Mapping[str, Mapping[str, StoredFile]],
     verdicts: Mapping[str, Verdict],
     previous: list[dict[str, Any]] | None,
     now: datetime,
     listing_uri: Callable[[str], str],
-) -> tuple[list[dict[str, Any]], int]:
-    """Status entries for every version (oldest first, the newest VERSIONS_MAX when more) and the count.
-    A version without a verdict is unchanged since its previous entry (see `unchanged`), which is kept.
+    *,
+    last_index: int | None = None,
+    dropped_created: datetime | None = None,
+) -> Versions:
+    """Status entries for every version (oldest first, the newest VERSIONS_MAX by index when more), the
+    count, and the bounds that keep dropped versions out (see the module's docstring). A version
+    without a verdict is unchanged since its previous entry (see `unchanged`), which is kept.
 
     Each keeps its earlier index and the fields others recorded (pipeline, run, evaluations); new ones
-    get the next indexes in order of creation. Files are listed inline up to FILES_INLINE_MAX per
-    version and INLINE_FILES_TOTAL in all, newest versions first; the rest point at `listing_uri`.
+    get the next indexes after `last_index` in order of creation. Files are listed inline up to
+    FILES_INLINE_MAX per version and INLINE_FILES_TOTAL in all, newest versions first; the rest point
+    at `listing_uri`.
     """
     before = {v["name"]: v for v in previous or [] if isinstance(v, dict) and "name" in v}
     entries = [
@@ -149,15 +191,21 @@ def build_versions(
     entries += [
         e for name, v in before.items() if name not in groups and (e := _recorded(v, now)) is not None
     ]
-    next_index = max((int(v.get("index", -1)) for v in before.values()), default=-1) + 1
-    for entry in sorted(
-        (e for e in entries if e["name"] not in before),
-        key=lambda e: (str(e.get("createdTime") or ""), e["name"]),
-    ):
+    floor = _floor(before, dropped_created)
+    fresh = sorted((e for e in entries if e["name"] not in before), key=lambda e: (_created_at(e), e["name"]))
+    cut = sum(1 for e in fresh if floor is not None and _created_at(e) <= floor)  # the oldest: a prefix
+    out = {e["name"] for e in fresh[:cut]}
+    given = [int(v.get("index", -1)) for v in before.values()]
+    next_index = max([-1 if last_index is None else last_index, *given]) + 1
+    for entry in fresh[cut:]:
         entry["index"] = next_index
         next_index += 1
-    entries.sort(key=lambda e: e["index"])
-    kept = entries[-VERSIONS_MAX:]
+    listed = sorted((e for e in entries if e["name"] not in out), key=lambda e: e["index"])
+    kept = listed[-VERSIONS_MAX:]
+    gone = [*fresh[:cut], *listed[:-VERSIONS_MAX]]
+    dropped = [_created_at(e) for e in gone if e.get("createdTime")]
+    if dropped_created is not None:
+        dropped.append(dropped_created)
     budget = INLINE_FILES_TOTAL
     for entry in reversed(kept):
         files = groups.get(entry["name"])
@@ -170,7 +218,7 @@ def build_versions(
             entry["files"] = [_file(f).to_manifest() for f in inline]
         if len(inline) < len(shown):
             entry["filesListing"] = listing_uri(entry["name"])
-    return kept, len(entries)
+    return Versions(kept, len(entries), next_index - 1 if next_index else None, max(dropped, default=None))
 
 
 def unchanged(files: Mapping[str, StoredFile], previous: Mapping[str, Any] | None) -> bool:

@@ -9,17 +9,21 @@ Layout of a version folder `<output>/<run_name>/`:
   manifest.json         every other file with size and sha256, written after all of them
 
 A reader that finds manifest.json knows every file it lists is in place; a version without it is
-incomplete and is never reported ready.
+incomplete and is never reported ready. While the files go up, the registry's upload marker
+(`.kaizen-uploading`, written first and removed after the manifest) tells a scan that a complete-looking
+adapter/ or model/ folder is not yet a version.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from kaizen_api.results import ManifestFile, VersionManifest
+from kaizen_operator.registry.readiness import UPLOAD_MARKER
 from pydantic import ValidationError
 
 from kaizen_runner.train.store import Store
@@ -60,18 +64,22 @@ def read_manifest(raw: bytes) -> VersionManifest | None:
 
 
 def publish_version(folder: Path, store: Store, info: VersionManifest) -> VersionManifest:
-    """Upload a version: leftovers of an interrupted attempt removed, every file, then the manifest."""
+    """Upload a version: leftovers of an interrupted attempt removed, the upload marker, every file, the
+    manifest, then the marker removed."""
     existing = store.get_bytes(MANIFEST)
     if existing is not None and is_version_complete(store):
         published = read_manifest(existing)
         if published is not None:
+            store.delete(UPLOAD_MARKER)  # an earlier attempt may have stopped right after its manifest
             return published  # already published by an earlier attempt of this run
     store.delete("")
     manifest = build_manifest(folder, info)
+    store.put_bytes(json.dumps({"version": info.version}).encode(), UPLOAD_MARKER)
     store.put_dir(folder, "", skip=frozenset({MANIFEST}))
     body = manifest_bytes(manifest)
     (folder / MANIFEST).write_bytes(body)
     store.put_bytes(body, MANIFEST)
+    store.delete(UPLOAD_MARKER)
     return manifest
 
 
