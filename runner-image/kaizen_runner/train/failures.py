@@ -17,7 +17,12 @@ from kaizen_runner.train.errors import RunnerError
 
 # Storage failures the user fixes in the connection or the URI; others are worth a retry.
 _STORAGE_USER_CAUSES = frozenset({"access_denied", "no_bucket", "not_found", "bad_config", "too_large"})
-_DATA_SOURCE_INFRA = frozenset({"source_unreachable"})
+# Data failures that are not the records' fault: an unreachable source is retried, a bad URI or
+# connection is the run configuration's.
+_DATA_SOURCE_REASONS: dict[str, FailureReason] = {
+    "source_unreachable": "StorageError",
+    "bad_source": "ConfigInvalid",
+}
 _DISTRIBUTED_WORDS = ("nccl", "gloo", "rendezvous", "process group", "watchdog", "collective")
 
 
@@ -46,8 +51,7 @@ def classify(err: BaseException) -> tuple[FailureReason, str]:
     if isinstance(err, RunnerError):
         return err.reason, err.message
     if isinstance(err, DataError):
-        reason: FailureReason = "StorageError" if err.reason.value in _DATA_SOURCE_INFRA else "DataInvalid"
-        return reason, err.message
+        return _DATA_SOURCE_REASONS.get(err.reason.value, "DataInvalid"), err.message
     if isinstance(err, StorageError):
         return ("ConfigInvalid" if err.cause in _STORAGE_USER_CAUSES else "StorageError"), str(err)
     if isinstance(err, ValidationError):
