@@ -56,7 +56,8 @@ def _counts(report: Any) -> dict[str, Any]:
 def _load(dataset: RunDataset, trainer: str) -> Any:
     connection = s3_connection(dataset.connection) if dataset.uri.startswith("s3://") else None
     try:
-        return load_records(dataset.uri, record_format(trainer, dataset.format), connection=connection)
+        fmt = record_format(trainer, dataset.format)
+        return load_records(dataset.uri, fmt, connection=connection, task=TASKS[trainer])
     except DataError as err:
         reason, _ = classify(err)  # an unreachable source is retried, bad records are the user's
         plan = PreflightPlan(**_counts(err.report))
@@ -74,7 +75,7 @@ def plan_run(
     counter = Counter(load_tokenizer(folder))
     with _load(cfg.dataset, cfg.trainer) as loaded:
         report = loaded.report
-        rows = to_trl(loaded.records, fmt, TASKS[cfg.trainer])  # type: ignore[arg-type]
+        rows = to_trl(loaded.records, fmt, TASKS[cfg.trainer])
         stats = count_tokens(
             rows, counter, trainer=cfg.trainer, max_length=hp.max_sequence_length, kto_rows=kto
         )

@@ -8,6 +8,8 @@ network, the runner itself) are.
 
 from __future__ import annotations
 
+import sys
+
 from kaizen_api.results import EXIT_INFRA_ERROR, EXIT_USER_ERROR, USER_ERROR_REASONS, FailureReason
 from pydantic import ValidationError
 
@@ -46,8 +48,22 @@ def _is_distributed(err: BaseException) -> bool:
     )
 
 
+def _unwrapped(err: BaseException) -> BaseException:
+    """The error a `datasets` DatasetGenerationError stands for: it wraps whatever the rows raised (a
+    DataError naming a record, a full disk), which alone says whose fault the failure is."""
+    exceptions = sys.modules.get("datasets.exceptions")  # not imported: not a datasets error
+    while (
+        exceptions is not None
+        and isinstance(err, exceptions.DatasetGenerationError)
+        and (inner := err.__cause__ or err.__context__) is not None
+    ):
+        err = inner
+    return err
+
+
 def classify(err: BaseException) -> tuple[FailureReason, str]:
     """(reason, message for the user) of an exception that ended a run."""
+    err = _unwrapped(err)
     if isinstance(err, RunnerError):
         return err.reason, err.message
     if isinstance(err, DataError):
