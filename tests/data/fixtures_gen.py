@@ -31,6 +31,14 @@ RED_PNG = image_bytes((255, 0, 0))
 BLUE_JPG = image_bytes((0, 0, 255), "JPEG")
 IMAGES = {"images/red.png": RED_PNG, "images/blue.jpg": BLUE_JPG}
 
+
+def cut_jpeg() -> bytes:
+    """The first half of a 256x256 JPEG: its header reads (`verify` passes), its pixels do not decode."""
+    buffer = io.BytesIO()
+    Image.radial_gradient("L").convert("RGB").save(buffer, format="JPEG", quality=95)
+    return buffer.getvalue()[: len(buffer.getvalue()) // 2]
+
+
 ALPACA_ROWS: list[Row] = [
     {"instruction": "Translate to French", "input": "Good morning", "output": "Bonjour"},
     {"instruction": "Say hi", "input": "", "output": "Hi!", "system": "Be brief."},

@@ -5,10 +5,27 @@ from __future__ import annotations
 import json
 
 import pytest
-from kaizen_runner.data import DataError, DataFormat, Reason, load_records, to_hf_dataset, to_trl
+from kaizen_runner.data import (
+    ChatRecord,
+    DataError,
+    DataFormat,
+    ImageRef,
+    Message,
+    Reason,
+    load_records,
+    to_hf_dataset,
+    to_trl,
+)
 from kaizen_runner.data.convert import split_image_tokens
 
-from .fixtures_gen import ALPACA_RECORDS, CORPUS_RECORDS, PREFERENCE_RECORDS, SHAREGPT_RECORDS, write_dataset
+from .fixtures_gen import (
+    ALPACA_RECORDS,
+    CORPUS_RECORDS,
+    PREFERENCE_RECORDS,
+    SHAREGPT_RECORDS,
+    cut_jpeg,
+    write_dataset,
+)
 
 
 def user(text):
@@ -96,6 +113,23 @@ def test_unknown_task():
 def test_dpo_on_sharegpt_needs_pairs():
     with pytest.raises(DataError, match="record 0: dpo needs 'chosen' and 'rejected'"):
         list(to_trl(SHAREGPT_RECORDS, "sharegpt", "dpo"))
+
+
+def test_a_row_that_fails_in_a_dataset_is_still_a_data_error(tmp_path):
+    """`datasets` wraps what a generator raises in DatasetGenerationError; the record's error comes out."""
+    with pytest.raises(DataError, match="record 0: dpo needs 'chosen' and 'rejected'"):
+        to_hf_dataset(to_trl(SHAREGPT_RECORDS, "sharegpt", "dpo"), cache_dir=str(tmp_path))
+
+
+def test_an_image_that_does_not_decode_names_its_record():
+    record = ChatRecord(
+        7,
+        (Message("user", "<image>What is it?"), Message("assistant", "A circle.")),
+        images=(ImageRef("images/cut.jpg", data=cut_jpeg()),),
+    )
+    with pytest.raises(DataError, match=r"record 7: image 0 \('images/cut.jpg'\) cannot be decoded") as bad:
+        list(to_trl([record], "sharegpt_image", "sft"))
+    assert bad.value.reason is Reason.NOT_AN_IMAGE
 
 
 @pytest.mark.parametrize(

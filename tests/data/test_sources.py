@@ -14,6 +14,11 @@ from kaizen_runner.storage import S3Connection
 from .test_samples import sample
 
 ALPACA = "alpaca/alpaca_eval_mini.json"
+CREDENTIALS = {
+    "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
+    "AWS_ACCESS_KEY_ID": "a",
+    "AWS_SECRET_ACCESS_KEY": "s",
+}
 
 
 def fails(source, fmt, reason: Reason, **options) -> DataError:
@@ -118,6 +123,23 @@ def test_s3_file_type_is_checked_before_anything_is_fetched():
     error = fails("s3://bucket/report.xlsx", "alpaca", Reason.UNSUPPORTED_FILE_TYPE, connection=connection)
     assert error.message.startswith("s3://bucket/report.xlsx: unknown file type '.xlsx'")
     fails("s3://bucket/images.json", "sharegpt_image", Reason.UNSUPPORTED_FILE_TYPE, connection=connection)
+
+
+@pytest.mark.parametrize(
+    ("source", "environ", "says"),
+    [
+        ("s3:///train.json", CREDENTIALS, "names no bucket"),
+        ("s3://bucket/train.json", {}, "the environment lacks AWS_ENDPOINT_URL"),
+    ],
+    ids=["no-bucket", "no-credentials"],
+)
+def test_s3_settings_the_user_must_fix_are_a_bad_source(source, environ, says, monkeypatch):
+    """Not source_unreachable: that one is retried, and no retry fixes a URL or missing credentials."""
+    for name in CREDENTIALS:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    assert says in fails(source, "alpaca", Reason.BAD_SOURCE).message
 
 
 @pytest.mark.s3

@@ -10,7 +10,7 @@ import json
 import pytest
 from kaizen_runner.data import Limits, Reason, load_records
 
-from .fixtures_gen import BLUE_JPG, RED_PNG, image_bytes, parquet_bytes, write_zip
+from .fixtures_gen import BLUE_JPG, RED_PNG, cut_jpeg, image_bytes, parquet_bytes, write_zip
 from .validation_helpers import gpt, human, only_issue
 
 
@@ -32,6 +32,7 @@ IMAGE_CASES = [
     ("text-posing-as-png", image_row(images=("images/fake.png",)), Reason.NOT_AN_IMAGE, "images[0]"),
     ("gif-extension", image_row(images=("images/anim.gif",)), Reason.NOT_AN_IMAGE, "images[0]"),
     ("gif-inside-png-name", image_row(images=("images/gif.png",)), Reason.NOT_AN_IMAGE, "images[0]"),
+    ("jpeg-cut-short", image_row(images=("images/cut.jpg",)), Reason.NOT_AN_IMAGE, "images[0]"),
     ("number-as-image", image_row(images=(7,)), Reason.WRONG_TYPE, "images[0]"),
     (
         "single-image-path-missing",
@@ -64,9 +65,25 @@ def test_image_problems_in_a_zip(tmp_path, bad, reason, field):
         "images/fake.png": b"this is text, not a PNG",
         "images/anim.gif": image_bytes((0, 255, 0), "GIF"),
         "images/gif.png": image_bytes((0, 255, 0), "GIF"),
+        "images/cut.jpg": cut_jpeg(),
     }
     issue = only_issue(write_zip(tmp_path / "images.zip", members), "sharegpt_image")
     assert (issue.index, issue.reason, issue.field) == (1, reason, field)
+
+
+def test_a_dpo_dataset_skips_a_conversation_that_is_no_preference_pair(tmp_path):
+    """sharegpt_image mixes pairs and plain conversations; for DPO only pairs can be converted."""
+    pair = {
+        "conversations": [human("<image>Which colour?")],
+        "chosen": gpt("Red."),
+        "rejected": gpt("Blue."),
+        "images": ["images/red.png"],
+    }
+    members = {"train.json": json.dumps([pair, image_row()]).encode(), "images/red.png": RED_PNG}
+    path = write_zip(tmp_path / "dpo.zip", members)
+    issue = only_issue(path, "sharegpt_image", task="dpo")
+    assert (issue.index, issue.reason, issue.field) == (1, Reason.MISSING_FIELD, "chosen")
+    assert "DPO trains on preference pairs" in issue.message
 
 
 def test_an_image_over_the_size_limit_is_not_read(tmp_path):

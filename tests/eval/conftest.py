@@ -51,3 +51,21 @@ def alpaca_test_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("data") / "alpaca_test.json"
     path.write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
     return path
+
+
+@pytest.fixture
+def unreachable_s3(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A mounted connection whose endpoint refuses connections (one attempt, so the test is quick)."""
+    folder = tmp_path / "connections" / "hub"
+    folder.mkdir(parents=True)
+    values = {
+        "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
+        "AWS_ACCESS_KEY_ID": "a",
+        "AWS_SECRET_ACCESS_KEY": "k",
+    }
+    for key, value in values.items():
+        (folder / key).write_text(value)
+    monkeypatch.setenv("KAIZEN_CONNECTIONS_DIR", str(folder.parent))
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    monkeypatch.setenv("KAIZEN_TERMINATION_LOG", str(tmp_path / "term"))
+    return "hub"

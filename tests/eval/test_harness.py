@@ -166,3 +166,34 @@ def test_nan_and_infinite_harness_numbers_are_left_out_so_results_json_reads_bac
     assert (task.metrics, task.details, task.samples) == ({"bleu": 0.5}, None, 3)
     results = EvalResults(run_name="r", suite="lm-eval", tasks=[task])
     assert EvalResults.model_validate_json(results.model_dump_json(by_alias=True)) == results
+
+
+def test_staged_data_on_an_unreachable_s3_endpoint_is_retried(tmp_path, tiny_model, unreachable_s3):
+    """Not DataNotStaged: the data may well be staged, the endpoint was down."""
+    config = _config(tmp_path, tiny_model, tmp_path, ["gsm8k"])
+    body = json.loads(config.read_text())
+    body["stagedData"] = {"uri": "s3://bucket/staged", "connection": unreachable_s3}
+    assert main(["eval", "--config", str(write_config(config, body))]) == 3
+    message = json.loads((tmp_path / "term").read_text())
+    assert message["reason"] == "StorageError" and "http://127.0.0.1:9 is unreachable" in message["message"]
+
+
+def test_an_endpoint_that_cannot_be_reached_is_retried(tmp_path, tiny_model, staged, monkeypatch):
+    """What lm-eval's API model raises when its endpoint is down (requests' ConnectionError, after its
+    own retries) is neither the staged data's fault nor the user's."""
+    import requests
+    from kaizen_runner.eval import harness
+    from lm_eval.api.model import LM
+
+    class DownEndpoint(LM):
+        def _refused(self, requests_: object, *args: object, **kwargs: object) -> list[str]:
+            raise requests.ConnectionError("HTTPConnectionPool(host='127.0.0.1', port=9): Connection refused")
+
+        loglikelihood = loglikelihood_rolling = generate_until = _refused
+
+    monkeypatch.setattr(harness, "_model", lambda *args: (DownEndpoint(), False))
+    monkeypatch.setenv("KAIZEN_TERMINATION_LOG", str(tmp_path / "term"))
+    config = _config(tmp_path, tiny_model, staged, ["gsm8k"], maxTokens=4)
+    assert main(["eval", "--config", str(config)]) == 3
+    message = json.loads((tmp_path / "term").read_text())
+    assert message["reason"] == "InfrastructureError" and "Connection refused" in message["message"]

@@ -171,3 +171,19 @@ def test_image_data_needs_a_vision_language_model(tmp_path, capsys, monkeypatch)
     body = _standard(tmp_path, model_entry(tmp_path), dataset={"uri": "x.zip", "format": "sharegpt_image"})
     assert main(["eval", "--config", str(write_config(tmp_path / "eval.json", body))]) == 2
     assert "sharegpt_image data needs a vision-language model" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        {"predictions": {"uri": "s3://bucket/pairs.jsonl", "connection": "hub"}},
+        {"dataset": {"uri": "s3://bucket/test.json", "format": "alpaca", "connection": "hub"}},
+    ],
+    ids=["predictions", "dataset"],
+)
+def test_an_unreachable_s3_endpoint_is_retried_not_the_users_error(tmp_path, unreachable_s3, source):
+    model = None if "predictions" in source else model_entry(tmp_path / "never-loaded")
+    body = _standard(tmp_path, model, **source)
+    assert main(["eval", "--config", str(write_config(tmp_path / "eval.json", body))]) == 3
+    message = json.loads((tmp_path / "term").read_text())
+    assert message["reason"] == "StorageError" and "http://127.0.0.1:9 is unreachable" in message["message"]

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from kaizen_api.results import VersionManifest
 from kaizen_api.runconfig import RunLocation
+from kaizen_runner.plan.tokenizer import stage_tokenizer
 from kaizen_runner.train.errors import RunnerError
 from kaizen_runner.train.models import lora_targets, quantization_config, resolve_base_model
 from kaizen_runner.train.output import publish_version
@@ -50,6 +51,37 @@ def test_hub_id_offline_without_cache(tmp_path: Path, monkeypatch: pytest.Monkey
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
     with pytest.raises(RunnerError, match="not in the local Hugging Face cache"):
         resolve_base_model(RunLocation(uri="hf://Qwen/Qwen2.5-0.5B-Instruct"), tmp_path)
+
+
+@pytest.fixture
+def hub_down(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Online, an empty cache, and a Hub at an address that refuses connections (HF_ENDPOINT is read
+    when huggingface_hub is imported, so its constants are set here)."""
+    from huggingface_hub import constants
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+
+
+@pytest.mark.parametrize("fetch", [resolve_base_model, stage_tokenizer], ids=["training", "preflight"])
+def test_a_hub_that_cannot_be_reached_is_retried(fetch, tmp_path: Path, hub_down: None) -> None:
+    """Training and the preflight agree: an outage is a StorageError (retried), not ModelInvalid."""
+    with pytest.raises(RunnerError) as caught:
+        fetch(RunLocation(uri="hf://Qwen/Qwen2.5-0.5B"), tmp_path)
+    assert caught.value.reason == "StorageError"
+    assert "cannot reach the Hugging Face Hub for " in caught.value.message
+    assert "hf://Qwen/Qwen2.5-0.5B: ConnectError" in caught.value.message
+
+
+def test_a_tokenizer_missing_from_the_offline_cache_is_the_users(tmp_path: Path, monkeypatch) -> None:
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    with pytest.raises(RunnerError, match="not in the local Hugging Face cache") as caught:
+        stage_tokenizer(RunLocation(uri="hf://Qwen/Qwen2.5-0.5B"), tmp_path)
+    assert caught.value.reason == "ModelInvalid"
 
 
 def test_qlora_needs_bitsandbytes() -> None:

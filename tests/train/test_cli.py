@@ -56,6 +56,42 @@ def test_invalid_config_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureF
     assert "does not fit trainer sft" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("command", ["train", "plan", "eval"])
+def test_a_config_file_that_does_not_parse_is_the_users_error(
+    command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not a RunnerError retried with a traceback: ConfigInvalid naming the file, line and column, and
+    not quoting the line (it may hold a secret)."""
+    termination_log = tmp_path / "termination-log"
+    monkeypatch.setenv("KAIZEN_TERMINATION_LOG", str(termination_log))
+    path = tmp_path / "run.yaml"
+    path.write_text("runName: x\n  apiKey: [sk-secret\n")
+    assert main([command, "--config", str(path), "--work-dir", str(tmp_path / "work")]) == 2
+    failure = json.loads(termination_log.read_text())
+    assert failure["reason"] == "ConfigInvalid"
+    problem = "mapping values are not allowed here at line 2, column 9"
+    assert failure["message"] == f"the run configuration {path} is not valid YAML: {problem}"
+    missing = tmp_path / "missing.yaml"
+    assert main([command, "--config", str(missing), "--work-dir", str(tmp_path / "work")]) == 2
+    failure = json.loads(termination_log.read_text())
+    assert failure["reason"] == "ConfigInvalid" and str(missing) in failure["message"]
+
+
+def test_a_json_config_error_says_where(tmp_path: Path) -> None:
+    from kaizen_runner.configfile import read_config
+    from kaizen_runner.train.errors import RunnerError
+
+    path = tmp_path / "run.json"
+    path.write_text('{"runName": "x",\n "token": sk-secret}')
+    with pytest.raises(RunnerError) as caught:
+        read_config(path)
+    assert (
+        caught.value.message
+        == f"the run configuration {path} is not valid JSON: Expecting value at line 2, column 11"
+    )
+    assert caught.value.reason == "ConfigInvalid"
+
+
 def test_missing_base_model_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = run_config(base=tmp_path / "nowhere", output=str(tmp_path / "out"), data=tmp_path / "d.json")
     path = write_config(tmp_path / "run.json", config)

@@ -2,10 +2,11 @@
 
 Public API (training and evaluation call only these):
 
-    load_records(source, fmt, *, strict=False, max_length=None, connection=None) -> LoadResult
+    load_records(source, fmt, *, strict=False, max_length=None, connection=None, task=None) -> LoadResult
         `source`: a local path, `s3://bucket/key` (with `connection`, else AWS_* environment
         variables) or an http(s) URL; at most `limits.max_upload_bytes` (100 MB, the console's upload
-        limit, by default). `fmt`: a DataFormat or its name, any case.
+        limit, by default). `fmt`: a DataFormat or its name, any case. `task` "dpo": every record
+        must be a preference pair (a ShareGPT conversation without chosen/rejected is skipped).
         Streams the file once to validate it. `LoadResult.report` is the ValidationReport
         (total, usable, skipped, counts_by_reason, examples, to_json(), to_text());
         `LoadResult.records` yields its usable records in order (from a spool on disk).

@@ -20,9 +20,9 @@ from collections.abc import Iterable, Iterator
 from typing import Any, Literal
 
 from kaizen_runner.data.formats import DataFormat, parse_format
-from kaizen_runner.data.images import IMAGE_TOKEN
+from kaizen_runner.data.images import IMAGE_ERRORS, IMAGE_TOKEN
 from kaizen_runner.data.issues import DataError, Reason
-from kaizen_runner.data.records import AlpacaRecord, ChatRecord, Message, Record, TextRecord
+from kaizen_runner.data.records import AlpacaRecord, ChatRecord, ImageRef, Message, Record, TextRecord
 
 Task = Literal["sft", "dpo", "pretrain", "eval"]
 
@@ -114,8 +114,18 @@ class _Shaper:
             tools = None if record.tools is None else json.dumps(record.tools, ensure_ascii=False)
             row = {"messages": self._messages(record.system, (*record.turns, *answer_turns)), "tools": tools}
         if self.multimodal:
-            row["images"] = [ref.open() for ref in record.images]
+            row["images"] = [_open_image(record.index, at, ref) for at, ref in enumerate(record.images)]
         return row
+
+
+def _open_image(index: int, position: int, ref: ImageRef) -> Any:
+    """The decoded image; validation decoded it already, so this fails only for a file changed since."""
+    try:
+        return ref.open()
+    except IMAGE_ERRORS as exc:
+        raise DataError(
+            Reason.NOT_AN_IMAGE, f"record {index}: image {position} ({ref.name!r}) cannot be decoded: {exc}"
+        ) from exc
 
 
 def split_image_tokens(text: str) -> list[dict[str, Any]]:
@@ -136,10 +146,16 @@ def to_hf_dataset(rows: Iterable[dict[str, Any]], *, cache_dir: str | None = Non
     neither hash nor safely reuse a cache for.
     """
     from datasets import Dataset
+    from datasets.exceptions import DatasetGenerationError
 
-    return Dataset.from_generator(
-        _generate, gen_kwargs={"rows": rows}, fingerprint=uuid.uuid4().hex, cache_dir=cache_dir
-    )
+    try:
+        return Dataset.from_generator(
+            _generate, gen_kwargs={"rows": rows}, fingerprint=uuid.uuid4().hex, cache_dir=cache_dir
+        )
+    except DatasetGenerationError as err:  # `datasets` wraps what the rows raised; a DataError stays one
+        if isinstance(err.__cause__, DataError):
+            raise err.__cause__ from None
+        raise
 
 
 def _generate(rows: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:

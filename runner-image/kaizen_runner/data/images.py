@@ -20,6 +20,10 @@ IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg"})
 _IMAGE_FORMATS = frozenset({"PNG", "JPEG"})
 
 Problem = tuple[Reason, str]
+# What reading an image out of the upload, and decoding it, raise for a broken file.
+_READ_ERRORS = (KeyError, OSError, zipfile.BadZipFile, zlib.error)
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+IMAGE_ERRORS = _READ_ERRORS + _DECODE_ERRORS
 
 
 def resolve_image(value: Any, media: Media, position: int) -> ImageRef | Problem:
@@ -63,16 +67,20 @@ def _member(path: str, media: Media) -> str | None:
 
 
 def check_image(ref: ImageRef) -> str | None:
-    """None if the reference holds a PNG or JPEG image; otherwise what is wrong with it."""
+    """None if the reference holds a PNG or JPEG image; otherwise what is wrong with it.
+
+    The image is decoded whole, as training will decode it: a header check (`verify`) passes a
+    JPEG cut short, which would then fail the run's dataset conversion instead of skipping a record.
+    """
     try:
         data = ref.read_bytes()
-    except (KeyError, OSError, zipfile.BadZipFile, zlib.error) as exc:
+    except _READ_ERRORS as exc:
         return f"{ref.name!r} cannot be read ({exc})"
     try:
         with Image.open(io.BytesIO(data)) as image:
             kind = image.format
-            image.verify()
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+            image.load()
+    except _DECODE_ERRORS:
         return f"{ref.name!r} is not a readable PNG or JPEG image"
     if kind not in _IMAGE_FORMATS:
         return f"{ref.name!r} is a {kind} image; use PNG or JPEG"

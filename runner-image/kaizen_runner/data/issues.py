@@ -37,6 +37,7 @@ class Reason(StrEnum):
     SOURCE_NOT_FOUND = "source_not_found"
     SOURCE_UNREACHABLE = "source_unreachable"
     ACCESS_DENIED = "access_denied"
+    BAD_SOURCE = "bad_source"
     BAD_ARCHIVE = "bad_archive"
     UNSAFE_ARCHIVE = "unsafe_archive"
     ZIP_BOMB = "zip_bomb"

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from kaizen_runner.data.convert import Task
 from kaizen_runner.data.formats import DataFormat, parse_format
 from kaizen_runner.data.issues import DataError, Issue, Reason
 from kaizen_runner.data.limits import DEFAULT_LIMITS, Limits
@@ -107,10 +108,10 @@ class LoadResult:
 
 
 def _validated(
-    data: LocalData, fmt: DataFormat, max_length: int | None, limits: Limits
+    data: LocalData, fmt: DataFormat, max_length: int | None, limits: Limits, pairs: bool
 ) -> Iterator[Record | Issue]:
     with open_rows(data.path, data.name, data.file_type, fmt, limits) as (rows, media):
-        validator = Validator(fmt, media, max_length)
+        validator = Validator(fmt, media, max_length, pairs)
         for row in rows:
             yield validator(row)
 
@@ -123,9 +124,13 @@ def load_records(
     max_length: int | None = None,
     connection: S3Connection | None = None,
     limits: Limits = DEFAULT_LIMITS,
+    task: Task | None = None,
 ) -> LoadResult:
     """Validate `source` as `fmt` and give access to its usable records.
 
+    `task` is what the records are for, where it asks more of them than `fmt` does: for "dpo" every
+    record must be a preference pair, so a plain ShareGPT(_Image) conversation is a skipped record
+    the report names, not an error when `to_trl` converts it.
     Raises DataError when the source cannot be read, when no usable record is left, or (with
     `strict`) when any record is unusable; the error's `report` then holds the full report.
     """
@@ -137,7 +142,7 @@ def load_records(
     spool = _SpoolWriter(spool_dir / "records.pickle")
     try:
         report = ValidationReport(data.name, fmt.value, data.file_type.value)
-        for result in _validated(data, fmt, max_length, limits):
+        for result in _validated(data, fmt, max_length, limits, task == "dpo"):
             if isinstance(result, Issue):
                 report.count_issue(result)
             else:

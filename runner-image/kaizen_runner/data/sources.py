@@ -26,6 +26,7 @@ _STORAGE_REASONS = {
     "no_bucket": Reason.SOURCE_NOT_FOUND,
     "access_denied": Reason.ACCESS_DENIED,
     "too_large": Reason.FILE_TOO_LARGE,
+    "bad_config": Reason.BAD_SOURCE,  # an s3:// URL without a bucket, missing or invalid AWS_* settings
 }
 _HTTP_TIMEOUT = (10, 60)
 _CHUNK = 1 << 20

@@ -119,11 +119,13 @@ def _turn(value: Any, field: str) -> _Turn:
 
 @dataclass(frozen=True)
 class Validator:
-    """Validates the rows of one file; `media` is where that file's images live."""
+    """Validates the rows of one file; `media` is where that file's images live. With `pairs` every
+    record must be a preference pair (DPO), in whichever format it comes."""
 
     fmt: DataFormat
     media: Media = Media()
     max_length: int | None = None
+    pairs: bool = False
 
     def __post_init__(self) -> None:
         # Chosen once, not per row: a 100 MB file holds over 100,000 rows.
@@ -176,13 +178,15 @@ class Validator:
                     Reason.ROLES_OUT_OF_ORDER,
                     f"{turn.field!r} is a {turn.spelled!r} turn; {hint}",
                 )
-        is_pair = (
-            self.fmt is DataFormat.PREFERENCE
-            or obj.get("chosen") is not None
-            or obj.get("rejected") is not None
-        )
+        has_answers = obj.get("chosen") is not None or obj.get("rejected") is not None
+        if not has_answers and (self.pairs or self.fmt is DataFormat.PREFERENCE):
+            raise _Invalid(
+                "chosen",
+                Reason.MISSING_FIELD,
+                "'chosen' and 'rejected' are missing; DPO trains on preference pairs, not conversations",
+            )
         chosen = rejected = None
-        if is_pair:
+        if has_answers:
             if turns[-1].role != "user":
                 raise _Invalid(
                     turns[-1].field, Reason.WRONG_LAST_TURN, "a preference prompt must end with a user turn"

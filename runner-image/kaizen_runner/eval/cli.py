@@ -51,14 +51,9 @@ def load_config(path: Path, output_dir: str | None = None) -> Any:
     from kaizen_api.evalconfig import EvalRunConfig
     from kaizen_api.runconfig import RunLocation
 
-    text = path.read_text(encoding="utf-8")
-    if path.suffix in (".yaml", ".yml"):
-        import yaml
+    from kaizen_runner.configfile import read_config
 
-        data = yaml.safe_load(text)
-    else:
-        data = json.loads(text)
-    cfg = EvalRunConfig.model_validate(data)
+    cfg = EvalRunConfig.model_validate(read_config(path))
     if output_dir:
         cfg = cfg.model_copy(update={"output": RunLocation(uri=output_dir)})
     return cfg

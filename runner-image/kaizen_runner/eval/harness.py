@@ -240,8 +240,13 @@ def run_harness(cfg: EvalRunConfig, work_dir: Path, reporter: EvalProgressReport
             confirm_run_unsafe_code=cfg.allow_code_execution,
             bootstrap_iters=0,
         )
-    except (OSError, ConnectionError) as err:
-        raise not_staged(f"data for {', '.join(names)} ({err})") from err
+    except OSError as err:
+        # The tasks' data loaded above: this is the model's side, e.g. an endpoint that cannot be reached
+        # (requests' and aiohttp's connection errors are OSErrors), which a retry may find up again.
+        raise EvalError(
+            "InfrastructureError",
+            f"lm-eval failed while evaluating {', '.join(names)}: {type(err).__name__}: {err}",
+        ) from err
     assert raw is not None
     samples = {name: list(rows) for name, rows in (raw.get("samples") or {}).items()}
     settings = {"lm_eval": str(raw.get("lm_eval_version", "")), "gen_kwargs": str(gen_kwargs(p, backend))}

@@ -67,12 +67,14 @@ def read_pairs(location: RunLocation) -> list[Pair]:
     if uri.startswith("s3://"):
         from kaizen_runner.storage import StorageError, parse_s3_url
         from kaizen_runner.train.connections import object_store
+        from kaizen_runner.train.failures import classify
 
-        bucket, key = parse_s3_url(uri)
         try:
+            bucket, key = parse_s3_url(uri)
             data = object_store(location.connection).get_bytes(bucket, key, max_bytes=MAX_BYTES)
-        except StorageError as err:
-            raise EvalError("DataInvalid", f"{uri}: {err}") from err
+        except StorageError as err:  # an unreachable endpoint is retried, a missing object is the user's
+            reason, message = classify(err)
+            raise EvalError(reason, f"predictions {uri}: {message}") from err
     else:
         path = Path(uri.removeprefix("file://"))
         if not path.is_file():

@@ -17,6 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from kaizen_api.evalconfig import EvalRunConfig
+from kaizen_api.results import USER_ERROR_REASONS
 
 from kaizen_runner.eval.errors import EvalError
 
@@ -40,6 +41,7 @@ def staged_root(cfg: EvalRunConfig, work_dir: Path | None = None) -> Path:
     if uri.startswith("s3://"):
         from kaizen_runner.storage import StorageError
         from kaizen_runner.train.errors import RunnerError
+        from kaizen_runner.train.failures import classify
         from kaizen_runner.train.store import open_store
 
         target = (work_dir or Path("/tmp/kaizen-work")) / "staged" / folder
@@ -48,7 +50,12 @@ def staged_root(cfg: EvalRunConfig, work_dir: Path | None = None) -> Path:
             try:
                 open_store(cfg.staged_data).child(folder).download("", target)
             except (RunnerError, StorageError) as err:
-                raise not_staged(f"{uri}/{folder}/ ({err})") from err
+                reason, message = classify(err)
+                if reason not in USER_ERROR_REASONS:  # the data may be there: a retry may reach it
+                    raise EvalError(
+                        reason, f"cannot download staged data {uri}/{folder}/: {message}"
+                    ) from err
+                raise not_staged(f"{uri}/{folder}/ ({message})") from err
             marker.write_text(uri)
         return target
     root = Path(uri.removeprefix("file://")) / folder

@@ -39,6 +39,7 @@ def _dataset_items(cfg: EvalRunConfig) -> _Items:
     """Prompts and references through the data layer (bad records skipped and counted, as in training)."""
     from kaizen_runner.data import DataError, load_records, to_trl
     from kaizen_runner.train.connections import s3_connection
+    from kaizen_runner.train.failures import classify
 
     assert cfg.dataset is not None
     location = cfg.dataset
@@ -55,8 +56,9 @@ def _dataset_items(cfg: EvalRunConfig) -> _Items:
                 references.append(row["reference"])
                 images.append(row.get("images") or [])
             skipped = loaded.report.skipped
-    except DataError as err:
-        raise EvalError("DataInvalid", f"dataset {location.uri}: {err.message}") from err
+    except DataError as err:  # as in training: an unreachable source is retried, bad records are not
+        reason, message = classify(err)
+        raise EvalError(reason, f"dataset {location.uri}: {message}") from err
     return _Items(prompts, references, images if any(images) else None, skipped)
 
 

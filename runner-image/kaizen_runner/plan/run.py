@@ -12,7 +12,7 @@ from typing import Any
 from kaizen_api.results import FailureReason, PreflightPlan, RecordProblem
 from kaizen_api.runconfig import RunDataset, TrainRunConfig
 
-from kaizen_runner.data import DataError, Reason, load_records, to_trl
+from kaizen_runner.data import DataError, load_records, to_trl
 from kaizen_runner.plan.memory import TrainingShape, estimate_gpu_memory
 from kaizen_runner.plan.steps import steps_per_epoch, total_steps
 from kaizen_runner.plan.tokenizer import load_tokenizer, model_shape, stage_tokenizer
@@ -20,10 +20,9 @@ from kaizen_runner.plan.tokens import Counter, count_tokens
 from kaizen_runner.train.config import preference_family
 from kaizen_runner.train.connections import s3_connection
 from kaizen_runner.train.data import TASKS, record_format
+from kaizen_runner.train.failures import classify
 
 MAX_PROBLEMS = 20
-# Reasons of a source that could not be reached: a retry may fix them (not the user's data).
-UNREACHABLE = frozenset({Reason.SOURCE_UNREACHABLE})
 
 
 class PlanFailed(Exception):
@@ -57,9 +56,10 @@ def _counts(report: Any) -> dict[str, Any]:
 def _load(dataset: RunDataset, trainer: str) -> Any:
     connection = s3_connection(dataset.connection) if dataset.uri.startswith("s3://") else None
     try:
-        return load_records(dataset.uri, record_format(trainer, dataset.format), connection=connection)
+        fmt = record_format(trainer, dataset.format)
+        return load_records(dataset.uri, fmt, connection=connection, task=TASKS[trainer])
     except DataError as err:
-        reason: FailureReason = "StorageError" if err.reason in UNREACHABLE else "DataInvalid"
+        reason, _ = classify(err)  # an unreachable source is retried, bad records are the user's
         plan = PreflightPlan(**_counts(err.report))
         raise PlanFailed(reason, f"dataset {dataset.uri}: {err.message}", plan) from err
 
@@ -75,7 +75,7 @@ def plan_run(
     counter = Counter(load_tokenizer(folder))
     with _load(cfg.dataset, cfg.trainer) as loaded:
         report = loaded.report
-        rows = to_trl(loaded.records, fmt, TASKS[cfg.trainer])  # type: ignore[arg-type]
+        rows = to_trl(loaded.records, fmt, TASKS[cfg.trainer])
         stats = count_tokens(
             rows, counter, trainer=cfg.trainer, max_length=hp.max_sequence_length, kto_rows=kto
         )

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from kaizen_api.runconfig import RunLocation
 
 from kaizen_runner.plan.memory import ModelShape
 from kaizen_runner.train.errors import RunnerError
+from kaizen_runner.train.hub import hub_snapshot
 from kaizen_runner.train.store import open_store
 from kaizen_runner.train.templates import ensure_chat_template
 
@@ -64,17 +64,9 @@ def stage_tokenizer(location: RunLocation, cache_dir: Path) -> Path:
     """A local folder with the base model's tokenizer files and config.json."""
     uri = location.uri
     if uri.startswith("hf://"):
-        from huggingface_hub import snapshot_download
-
-        offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
         patterns = [*TOKENIZER_FILES, "*.tiktoken"]
-        try:
-            snapshot = snapshot_download(
-                uri.removeprefix("hf://"), allow_patterns=patterns, local_files_only=offline
-            )
-        except Exception as err:  # hub errors have many types; each means the same to the user
-            raise RunnerError(f"cannot fetch the tokenizer of {uri}: {err}", reason="ModelInvalid") from err
-        return _tokenizer_folder(Path(snapshot), uri)
+        snapshot = hub_snapshot(uri.removeprefix("hf://"), patterns, what="the tokenizer of base model")
+        return _tokenizer_folder(snapshot, uri)
     if uri.startswith("s3://"):
         store = open_store(location)
         target = cache_dir / "tokenizer"

@@ -8,7 +8,6 @@ workers under torchrun (see `launch`) and ends with the first failed worker's ex
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -56,23 +55,10 @@ def load_config(path: Path, output_dir: str | None = None) -> Any:
         check_schema_version,
     )
 
+    from kaizen_runner.configfile import read_config
     from kaizen_runner.train.errors import RunnerError
 
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as err:
-        raise RunnerError(f"cannot read the run configuration {path}: {err.strerror}") from err
-    try:
-        if path.suffix in (".yaml", ".yml"):
-            import yaml
-
-            data = yaml.safe_load(text)
-        else:
-            data = json.loads(text)
-    except ValueError as err:  # yaml.YAMLError is not one, but json's and a scanner's are
-        raise RunnerError(f"the run configuration {path} is not valid JSON/YAML: {err}") from err
-    if not isinstance(data, dict):
-        raise RunnerError(f"the run configuration {path} is not an object")
+    data = read_config(path)
     try:
         check_schema_version(data)
     except UnsupportedSchemaVersion as err:

@@ -15,13 +15,13 @@ from typing import Any
 
 from kaizen_api.runconfig import RunDataset
 
-from kaizen_runner.data import DataError, load_records, to_hf_dataset, to_trl
+from kaizen_runner.data import DataError, Task, load_records, to_hf_dataset, to_trl
 from kaizen_runner.data.limits import dataset_limits
 from kaizen_runner.train.connections import s3_connection
 from kaizen_runner.train.errors import RunnerError
 from kaizen_runner.train.failures import classify
 
-TASKS = {"pretraining": "pretrain", "sft": "sft", "dpo": "dpo"}
+TASKS: dict[str, Task] = {"pretraining": "pretrain", "sft": "sft", "dpo": "dpo"}
 
 
 @dataclass(frozen=True)
@@ -63,9 +63,12 @@ def load_dataset(location: RunDataset, plan: DataPlan) -> tuple[Any, dict[str, A
     """A `datasets.Dataset` of the usable records and the validation report (skipped records, reasons)."""
     fmt = record_format(plan.trainer, location.format)
     connection = s3_connection(location.connection) if location.uri.startswith("s3://") else None
+    task = TASKS[plan.trainer]
     try:
-        with load_records(location.uri, fmt, connection=connection, limits=dataset_limits()) as loaded:
-            rows = to_trl(loaded.records, fmt, TASKS[plan.trainer])  # type: ignore[arg-type]
+        with load_records(
+            location.uri, fmt, connection=connection, limits=dataset_limits(), task=task
+        ) as loaded:
+            rows = to_trl(loaded.records, fmt, task)
             dataset = to_hf_dataset(shaped_rows(rows, plan))
             return dataset, loaded.report.as_dict()
     except DataError as err:

@@ -8,6 +8,8 @@ network, the runner itself) are.
 
 from __future__ import annotations
 
+import sys
+
 from kaizen_api.results import EXIT_INFRA_ERROR, EXIT_USER_ERROR, USER_ERROR_REASONS, FailureReason
 from pydantic import ValidationError
 
@@ -17,7 +19,12 @@ from kaizen_runner.train.errors import RunnerError
 
 # Storage failures the user fixes in the connection or the URI; others are worth a retry.
 _STORAGE_USER_CAUSES = frozenset({"access_denied", "no_bucket", "not_found", "bad_config", "too_large"})
-_DATA_SOURCE_INFRA = frozenset({"source_unreachable"})
+# Data failures that are not the records' fault: an unreachable source is retried, a bad URI or
+# connection is the run configuration's.
+_DATA_SOURCE_REASONS: dict[str, FailureReason] = {
+    "source_unreachable": "StorageError",
+    "bad_source": "ConfigInvalid",
+}
 _DISTRIBUTED_WORDS = ("nccl", "gloo", "rendezvous", "process group", "watchdog", "collective")
 
 
@@ -41,13 +48,26 @@ def _is_distributed(err: BaseException) -> bool:
     )
 
 
+def _unwrapped(err: BaseException) -> BaseException:
+    """The error a `datasets` DatasetGenerationError stands for: it wraps whatever the rows raised (a
+    DataError naming a record, a full disk), which alone says whose fault the failure is."""
+    exceptions = sys.modules.get("datasets.exceptions")  # not imported: not a datasets error
+    while (
+        exceptions is not None
+        and isinstance(err, exceptions.DatasetGenerationError)
+        and (inner := err.__cause__ or err.__context__) is not None
+    ):
+        err = inner
+    return err
+
+
 def classify(err: BaseException) -> tuple[FailureReason, str]:
     """(reason, message for the user) of an exception that ended a run."""
+    err = _unwrapped(err)
     if isinstance(err, RunnerError):
         return err.reason, err.message
     if isinstance(err, DataError):
-        reason: FailureReason = "StorageError" if err.reason.value in _DATA_SOURCE_INFRA else "DataInvalid"
-        return reason, err.message
+        return _DATA_SOURCE_REASONS.get(err.reason.value, "DataInvalid"), err.message
     if isinstance(err, StorageError):
         return ("ConfigInvalid" if err.cause in _STORAGE_USER_CAUSES else "StorageError"), str(err)
     if isinstance(err, ValidationError):

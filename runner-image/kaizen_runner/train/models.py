@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -19,17 +18,13 @@ from kaizen_api.finetune import LoraParameters, RuntimeParameters
 from kaizen_api.runconfig import RunLocation
 
 from kaizen_runner.train.errors import RunnerError
+from kaizen_runner.train.hub import hub_snapshot
 from kaizen_runner.train.output import MANIFEST, is_version_complete, verify_local_version
 from kaizen_runner.train.store import open_store
 
 log = logging.getLogger(__name__)
 
 _READY = ".kaizen-download-complete"
-_TRUE = ("1", "true", "yes", "on")
-
-
-def _hub_offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").lower() in _TRUE
 
 
 def resolve_base_model(location: RunLocation, cache_dir: Path) -> Path:
@@ -59,29 +54,10 @@ HUB_IGNORED = ["original/*", "*/original/*"]
 
 
 def _from_hub(repo_id: str) -> Path:
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
-
-    def download(patterns: list[str]) -> Path:
-        return Path(
-            snapshot_download(
-                repo_id, local_files_only=_hub_offline(), allow_patterns=patterns, ignore_patterns=HUB_IGNORED
-            )
-        )
-
-    try:
-        folder = download(HUB_PATTERNS)
-        if not any(folder.glob("*.safetensors")):
-            folder = download(HUB_LEGACY_WEIGHTS)
-        return folder
-    except LocalEntryNotFoundError as err:
-        raise RunnerError(
-            f"base model hf://{repo_id} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set; "
-            "mirror it to S3 or a volume and point the catalog entry there",
-            reason="ModelInvalid",
-        ) from err
-    except (HfHubHTTPError, OSError) as err:
-        raise RunnerError(f"cannot download base model hf://{repo_id}: {err}", reason="StorageError") from err
+    folder = hub_snapshot(repo_id, HUB_PATTERNS, what="base model", ignore_patterns=HUB_IGNORED)
+    if not any(folder.glob("*.safetensors")):
+        folder = hub_snapshot(repo_id, HUB_LEGACY_WEIGHTS, what="base model", ignore_patterns=HUB_IGNORED)
+    return folder
 
 
 def _from_s3(location: RunLocation, cache_dir: Path) -> Path:
