@@ -13,6 +13,7 @@ from kaizen_runner.cli import main
 from kaizen_runner.eval.harness import HARNESS_TASKS, _task_results, gen_kwargs
 
 from .conftest import model_entry, write_config
+from .fake_openai import endpoint_model, openai_server
 
 GSM_YAML = """task: gsm8k
 dataset_path: json
@@ -197,3 +198,51 @@ def test_an_endpoint_that_cannot_be_reached_is_retried(tmp_path, tiny_model, sta
     assert main(["eval", "--config", str(config)]) == 3
     message = json.loads((tmp_path / "term").read_text())
     assert message["reason"] == "InfrastructureError" and "Connection refused" in message["message"]
+
+
+def test_an_endpoint_model_keeps_its_timeout_and_loads_no_tokenizer(tmp_path):
+    """timeoutSeconds reaches lm-eval (not its 300 s default); no tokenizer, so nothing is downloaded."""
+    from kaizen_api.evalconfig import EvalRunConfig
+    from kaizen_runner.eval import harness
+
+    endpoint = {"baseUrl": "http://127.0.0.1:9/v1", "model": "served", "timeoutSeconds": 2.5}
+    cfg = EvalRunConfig.model_validate(
+        {
+            "runName": "lm-api",
+            "suite": "lm-eval-harness",
+            "tasks": ["gsm8k"],
+            "model": {"name": "served", "endpoint": endpoint},
+        }
+    )
+    lm, chat = harness._model(cfg, tmp_path, "api")
+    assert (lm.timeout, lm.tokenizer, lm.tokenized_requests, chat) == (3, None, False, True)
+    assert lm.base_url == "http://127.0.0.1:9/v1/chat/completions"
+
+
+@pytest.mark.slow
+def test_gsm8k_against_an_openai_compatible_endpoint(tmp_path, staged, capsys, monkeypatch):
+    """lm-eval's local-chat-completions end to end (its `api` extra installed, no tokenizer download):
+    the fixed answer "2" is right for 1 + 1 and wrong for 0 + 0, so exact_match is 0.5."""
+    monkeypatch.setenv("ENDPOINT_KEY", "sk-test")
+    monkeypatch.setenv("KAIZEN_TERMINATION_LOG", str(tmp_path / "term"))
+    with openai_server(lambda messages: "2") as endpoint:
+        body = {
+            "runName": "lm-api",
+            "suite": "lm-eval-harness",
+            "tasks": ["gsm8k"],
+            "model": endpoint_model(endpoint, apiKeyEnv="ENDPOINT_KEY", concurrency=2),
+            "parameters": {"maxTokens": 5},
+            "stagedData": {"uri": str(staged)},
+            "output": {"uri": str(tmp_path / "out")},
+            "limit": 2,
+        }
+        assert main(["eval", "--config", str(write_config(tmp_path / "eval.json", body))]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["results"] == {"gsm8k/exact_match": 0.5}
+    requests = sorted(endpoint.requests, key=lambda r: r["messages"][-1]["content"])
+    assert [r["messages"] for r in requests] == [
+        [{"role": "user", "content": f"Question: {a} + {a} = ?\nAnswer:"}] for a in (0, 1)
+    ]
+    first = requests[0]
+    assert first["path"] == "/v1/chat/completions" and first["auth"] == "Bearer sk-test"
+    assert first["model"] == "served" and first["max_tokens"] == 5 and first["temperature"] == 0

@@ -139,8 +139,15 @@ def _model(cfg: EvalRunConfig, work_dir: Path, backend: str) -> tuple[Any, bool]
         base = model.endpoint.base_url.rstrip("/") + "/chat/completions"
         if model.endpoint.api_key_env != "OPENAI_API_KEY" and model.endpoint.api_key_env in os.environ:
             os.environ["OPENAI_API_KEY"] = os.environ[model.endpoint.api_key_env]
+        # No tokenizer: prompts go out as chat messages, and a tokenizer backend would be fetched from
+        # the Hub (huggingface) or from OpenAI's servers (tiktoken's BPE files), neither reachable offline.
         lm = LocalChatCompletion(
-            model=model.endpoint.model, base_url=base, num_concurrent=model.endpoint.concurrency
+            model=model.endpoint.model,
+            base_url=base,
+            num_concurrent=model.endpoint.concurrency,
+            timeout=math.ceil(model.endpoint.timeout_seconds),
+            tokenizer_backend=None,
+            tokenized_requests=False,
         )
         return lm, True
     from lm_eval.models.huggingface import HFLM
