@@ -219,6 +219,33 @@ def test_an_endpoint_model_keeps_its_timeout_and_loads_no_tokenizer(tmp_path):
     assert lm.base_url == "http://127.0.0.1:9/v1/chat/completions"
 
 
+def test_an_endpoint_refusing_the_request_is_the_users_error_as_in_the_other_suites():
+    """lm-eval raises requests' HTTPError with one request in flight and aiohttp's status error with
+    several; a wrong URL, model or key is not retried, a server error is."""
+    import aiohttp
+    import requests
+    import yarl
+    from kaizen_runner.eval.harness import model_failure
+    from kaizen_runner.train.failures import classify
+    from multidict import CIMultiDict, CIMultiDictProxy
+
+    def aiohttp_error(status: int) -> aiohttp.ClientResponseError:
+        url = yarl.URL("http://127.0.0.1:9/v1/chat/completions")
+        info = aiohttp.RequestInfo(url, "POST", CIMultiDictProxy(CIMultiDict()), url)
+        return aiohttp.ClientResponseError(info, (), status=status, message="refused")
+
+    def requests_error(status: int) -> requests.HTTPError:
+        response = requests.Response()
+        response.status_code = status
+        return requests.HTTPError(f"{status} Client Error", response=response)
+
+    for make in (aiohttp_error, requests_error):
+        for status, reason in ((401, "ConfigInvalid"), (404, "ConfigInvalid"), (503, "InfrastructureError")):
+            reason_given, message = classify(model_failure(make(status), ["gsm8k"]))
+            assert reason_given == reason and "lm-eval failed while evaluating gsm8k" in message
+    assert classify(model_failure(ConnectionRefusedError(), ["gsm8k"]))[0] == "InfrastructureError"
+
+
 @pytest.mark.slow
 def test_gsm8k_against_an_openai_compatible_endpoint(tmp_path, staged, capsys, monkeypatch):
     """lm-eval's local-chat-completions end to end (its `api` extra installed, no tokenizer download):

@@ -13,3 +13,12 @@ class EvalError(RunnerError):
 
     def __init__(self, reason: FailureReason, message: str) -> None:
         super().__init__(message, reason=reason)
+
+
+# An endpoint's answers that a retry cannot change: a wrong URL, model name or key (the user's to fix).
+USER_HTTP_STATUSES = frozenset({400, 401, 403, 404})
+
+
+def endpoint_status_reason(status: int | None) -> FailureReason:
+    """ConfigInvalid for the statuses above; anything else from an endpoint may be gone on a retry."""
+    return "ConfigInvalid" if status in USER_HTTP_STATUSES else "InfrastructureError"

@@ -21,9 +21,8 @@ from typing import Any
 
 from kaizen_api.evalconfig import EvalEndpoint, EvalRunConfig
 from kaizen_api.evaljob import EvalParameters
-from kaizen_api.results import FailureReason
 
-from kaizen_runner.eval.errors import EvalError
+from kaizen_runner.eval.errors import EvalError, endpoint_status_reason
 from kaizen_runner.eval.models import LocalModel
 
 log = logging.getLogger(__name__)
@@ -146,9 +145,7 @@ class EndpointGenerator:
                 reply = json.loads(response.read())
         except urllib.error.HTTPError as err:
             detail = err.read().decode(errors="replace")[:300]
-            reason: FailureReason = (
-                "ConfigInvalid" if err.code in (400, 401, 403, 404) else "InfrastructureError"
-            )
+            reason = endpoint_status_reason(err.code)
             raise EvalError(reason, f"endpoint {self.url}: HTTP {err.code}: {detail}") from err
         except (urllib.error.URLError, OSError, ValueError) as err:
             raise EvalError("InfrastructureError", f"endpoint {self.url}: {err}") from err

@@ -15,11 +15,13 @@ import os
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+import requests
 from kaizen_api.evalconfig import EvalRunConfig
 from kaizen_api.evaljob import EvalParameters
 from kaizen_api.results import EvalTaskResult
 
-from kaizen_runner.eval.errors import EvalError
+from kaizen_runner.eval.errors import EvalError, endpoint_status_reason
 from kaizen_runner.eval.progress import EvalProgressReporter
 from kaizen_runner.eval.staged import not_staged, staged_root
 from kaizen_runner.eval.standard import SuiteOutcome
@@ -198,6 +200,18 @@ def _task_results(raw: dict[str, Any], names: list[str]) -> list[EvalTaskResult]
     return out
 
 
+def model_failure(err: Exception, names: list[str]) -> EvalError:
+    """What the model's side raised: an endpoint's HTTP status error (requests' with one request in
+    flight, aiohttp's with several) is the user's for a wrong URL, model or key, as in the other suites."""
+    status = None
+    if isinstance(err, aiohttp.ClientResponseError):
+        status = err.status
+    elif isinstance(err, requests.HTTPError) and err.response is not None:
+        status = err.response.status_code
+    message = f"lm-eval failed while evaluating {', '.join(names)}: {type(err).__name__}: {err}"
+    return EvalError(endpoint_status_reason(status), message)
+
+
 def run_harness(cfg: EvalRunConfig, work_dir: Path, reporter: EvalProgressReporter) -> SuiteOutcome:
     root = staged_root(cfg, work_dir)
     tasks = list(cfg.tasks or [])
@@ -247,13 +261,11 @@ def run_harness(cfg: EvalRunConfig, work_dir: Path, reporter: EvalProgressReport
             confirm_run_unsafe_code=cfg.allow_code_execution,
             bootstrap_iters=0,
         )
-    except OSError as err:
+    except (OSError, aiohttp.ClientError) as err:
         # The tasks' data loaded above: this is the model's side, e.g. an endpoint that cannot be reached
-        # (requests' and aiohttp's connection errors are OSErrors), which a retry may find up again.
-        raise EvalError(
-            "InfrastructureError",
-            f"lm-eval failed while evaluating {', '.join(names)}: {type(err).__name__}: {err}",
-        ) from err
+        # (requests' and aiohttp's connection errors are OSErrors), which a retry may find up again, or
+        # one that refuses the request (aiohttp's status errors are no OSErrors).
+        raise model_failure(err, names) from err
     assert raw is not None
     samples = {name: list(rows) for name, rows in (raw.get("samples") or {}).items()}
     settings = {"lm_eval": str(raw.get("lm_eval_version", "")), "gen_kwargs": str(gen_kwargs(p, backend))}
