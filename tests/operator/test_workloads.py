@@ -26,6 +26,7 @@ from kaizen_operator.workloads import (
     build_workload,
     workload_kind,
 )
+from kaizen_operator.workloads.meta import pipeline_of
 from support.pipelines import SETTINGS, UID, pipeline, resolved
 
 SHARED = Path(__file__).resolve().parents[3] / "shared"
@@ -249,6 +250,22 @@ def test_a_cancel_deletes_whatever_workload_a_run_may_have(example: str, pytorch
     assert run_children <= set(cleanup_targets(run.names.run, pytorchjobs=True))
     without_crd = cleanup_targets(run.names.run, pytorchjobs=False)
     assert "PyTorchJob" not in {kind for _, kind, _ in without_crd}
+
+
+def test_a_trigger_job_names_its_pipeline_in_full() -> None:
+    """A trigger Job is owned by the CronJob, and the pipeline label of a name over 63 characters is
+    cut and hashed: the annotation its template carries names the pipeline to reconcile."""
+    long = "nightly-sharegpt-" + "x" * 60
+    doc = pipeline(MULTI)
+    doc["metadata"]["name"] = long
+    template = build_cronjob(doc, SETTINGS)["spec"]["jobTemplate"]["metadata"]
+    assert template["labels"]["kaizen.dev/pipeline"] != long  # kept for selection
+    owner = [{"apiVersion": "batch/v1", "kind": "CronJob", "name": "cron", "uid": "u"}]
+    assert pipeline_of(template | {"ownerReferences": owner}) == long
+    made_before = {"labels": template["labels"], "ownerReferences": owner}
+    assert pipeline_of(made_before) == template["labels"]["kaizen.dev/pipeline"]
+    child = build_config_map(resolved(), pipeline(), resolved().names)["metadata"]
+    assert pipeline_of(child) == pipeline()["metadata"]["name"]  # by its owner reference
 
 
 def test_backend_choice_follows_the_spec_then_the_settings() -> None:
