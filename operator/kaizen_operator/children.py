@@ -104,25 +104,50 @@ def trigger_jobs(kube: Kube, namespace: str, pipeline: str) -> list[dict[str, An
     )
 
 
+def same_config(found: dict[str, Any] | None, config_map: dict[str, Any]) -> bool:
+    """Whether the run's ConfigMap as found (None: gone) holds the config `config_map` carries."""
+    return found is not None and found.get("data") == config_map["data"]
+
+
 @dataclass
 class StartedRun:
-    """A fresh run's first children, being created while the caller writes the run's record: its token
-    Secret and ConfigMap, and, for a run whose name every pass derives alike, its preflight Job too."""
+    """A run's first children, being created (for a fresh run, while the caller writes its record):
+    its token Secret and ConfigMap, and, for a run whose name every pass derives alike, its preflight
+    Job too."""
 
-    config: list[Future[bool]]
+    names: ChildNames
+    config_map: dict[str, Any]
+    config: list[Future[bool]]  # creating the Secret, then the ConfigMap: False when it existed
     preflight_job: dict[str, Any] | None = None
     preflight: Future[bool] | None = None
 
     def finish(self, kube: Kube) -> None:
         """Wait for them. A preflight Job created beside a config that failed is deleted again: its pod
-        could never start, and the next pass creates all three anew, the config first."""
+        could never start, and the next pass creates all three anew, the config first. A ConfigMap
+        that existed holds the config of the spec when it was made: `_renew` it when that differs."""
         failed = next((f.exception() for f in self.config if f.exception() is not None), None)
         if failed is not None:
             if self.preflight is not None and self.preflight_job and self.preflight.exception() is None:
                 kube.delete(path_for(self.preflight_job, named=True))
             raise failed
-        if self.preflight is not None:
+        if not self.config[1].result() and not same_config(
+            kube.get(path_for(self.config_map, named=True)), self.config_map
+        ):
+            self._renew(kube)
+        elif self.preflight is not None:
             self.preflight.result()
+
+    def _renew(self, kube: Kube) -> None:
+        """A run's config is settled only once its preflight Job exists; an earlier pass may have made
+        its ConfigMap (and an early preflight Job) and lost the run's record to a Conflict with a spec
+        edit, or stopped before the preflight. The ConfigMap (immutable) is replaced, and a preflight
+        Job that would read the old one goes with it (created again when this pass started one)."""
+        namespace = self.config_map["metadata"]["namespace"]
+        kube.delete(path_of("batch/v1", "Job", namespace, self.names.preflight_job))
+        kube.delete(path_for(self.config_map, named=True))
+        kube.create(self.config_map)
+        if self.preflight_job is not None:
+            kube.create(self.preflight_job)
 
 
 def _preflight_job(
@@ -151,7 +176,7 @@ def start_run(
     run and adopt it."""
     names = resolved.names
     meta = pipeline["metadata"]
-    started = StartedRun([])
+    started = StartedRun(names, build_config_map(resolved, pipeline, names), [])
     if with_preflight:  # the workload is what the user waits for
         started.preflight_job = _preflight_job(resolved, pipeline, settings)
         started.preflight = _ALONGSIDE.submit(kube.create, started.preflight_job)
@@ -159,7 +184,7 @@ def start_run(
     token = run_token(key, meta["namespace"], names.run, meta["uid"])
     started.config = [
         _ALONGSIDE.submit(kube.create, build_token_secret(names, pipeline, token)),
-        _ALONGSIDE.submit(kube.create, build_config_map(resolved, pipeline, names)),
+        _ALONGSIDE.submit(kube.create, started.config_map),
     ]
     return started
 

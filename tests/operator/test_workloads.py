@@ -13,7 +13,7 @@ from api.manifests import DELETE
 from kaizen_api.finetune_status import RunStatus
 from kaizen_api.results import EXIT_USER_ERROR
 from kaizen_api.runconfig import TrainRunConfig
-from kaizen_operator.children import cleanup_targets
+from kaizen_operator.children import cleanup_targets, same_config
 from kaizen_operator.resolve import ResolveError
 from kaizen_operator.schedule import contains
 from kaizen_operator.settings import OperatorSettings
@@ -250,6 +250,18 @@ def test_a_cancel_deletes_whatever_workload_a_run_may_have(example: str, pytorch
     assert run_children <= set(cleanup_targets(run.names.run, pytorchjobs=True))
     without_crd = cleanup_targets(run.names.run, pytorchjobs=False)
     assert "PyTorchJob" not in {kind for _, kind, _ in without_crd}
+
+
+def test_a_config_map_found_is_kept_only_with_the_config_of_the_spec_now() -> None:
+    """A ConfigMap an earlier pass made (its run's record lost to a Conflict with a spec edit) holds
+    the spec of then: it is not adopted for the run recorded now."""
+    run = resolved()
+    made = build_config_map(run, pipeline(), run.names)
+    assert same_config(json.loads(json.dumps(made)), made)
+    edited = resolved(changes={"spec.hyperparameters.learningRate": 2e-4})
+    assert edited.names == run.names, "the same run, derived again"
+    assert not same_config(made, build_config_map(edited, pipeline(), edited.names))
+    assert not same_config(None, made), "gone since: made again"
 
 
 def test_a_trigger_job_names_its_pipeline_in_full() -> None:
