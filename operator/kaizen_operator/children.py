@@ -1,4 +1,5 @@
-"""A run's child objects: found by label, created if absent, deleted on cancel.
+"""A run's child objects: found by label, created if absent, deleted on cancel (and, when the run
+ends, those only a running run needs).
 
 Names are deterministic (`naming.ChildNames`), so creating is "create, and on AlreadyExists adopt":
 a restarted operator, or one that died between creating a child and recording it, never makes a
@@ -235,11 +236,23 @@ def cleanup_targets(run_object_name: str, *, pytorchjobs: bool) -> list[tuple[st
     return [("kubeflow.org/v1", "PyTorchJob", names.job), *targets] if pytorchjobs else targets
 
 
-def delete_children(kube: Kube, namespace: str, run: RunStatus) -> None:
-    """A cancelled run's children, those that never existed too (a 404 is no error)."""
+def leftover_targets(run_object_name: str) -> list[tuple[str, str, str]]:
+    """(apiVersion, kind, name) of what an ended run leaves that only a running run needs: the headless
+    Service of an Indexed Job and the token Secret. Owned by the pipeline, they would stay as long as
+    it does, one of each per run (a ResourceQuota on Services then stalls the runs to come); the
+    workload goes by its TTL, the ConfigMap stays for inspection."""
+    return [t for t in cleanup_targets(run_object_name, pytorchjobs=False) if t[1] in ("Service", "Secret")]
+
+
+def delete_children(kube: Kube, namespace: str, run: RunStatus, *, leftovers: bool = False) -> None:
+    """A cancelled run's children, or (`leftovers`) an ended run's leftovers; those that never existed
+    too (a 404 is no error)."""
     assert run.object_name
-    served = kube.serves("kubeflow.org/v1", "pytorchjobs")
-    for api_version, kind, name in cleanup_targets(run.object_name, pytorchjobs=served):
+    if leftovers:
+        targets = leftover_targets(run.object_name)
+    else:
+        targets = cleanup_targets(run.object_name, pytorchjobs=kube.serves("kubeflow.org/v1", "pytorchjobs"))
+    for api_version, kind, name in targets:
         kube.delete(path_of(api_version, kind, namespace, name))
 
 

@@ -260,39 +260,31 @@ class Pass:
                 if updated.phase == "Succeeded":
                     self._register(updated)
             except ResolveError as err:  # e.g. the output model was deleted under a pending run
-                updated = run.model_copy(
-                    update={
-                        "phase": "Failed",
-                        "reason": err.reason,
-                        "message": err.message,
-                        "completion_time": self.now,
-                    }
-                )
-                step = step.__class__(
-                    updated, event=("Warning", err.reason, f"run {run.name}: {err.message}")
-                )
+                updated = self._failed(run, err.reason, err.message, f"run {run.name}: {err.message}")
             except ApiError as err:
                 if err.status in RETRYABLE_STATUSES or err.status >= 500:
                     self.errors.append(f"run {run.name}: {err}")
                     self.requeue = RETRY_S
                     continue  # keep the run as recorded; the next pass tries again
-                updated = run.model_copy(
-                    update={
-                        "phase": "Failed",
-                        "reason": "WorkloadRejected",
-                        "message": f"the API server refused a child of the run: {err.message}",
-                        "completion_time": self.now,
-                    }
-                )
-                step = step.__class__(updated, event=("Warning", "WorkloadRejected", updated.message or ""))
+                message = f"the API server refused a child of the run: {err.message}"
+                updated = self._failed(run, "WorkloadRejected", message, message)
+            else:
+                if step.event:
+                    self.events.append(step.event)
             self.runs[index] = updated
-            if step.event:
-                self.events.append(step.event)
+
+    def _failed(self, run: RunStatus, reason: str, message: str, event: str) -> RunStatus:
+        """A run the pass itself fails; what it leaves goes, as for any run that ends."""
+        children.delete_children(self.ctx.kube, self.ns, run, leftovers=True)
+        self.events.append(("Warning", reason, event))
+        return run.model_copy(
+            update={"phase": "Failed", "reason": reason, "message": message, "completion_time": self.now}
+        )
 
     def _act(self, run: RunStatus, actions: tuple[str, ...], pytorchjob: bool) -> RunStatus:
         ctx = self.ctx
-        if "delete_children" in actions:
-            children.delete_children(ctx.kube, self.ns, run)
+        if "delete_children" in actions or "delete_leftovers" in actions:
+            children.delete_children(ctx.kube, self.ns, run, leftovers="delete_children" not in actions)
         if "create_preflight" in actions or "create_workload" in actions:
             resolved = resolve_train_run(
                 self.pipeline, run.name, ctx.catalog, self.private_models, ctx.settings

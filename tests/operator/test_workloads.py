@@ -13,7 +13,7 @@ from api.manifests import DELETE
 from kaizen_api.finetune_status import RunStatus
 from kaizen_api.results import EXIT_USER_ERROR
 from kaizen_api.runconfig import TrainRunConfig
-from kaizen_operator.children import cleanup_targets, same_config
+from kaizen_operator.children import cleanup_targets, leftover_targets, same_config
 from kaizen_operator.resolve import ResolveError
 from kaizen_operator.schedule import contains
 from kaizen_operator.settings import OperatorSettings
@@ -250,6 +250,16 @@ def test_a_cancel_deletes_whatever_workload_a_run_may_have(example: str, pytorch
     assert run_children <= set(cleanup_targets(run.names.run, pytorchjobs=True))
     without_crd = cleanup_targets(run.names.run, pytorchjobs=False)
     assert "PyTorchJob" not in {kind for _, kind, _ in without_crd}
+
+
+def test_an_ended_run_leaves_its_config_map_and_its_workload_only() -> None:
+    """The headless Service (an Indexed Job's) and the token Secret are needed only while the run
+    runs; the workload goes by its TTL and the ConfigMap stays for inspection."""
+    run = resolved(MULTI)
+    built = {(o["apiVersion"], o["kind"], o["metadata"]["name"]) for o in everything(MULTI, pytorchjob=False)}
+    leftovers = set(leftover_targets(run.names.run))
+    assert leftovers == {("v1", "Secret", run.names.token_secret), ("v1", "Service", run.names.service)}
+    assert leftovers <= built and leftovers <= set(cleanup_targets(run.names.run, pytorchjobs=False))
 
 
 def test_a_config_map_found_is_kept_only_with_the_config_of_the_spec_now() -> None:
