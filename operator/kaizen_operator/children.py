@@ -1,4 +1,5 @@
-"""A run's child objects: found by label, created if absent, deleted on cancel.
+"""A run's child objects: found by label, created if absent, deleted on cancel (and, when the run
+ends, those only a running run needs).
 
 Names are deterministic (`naming.ChildNames`), so creating is "create, and on AlreadyExists adopt":
 a restarted operator, or one that died between creating a child and recording it, never makes a
@@ -104,25 +105,50 @@ def trigger_jobs(kube: Kube, namespace: str, pipeline: str) -> list[dict[str, An
     )
 
 
+def same_config(found: dict[str, Any] | None, config_map: dict[str, Any]) -> bool:
+    """Whether the run's ConfigMap as found (None: gone) holds the config `config_map` carries."""
+    return found is not None and found.get("data") == config_map["data"]
+
+
 @dataclass
 class StartedRun:
-    """A fresh run's first children, being created while the caller writes the run's record: its token
-    Secret and ConfigMap, and, for a run whose name every pass derives alike, its preflight Job too."""
+    """A run's first children, being created (for a fresh run, while the caller writes its record):
+    its token Secret and ConfigMap, and, for a run whose name every pass derives alike, its preflight
+    Job too."""
 
-    config: list[Future[bool]]
+    names: ChildNames
+    config_map: dict[str, Any]
+    config: list[Future[bool]]  # creating the Secret, then the ConfigMap: False when it existed
     preflight_job: dict[str, Any] | None = None
     preflight: Future[bool] | None = None
 
     def finish(self, kube: Kube) -> None:
         """Wait for them. A preflight Job created beside a config that failed is deleted again: its pod
-        could never start, and the next pass creates all three anew, the config first."""
+        could never start, and the next pass creates all three anew, the config first. A ConfigMap
+        that existed holds the config of the spec when it was made: `_renew` it when that differs."""
         failed = next((f.exception() for f in self.config if f.exception() is not None), None)
         if failed is not None:
             if self.preflight is not None and self.preflight_job and self.preflight.exception() is None:
                 kube.delete(path_for(self.preflight_job, named=True))
             raise failed
-        if self.preflight is not None:
+        if not self.config[1].result() and not same_config(
+            kube.get(path_for(self.config_map, named=True)), self.config_map
+        ):
+            self._renew(kube)
+        elif self.preflight is not None:
             self.preflight.result()
+
+    def _renew(self, kube: Kube) -> None:
+        """A run's config is settled only once its preflight Job exists; an earlier pass may have made
+        its ConfigMap (and an early preflight Job) and lost the run's record to a Conflict with a spec
+        edit, or stopped before the preflight. The ConfigMap (immutable) is replaced, and a preflight
+        Job that would read the old one goes with it (created again when this pass started one)."""
+        namespace = self.config_map["metadata"]["namespace"]
+        kube.delete(path_of("batch/v1", "Job", namespace, self.names.preflight_job))
+        kube.delete(path_for(self.config_map, named=True))
+        kube.create(self.config_map)
+        if self.preflight_job is not None:
+            kube.create(self.preflight_job)
 
 
 def _preflight_job(
@@ -151,7 +177,7 @@ def start_run(
     run and adopt it."""
     names = resolved.names
     meta = pipeline["metadata"]
-    started = StartedRun([])
+    started = StartedRun(names, build_config_map(resolved, pipeline, names), [])
     if with_preflight:  # the workload is what the user waits for
         started.preflight_job = _preflight_job(resolved, pipeline, settings)
         started.preflight = _ALONGSIDE.submit(kube.create, started.preflight_job)
@@ -159,7 +185,7 @@ def start_run(
     token = run_token(key, meta["namespace"], names.run, meta["uid"])
     started.config = [
         _ALONGSIDE.submit(kube.create, build_token_secret(names, pipeline, token)),
-        _ALONGSIDE.submit(kube.create, build_config_map(resolved, pipeline, names)),
+        _ALONGSIDE.submit(kube.create, started.config_map),
     ]
     return started
 
@@ -210,11 +236,23 @@ def cleanup_targets(run_object_name: str, *, pytorchjobs: bool) -> list[tuple[st
     return [("kubeflow.org/v1", "PyTorchJob", names.job), *targets] if pytorchjobs else targets
 
 
-def delete_children(kube: Kube, namespace: str, run: RunStatus) -> None:
-    """A cancelled run's children, those that never existed too (a 404 is no error)."""
+def leftover_targets(run_object_name: str) -> list[tuple[str, str, str]]:
+    """(apiVersion, kind, name) of what an ended run leaves that only a running run needs: the headless
+    Service of an Indexed Job and the token Secret. Owned by the pipeline, they would stay as long as
+    it does, one of each per run (a ResourceQuota on Services then stalls the runs to come); the
+    workload goes by its TTL, the ConfigMap stays for inspection."""
+    return [t for t in cleanup_targets(run_object_name, pytorchjobs=False) if t[1] in ("Service", "Secret")]
+
+
+def delete_children(kube: Kube, namespace: str, run: RunStatus, *, leftovers: bool = False) -> None:
+    """A cancelled run's children, or (`leftovers`) an ended run's leftovers; those that never existed
+    too (a 404 is no error)."""
     assert run.object_name
-    served = kube.serves("kubeflow.org/v1", "pytorchjobs")
-    for api_version, kind, name in cleanup_targets(run.object_name, pytorchjobs=served):
+    if leftovers:
+        targets = leftover_targets(run.object_name)
+    else:
+        targets = cleanup_targets(run.object_name, pytorchjobs=kube.serves("kubeflow.org/v1", "pytorchjobs"))
+    for api_version, kind, name in targets:
         kube.delete(path_of(api_version, kind, namespace, name))
 
 

@@ -10,7 +10,7 @@ marked on the PrivateModel *before* the run records it, so a pass cut short ther
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,9 +77,14 @@ def read_gate(name: str, gate: EvaluationGate, evaljob: Mapping[str, Any]) -> Ru
 
 
 def evaluate(
-    kube: Kube, pipeline: dict[str, Any], spec: FineTunePipelineSpec, runs: list[RunStatus]
+    kube: Kube,
+    pipeline: dict[str, Any],
+    spec: FineTunePipelineSpec,
+    runs: list[RunStatus],
+    before_create: Callable[[], None],
 ) -> GateStep:
-    """Advance the gate of every undecided succeeded run; API errors leave a run as recorded."""
+    """Advance the gate of every undecided succeeded run; API errors leave a run as recorded.
+    `before_create` runs before an EvalJob is created (the pass confirms its pipeline exists)."""
     step = GateStep(list(runs))
     gate = spec.evaluation
     if gate is None:
@@ -94,7 +99,7 @@ def evaluate(
         try:
             evaljob = kube.get(path_of(API, EVAL_JOB.kind, ns, name))
             if evaljob is None:
-                evaluation = _start(kube, pipeline, model_name, run, name, step)
+                evaluation = _start(kube, pipeline, model_name, run, name, step, before_create)
             else:
                 evaluation = read_gate(name, gate, evaljob)
                 if evaluation.promoted:
@@ -110,7 +115,13 @@ def evaluate(
 
 
 def _start(
-    kube: Kube, pipeline: dict[str, Any], model_name: str, run: RunStatus, name: str, step: GateStep
+    kube: Kube,
+    pipeline: dict[str, Any],
+    model_name: str,
+    run: RunStatus,
+    name: str,
+    step: GateStep,
+    before_create: Callable[[], None],
 ) -> RunEvaluation:
     """Create the gate EvalJob once the version is ready; until then the run waits for it."""
     assert run.output_version
@@ -118,6 +129,7 @@ def _start(
     if not version_ready(model, run.output_version):
         step.look_again(WAIT_FOR_VERSION_S)
         return RunEvaluation(eval_job=name, state="WaitingForVersion")
+    before_create()
     manifest = build_gate_evaljob(pipeline, run)
     if annotations := fakepods.gate_annotations(pipeline):
         manifest["metadata"]["annotations"] = annotations

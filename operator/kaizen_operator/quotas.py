@@ -2,8 +2,9 @@
 
 A pipeline over a cap gets Ready=False with reason QuotaExceeded and nothing is created for it. The
 pipeline cap is by age (the oldest pipelines of the namespace keep running). Both caps count from
-the operator's watch cache, so a pass costs no request; only before kopf's initial listing is in
-does a pass LIST the namespace.
+the operator's watch cache, so a pass costs no request; a pass LISTs the namespace only before kopf's
+initial listing is in, and to confirm a count that would block it (the cache may hold pipelines
+deleted while a watch restarted, see watchcache).
 
 The caps stay level-based without timers on idle pipelines: on every change of a namespace's
 pipelines (a deletion, a run that ended) the pipeline watch asks `to_wake` which blocked pipelines
@@ -14,7 +15,7 @@ a run ends) may both see room for one more run; the cap can then be passed by on
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from kaizen_api.base import API_VERSION as API
@@ -33,6 +34,7 @@ RUN_WAIT = "the run starts when one ends"  # ends the concurrent-runs message; `
 # A pipeline waiting for a run slot is woken when one frees; this bounds the wait should that wake
 # not start it (e.g. an older waiter, woken first, keeps failing its passes).
 WAIT_FALLBACK_S = 120.0
+Count = Callable[[list[dict[str, Any]]], bool]  # whether these other pipelines block this one
 
 
 def _age(pipeline: dict[str, Any]) -> tuple[str, str]:
@@ -41,14 +43,33 @@ def _age(pipeline: dict[str, Any]) -> tuple[str, str]:
 
 
 def _others(
-    cache: WatchCache, kube: Kube, pipeline: dict[str, Any], *, metadata_only: bool
-) -> list[dict[str, Any]]:
-    """The namespace's other pipelines: from the watch cache, else (listing not in yet) a LIST."""
+    cache: WatchCache, kube: Kube, pipeline: dict[str, Any], blocks: Count, *, metadata_only: bool
+) -> list[dict[str, Any]] | None:
+    """The namespace's other pipelines when `blocks` says they block this one, else None. Counted from
+    the watch cache, and confirmed by a LIST before they block (or LISTed outright before the watch's
+    initial listing is in): a watch restart never reports the deletions made during its gap, and a
+    pipeline gone would be counted, with its active runs, for ever. The LIST drops such pipelines from
+    the cache; a LIST costs a request only where a pipeline is about to be blocked."""
     meta = pipeline["metadata"]
     items = cache.in_namespace(meta["namespace"])
-    if items is None:
-        items = kube.list(path_of(API, KIND, meta["namespace"]), metadata_only=metadata_only)
-    return [i for i in items if i["metadata"]["name"] != meta["name"]]
+    if items is not None and not blocks(_without(items, meta["name"])):
+        return None
+    before = cache.versions(meta["namespace"])
+    items = kube.list(path_of(API, KIND, meta["namespace"]), metadata_only=metadata_only)
+    cache.absent(meta["namespace"], before, {i["metadata"]["name"] for i in items})
+    others = _without(items, meta["name"])
+    return others if blocks(others) else None
+
+
+def _without(items: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
+    return [i for i in items if i["metadata"]["name"] != name]
+
+
+def older(others: list[dict[str, Any]], pipeline: dict[str, Any]) -> int:
+    """How many of the namespace's other pipelines were created before this one (the older keep their
+    place under the pipeline cap)."""
+    mine = _age(pipeline)
+    return sum(1 for other in others if _age(other) < mine)
 
 
 def pipeline_blocker(
@@ -58,17 +79,17 @@ def pipeline_blocker(
     if quotas.max_nodes_per_run is not None and nodes > quotas.max_nodes_per_run:
         allowed = quotas.max_nodes_per_run
         return Blocker(REASON, f"spec.resources.nodes is {nodes}; the namespace allows {allowed} per run")
-    if quotas.max_pipelines is None:
+    cap = quotas.max_pipelines
+    if cap is None:
         return None
-    others = _others(cache, kube, pipeline, metadata_only=True)
-    mine = _age(pipeline)
-    if sum(1 for other in others if _age(other) < mine) >= quotas.max_pipelines:
-        return Blocker(
-            REASON,
-            f"this namespace allows {quotas.max_pipelines} FineTunePipelines; {len(others) + 1} exist "
-            "and this one is not among the oldest",
-        )
-    return None
+    others = _others(cache, kube, pipeline, lambda o: older(o, pipeline) >= cap, metadata_only=True)
+    if others is None:
+        return None
+    return Blocker(
+        REASON,
+        f"this namespace allows {cap} FineTunePipelines; {len(others) + 1} exist "
+        "and this one is not among the oldest",
+    )
 
 
 def active_runs(pipeline: dict[str, Any]) -> int:
@@ -84,13 +105,17 @@ def concurrent_runs_blocker(
     cap = quotas.max_concurrent_runs
     if cap is None:
         return None
-    others = _others(cache, kube, pipeline, metadata_only=False)
-    active = sum(active_runs(p) for p in others) + sum(1 for r in runs if not r.finished and r.object_name)
-    if active >= cap:
-        return Blocker(
-            REASON, f"{active} runs are active in this namespace, which allows {cap} at once; {RUN_WAIT}"
-        )
-    return None
+    mine = sum(1 for r in runs if not r.finished and r.object_name)
+
+    def count(others: list[dict[str, Any]]) -> int:
+        return sum(active_runs(p) for p in others) + mine
+
+    others = _others(cache, kube, pipeline, lambda o: count(o) >= cap, metadata_only=False)
+    if others is None:
+        return None
+    return Blocker(
+        REASON, f"{count(others)} runs are active in this namespace, which allows {cap} at once; {RUN_WAIT}"
+    )
 
 
 def _quota_message(pipeline: dict[str, Any]) -> str | None:

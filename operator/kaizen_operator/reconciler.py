@@ -7,6 +7,7 @@ ConfigMap are created meanwhile), so a pass cut short at any point (an operator 
 completed by the next one without a second workload. One exception saves a round trip on the way to a
 new pipeline's first workload: a pipeline never reconciled before asks for its first run at its own
 creation time, a name every pass derives alike, so that run's preflight Job is created beside its record.
+A cached pipeline may be gone (`context.confirm`): it is confirmed before any other child is created.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pydantic import ValidationError
 
 from kaizen_operator import children, gate_runs, pipeline_status, schedule
 from kaizen_operator.admission import admission_status
-from kaizen_operator.context import API, KIND, Context, patch_status
+from kaizen_operator.context import API, KIND, Context, confirm, patch_status
 from kaizen_operator.events import post_event
 from kaizen_operator.kube import ApiError, path_of
 from kaizen_operator.naming import is_template, run_display_name, run_object_name
@@ -98,6 +99,13 @@ class Pass:
         self.fresh: set[str] = set()  # object names of runs recorded by this pass: nothing of theirs exists
         self.started: dict[str, children.StartedRun] = {}  # fresh runs' first children, under way
         self.early: set[str] = set()  # fresh runs whose preflight Job starts beside their record
+        self.confirmed = False  # the pipeline and its models, perhaps read from the caches, still exist
+
+    def confirm(self) -> None:
+        """Once per pass, before it creates a child that outlives it (see `context.confirm`)."""
+        if not self.confirmed:
+            confirm(self.ctx, self.pipeline, self.private_models)
+            self.confirmed = True
 
     # -- what blocks runs --------------------------------------------------------------------------
 
@@ -252,45 +260,39 @@ class Pass:
                 if updated.phase == "Succeeded":
                     self._register(updated)
             except ResolveError as err:  # e.g. the output model was deleted under a pending run
-                updated = run.model_copy(
-                    update={
-                        "phase": "Failed",
-                        "reason": err.reason,
-                        "message": err.message,
-                        "completion_time": self.now,
-                    }
-                )
-                step = step.__class__(
-                    updated, event=("Warning", err.reason, f"run {run.name}: {err.message}")
-                )
+                updated = self._failed(run, err.reason, err.message, f"run {run.name}: {err.message}")
             except ApiError as err:
                 if err.status in RETRYABLE_STATUSES or err.status >= 500:
                     self.errors.append(f"run {run.name}: {err}")
                     self.requeue = RETRY_S
                     continue  # keep the run as recorded; the next pass tries again
-                updated = run.model_copy(
-                    update={
-                        "phase": "Failed",
-                        "reason": "WorkloadRejected",
-                        "message": f"the API server refused a child of the run: {err.message}",
-                        "completion_time": self.now,
-                    }
-                )
-                step = step.__class__(updated, event=("Warning", "WorkloadRejected", updated.message or ""))
+                message = f"the API server refused a child of the run: {err.message}"
+                updated = self._failed(run, "WorkloadRejected", message, message)
+            else:
+                if step.event:
+                    self.events.append(step.event)
             self.runs[index] = updated
-            if step.event:
-                self.events.append(step.event)
+
+    def _failed(self, run: RunStatus, reason: str, message: str, event: str) -> RunStatus:
+        """A run the pass itself fails; what it leaves goes, as for any run that ends."""
+        children.delete_children(self.ctx.kube, self.ns, run, leftovers=True)
+        self.events.append(("Warning", reason, event))
+        return run.model_copy(
+            update={"phase": "Failed", "reason": reason, "message": message, "completion_time": self.now}
+        )
 
     def _act(self, run: RunStatus, actions: tuple[str, ...], pytorchjob: bool) -> RunStatus:
         ctx = self.ctx
-        if "delete_children" in actions:
-            children.delete_children(ctx.kube, self.ns, run)
+        if "delete_children" in actions or "delete_leftovers" in actions:
+            children.delete_children(ctx.kube, self.ns, run, leftovers="delete_children" not in actions)
         if "create_preflight" in actions or "create_workload" in actions:
             resolved = resolve_train_run(
                 self.pipeline, run.name, ctx.catalog, self.private_models, ctx.settings
             )
+            started = self.started.pop(run.object_name or "", None)
+            if started is None or started.preflight is None:  # an early one exists already
+                self.confirm()
             if "create_preflight" in actions:
-                started = self.started.pop(run.object_name or "", None)
                 children.create_preflight(ctx.kube, resolved, self.pipeline, ctx.settings, ctx.key, started)
             else:
                 workload = children.create_workload(
@@ -348,10 +350,7 @@ def reconcile(ctx: Context, namespace: str, name: str) -> float | None:
     key = (namespace, name)
     pipeline = ctx.pipelines.get(key) or kube.get(path_of(API, KIND, namespace, name))
     if pipeline is None or pipeline["metadata"].get("deletionTimestamp"):
-        ctx.phases.forget(key)
-        ctx.pipelines.deleted(key)
-        for run_key in [k for k, v in ctx.run_index.items() if k[0] == namespace and v[0] == name]:
-            ctx.run_index.pop(run_key, None)
+        ctx.forget(key)
         return None
     generation = pipeline["metadata"]["generation"]
     try:
@@ -365,7 +364,7 @@ def reconcile(ctx: Context, namespace: str, name: str) -> float | None:
         return None
     work = Pass(ctx, pipeline, spec)
     work.check_blockers()
-    schedule.sync_cronjob(kube, pipeline, spec, ctx.settings, work.keeps_cronjob)
+    schedule.sync_cronjob(kube, pipeline, spec, ctx.settings, work.keeps_cronjob, work.confirm)
     triggers = children.trigger_jobs(kube, namespace, name) if spec.trigger.type == "schedule" else []
     handled = work.take_requests(triggers)
     if handled or len(work.runs) != len(work.status.runs or []):
@@ -380,7 +379,7 @@ def reconcile(ctx: Context, namespace: str, name: str) -> float | None:
     cancel = cancel_targets(pipeline["metadata"].get("annotations") or {}, work.runs)
     cancel |= replaced_runs(spec.trigger.concurrency_policy, work.runs)
     work.advance_runs(cancel)
-    gate = gate_runs.evaluate(kube, pipeline, spec, work.runs)
+    gate = gate_runs.evaluate(kube, pipeline, spec, work.runs, work.confirm)
     work.runs, work.events, work.errors = gate.runs, work.events + gate.events, work.errors + gate.errors
     if gate.requeue is not None:
         work.requeue = min(work.requeue or gate.requeue, gate.requeue)
@@ -389,11 +388,5 @@ def reconcile(ctx: Context, namespace: str, name: str) -> float | None:
         patch_status(ctx, pipeline, status)
     for type_, reason, message in work.events:
         post_event(kube, pipeline, type_, reason, message)
-    ctx.phases.set(key, [r["phase"] for r in status.get("runs") or []])
-    for run in status.get("runs") or []:
-        run_key = (namespace, run.get("objectName") or "")
-        if run.get("phase") in ("Pending", "Running") and run.get("objectName"):
-            ctx.run_index[run_key] = (name, pipeline["metadata"]["uid"])
-        else:
-            ctx.run_index.pop(run_key, None)
+    ctx.remember(key, pipeline["metadata"]["uid"], status.get("runs") or [])
     return work.requeue

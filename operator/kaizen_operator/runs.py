@@ -3,7 +3,8 @@
 Pure, so every outcome is unit-tested without a cluster. A run moves through preflight (a CPU Job
 whose termination message carries the plan), then its GPU workload; `advance` returns the run as the
 children show it now plus the actions the handler must take (create the next child, delete a
-cancelled run's workload). A finished run is final: its children may be gone (TTL) and nothing is
+cancelled run's workload, delete what an ended run leaves: its Service and token Secret, before the
+record says it ended). A finished run is final: its children may be gone (TTL) and nothing is
 derived for it again.
 """
 
@@ -18,7 +19,8 @@ from kaizen_api.finetune_status import RunProgress, RunStatus
 from kaizen_api.results import TerminationMessage
 from pydantic import ValidationError
 
-Action = Literal["create_preflight", "create_workload", "delete_children"]
+# delete_leftovers: a run that ends no longer needs its headless Service and token Secret.
+Action = Literal["create_preflight", "create_workload", "delete_children", "delete_leftovers"]
 Outcome = Literal["Pending", "Suspended", "Running", "Succeeded", "Failed"]
 
 OOM_EXIT_CODE = 137
@@ -202,6 +204,8 @@ def problems_text(term: TerminationMessage) -> str:
 
 
 def _end(run: RunStatus, phase: str, now: datetime, **changes: Any) -> Advance:
+    """The run ended: what only a running run needs goes (a pass cut short before the record lands
+    derives the end, and so the deletion, again)."""
     ended = run.model_copy(update={"phase": phase, "completion_time": now, **changes})
     if phase == "Succeeded":
         event = ("Normal", "RunSucceeded", f"run {run.name} succeeded")
@@ -211,7 +215,7 @@ def _end(run: RunStatus, phase: str, now: datetime, **changes: Any) -> Advance:
             f"Run{phase}",
             f"run {run.name}: {changes.get('reason')}: {changes.get('message')}",
         )
-    return Advance(ended, event=event)
+    return Advance(ended, ("delete_leftovers",), event=event)
 
 
 def _preflight(run: RunStatus, children: RunChildren, now: datetime) -> Advance | None:

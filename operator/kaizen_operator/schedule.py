@@ -10,6 +10,7 @@ schedule never fires has none, and then no nextScheduleTime either.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -74,8 +75,10 @@ def sync_cronjob(
     spec: FineTunePipelineSpec,
     settings: OperatorSettings,
     allowed: bool,
+    before_create: Callable[[], None],
 ) -> None:
-    """Create or update the CronJob of a schedule pipeline; delete it when the pipeline has none."""
+    """Create or update the CronJob of a schedule pipeline; delete it when the pipeline has none.
+    `before_create` runs before it is created (the pass confirms its pipeline exists)."""
     meta = pipeline["metadata"]
     path = path_of("batch/v1", "CronJob", meta["namespace"], cronjob_name(meta["name"]))
     if spec.trigger.type != "schedule" or not allowed:
@@ -85,6 +88,7 @@ def sync_cronjob(
     desired = build_cronjob(pipeline, settings)
     existing = kube.get(path)
     if existing is None:
+        before_create()
         kube.create(desired)
     elif not contains(existing.get("spec"), desired["spec"]):
         kube.merge_patch(path, {"spec": desired["spec"]})

@@ -8,6 +8,13 @@ Namespace-wide questions (the quotas count a namespace's pipelines and their act
 pass) are answered from here too, once the watch's initial listing is in (`listed`): before that the
 cache may lack objects, and `in_namespace` answers None so the caller LISTs instead.
 
+A watch that restarts after "410 Gone" lists every object again, and kopf (1.45) hands the listing
+to the handlers as events of type None, one object at a time and with no mark where it ends; a
+deletion made during the gap is never reported. So the cache may hold objects that are gone. It is
+not the cache that finds them: a pass about to create a child confirms what it read, and a quota
+about to block confirms its count with a LIST, whose missing objects `absent` drops (see reconciler,
+quotas).
+
 Bodies are kept as JSON text: a thousand pipelines held as nested dicts were most of the objects the
 garbage collector walks in a full collection (the operator's longest pauses), and parsing the text
 again is faster than the deep copy a pass needs anyway.
@@ -30,6 +37,16 @@ def _text(body: dict[str, Any]) -> str:
 
 def _version(body: dict[str, Any]) -> str | None:
     return body["metadata"].get("resourceVersion")  # type: ignore[no-any-return]
+
+
+def _at_least(version: str | None, written: str | None) -> bool:
+    """Whether `version` is `written` or newer. etcd's resourceVersions are integers that only grow;
+    any other is opaque, and only equality says anything about it."""
+    if version is None or written is None:
+        return False
+    if version.isdigit() and written.isdigit():
+        return int(version) >= int(written)
+    return version == written
 
 
 class WatchCache:
@@ -58,23 +75,27 @@ class WatchCache:
             self._parsed.pop(key, None)
             self._names.setdefault(key[0], set()).add(key[1])
             self._stale.discard(key)
-            if version == self._written.get(key):
+            if _at_least(version, self._written.get(key)):  # our write, or one made after it
                 self._behind.discard(key)
                 self._own.pop(key, None)
 
     def deleted(self, key: Key) -> None:
+        """A DELETED event, or a read that found the object gone."""
         with self._lock:
-            self._bodies.pop(key, None)
-            self._parsed.pop(key, None)
-            self._written.pop(key, None)
-            self._own.pop(key, None)
-            self._behind.discard(key)
-            self._stale.discard(key)
-            names = self._names.get(key[0])
-            if names is not None:
-                names.discard(key[1])
-                if not names:
-                    del self._names[key[0]]
+            self._drop(key)
+
+    def _drop(self, key: Key) -> None:
+        self._bodies.pop(key, None)
+        self._parsed.pop(key, None)
+        self._written.pop(key, None)
+        self._own.pop(key, None)
+        self._behind.discard(key)
+        self._stale.discard(key)
+        names = self._names.get(key[0])
+        if names is not None:
+            names.discard(key[1])
+            if not names:
+                del self._names[key[0]]
 
     def invalidate(self, key: Key) -> None:
         """A write was refused as a Conflict: someone wrote a version the watch has not shown yet.
@@ -90,11 +111,11 @@ class WatchCache:
         with self._lock:
             self._written[key] = resource_version
             cached = self._bodies.get(key)
-            if cached is None or cached[0] != resource_version:
+            if cached is None or not _at_least(cached[0], resource_version):
                 self._behind.add(key)
                 self._own[key] = text
                 self._parsed.pop(key, None)
-            else:  # the watch showed this write before its answer was handled
+            else:  # the watch showed this write (and maybe later ones) before its answer was handled
                 self._behind.discard(key)
                 self._own.pop(key, None)
 
@@ -109,6 +130,22 @@ class WatchCache:
             usable = key not in self._behind and key not in self._stale
             cached = self._bodies.get(key) if usable else None
         return json.loads(cached[1]) if cached is not None else None  # type: ignore[no-any-return]
+
+    def versions(self, namespace: str) -> dict[str, str | None]:
+        """The resourceVersion of each object of the namespace, as delivered: taken before a LIST,
+        for `absent`."""
+        with self._lock:
+            return {name: self._bodies[(namespace, name)][0] for name in self._names.get(namespace, ())}
+
+    def absent(self, namespace: str, before: dict[str, str | None], listed: set[str]) -> None:
+        """Drop the objects the cache held (`before`, taken by `versions` before a LIST) that the LIST,
+        `listed`, lacks: they were deleted before it, whatever the watch said. One the watch has
+        delivered again since (recreated under its name) stays."""
+        with self._lock:
+            for name, version in before.items():
+                cached = self._bodies.get((namespace, name))
+                if name not in listed and cached is not None and cached[0] == version:
+                    self._drop((namespace, name))
 
     def listed(self) -> None:
         """The watch's initial listing is in: every object that exists has been delivered."""

@@ -299,9 +299,11 @@ def test_indexed_job_backend(ns, control_plane) -> None:
     assert run["jobKind"] == "Job"
     job = control_plane.request("GET", f"/apis/batch/v1/namespaces/{ns}/jobs/{run['jobName']}")
     assert job["spec"]["completionMode"] == "Indexed" and job["spec"]["completions"] == 2
-    service = control_plane.request("GET", f"/api/v1/namespaces/{ns}/services/{run['jobName']}")
-    assert service["spec"]["clusterIP"] == "None"
+    assert job["spec"]["template"]["spec"]["subdomain"] == run["jobName"]
     assert len(pods(control_plane, ns, "kaizen.dev/component=train")) == 2
+    # The headless Service and the token Secret serve a running run only: the run's end deletes them.
+    for path in (f"services/{run['jobName']}", f"secrets/{run['objectName']}-token"):
+        assert control_plane.request("GET", f"/api/v1/namespaces/{ns}/{path}", missing_ok=True) is None
 
 
 def test_unknown_model_blocks_with_a_reason(ns, control_plane) -> None:

@@ -1,6 +1,6 @@
 """Quota arithmetic: the oldest pipelines keep their place, active runs count across the namespace,
-counted from the watch cache (a LIST only before the watch's initial listing is in), and which
-blocked pipelines a change of the namespace lets pass."""
+counted from the watch cache (a LIST only before the watch's initial listing is in, and to confirm a
+count that blocks), and which blocked pipelines a change of the namespace lets pass."""
 
 from __future__ import annotations
 
@@ -62,12 +62,13 @@ RUNS_CAP = ("QuotaExceeded", f"2 runs are active in this namespace, which allows
 
 def test_pipeline_cap_is_by_age_and_counts_from_the_cache() -> None:
     items = [pipeline("b", DAY2), pipeline("a", DAY1)]
-    cache, api = cached(*items), Listing([])
+    cache, api = cached(*items), Listing(items)
     quotas = Quotas(max_pipelines=1)
     assert pipeline_blocker(cache, api, items[1], SPEC, quotas) is None  # type: ignore[arg-type]
+    assert api.requests == 0, "the cache answered"
     blocked = pipeline_blocker(cache, api, items[0], SPEC, quotas)  # type: ignore[arg-type]
     assert blocked is not None and blocked.reason == "QuotaExceeded" and "2 exist" in blocked.message
-    assert api.requests == 0, "the cache answered"
+    assert api.requests == 1, "a LIST confirmed the count that blocks"
     cache.deleted(("ns", "a"))
     assert pipeline_blocker(cache, api, items[0], SPEC, quotas) is None  # type: ignore[arg-type]
 
@@ -91,18 +92,20 @@ def test_nodes_per_run() -> None:
 
 def test_concurrent_runs_count_across_pipelines() -> None:
     a, b = pipeline("a", DAY1, "Running", "Succeeded"), pipeline("b", DAY2, "Pending")
-    cache, api = cached(a, b), Listing([])
+    cache, api = cached(a, b), Listing([a, b])
     mine = pipeline("c", DAY3)
     assert concurrent_runs_blocker(cache, api, mine, [], Quotas(max_concurrent_runs=3)) is None  # type: ignore[arg-type]
-    blocked = concurrent_runs_blocker(cache, api, mine, [], Quotas(max_concurrent_runs=2))  # type: ignore[arg-type]
-    assert blocked is not None and blocked.reason == "QuotaExceeded" and blocked.message.endswith(RUN_WAIT)
     assert concurrent_runs_blocker(cache, api, mine, [], Quotas()) is None  # type: ignore[arg-type]
     assert api.requests == 0
+    blocked = concurrent_runs_blocker(cache, api, mine, [], Quotas(max_concurrent_runs=2))  # type: ignore[arg-type]
+    assert blocked is not None and blocked.reason == "QuotaExceeded" and blocked.message.endswith(RUN_WAIT)
+    assert api.requests == 1
 
 
 def test_the_pass_counts_its_own_runs_as_it_has_them() -> None:
     """Not as cached: the pipeline's runs recorded earlier in the same pass (a second firing) count."""
-    cache, api = cached(pipeline("a", DAY1, "Running"), pipeline("b", DAY2, "Running")), Listing([])
+    items = [pipeline("a", DAY1, "Running"), pipeline("b", DAY2, "Running")]
+    cache, api = cached(*items), Listing(items)
     quotas = Quotas(max_concurrent_runs=2)
     b = pipeline("b", DAY2, "Running")
     assert concurrent_runs_blocker(cache, api, b, [run_status("Succeeded")], quotas) is None  # type: ignore[arg-type]
@@ -111,7 +114,7 @@ def test_the_pass_counts_its_own_runs_as_it_has_them() -> None:
 
 def test_replace_frees_the_slots_of_the_runs_it_cancels() -> None:
     """A firing under concurrencyPolicy Replace is not refused for the slot of the run it replaces."""
-    cache, api = cached(pipeline("a", DAY1, "Running")), Listing([])
+    cache, api = cached(pipeline("a", DAY1, "Running")), Listing([pipeline("a", DAY1, "Running")])
     quotas = Quotas(max_concurrent_runs=2)
     b = pipeline("b", DAY2, "Running")
     mine = [run_status("Running"), run_status("Succeeded")]
@@ -121,8 +124,8 @@ def test_replace_frees_the_slots_of_the_runs_it_cancels() -> None:
 
 def test_the_operators_own_write_counts_before_the_watch_shows_it() -> None:
     a = pipeline("a", DAY1)
-    cache, api = cached(a), Listing([])
     written = pipeline("a", DAY1, "Pending") | {"metadata": a["metadata"] | {"resourceVersion": "2"}}
+    cache, api = cached(a), Listing([written])
     cache.wrote(("ns", "a"), written)  # the pass that recorded a's run; its watch event is on its way
     quotas = Quotas(max_concurrent_runs=1)
     assert concurrent_runs_blocker(cache, api, pipeline("b", DAY2), [], quotas) is not None  # type: ignore[arg-type]

@@ -70,7 +70,7 @@ def test_preflight_data_invalid_fails_with_the_records() -> None:
     )
     step = advance(run(), children, now=NOW)
     assert step.run.phase == "Failed" and step.run.reason == "DataInvalid"
-    assert "record 7: empty output" in (step.run.message or "") and not step.actions
+    assert "record 7: empty output" in (step.run.message or "") and step.actions == ("delete_leftovers",)
     assert step.event and step.event[0] == "Warning"
 
 
@@ -195,12 +195,34 @@ def test_cancel_deletes_children_and_finished_runs_are_final() -> None:
     assert advance(step.run, RunChildren(workload=job("Complete")), now=NOW).run.phase == "Cancelled"
 
 
+def test_a_run_that_ends_deletes_its_leftovers_once() -> None:
+    """Its Service and token Secret (owned by the pipeline, they would stay as long as it does) go
+    with the pass that ends it, whatever the end; a cancel deletes them with the rest."""
+    recorded = run(preflight=PLAN, job_name="p-20261201120000-abc123", job_kind="Job")
+    ends = [
+        RunChildren(workload=job("Complete"), workload_pods=[pod("Succeeded", 0)]),
+        RunChildren(workload=job("Failed", reason="BackoffLimitExceeded"), workload_pods=[pod("Failed", 1)]),
+        RunChildren(workload=job("Failed", reason="DeadlineExceeded")),
+        RunChildren(),  # the workload was deleted
+    ]
+    for children in ends:
+        step = advance(recorded, children, now=NOW)
+        assert step.run.finished and step.actions == ("delete_leftovers",), step.run.reason
+        assert advance(step.run, children, now=NOW).actions == (), "a finished run is final"
+    preflight_failed = RunChildren(preflight_job=job("Failed", reason="BackoffLimitExceeded"))
+    assert advance(run(), preflight_failed, now=NOW).actions == ("delete_leftovers",)
+    running = RunChildren(workload=job(active=1), workload_pods=[pod("Running")])
+    assert advance(recorded, running, now=NOW).actions == ()
+    assert advance(recorded, running, now=NOW, cancel=True).actions == ("delete_children",)
+
+
 def test_a_cancel_gives_way_to_an_outcome_the_children_already_show() -> None:
     """Cancelled only while the run is unfinished: a version that completed is registered, not lost."""
     recorded = run(preflight=PLAN, job_name="p-20261201120000-abc123", job_kind="Job")
     done = RunChildren(workload=job("Complete"), workload_pods=[pod("Succeeded", 0)])
     step = advance(recorded, done, now=NOW, cancel=True)
-    assert (step.run.phase, step.run.output_version, step.actions) == ("Succeeded", "ft_m_20261201120000", ())
+    ended = ("Succeeded", "ft_m_20261201120000", ("delete_leftovers",))
+    assert (step.run.phase, step.run.output_version, step.actions) == ended
     failed = RunChildren(
         workload=job("Failed", reason="BackoffLimitExceeded"), workload_pods=[pod("Failed", 1)]
     )

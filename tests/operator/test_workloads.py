@@ -13,7 +13,7 @@ from api.manifests import DELETE
 from kaizen_api.finetune_status import RunStatus
 from kaizen_api.results import EXIT_USER_ERROR
 from kaizen_api.runconfig import TrainRunConfig
-from kaizen_operator.children import cleanup_targets
+from kaizen_operator.children import cleanup_targets, leftover_targets, same_config
 from kaizen_operator.resolve import ResolveError
 from kaizen_operator.schedule import contains
 from kaizen_operator.settings import OperatorSettings
@@ -26,6 +26,7 @@ from kaizen_operator.workloads import (
     build_workload,
     workload_kind,
 )
+from kaizen_operator.workloads.meta import pipeline_of
 from support.pipelines import SETTINGS, UID, pipeline, resolved
 
 SHARED = Path(__file__).resolve().parents[3] / "shared"
@@ -249,6 +250,44 @@ def test_a_cancel_deletes_whatever_workload_a_run_may_have(example: str, pytorch
     assert run_children <= set(cleanup_targets(run.names.run, pytorchjobs=True))
     without_crd = cleanup_targets(run.names.run, pytorchjobs=False)
     assert "PyTorchJob" not in {kind for _, kind, _ in without_crd}
+
+
+def test_an_ended_run_leaves_its_config_map_and_its_workload_only() -> None:
+    """The headless Service (an Indexed Job's) and the token Secret are needed only while the run
+    runs; the workload goes by its TTL and the ConfigMap stays for inspection."""
+    run = resolved(MULTI)
+    built = {(o["apiVersion"], o["kind"], o["metadata"]["name"]) for o in everything(MULTI, pytorchjob=False)}
+    leftovers = set(leftover_targets(run.names.run))
+    assert leftovers == {("v1", "Secret", run.names.token_secret), ("v1", "Service", run.names.service)}
+    assert leftovers <= built and leftovers <= set(cleanup_targets(run.names.run, pytorchjobs=False))
+
+
+def test_a_config_map_found_is_kept_only_with_the_config_of_the_spec_now() -> None:
+    """A ConfigMap an earlier pass made (its run's record lost to a Conflict with a spec edit) holds
+    the spec of then: it is not adopted for the run recorded now."""
+    run = resolved()
+    made = build_config_map(run, pipeline(), run.names)
+    assert same_config(json.loads(json.dumps(made)), made)
+    edited = resolved(changes={"spec.hyperparameters.learningRate": 2e-4})
+    assert edited.names == run.names, "the same run, derived again"
+    assert not same_config(made, build_config_map(edited, pipeline(), edited.names))
+    assert not same_config(None, made), "gone since: made again"
+
+
+def test_a_trigger_job_names_its_pipeline_in_full() -> None:
+    """A trigger Job is owned by the CronJob, and the pipeline label of a name over 63 characters is
+    cut and hashed: the annotation its template carries names the pipeline to reconcile."""
+    long = "nightly-sharegpt-" + "x" * 60
+    doc = pipeline(MULTI)
+    doc["metadata"]["name"] = long
+    template = build_cronjob(doc, SETTINGS)["spec"]["jobTemplate"]["metadata"]
+    assert template["labels"]["kaizen.dev/pipeline"] != long  # kept for selection
+    owner = [{"apiVersion": "batch/v1", "kind": "CronJob", "name": "cron", "uid": "u"}]
+    assert pipeline_of(template | {"ownerReferences": owner}) == long
+    made_before = {"labels": template["labels"], "ownerReferences": owner}
+    assert pipeline_of(made_before) == template["labels"]["kaizen.dev/pipeline"]
+    child = build_config_map(resolved(), pipeline(), resolved().names)["metadata"]
+    assert pipeline_of(child) == pipeline()["metadata"]["name"]  # by its owner reference
 
 
 def test_backend_choice_follows_the_spec_then_the_settings() -> None:

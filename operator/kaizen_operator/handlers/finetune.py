@@ -35,7 +35,7 @@ from kaizen_operator.quotas import to_wake
 from kaizen_operator.runs import workload_outcome
 from kaizen_operator.settings import load_settings
 from kaizen_operator.watchcache import WatchCache
-from kaizen_operator.workloads.meta import COMPONENT_LABEL, PREFLIGHT
+from kaizen_operator.workloads.meta import COMPONENT_LABEL, PREFLIGHT, pipeline_of
 from kaizen_operator.workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
@@ -223,7 +223,8 @@ async def child_event(
     event: kopf.RawEvent,
     **_: Any,
 ) -> None:
-    """The owner's name (labels hold at most 63 characters); a trigger Job's owner is the CronJob.
+    """Enqueues the pipeline the child belongs to (`pipeline_of`: labels hold at most 63 characters,
+    and a trigger Job's owner is the CronJob).
 
     A child's creation tells nothing new (the operator made it, or the pipeline's own listing at
     start-up covers it), except for a schedule's trigger Job, which is a run request. Nor does a
@@ -239,5 +240,4 @@ async def child_event(
         and workload_outcome(dict(event["object"]))[0] not in ("Succeeded", "Failed")
     ):
         return
-    owners = [r["name"] for r in meta.get("ownerReferences") or [] if r.get("kind") == FINETUNE_PIPELINE.kind]
-    _enqueue(namespace, owners[0] if owners else labels.get("kaizen.dev/pipeline"))
+    _enqueue(namespace, pipeline_of(meta))

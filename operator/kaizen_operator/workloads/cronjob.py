@@ -1,6 +1,8 @@
 """A scheduled pipeline's CronJob: each firing creates a tiny CPU-only "trigger" Job, a run request.
 
 The trigger pod does nothing (`true`) and can do nothing: no API token, no Secrets, no volumes.
+A trigger Job is owned by the CronJob: it names its pipeline in full in an annotation (the label,
+kept for selection, is cut and hashed for a name over 63 characters).
 The Job's existence is the request; the operator turns it into a run named from its
 `batch.kubernetes.io/cronjob-scheduled-timestamp` annotation (or records the firing as skipped), so
 scheduled runs get the same preflight, queue and backends as manual ones. The CronJob itself
@@ -21,7 +23,13 @@ from typing import Any
 from kaizen_operator.naming import cronjob_name
 from kaizen_operator.resolve import parse_spec
 from kaizen_operator.settings import OperatorSettings
-from kaizen_operator.workloads.meta import TRIGGER, TRIGGER_LABEL, object_meta, pipeline_labels
+from kaizen_operator.workloads.meta import (
+    PIPELINE_NAME_ANNOTATION,
+    TRIGGER,
+    TRIGGER_LABEL,
+    object_meta,
+    pipeline_labels,
+)
 from kaizen_operator.workloads.pod import CONTAINER_SECURITY, pod_spec_base
 
 STARTING_DEADLINE_SECONDS = 300
@@ -72,7 +80,10 @@ def build_cronjob(pipeline: Mapping[str, Any], settings: OperatorSettings) -> di
         "startingDeadlineSeconds": STARTING_DEADLINE_SECONDS,
         "successfulJobsHistoryLimit": 3,
         "failedJobsHistoryLimit": 3,
-        "jobTemplate": {"metadata": {"labels": labels}, "spec": job_spec},
+        "jobTemplate": {
+            "metadata": {"labels": labels, "annotations": {PIPELINE_NAME_ANNOTATION: name}},
+            "spec": job_spec,
+        },
     }
     return {
         "apiVersion": "batch/v1",

@@ -23,6 +23,9 @@ COMPONENT_LABEL = "kaizen.dev/component"
 TRIGGER_LABEL = "kaizen.dev/trigger"
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 DISPLAY_NAME_ANNOTATION = "kaizen.dev/run-display-name"
+# The pipeline's full name on a schedule's trigger Jobs, whose owner is the CronJob and whose
+# pipeline label is cut and hashed for a name over 63 characters.
+PIPELINE_NAME_ANNOTATION = "kaizen.dev/pipeline-name"
 
 # What each child is: selectors tell a run's preflight pod from its training pods.
 PREFLIGHT, TRAIN, CONFIG, TRIGGER = "preflight", "train", "config", "trigger"
@@ -38,6 +41,16 @@ def owner_reference(pipeline: Mapping[str, Any]) -> dict[str, Any]:
         "controller": True,
         "blockOwnerDeletion": True,
     }
+
+
+def pipeline_of(meta: Mapping[str, Any]) -> str | None:
+    """The name of the pipeline a child belongs to: its owner; for a trigger Job (owned by the
+    CronJob) the annotation, else (a trigger Job made before the annotation was) the label."""
+    owners = [r["name"] for r in meta.get("ownerReferences") or [] if r.get("kind") == FINETUNE_PIPELINE.kind]
+    if owners:
+        return str(owners[0])
+    named = (meta.get("annotations") or {}).get(PIPELINE_NAME_ANNOTATION)
+    return named or (meta.get("labels") or {}).get(PIPELINE_LABEL)
 
 
 def pipeline_labels(pipeline_name: str, component: str) -> dict[str, str]:
