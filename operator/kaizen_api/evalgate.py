@@ -18,7 +18,15 @@ from pydantic import Field
 
 from kaizen_api.base import KaizenModel, Rule
 from kaizen_api.common import Dataset
-from kaizen_api.evaljob import SUITE_TASKS, EvalParameters, Metric, Suite, TaskName, tasks_rule
+from kaizen_api.evaljob import (
+    STANDARD_DATASET_RULE,
+    SUITE_TASKS,
+    EvalParameters,
+    Metric,
+    Suite,
+    TaskName,
+    tasks_rule,
+)
 
 STANDARD_METRICS = ("bleu", "fuzzy_match", "rouge1", "rouge2", "rougeL", "rougeLsum")
 Comparison = Literal[">=", ">", "<=", "<"]
@@ -74,6 +82,7 @@ class EvaluationGate(KaizenModel):
             ),
         ),
         *(tasks_rule(suite, tasks) for suite, tasks in SUITE_TASKS.items()),
+        STANDARD_DATASET_RULE,
         Rule(
             cel="self.thresholds.all(t, self.suite == 'standard' ? "
             f"(t.metric in {_STANDARD_LIST} && (!has(self.metrics) || t.metric in self.metrics)) : "

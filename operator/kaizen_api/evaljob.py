@@ -134,18 +134,30 @@ class Notification(KaizenModel):
 
 
 def tasks_rule(suite: str, tasks: tuple[str, ...]) -> Rule:
-    """Tasks chosen for `suite` must be among its own."""
+    """Tasks chosen for `suite` must be among its own. Omitted tasks are another rule's finding: without
+    the `has` guard CEL would fail with "no such key: tasks" beside it."""
     listed = "[" + ", ".join(f"'{t}'" for t in tasks) + "]"
 
     def check(m: EvalJobSpec) -> bool:
         return m.suite != suite or all(t in tasks for t in m.tasks or [])
 
     return Rule(
-        cel=f"self.suite != '{suite}' || self.tasks.all(t, t in {listed})",
+        cel=f"self.suite != '{suite}' || !has(self.tasks) || self.tasks.all(t, t in {listed})",
         message=f"tasks of suite {suite} must be among: {', '.join(tasks)}",
         field_path=".tasks",
         check=check,
     )
+
+
+# On the EvalJob and on a pipeline's evaluation gate, whose EvalJobs are built from it.
+STANDARD_DATASET_RULE = Rule(
+    cel="!has(self.dataset) || self.dataset.format in ["
+    + ", ".join(f"'{f}'" for f in STANDARD_FORMATS)
+    + "]",
+    message="dataset.format of the standard suite must be alpaca, sharegpt or sharegpt_image",
+    field_path=".dataset.format",
+    check=lambda m: m.dataset is None or m.dataset.format in STANDARD_FORMATS,
+)
 
 
 class EvalJobSpec(KaizenModel):
@@ -249,12 +261,7 @@ class EvalJobSpec(KaizenModel):
             check=lambda m: (m.tasks is None) if m.suite == "standard" else bool(m.tasks),
         ),
         *(tasks_rule(suite, tasks) for suite, tasks in SUITE_TASKS.items()),
-        Rule(
-            cel="!has(self.dataset) || self.dataset.format in ['alpaca', 'sharegpt', 'sharegpt_image']",
-            message="dataset.format of the standard suite must be alpaca, sharegpt or sharegpt_image",
-            field_path=".dataset.format",
-            check=lambda m: m.dataset is None or m.dataset.format in STANDARD_FORMATS,
-        ),
+        STANDARD_DATASET_RULE,
         *(
             immutable(name)
             for name in (

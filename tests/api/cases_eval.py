@@ -113,6 +113,23 @@ EVAL_CASES: list[Case] = [
         {"spec.evaluation.suite": "lm-eval-harness", "spec.evaluation.tasks": ["gsm8k"]},
         "spec.evaluation.suite",
     ),
+    Case(
+        "gate-standard-with-corpus",
+        GATED,
+        {"spec.evaluation.dataset.format": "corpus"},
+        "spec.evaluation.dataset.format",
+    ),
+    Case(
+        "gate-lm-eval-without-tasks",
+        GATED,
+        {
+            "spec.evaluation": {
+                "suite": "lm-eval-harness",
+                "thresholds": [{"metric": "arc_easy/acc", "value": 0.5}],
+            }
+        },
+        "spec.evaluation.suite",
+    ),
     Case("gate-without-thresholds", GATED, {"spec.evaluation.thresholds": []}, "spec.evaluation.thresholds"),
     Case(
         "gate-operator-unknown",
