@@ -88,6 +88,24 @@ def _check(node: Schema, path: str) -> None:
         raise SchemaError(f"{path}: string without maxLength")
     if node["type"] == "array" and "maxItems" not in node:
         raise SchemaError(f"{path}: array without maxItems")
+    if node["type"] == "number":
+        for key in ("minimum", "maximum"):
+            if _truncation_misjudges(key, node.get(key), bool(node.get("exclusive" + key.capitalize()))):
+                raise SchemaError(
+                    f"{path}: the API server checks a whole number against int({key}) = "
+                    f"int({node[key]}); put this bound in a Rule"
+                )
+
+
+def _truncation_misjudges(key: str, bound: float | None, exclusive: bool) -> bool:
+    """Whether a whole-number value (JSON `0`) is judged wrongly against this bound of a number field:
+    the API server compares it with the bound truncated toward zero. That is exact for a whole bound,
+    and for a fractional one except where truncation moves it past a whole number the value may be:
+    an inclusive minimum above zero admits 0 under `minimum: 1e-5`, an exclusive maximum above zero
+    refuses 0 under `maximum: 0.5`, and the mirror cases below zero."""
+    if bound is None or float(bound).is_integer():
+        return False
+    return ((key == "minimum") == (bound > 0)) != exclusive
 
 
 def model_schema(model: type, path: str) -> Schema:

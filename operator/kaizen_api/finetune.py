@@ -31,6 +31,7 @@ TRAINER_FORMATS: dict[str, tuple[str, ...]] = {
     "sft": ("alpaca", "sharegpt", "sharegpt_image"),
     "dpo": ("sharegpt", "sharegpt_image"),
 }
+LEARNING_RATE_MIN = 1e-5  # a Rule, not a schema minimum (see Hyperparameters)
 
 
 def _cel_list(values: tuple[str, ...]) -> str:
@@ -40,7 +41,9 @@ def _cel_list(values: tuple[str, ...]) -> str:
 class Hyperparameters(KaizenModel):
     """The core hyperparameters of SPEC §3."""
 
-    learning_rate: float = Field(default=1e-5, ge=1e-5, le=1e-3, description="Learning rate, 1e-5 to 1e-3.")
+    learning_rate: float = Field(
+        default=LEARNING_RATE_MIN, le=1e-3, description="Learning rate, 1e-5 to 1e-3."
+    )
     batch_size: int = Field(default=1, ge=1, le=1024, description="Batch size per device.")
     epochs: int = Field(default=1, ge=1, le=1000, description="Training epochs.")
     gradient_accumulation_steps: int = Field(
@@ -62,6 +65,13 @@ class Hyperparameters(KaizenModel):
     )
 
     rules = (
+        Rule(
+            # Not a schema minimum: the API server checks an integral value (0) against int(1e-5) == 0.
+            cel=f"!has(self.learningRate) || self.learningRate >= {LEARNING_RATE_MIN:f}",
+            message="learningRate must be at least 1e-5",
+            field_path=".learningRate",
+            check=lambda m: m.learning_rate >= LEARNING_RATE_MIN,
+        ),
         Rule(
             cel="!has(self.deepspeedZeroStage) || self.distributedBackend == 'deepspeed'",
             message="deepspeedZeroStage is only allowed when distributedBackend is deepspeed",

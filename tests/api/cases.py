@@ -12,6 +12,8 @@ PIPELINE_CASES: list[Case] = [
     # core hyperparameters: ranges and enums
     Case("lr-too-low", SFT, {f"{HP}.learningRate": 0.000001}, f"{HP}.learningRate"),
     Case("lr-too-high", SFT, {f"{HP}.learningRate": 0.01}, f"{HP}.learningRate"),
+    # a whole number is checked against int(minimum): 0 would pass a schema minimum of 1e-5
+    Case("lr-zero", SFT, {f"{HP}.learningRate": 0}, f"{HP}.learningRate"),
     Case("batch-size-zero", SFT, {f"{HP}.batchSize": 0}, f"{HP}.batchSize"),
     Case("epochs-zero", SFT, {f"{HP}.epochs": 0}, f"{HP}.epochs"),
     Case("grad-accum-zero", SFT, {f"{HP}.gradientAccumulationSteps": 0}, f"{HP}.gradientAccumulationSteps"),

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 from kaizen_api import crdgen
+from kaizen_api.base import KaizenModel
 from kaizen_api.kinds import KINDS
 from kaizen_operator.admission import validation_message
-from pydantic import ValidationError
+from pydantic import Field, ValidationError, create_model
 
 from api.cases import CASES, VALID_VARIANTS
 from api.manifests import all_examples
@@ -67,6 +68,30 @@ def test_models_reject_invalid_case(case) -> None:
 
 def test_crds_are_up_to_date() -> None:
     assert crdgen.main(["--check", "--out", str(ROOT / "crds")]) == 0, "run `kaizen-crdgen` and commit crds/"
+
+
+@pytest.mark.parametrize(
+    "bounds,refused",
+    [
+        ({"ge": 1e-5}, True),  # int(1e-5) == 0: a whole 0 would pass
+        ({"lt": 0.5}, True),  # 0 < int(0.5) fails: a whole 0 would be refused
+        ({"le": -0.5}, True),
+        ({"gt": -0.5}, True),
+        ({"le": 0.5}, False),  # truncation judges whole numbers right
+        ({"gt": 0.5}, False),
+        ({"ge": -0.5}, False),
+        ({"lt": -0.5}, False),
+        ({"ge": 0, "le": 1}, False),
+    ],
+)
+def test_crdgen_refuses_a_fractional_bound_the_api_server_truncates(bounds: dict, refused: bool) -> None:
+    rate = (float, Field(description="A rate.", **bounds))
+    model = create_model("Rates", __base__=KaizenModel, __doc__="Rates.", rate=rate)
+    if refused:
+        with pytest.raises(crdgen.SchemaError, match="spec.rate: .*put this bound in a Rule"):
+            crdgen.model_schema(model, "spec")
+    else:
+        crdgen.model_schema(model, "spec")
 
 
 def test_every_schema_node_is_described_and_bounded() -> None:
