@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints
 
-from kaizen_api.base import NAME_MAX, URI_MAX, KaizenModel, StatusModel
+from kaizen_api.base import NAME_MAX, URI_MAX, KaizenModel, StatusModel, immutable
 from kaizen_api.common import EMAIL, Conditions, OutputStorage
 
 _OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
@@ -63,7 +63,10 @@ class PrivateModelSpec(KaizenModel):
     )
     overview: str | None = Field(default=None, max_length=65536, description="Rich-text (Markdown) overview.")
     tags: Tags | None = Field(default=None, description="Tags by category.")
-    storage: OutputStorage = Field(description="Where the model's versions live (one folder per version).")
+    storage: OutputStorage = Field(
+        description="Where the model's versions live (one folder per version); fixed at creation, since "
+        "the versions, their allow-list and a Delete policy's clean-up all belong to that place."
+    )
     sharing: list[Share] | None = Field(
         default=None, max_length=100, description="Users the model is shared with."
     )
@@ -73,6 +76,8 @@ class PrivateModelSpec(KaizenModel):
         "Delete removes them. "
         "Deletion also needs the annotation kaizen.dev/confirm-delete set to the object's name.",
     )
+
+    rules = (immutable("storage"),)
 
 
 # Bounds that keep a PrivateModel far below etcd's object size limit, whatever the storage holds: a

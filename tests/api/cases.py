@@ -347,6 +347,13 @@ TRANSITIONS: list[Case] = [
     ),
     Case("eval-model-changed", LM, {"spec.model": {"catalog": "Llama-3.2-1B"}}, "spec.model"),
     Case("eval-parameters-changed", LM, {"spec.parameters.seed": 99}, "spec.parameters"),
+    Case("model-storage-moved", PM, {"spec.storage.s3.bucket": "other-models"}, "spec.storage"),
+    Case(
+        "model-storage-to-pvc",
+        PM,
+        {"spec.storage": {"pvc": {"claimName": "models", "path": "support-assistant"}}},
+        "spec.storage",
+    ),
 ]
 
 # Changes that must still be allowed after creation.
