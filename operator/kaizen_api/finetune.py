@@ -19,7 +19,14 @@ from kaizen_api.common import (
     Resources,
 )
 from kaizen_api.evalgate import EvaluationGate
-from kaizen_api.schedule import CRON_PATTERN, TIME_ZONES, TZ_VERSION, known_time_zone
+from kaizen_api.schedule import (
+    CRON_PATTERN,
+    RANGES_ASCEND_CEL,
+    TIME_ZONES,
+    TZ_VERSION,
+    known_time_zone,
+    ranges_ascend,
+)
 
 Trainer = Literal["pretraining", "sft", "dpo"]
 ModuleName = Annotated[str, StringConstraints(min_length=1, max_length=128)]
@@ -226,7 +233,7 @@ class Trigger(KaizenModel):
         max_length=128,
         pattern=CRON_PATTERN,
         description="Cron schedule: 5 fields (minute 0-59, hour 0-23, day 1-31, month 1-12 or JAN-DEC, "
-        "weekday 0-7 or SUN-SAT; lists, ranges, */steps) or @daily etc.; required for type schedule.",
+        "weekday 0-6 or SUN-SAT; lists, ranges, */steps) or @daily etc.; required for type schedule.",
     )
     time_zone: TimeZone | None = Field(
         default=None,
@@ -258,6 +265,12 @@ class Trigger(KaizenModel):
             message="schedule is only allowed when trigger type is schedule",
             field_path=".schedule",
             check=lambda m: m.type == "schedule" or m.schedule is None,
+        ),
+        Rule(
+            cel=f"!has(self.schedule) || {RANGES_ASCEND_CEL}",
+            message="schedule: a range must not end before it starts (e.g. 5-2 or FRI-MON)",
+            field_path=".schedule",
+            check=lambda m: m.schedule is None or ranges_ascend(m.schedule),
         ),
     )
 

@@ -364,7 +364,9 @@ def reconcile(ctx: Context, namespace: str, name: str) -> float | None:
         return None
     work = Pass(ctx, pipeline, spec)
     work.check_blockers()
-    schedule.sync_cronjob(kube, pipeline, spec, ctx.settings, work.keeps_cronjob, work.confirm)
+    refused = schedule.sync_cronjob(kube, pipeline, spec, ctx.settings, work.keeps_cronjob, work.confirm)
+    if refused is not None:  # no CronJob, so no nextScheduleTime; a resolver's reason comes first
+        work.keeps_cronjob, work.blocker = False, work.blocker or refused
     triggers = children.trigger_jobs(kube, namespace, name) if spec.trigger.type == "schedule" else []
     handled = work.take_requests(triggers)
     if handled or len(work.runs) != len(work.status.runs or []):

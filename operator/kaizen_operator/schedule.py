@@ -4,8 +4,9 @@ The CronJob's own concurrencyPolicy is Allow: its trigger Jobs only ask for runs
 applies the pipeline's policy to them (triggers.concurrency_decision), so a skipped firing is
 recorded in the history instead of vanishing inside the CronJob controller. For the same reason
 the CronJob stays while runs are blocked (the model not ready, say): each firing is recorded Skipped
-with the blocker's reason. Only a pipeline over a namespace cap (nothing is created for it) or whose
-schedule never fires has none, and then no nextScheduleTime either.
+with the blocker's reason. Only a pipeline over a namespace cap (nothing is created for it), whose
+schedule never fires, or whose CronJob the API server refuses has none, and then no nextScheduleTime
+either.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from zoneinfo import ZoneInfo
 from croniter import CroniterBadDateError, croniter
 from kaizen_api.finetune import FineTunePipelineSpec, Trigger
 
-from kaizen_operator.kube import Kube, path_of
+from kaizen_operator.kube import ApiError, Kube, path_of
 from kaizen_operator.naming import cronjob_name
 from kaizen_operator.pipeline_status import Blocker
 from kaizen_operator.settings import OperatorSettings
@@ -56,6 +57,23 @@ def schedule_blocker(spec: FineTunePipelineSpec, now: datetime) -> Blocker | Non
     )
 
 
+def refused_cronjob(err: ApiError, trigger: Trigger) -> Blocker | None:
+    """The blocker of a CronJob the API server will never accept (422), instead of an error at every
+    pass: InvalidSchedule when it names the schedule or time zone (one admission let through that the
+    CronJob API refuses), CronJobRejected otherwise (an operator setting, say). None for an error
+    worth retrying."""
+    if err.status != 422:
+        return None
+    if "spec.schedule" in err.message or "spec.timeZone" in err.message:
+        zone = f" (time zone {trigger.time_zone})" if trigger.time_zone else ""
+        return Blocker(
+            "InvalidSchedule",
+            f"spec.trigger.schedule {trigger.schedule!r}{zone}: the API server refused the CronJob: "
+            f"{err.message}",
+        )
+    return Blocker("CronJobRejected", f"the API server refused the pipeline's CronJob: {err.message}")
+
+
 def contains(actual: Any, wanted: Any) -> bool:
     """Whether `actual` (as the API server returns it, defaults filled in) has everything `wanted` sets."""
     if isinstance(wanted, dict):
@@ -76,19 +94,30 @@ def sync_cronjob(
     settings: OperatorSettings,
     allowed: bool,
     before_create: Callable[[], None],
-) -> None:
+) -> Blocker | None:
     """Create or update the CronJob of a schedule pipeline; delete it when the pipeline has none.
-    `before_create` runs before it is created (the pass confirms its pipeline exists)."""
+    `before_create` runs before it is created (the pass confirms its pipeline exists). Returns the
+    blocker of a CronJob the API server refuses; one it refuses to update is deleted, so the old
+    schedule does not go on firing."""
     meta = pipeline["metadata"]
     path = path_of("batch/v1", "CronJob", meta["namespace"], cronjob_name(meta["name"]))
     if spec.trigger.type != "schedule" or not allowed:
         if (pipeline.get("status") or {}).get("nextScheduleTime") or spec.trigger.type == "schedule":
             kube.delete(path)
-        return
+        return None
     desired = build_cronjob(pipeline, settings)
     existing = kube.get(path)
-    if existing is None:
-        before_create()
-        kube.create(desired)
-    elif not contains(existing.get("spec"), desired["spec"]):
-        kube.merge_patch(path, {"spec": desired["spec"]})
+    try:
+        if existing is None:
+            before_create()
+            kube.create(desired)
+        elif not contains(existing.get("spec"), desired["spec"]):
+            kube.merge_patch(path, {"spec": desired["spec"]})
+    except ApiError as err:
+        refused = refused_cronjob(err, spec.trigger)
+        if refused is None:
+            raise
+        if existing is not None:
+            kube.delete(path)
+        return refused
+    return None

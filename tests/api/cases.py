@@ -139,6 +139,15 @@ PIPELINE_CASES: list[Case] = [
             ("step-zero", "*/0 * * * *"),
             ("month-name-unknown", "0 2 * FOO *"),
             ("six-fields", "0 0 2 * * *"),
+            # what the CronJob API's parser refuses: weekday 7, a reversed range, a step overflowing int
+            ("weekday-7", "0 0 * * 7"),
+            ("weekday-range-to-7", "0 0 * * 0-7"),
+            ("range-reversed", "5-2 * * * *"),
+            ("weekday-names-reversed", "0 0 * * FRI-MON"),
+            ("step-overflow", "*/99999999999999999999 * * * *"),
+            # fields apart by a Unicode space or a vertical tab (RE2's \s has neither)
+            ("nbsp-separator", "0\u00a00 * * *"),
+            ("vertical-tab-separator", "0\x0b0 * * *"),
         )
     ),
     Case(
@@ -303,8 +312,10 @@ VALID_VARIANTS: list[Case] = [
                 "*/15 * * * *",
                 "0 9-17/2 * * MON-FRI",
                 "0,30 0 1,15 jan,Jul sun",
-                "5 4 ? * 7",
-                "0-59/10 0-23 1-31 1-12 0-7",
+                "5 4 ? * 6",
+                "0-59/10 0-23 1-31 1-12 0-6",
+                "0 0 * * 1-fri",
+                "*/99\t0 * * sun-SAT",
                 "@hourly",
                 "@midnight",
                 "0 2 * * *",

@@ -11,7 +11,7 @@ from kaizen_operator import pipeline_status
 from kaizen_operator.conditions import get_condition
 from kaizen_operator.kube import ApiError
 from kaizen_operator.pipeline_status import Blocker
-from kaizen_operator.schedule import contains, next_time, schedule_blocker
+from kaizen_operator.schedule import contains, next_time, refused_cronjob, schedule_blocker
 from kaizen_operator.triggers import (
     cancel_targets,
     concurrency_decision,
@@ -163,3 +163,21 @@ def test_a_schedule_that_never_fires_blocks_the_pipeline() -> None:
     assert "spec.trigger.schedule" in blocker.message and "never fires" in blocker.message
     assert schedule_blocker(spec(type="schedule", schedule="0 0 29 2 *"), NOW) is None  # leap years
     assert schedule_blocker(spec(type="manual"), NOW) is None
+
+
+def test_a_cronjob_the_api_server_refuses_blocks_the_pipeline_instead_of_failing_every_pass() -> None:
+    nightly = spec(type="schedule", schedule="0 3 * * *", timeZone="America/Ciudad_Juarez")
+    body = (
+        '{"kind": "Status", "reason": "Invalid", "message": "CronJob.batch \\"nightly\\" is invalid: '
+        'spec.timeZone: Invalid value: \\"America/Ciudad_Juarez\\": unknown time zone"}'
+    )
+    blocker = refused_cronjob(ApiError(422, body), nightly.trigger)
+    assert blocker is not None and blocker.reason == "InvalidSchedule"
+    assert "spec.trigger.schedule '0 3 * * *' (time zone America/Ciudad_Juarez)" in blocker.message
+    assert "unknown time zone" in blocker.message
+    other = refused_cronjob(
+        ApiError(422, '{"message": "spec.jobTemplate...cpu: Invalid value"}'), nightly.trigger
+    )
+    assert other is not None and other.reason == "CronJobRejected"
+    for retried in (409, 429, 500):
+        assert refused_cronjob(ApiError(retried, "{}"), nightly.trigger) is None
