@@ -8,6 +8,7 @@ tests run every case through both.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -48,6 +49,13 @@ class Rule:
         if self.reason:
             out["reason"] = self.reason
         return out
+
+
+def matches(pattern: str, value: str) -> bool:
+    """CEL's `matches` (RE2) for a rule's Python half: `$` ends the text, where Python's `$` also matches
+    before a final newline. Rule patterns spell their classes out in ASCII ([0-9], not \\d), which both
+    engines read alike, and hold no literal `$`."""
+    return re.search(pattern.replace("$", r"\Z"), value) is not None
 
 
 def immutable(camel: str) -> Rule:

@@ -10,20 +10,40 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, StringConstraints
 
-from kaizen_api.base import LIST_MAX, NAME_MAX, URI_MAX, KaizenModel, Rule, StatusModel
+from kaizen_api.base import LIST_MAX, NAME_MAX, URI_MAX, KaizenModel, Rule, StatusModel, matches
 
 DNS1123_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS1123_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 # Display names of pipelines and jobs, as the hosted console allows them.
 DISPLAY_NAME = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$"
 EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
-QUANTITY = r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$"
+# resource.Quantity (k8s.io/apimachinery), non-negative as a Pod's requests must be: digits with an
+# optional fraction, then a binary-SI (Ki..Ei), decimal-SI (n, u, m, k, M..E) or exponent suffix.
+QUANTITY = r"^[+]?([0-9]+([.][0-9]*)?|[.][0-9]+)([KMGTPE]i|[numkMGTPE]|[eE][+-]?[0-9]{1,3})?$"
+# A label key (a qualified name): an optional DNS-subdomain prefix and '/', then a name of at most 63
+# characters. `label_key_cel` / `is_label_key` add the prefix's bound of 253 characters.
+LABEL_KEY = (
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+)
+LABEL_KEY_MAX = NAME_MAX + 1 + 63
+LABEL_VALUE = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
 
 ObjectName = Annotated[str, StringConstraints(min_length=1, max_length=NAME_MAX, pattern=DNS1123_SUBDOMAIN)]
 LabelName = Annotated[str, StringConstraints(min_length=1, max_length=63, pattern=DNS1123_LABEL)]
-LabelValue = Annotated[str, StringConstraints(max_length=63)]
+LabelValue = Annotated[str, StringConstraints(max_length=63, pattern=LABEL_VALUE)]
 Quantity = Annotated[str, StringConstraints(max_length=64, pattern=QUANTITY)]
 DataFormat = Literal["alpaca", "sharegpt", "sharegpt_image", "corpus"]
+
+
+def label_key_cel(expr: str) -> str:
+    """CEL: the string `expr` is a label key."""
+    return f"{expr}.matches('{LABEL_KEY}') && {expr}.indexOf('/') <= {NAME_MAX}"
+
+
+def is_label_key(key: str) -> bool:
+    """The Python twin of `label_key_cel`."""
+    return matches(LABEL_KEY, key) and key.find("/") <= NAME_MAX
 
 
 def exactly_one(*fields: str) -> tuple[str, ...]:
@@ -215,16 +235,46 @@ class ModelRef(KaizenModel):
 
 
 class Toleration(KaizenModel):
-    """A pod toleration (core/v1 Toleration)."""
+    """A pod toleration (core/v1 Toleration), with the Pod API's checks of its fields together."""
 
-    key: str | None = Field(default=None, max_length=NAME_MAX, description="Taint key to tolerate.")
-    operator: Literal["Exists", "Equal"] | None = Field(default=None, description="Exists or Equal.")
-    value: str | None = Field(default=None, max_length=63, description="Taint value matched with Equal.")
+    key: str | None = Field(default=None, max_length=LABEL_KEY_MAX, description="Taint key to tolerate.")
+    operator: Literal["Exists", "Equal"] | None = Field(
+        default=None, description="Exists or Equal (the default)."
+    )
+    value: LabelValue | None = Field(default=None, description="Taint value matched with Equal.")
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
         default=None, description="Taint effect to tolerate; all effects when empty."
     )
     toleration_seconds: int | None = Field(
         default=None, ge=0, description="How long a NoExecute taint is tolerated."
+    )
+
+    rules = (
+        Rule(
+            cel="!has(self.key) || self.key == '' || (" + label_key_cel("self.key") + ")",
+            message="key must be a label key: an optional DNS subdomain prefix and '/', then a name of "
+            "letters, digits, '-', '_' or '.'",
+            field_path=".key",
+            check=lambda m: not m.key or is_label_key(m.key),
+        ),
+        Rule(
+            cel="(has(self.operator) && self.operator == 'Exists') || (has(self.key) && self.key != '')",
+            message="key is required unless operator is Exists (which tolerates every taint)",
+            field_path=".key",
+            check=lambda m: m.operator == "Exists" or bool(m.key),
+        ),
+        Rule(
+            cel="!has(self.operator) || self.operator != 'Exists' || !has(self.value) || self.value == ''",
+            message="value must be empty when operator is Exists",
+            field_path=".value",
+            check=lambda m: m.operator != "Exists" or not m.value,
+        ),
+        Rule(
+            cel="!has(self.tolerationSeconds) || (has(self.effect) && self.effect == 'NoExecute')",
+            message="tolerationSeconds is only for effect NoExecute",
+            field_path=".tolerationSeconds",
+            check=lambda m: m.toleration_seconds is None or m.effect == "NoExecute",
+        ),
     )
 
 
@@ -258,6 +308,16 @@ class Resources(KaizenModel):
         default=None,
         description="Workload of a multi-node run: pytorchjob (Kubeflow PyTorchJob) or indexedjob "
         "(Indexed Job + headless Service, any cluster); the operator's setting when omitted.",
+    )
+
+    rules = (
+        Rule(
+            cel="!has(self.nodeSelector) || self.nodeSelector.all(k, " + label_key_cel("k") + ")",
+            message="nodeSelector keys must be label keys: an optional DNS subdomain prefix and '/', then "
+            "a name of letters, digits, '-', '_' or '.'",
+            field_path=".nodeSelector",
+            check=lambda m: all(is_label_key(k) for k in m.node_selector or {}),
+        ),
     )
 
 

@@ -6,6 +6,7 @@ PrivateModel's invalid manifests are in cases_eval.py."""
 from __future__ import annotations
 
 from api.cases_eval import EVAL_CASES
+from api.cases_values import VALUE_CASES, VALUE_VARIANTS
 from api.manifests import DELETE, DPO, EXT, HP, LM, PM, S3_DATA, SFT, STD, Case
 
 PIPELINE_CASES: list[Case] = [
@@ -301,7 +302,7 @@ PIPELINE_CASES: list[Case] = [
     Case("output-missing", SFT, {"spec.output": DELETE}, "spec.output"),
 ]
 
-CASES: list[Case] = [*PIPELINE_CASES, *EVAL_CASES]
+CASES: list[Case] = [*PIPELINE_CASES, *EVAL_CASES, *VALUE_CASES]
 
 # Manifests that must still be admitted: each admission rule above has edges it must not refuse.
 VALID_VARIANTS: list[Case] = [
@@ -338,6 +339,7 @@ VALID_VARIANTS: list[Case] = [
         {"spec.dataset.s3": DELETE, "spec.dataset.url": "https://data.example.com/get?file=a.txt"},
         "",
     ),
+    *VALUE_VARIANTS,
 ]
 
 # Changes to an existing object that must be refused (CEL transition rules: these have no Python side).
