@@ -3,7 +3,6 @@ conditions."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, ClassVar, Literal
@@ -16,7 +15,13 @@ DNS1123_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS1123_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 # Display names of pipelines and jobs, as the hosted console allows them.
 DISPLAY_NAME = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$"
-EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+# What a URL, URI or e-mail address may not hold: control characters and every Unicode space. Spelled
+# out because `\s` differs between the two regex engines that read these patterns: ASCII-only (and
+# without \v) in the API server's RE2, Unicode in pydantic's.
+_SPACE = r"\x00-\x20\x7f-\x{a0}\x{1680}\x{2000}-\x{200a}\x{2028}\x{2029}\x{202f}\x{205f}\x{3000}"
+NO_SPACE = "[^" + _SPACE + "]"
+EMAIL = "^[^@" + _SPACE + "]+@[^@" + _SPACE + "]+[.][^@" + _SPACE + "]+$"
+HTTP_URL = "^https?://" + NO_SPACE + "+$"
 # resource.Quantity (k8s.io/apimachinery), non-negative as a Pod's requests must be: digits with an
 # optional fraction, then a binary-SI (Ki..Ei), decimal-SI (n, u, m, k, M..E) or exponent suffix.
 QUANTITY = r"^[+]?([0-9]+([.][0-9]*)?|[.][0-9]+)([KMGTPE]i|[numkMGTPE]|[eE][+-]?[0-9]{1,3})?$"
@@ -109,7 +114,7 @@ class Location(KaizenModel):
     url: str | None = Field(
         default=None,
         max_length=URI_MAX,
-        pattern=r"^https?://[^\s]+$",
+        pattern=HTTP_URL,
         description="An http(s) URL the runner downloads (read-only sources only).",
     )
 
@@ -139,9 +144,9 @@ def _allowed_extension(kind: str, extensions: tuple[str, ...]) -> str:
 
 
 def _extension_fits(fmt: str, value: str | None, kind: str) -> bool:
-    if value is None or not re.search(_HAS_EXTENSION[kind], value):
+    if value is None or not matches(_HAS_EXTENSION[kind], value):
         return True
-    return re.search(_allowed_extension(kind, FORMAT_EXTENSIONS[fmt]), value.lower()) is not None
+    return matches(_allowed_extension(kind, FORMAT_EXTENSIONS[fmt]), value.lower())
 
 
 def _extension_rule(field: str, kind: str, value: Callable[[Any], str | None]) -> Rule:
@@ -221,7 +226,7 @@ class ModelRef(KaizenModel):
     uri: str | None = Field(
         default=None,
         max_length=URI_MAX,
-        pattern=r"^(hf|s3|pvc)://[^\s]+$",
+        pattern="^(hf|s3|pvc)://" + NO_SPACE + "+$",
         description="A model location: hf://org/name, s3://bucket/prefix or pvc://claim/path.",
     )
 

@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from kaizen_api.base import NAME_MAX, URI_MAX, KaizenModel
+from kaizen_api.common import HTTP_URL
 from kaizen_api.evaljob import SUITE_TASKS, EvalParameters, Metric, Suite
 from kaizen_api.runconfig import ProgressTarget, RunDataset, RunLocation
 
@@ -21,9 +22,7 @@ Modality = Literal["text", "vision-language"]
 class EvalEndpoint(KaizenModel):
     """An OpenAI-compatible server (chat completions); the key is read from the environment."""
 
-    base_url: str = Field(
-        max_length=URI_MAX, pattern=r"^https?://[^\s]+$", description="e.g. http://h:8000/v1"
-    )
+    base_url: str = Field(max_length=URI_MAX, pattern=HTTP_URL, description="e.g. http://h:8000/v1")
     model: str = Field(min_length=1, max_length=256, description="Model name sent in requests.")
     api_key_env: str = Field(
         default="OPENAI_API_KEY", max_length=128, description="Environment variable with the API key."

@@ -11,6 +11,7 @@ from kaizen_api.base import NAME_MAX, URI_MAX, KaizenModel, Rule, StatusModel, i
 from kaizen_api.common import (
     DISPLAY_NAME,
     EMAIL,
+    HTTP_URL,
     Conditions,
     Dataset,
     Location,
@@ -61,9 +62,7 @@ class PipelineRunRef(KaizenModel):
 class OpenAIEndpoint(KaizenModel):
     """A model served behind an OpenAI-compatible API (generation tasks only)."""
 
-    base_url: str = Field(
-        max_length=URI_MAX, pattern=r"^https?://[^\s]+$", description="Base URL, e.g. .../v1."
-    )
+    base_url: str = Field(max_length=URI_MAX, pattern=HTTP_URL, description="Base URL, e.g. .../v1.")
     model: str = Field(min_length=1, max_length=256, description="Model name sent in requests.")
     api_key_secret: SecretRef | None = Field(
         default=None, description="Secret whose key OPENAI_API_KEY holds the API key."

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from pydantic import Field, StringConstraints
 
 from kaizen_api.base import NAME_MAX, URI_MAX, KaizenModel, StatusModel, immutable
-from kaizen_api.common import EMAIL, Conditions, OutputStorage
+from kaizen_api.common import EMAIL, NO_SPACE, Conditions, OutputStorage
 
 _OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 # An IPv4 address or CIDR range: each octet 0-255, suffix /0-/32 (SPEC §5).
@@ -59,7 +59,10 @@ class PrivateModelSpec(KaizenModel):
         description="At most 10 IPv4 addresses or CIDR ranges allowed to download; everyone when empty.",
     )
     avatar_url: str | None = Field(
-        default=None, max_length=URI_MAX, pattern=r"^(https?|s3)://[^\s]+$", description="Avatar image URL."
+        default=None,
+        max_length=URI_MAX,
+        pattern="^(https?|s3)://" + NO_SPACE + "+$",
+        description="Avatar image URL.",
     )
     overview: str | None = Field(default=None, max_length=65536, description="Rich-text (Markdown) overview.")
     tags: Tags | None = Field(default=None, description="Tags by category.")

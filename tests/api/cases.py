@@ -177,6 +177,12 @@ PIPELINE_CASES: list[Case] = [
         "spec.dataset.url",
     ),
     Case(
+        "csv-with-final-newline",
+        SFT,
+        {"spec.dataset.s3": {**S3_DATA, "key": "samples/alpaca.csv\n"}, "spec.validationDataset": DELETE},
+        "spec.dataset.s3.key",
+    ),
+    Case(
         "validation-csv-sharegpt",
         SFT,
         {

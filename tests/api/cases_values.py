@@ -1,12 +1,15 @@
-"""Invalid values that another API reads: a Pod's resources, node selector and tolerations (the run's
-Pod would be refused after admission). Each is one change from a valid example, with the field the
-rejection must name; VALUE_VARIANTS must still be admitted."""
+"""Invalid values that another API or the other regex engine reads: a Pod's resources, node selector
+and tolerations (the run's Pod would be refused after admission), and text with spaces or control
+characters the API server's RE2 and pydantic's regex engine must judge alike. Each is one change
+from a valid example, with the field the rejection must name; VALUE_VARIANTS must still be admitted."""
 
 from __future__ import annotations
 
-from api.manifests import SFT, Case
+from api.manifests import DELETE, LM, PM, SFT, STD, Case
 
 RES = "spec.resources"
+NBSP, VT = "\u00a0", "\x0b"  # Unicode's no-break space; ASCII's vertical tab, not in RE2's \s
+URL_ONLY = {"spec.dataset.s3": DELETE, "spec.validationDataset": DELETE}
 
 
 def toleration(case_id: str, toleration: dict, field: str) -> Case:
@@ -48,6 +51,45 @@ VALUE_CASES: list[Case] = [
     toleration(
         "toleration-seconds-without-noexecute", {"key": "gpu", "tolerationSeconds": 30}, "tolerationSeconds"
     ),
+    # spaces and control characters, which `\s` would have judged differently in the two engines
+    Case(
+        "url-nbsp",
+        SFT,
+        {**URL_ONLY, "spec.dataset.url": f"https://h.example/a{NBSP}b.json"},
+        "spec.dataset.url",
+    ),
+    Case(
+        "url-vertical-tab",
+        SFT,
+        {**URL_ONLY, "spec.dataset.url": f"https://h.example/a{VT}b.json"},
+        "spec.dataset.url",
+    ),
+    Case("hf-uri-nbsp", SFT, {"spec.baseModel": {"uri": f"hf://Qwen/Qwen2.5{NBSP}x"}}, "spec.baseModel.uri"),
+    Case(
+        "hf-uri-vertical-tab",
+        SFT,
+        {"spec.baseModel": {"uri": f"hf://Qwen/Qwen2.5{VT}x"}},
+        "spec.baseModel.uri",
+    ),
+    Case(
+        "endpoint-url-nbsp",
+        LM,
+        {"spec.model": {"endpoint": {"baseUrl": f"http://vllm:8000/v1{NBSP}", "model": "m"}}},
+        "spec.model.endpoint.baseUrl",
+    ),
+    Case("avatar-url-vertical-tab", PM, {"spec.avatarUrl": f"https://h.example/a{VT}.png"}, "spec.avatarUrl"),
+    Case(
+        "share-email-nbsp",
+        PM,
+        {"spec.sharing": [{"email": f"ana{NBSP}@example.com", "tenant": "t"}]},
+        "spec.sharing[0].email",
+    ),
+    Case(
+        "notification-email-vertical-tab",
+        STD,
+        {"spec.notification": {"emails": [f"ana@exa{VT}mple.com"]}},
+        "spec.notification.emails[0]",
+    ),
 ]
 
 VALUE_VARIANTS: list[Case] = [
@@ -71,6 +113,12 @@ VALUE_VARIANTS: list[Case] = [
                 ]
             }
         },
+        "",
+    ),
+    Case(
+        "url-non-ascii",
+        SFT,
+        {**URL_ONLY, "spec.dataset.url": "https://データ.example.jp/学習/train.json"},
         "",
     ),
 ]
