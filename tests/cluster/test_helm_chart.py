@@ -48,7 +48,7 @@ def helm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """`helm(*args)` runs the pinned Helm with its own empty home, against the test cluster."""
     binary = default_helm()
     if not os.access(binary, os.X_OK):
-        reason = f"helm missing at {binary}: build it with tools/build-k8s-bins.sh (or set HELM_BIN_DIR)"
+        reason = f"no helm at {binary}: run tools/build-k8s-bins.sh, set HELM_BIN_DIR or put helm on PATH"
         if os.environ.get("KAIZEN_REQUIRE_CLUSTER") == "1":
             pytest.fail(reason, pytrace=False)
         pytest.skip(reason)
