@@ -1,5 +1,6 @@
 """Generate crds/*.yaml from the API models: `kaizen-crdgen` writes them, `kaizen-crdgen --check` fails
-when the committed files are stale.
+when the committed files are stale. The Helm chart ships the same files (charts/kaizen/crds/, Helm installs
+a chart's CRDs from there): both folders are written and checked, byte for byte alike.
 
 Pydantic emits JSON Schema 2020-12; the API server wants a structural OpenAPI v3 schema. The
 conversion inlines `$ref`s, turns `Optional[X]` into X, maps numeric `exclusiveMinimum` to the
@@ -177,24 +178,34 @@ def file_name(kind: Kind) -> str:
     return f"{GROUP}_{kind.plural}.yaml"
 
 
+# Every folder that holds the CRDs, relative to the repository root (the working directory).
+OUT_DIRS = (Path("crds"), Path("charts/kaizen/crds"))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="kaizen-crdgen", description="Write crds/*.yaml from the API models."
+        prog="kaizen-crdgen", description="Write the CRDs (crds/, charts/kaizen/crds/) from the API models."
     )
-    parser.add_argument("--out", type=Path, default=Path("crds"), help="output folder (default: crds)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        action="append",
+        help="output folder, repeatable (default: " + " and ".join(map(str, OUT_DIRS)) + ")",
+    )
     parser.add_argument("--check", action="store_true", help="fail when the files differ from the models")
     args = parser.parse_args(argv)
     stale = []
-    for kind in KINDS:
-        path = args.out / file_name(kind)
-        text = render(kind)
-        if args.check:
-            if not path.exists() or path.read_text() != text:
-                stale.append(str(path))
-        else:
-            args.out.mkdir(parents=True, exist_ok=True)
-            path.write_text(text)
-            print(f"wrote {path}")
+    for out in args.out or OUT_DIRS:
+        for kind in KINDS:
+            path = out / file_name(kind)
+            text = render(kind)
+            if args.check:
+                if not path.exists() or path.read_text() != text:
+                    stale.append(str(path))
+            else:
+                out.mkdir(parents=True, exist_ok=True)
+                path.write_text(text)
+                print(f"wrote {path}")
     if stale:
         print("stale CRDs (run kaizen-crdgen): " + ", ".join(stale), file=sys.stderr)
         return 1

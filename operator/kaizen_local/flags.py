@@ -61,7 +61,9 @@ def apiserver(etcd_url: str, pki: Path, port: int, sa_key: Path, tokens: Path) -
         # node-lifecycle controller nothing removes the taint.
         "--disable-admission-plugins=TaintNodesByCondition",
         # A namespace's annotations can then send all its pods to the real node (node.realnode).
-        "--enable-admission-plugins=PodNodeSelector,PodTolerationRestriction",
+        # OwnerReferencesPermissionEnforcement, as on OpenShift: an ownerReference that blocks the owner's
+        # deletion needs `update` on the owner's finalizers (the chart's RBAC test relies on it).
+        "--enable-admission-plugins=PodNodeSelector,PodTolerationRestriction,OwnerReferencesPermissionEnforcement",
         "--enable-priority-and-fairness=false",  # saves startup work; nothing here competes for the API
     ]
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 K8S_VERSION = "v1.36.3"  # pinned by tools/k8s-bins/go.mod and tools/build-k8s-bins.sh
+HELM_VERSION = "v4.3.2"  # pinned by tools/k8s-bins/helm/go.mod and tools/build-k8s-bins.sh
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 REPO_ROOT = Path(__file__).resolve().parents[2]
 KAIZEN_CRDS_DIR = REPO_ROOT / "crds"
@@ -25,3 +27,13 @@ def default_bin_dir() -> Path:
 
 def missing_binaries(bin_dir: Path, names: tuple[str, ...] = BINARIES) -> list[str]:
     return [name for name in names if not os.access(bin_dir / name, os.X_OK)]
+
+
+def default_helm() -> Path:
+    """The Helm binary the chart's tests run: $HELM_BIN_DIR's, else the one tools/build-k8s-bins.sh
+    builds under the cache, else a `helm` on PATH (with KAIZEN_KUBECONFIG nothing is built)."""
+    if folder := os.environ.get("HELM_BIN_DIR"):
+        return Path(folder).expanduser() / "helm"
+    built = CACHE_DIR / f"helm-{HELM_VERSION}" / "helm"
+    found = shutil.which("helm")
+    return built if built.exists() or found is None else Path(found)

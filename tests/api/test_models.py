@@ -67,7 +67,8 @@ def test_models_reject_invalid_case(case) -> None:
 
 
 def test_crds_are_up_to_date() -> None:
-    assert crdgen.main(["--check", "--out", str(ROOT / "crds")]) == 0, "run `kaizen-crdgen` and commit crds/"
+    outs = [arg for folder in crdgen.OUT_DIRS for arg in ("--out", str(ROOT / folder))]
+    assert crdgen.main(["--check", *outs]) == 0, "run `kaizen-crdgen`, commit crds/ and charts/kaizen/crds/"
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,242 @@
+"""The Helm chart (charts/kaizen) on the real API server.
+
+`helm lint` and `helm template` pass and render settings the operator accepts; `helm install` into a
+namespace under the restricted Pod Security profile creates every object, the operator's pod included.
+Then the operator runs (as a subprocess) with the token of the chart's ServiceAccount and the chart's
+settings file, and nothing else: a gated FineTunePipeline goes through preflight, training, its gate
+EvalJob and promotion, a multi-node run on PyTorchJob is cancelled, a scheduled pipeline's CronJob fires,
+a PrivateModel's shares become Roles and RoleBindings and the model is deleted. None of it may meet a
+403, and SubjectAccessReviews show what the account cannot do.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tomllib
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from chart_support import can, drive, forbidden_shown, operator_as
+from ftp_support import (
+    MODELS,
+    PIPELINES,
+    first_run_phase,
+    pipeline,
+    private_model,
+    restrict,
+    wait_pipeline,
+)
+from kaizen_api.base import GROUP
+from kaizen_local.cluster import wait_for
+from kaizen_local.paths import REPO_ROOT, default_helm
+from kaizen_operator.catalog import load_catalog
+from kaizen_operator.settings import load_settings
+
+pytestmark = pytest.mark.cluster
+CHART = REPO_ROOT / "charts" / "kaizen"
+MIRROR = {"pvc": {"claimName": "m", "path": "llama"}}
+
+
+@pytest.fixture(scope="module")
+def helm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """`helm(*args)` runs the pinned Helm with its own empty home, against the test cluster."""
+    binary = default_helm()
+    if not os.access(binary, os.X_OK):
+        reason = f"no helm at {binary}: run tools/build-k8s-bins.sh, set HELM_BIN_DIR or put helm on PATH"
+        if os.environ.get("KAIZEN_REQUIRE_CLUSTER") == "1":
+            pytest.fail(reason, pytrace=False)
+        pytest.skip(reason)
+    home = tmp_path_factory.mktemp("helm-home")
+    env = {**os.environ, **{f"HELM_{d}_HOME": str(home / d.lower()) for d in ("CACHE", "CONFIG", "DATA")}}
+
+    def run(*args: str, kubeconfig: Path | None = None) -> str:
+        extra = ["--kubeconfig", str(kubeconfig)] if kubeconfig else []
+        done = subprocess.run(
+            [str(binary), *args, *extra], env=env, capture_output=True, text=True, timeout=180
+        )
+        assert done.returncode == 0, f"helm {' '.join(args)}:\n{done.stdout}\n{done.stderr}"
+        return done.stdout
+
+    yield run
+
+
+def rendered(helm: Any, *sets: str) -> list[dict[str, Any]]:
+    out = helm("template", "kz", str(CHART), "--namespace", "kaizen-system", "--include-crds", *sets)
+    return [doc for doc in yaml.safe_load_all(out) if doc]
+
+
+def one(docs: list[dict[str, Any]], kind: str, suffix: str = "") -> dict[str, Any]:
+    (found,) = [d for d in docs if d["kind"] == kind and d["metadata"]["name"].endswith(suffix)]
+    return found
+
+
+def test_chart_lints_and_renders_settings_the_operator_accepts(helm: Any, tmp_path: Path) -> None:
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    assert chart["appVersion"] == project["version"], "Chart.yaml's appVersion follows pyproject.toml"
+    variant = [
+        "--set", "watchNamespaces={team-a,team-b}", "--set", "quotas.maxPipelines=20",
+        "--set", "settings.backoff_limit=3", "--set", "settings.pods.preflight_memory=8Gi",
+        "--set-json", f"catalog.models={json.dumps([{'name': 'Llama-3.1-8B', 'mirror': MIRROR}])}",
+        "--set-json", 'modelVolumes=[{"claimName":"m"}]',
+    ]  # fmt: skip
+    helm("lint", "--strict", str(CHART))
+    helm("lint", "--strict", str(CHART), *variant)
+
+    docs = rendered(helm)
+    crds = sorted(d["metadata"]["name"] for d in docs if d["kind"] == "CustomResourceDefinition")
+    assert crds == [f"{p}.{GROUP}" for p in ("evaljobs", "finetunepipelines", "privatemodels")]
+    data = one(docs, "ConfigMap")["data"]
+    (tmp_path / "config.yaml").write_text(data["config.yaml"])
+    settings = load_settings({"KAIZEN_OPERATOR_CONFIG": str(tmp_path / "config.yaml")})
+    assert settings.progress_url == "http://kz-operator.kaizen-system.svc:8081"
+    assert settings.runner_image == f"ghcr.io/kaizen-dev/kaizen-runner:{project['version']}"
+    assert "catalog.yaml" not in data and settings.catalog_path is None
+    assert {b["kind"] for b in docs if b["kind"].endswith("Binding")} == {"ClusterRoleBinding"}
+
+    docs = rendered(helm, *variant)
+    data = one(docs, "ConfigMap")["data"]
+    (tmp_path / "config.yaml").write_text(data["config.yaml"])
+    settings = load_settings({"KAIZEN_OPERATOR_CONFIG": str(tmp_path / "config.yaml")})
+    assert (settings.backoff_limit, settings.pods.preflight_memory, settings.quotas.max_pipelines) == (
+        3,
+        "8Gi",
+        20,
+    )
+    assert settings.catalog_path is not None
+    (tmp_path / settings.catalog_path.name).write_text(data["catalog.yaml"])
+    catalog = load_catalog(tmp_path / settings.catalog_path.name)
+    assert catalog.get("Llama-3.1-8B").mirror is not None  # merged over the shipped entry
+    container = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"] == ["--namespace=team-a", "--namespace=team-b"]
+    bindings = [d for d in docs if d["kind"] == "RoleBinding" and d["roleRef"]["kind"] == "ClusterRole"]
+    assert sorted(b["metadata"]["namespace"] for b in bindings) == ["team-a", "team-b"]
+
+
+@pytest.fixture(scope="module")
+def install(helm: Any, control_plane: Any) -> Iterator[Callable[..., dict[str, str]]]:
+    """`install(*helm_args)`: the chart as release kz-<id>, in a new namespace under the restricted
+    profile; every release is uninstalled at the end."""
+    releases: list[tuple[str, str]] = []
+
+    def run(*args: str) -> dict[str, str]:
+        name = f"kz-{uuid.uuid4().hex[:6]}"
+        namespace = f"{name}-system"
+        labels = {"pod-security.kubernetes.io/enforce": "restricted", "kaizen.dev/test": "true"}
+        body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace, "labels": labels}}
+        control_plane.request("POST", "/api/v1/namespaces", body)
+        releases.append((name, namespace))
+        helm("install", name, str(CHART), "-n", namespace, *args, kubeconfig=control_plane.kubeconfig)
+        return {"name": name, "namespace": namespace, "account": f"{name}-operator"}
+
+    yield run
+    for name, namespace in releases:
+        helm("uninstall", name, "-n", namespace, kubeconfig=control_plane.kubeconfig)
+        query = {"propagationPolicy": "Background"}
+        control_plane.request("DELETE", f"/api/v1/namespaces/{namespace}", query=query)
+
+
+@pytest.fixture(scope="module")
+def release(install: Callable[..., dict[str, str]]) -> dict[str, str]:
+    """The chart with its default values: the operator watches every namespace."""
+    return install()
+
+
+def test_helm_install_is_accepted_and_its_pod_admitted_as_restricted(
+    helm: Any, control_plane: Any, release: dict[str, str]
+) -> None:
+    ns, full = release["namespace"], release["account"]
+    for path in (
+        f"/api/v1/namespaces/{ns}/serviceaccounts/{full}",
+        f"/api/v1/namespaces/{ns}/configmaps/{full}",
+        f"/api/v1/namespaces/{ns}/services/{full}",
+        f"/apis/apps/v1/namespaces/{ns}/deployments/{full}",
+        f"/apis/rbac.authorization.k8s.io/v1/clusterroles/{full}",
+        f"/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/{full}-discovery",
+    ):
+        assert control_plane.exists(path), path
+    # The chart's CRDs (crds/, which Helm skips when they exist) as the API server would take them.
+    for crd in rendered(helm, "--include-crds"):
+        if crd["kind"] == "CustomResourceDefinition":
+            control_plane.request(
+                "PATCH",
+                f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{crd['metadata']['name']}",
+                crd,
+                query={"fieldManager": "kaizen-chart-test", "dryRun": "All", "force": "true"},
+                content_type="application/apply-patch+yaml",
+            )
+    # The ReplicaSet's pod exists only if Pod Security admission took its template as restricted.
+    selector = f"app.kubernetes.io/instance={release['name']}"
+    wait_for(
+        lambda: control_plane.request(
+            "GET", f"/api/v1/namespaces/{ns}/pods", query={"labelSelector": selector}
+        )["items"],
+        timeout=60,
+        what="the operator's pod, admitted under the restricted profile",
+    )
+
+
+def test_operator_works_under_the_chart_rbac_alone(
+    control_plane: Any, release: dict[str, str], namespace: str, tmp_path: Path
+) -> None:
+    ns, cp = namespace, control_plane
+    restrict(cp, ns)
+    cp.request("POST", MODELS.format(ns), private_model())
+    with operator_as(cp, release, tmp_path):
+        drive(cp, ns)
+    # Some refusals are not logged but shown: on a condition, or in an Event.
+    assert not forbidden_shown(cp, ns)
+
+    allowed = lambda *a, **k: can(cp, release, *a, **k)  # noqa: E731
+    assert allowed("create", "secrets", ns) and allowed(
+        "create", "roles", ns, group="rbac.authorization.k8s.io"
+    )
+    # Never needed, never granted (a ClusterRole holds in every namespace: `create secrets` does too).
+    assert not allowed("list", "secrets", ns) and not allowed("watch", "secrets", "kube-system")
+    assert not allowed("update", "secrets", ns) and not allowed("get", "pods", ns, subresource="log")
+    assert not allowed("create", "pods", ns) and not allowed("create", "pods", ns, subresource="exec")
+    assert not allowed("delete", "namespaces") and not allowed("list", "namespaces")
+    assert not allowed("update", "configmaps", ns) and not allowed("delete", "configmaps", ns)
+    assert not allowed("update", "jobs", ns, group="batch") and not allowed(
+        "list", "cronjobs", ns, group="batch"
+    )
+    assert not allowed("create", "customresourcedefinitions", group="apiextensions.k8s.io")
+    for verb in ("escalate", "bind"):
+        assert not allowed(verb, "roles", ns, group="rbac.authorization.k8s.io")
+    assert not allowed("create", "clusterrolebindings", group="rbac.authorization.k8s.io")
+    assert not allowed("patch", "finetunepipelines", ns, group=GROUP), "the operator never writes spec"
+
+
+def test_watching_named_namespaces_confines_the_operator_to_them(
+    control_plane: Any, install: Callable[..., dict[str, str]], namespace: str, tmp_path: Path
+) -> None:
+    """watchNamespaces: RoleBindings in those namespaces, nothing in others but the cluster-wide reads."""
+    ns, cp = namespace, control_plane
+    release = install("--set", f"watchNamespaces={{{ns}}}")
+    restrict(cp, ns)
+    cp.request("POST", MODELS.format(ns), private_model())
+    with operator_as(cp, release, tmp_path, f"--namespace={ns}"):
+        cp.request("POST", PIPELINES.format(ns), pipeline("one"))
+        wait_pipeline(cp, ns, "one", first_run_phase("Succeeded"), 120)
+        model = private_model("shared")
+        model["spec"]["sharing"] = [{"email": "ana@example.com", "tenant": "t", "role": "owner"}]
+        cp.request("POST", MODELS.format(ns), model)
+        path = f"{MODELS.format(ns)}/shared"
+        wait_for(lambda: (cp.request("GET", path).get("status") or {}).get("shares"), 60, what="a share")
+    assert not forbidden_shown(cp, ns)
+
+    allowed = lambda *a, **k: can(cp, release, *a, **k)  # noqa: E731
+    assert allowed("create", "secrets", ns) and allowed("create", "jobs", ns, group="batch")
+    assert allowed("list", "namespaces"), "kopf follows the namespaces it watches"
+    for other in ("kube-system", "default"):
+        assert not allowed("create", "secrets", other) and not allowed("get", "secrets", other)
+        assert not allowed("create", "jobs", other, group="batch")
+    own = release["namespace"]
+    assert allowed("get", "secrets", own, name="kaizen-progress-key")
+    assert not allowed("get", "secrets", own, name="another") and not allowed("delete", "secrets", own)
