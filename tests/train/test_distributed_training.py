@@ -1,5 +1,6 @@
 """Two processes on CPU over gloo: DDP and DeepSpeed ZeRO-1/2/3 train, and both ranks end identical;
-eval prediction counts over an eval set that does not split evenly across the ranks.
+eval prediction counts over an eval set that does not split evenly across the ranks; ZeRO-3 LoRA merges
+its adapter on rank 0 after rank 1 has returned.
 
 One torchrun launch runs all four configurations in turn (process start-up dominates on CPU).
 """
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 from kaizen_runner.train.output import verify_local_version
 
-from train.helpers import ROOT, free_port, run_config, runner_env, write_config
+from train.helpers import ROOT, free_port, run_config, run_runner, runner_env, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -121,3 +122,39 @@ def test_prediction_counts_on_two_processes(tmp_path: Path, tiny_llama: Path, da
     assert rank0["eval_num_predictions"] == rank1["eval_num_predictions"] == [expected, expected]
     assert rank0["train_num_predictions"] == rank1["train_num_predictions"]
     assert sum(rank0["train_num_predictions"]) == rank0["train_label_tokens"] > 0
+
+
+@pytest.mark.timeout(900)
+def test_zero3_lora_merges_after_the_other_rank_has_returned(
+    tmp_path: Path, tiny_llama: Path, data_dir: Path
+) -> None:
+    """ZeRO-3 + LoRA + mergeAdapter, launched as a pod does: rank 1 returns after saving, and rank 0's
+    merge must load the base whole, not through ZeRO-3's zero.Init (which broadcasts to rank 1, gone)."""
+    output = tmp_path / "out"
+    config = run_config(
+        base=tiny_llama,
+        output=str(output),
+        data=data_dir / "alpaca_train.json",
+        run_name="ft_zero3_merge",
+        max_steps=2,
+        hyper={"finetuningType": "lora", "distributedBackend": "deepspeed", "deepspeedZeroStage": 3},
+        lora={"mergeAdapter": True},
+    )
+    path = write_config(tmp_path / "run.json", config)
+    done = run_runner(
+        ["train", "--config", str(path), "--work-dir", str(tmp_path / "work"), "--nproc-per-node", "2"]
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    version = output / "ft_zero3_merge"
+    assert verify_local_version(version) == []
+
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    merged = AutoModelForCausalLM.from_pretrained(version / "model").state_dict()
+    expected = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(tiny_llama), str(version / "adapter")
+    ).merge_and_unload()
+    assert merged.keys() == expected.state_dict().keys()
+    assert all(torch.allclose(merged[k].float(), v.float()) for k, v in expected.state_dict().items())

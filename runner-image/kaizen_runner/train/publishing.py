@@ -11,6 +11,8 @@ import json
 import logging
 import platform
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +46,8 @@ def save_model(
     _point_adapter_at(folder, cfg.base_model.uri)
     if not cfg.extended_hyperparameters.lora.merge_adapter:
         return {"adapter": "adapter"}
-    merge(folder, base, paths.version_dir / "model", vision, trainer.processing_class, dtype)
+    with _zero3_init_off(trainer.args):
+        merge(folder, base, paths.version_dir / "model", vision, trainer.processing_class, dtype)
     return {"adapter": "adapter", "model": "model"}
 
 
@@ -54,6 +57,21 @@ def _point_adapter_at(folder: Path, base_uri: str) -> None:
     config = json.loads(config_path.read_text())
     config["base_model_name_or_path"] = base_uri
     config_path.write_text(json.dumps(config, indent=2))
+
+
+@contextmanager
+def _zero3_init_off(args: Any) -> Iterator[None]:
+    """Transformers' global DeepSpeed config switched off for rank 0's merge: under ZeRO-3 it would load
+    the base through `zero.Init`, which broadcasts every weight to ranks that have already returned.
+    Restored afterwards, so the trainer's ZeRO-3 state is as it was."""
+    from transformers.integrations.deepspeed import set_hf_deepspeed_config, unset_hf_deepspeed_config
+
+    unset_hf_deepspeed_config()
+    try:
+        yield
+    finally:
+        if getattr(args, "hf_deepspeed_config", None) is not None:
+            set_hf_deepspeed_config(args.hf_deepspeed_config)
 
 
 def merge(adapter: Path, base: Path, target: Path, vision: bool, processing: Any, dtype: Any) -> None:
