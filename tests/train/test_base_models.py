@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
+from kaizen_api.finetune import LoraParameters
 from kaizen_api.results import VersionManifest
 from kaizen_api.runconfig import RunLocation
 from kaizen_runner.plan.tokenizer import stage_tokenizer
 from kaizen_runner.train.errors import RunnerError
-from kaizen_runner.train.models import lora_targets, quantization_config, resolve_base_model
+from kaizen_runner.train.models import lora_config, lora_targets, quantization_config, resolve_base_model
 from kaizen_runner.train.output import publish_version
 from kaizen_runner.train.store import open_store
 
@@ -98,10 +101,7 @@ def test_text_model_targets_all_linear_layers(tiny_llama: Path) -> None:
     assert lora_targets(model, ["q_proj", "v_proj"], vision=False) == (["q_proj", "v_proj"], None)
 
 
-def test_moe_experts_are_target_parameters() -> None:
-    """transformers 5 stores Mixtral experts as 3-D parameters, which "all-linear" does not reach."""
-    import torch
-    from peft import LoraConfig, get_peft_model
+def _tiny_mixtral() -> Any:
     from transformers import MixtralConfig, MixtralForCausalLM
 
     config = MixtralConfig(
@@ -114,16 +114,75 @@ def test_moe_experts_are_target_parameters() -> None:
         num_local_experts=2,
         num_experts_per_tok=1,
     )
-    model = MixtralForCausalLM(config)
+    return MixtralForCausalLM(config)
+
+
+def test_moe_experts_are_target_parameters() -> None:
+    """transformers 5 stores Mixtral experts as 3-D parameters, which "all-linear" does not reach."""
+    import torch
+    from peft import get_peft_model
+
+    model = _tiny_mixtral()
     targets, target_parameters = lora_targets(model, None, vision=False)
     assert targets == "all-linear"
     assert target_parameters == ["experts.down_proj", "experts.gate_up_proj"]
-    peft_model = get_peft_model(
-        model,
-        LoraConfig(r=4, target_modules=targets, target_parameters=target_parameters, task_type="CAUSAL_LM"),
-    )
+    config = lora_config(LoraParameters(lora_dropout=0), model, vision=False)
+    assert config.target_parameters == ["experts.down_proj", "experts.gate_up_proj"]
+    peft_model = get_peft_model(model, config)
     assert any("experts" in name and "lora" in name for name, _ in peft_model.named_parameters())
     peft_model(input_ids=torch.tensor([[1, 2, 3]]), labels=torch.tensor([[1, 2, 3]])).loss.backward()
+
+
+def test_moe_with_default_dropout_leaves_experts_out(caplog: pytest.LogCaptureFixture) -> None:
+    """PEFT adapts MoE experts and routers as parameters (ours, and what its transformers-5 conversion
+    makes of "all-linear"), and its ParamWrapper refuses any lora_dropout; the API's default is 0.05, so
+    LoRA keeps to the attention layers, with a warning saying why, rather than the run failing."""
+    import torch
+    from peft import get_peft_model
+
+    model = _tiny_mixtral()
+    with caplog.at_level(logging.WARNING, logger="kaizen_runner.train.models"):
+        config = lora_config(LoraParameters(), model, vision=False)
+    assert config.lora_dropout == 0.05 and not config.target_parameters
+    assert config.target_modules == {"q_proj", "k_proj", "v_proj", "o_proj"}
+    assert "leaving the MoE experts and routers" in caplog.text and "loraDropout" in caplog.text
+    peft_model = get_peft_model(model, config)
+    adapted = {
+        name.split(".lora_")[0].rsplit(".", 1)[-1]
+        for name, _ in peft_model.named_parameters()
+        if "lora_" in name
+    }
+    assert adapted == {"q_proj", "k_proj", "v_proj", "o_proj"}
+    peft_model(input_ids=torch.tensor([[1, 2, 3]]), labels=torch.tensor([[1, 2, 3]])).loss.backward()
+    with pytest.raises(RunnerError, match="loraDropout"):
+        lora_config(LoraParameters(target_modules=["w1", "w3"]), _tiny_mixtral(), vision=False)
+
+
+def test_moe_outside_peft_conversion_with_default_dropout_keeps_all_linear() -> None:
+    """Qwen2-MoE's experts are ours to add (PEFT does not convert it): left out, "all-linear" stays, so
+    the shared expert's linear layers are still adapted."""
+    from peft import get_peft_model
+    from transformers import Qwen2MoeConfig, Qwen2MoeForCausalLM
+
+    model = Qwen2MoeForCausalLM(
+        Qwen2MoeConfig(
+            vocab_size=64,
+            hidden_size=32,
+            intermediate_size=64,
+            moe_intermediate_size=32,
+            shared_expert_intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            num_experts=2,
+            num_experts_per_tok=1,
+        )
+    )
+    config = lora_config(LoraParameters(), model, vision=False)
+    assert (config.target_modules, config.target_parameters) == ("all-linear", None)
+    names = [name for name, _ in get_peft_model(model, config).named_parameters() if "lora_" in name]
+    assert any("shared_expert.down_proj" in name for name in names)
+    assert not any(".experts." in name for name in names)
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ A base model is a local folder (a PVC mount or a catalog mirror on a volume), an
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import json
 import logging
@@ -220,13 +221,25 @@ def lora_targets(model: Any, requested: list[str] | None, vision: bool) -> tuple
     )
     if not leaves:
         raise RunnerError("found no linear layers in the model's language_model; set lora.targetModules")
-    return rf".*language_model\..*\.({'|'.join(map(re.escape, leaves))})", target_parameters
+    return _language_model_regex(leaves), target_parameters
+
+
+def _language_model_regex(leaves: list[str]) -> str:
+    return rf".*language_model\..*\.({'|'.join(map(re.escape, leaves))})"
 
 
 def lora_config(params: LoraParameters, model: Any, vision: bool) -> Any:
+    targets, target_parameters = lora_targets(model, params.target_modules, vision)
+    if params.lora_dropout:
+        targets, target_parameters = _modules_only(
+            _lora_config(params, targets, target_parameters), model, vision
+        )
+    return _lora_config(params, targets, target_parameters)
+
+
+def _lora_config(params: LoraParameters, targets: Any, target_parameters: list[str] | None) -> Any:
     from peft import LoraConfig
 
-    targets, target_parameters = lora_targets(model, params.target_modules, vision)
     return LoraConfig(
         r=params.lora_rank,
         lora_alpha=params.lora_alpha,
@@ -236,3 +249,41 @@ def lora_config(params: LoraParameters, model: Any, vision: bool) -> Any:
         bias="none",
         task_type="CAUSAL_LM",
     )
+
+
+def _modules_only(config: Any, model: Any, vision: bool) -> tuple[Any, None]:
+    """Targets without any that PEFT adapts as a parameter, for a LoRA with dropout.
+
+    PEFT's ParamWrapper refuses any lora_dropout (there is no per-module dropout), and parameters are
+    what PEFT adapts on MoE models: our 3-D expert targets, and what its transformers-5 conversion makes
+    of module names (under "all-linear", the router and every expert) — probed here on a copy, so the
+    names left are those PEFT keeps as modules. The run then trains fewer weights than by default, so it
+    says so; loraDropout 0 adapts them all.
+    """
+    from peft.utils.transformers_weight_conversion import convert_peft_config_for_transformers
+
+    probe = copy.deepcopy(config)
+    convert_peft_config_for_transformers(probe, model, None)
+    parameters = sorted(probe.target_parameters or [])
+    if not parameters:
+        return config.target_modules, None
+    kept = probe.target_modules  # unconverted: still "all-linear" or the regex; else the leaf names left
+    if not kept:
+        raise RunnerError(
+            "lora.targetModules name only MoE experts or routers, which PEFT cannot adapt with dropout; "
+            "set lora.loraDropout to 0"
+        )
+    targets: str | list[str]
+    if isinstance(kept, str):
+        targets, described = kept, ("the linear layers" if kept == "all-linear" else kept)
+    else:
+        leaves = sorted(kept)
+        targets, described = (_language_model_regex(leaves) if vision else leaves), ", ".join(leaves)
+    log.warning(
+        "LoRA adapts %s only, leaving the MoE experts and routers (%s) unadapted: PEFT adapts those as "
+        "parameters and cannot apply loraDropout %s to them; set lora.loraDropout to 0 to adapt them too",
+        described,
+        ", ".join(parameters),
+        config.lora_dropout,
+    )
+    return targets, None
