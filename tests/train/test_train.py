@@ -205,3 +205,16 @@ def test_other_preference_losses_train(
     assert result.global_step == 3
     assert (result.metrics.train_num_predictions or 0) > 0
     assert all(isinstance(v, float) for v in losses(result))
+    if pref_loss == "kto_pair":
+        assert_kl_pairs_are_mismatched(result.trainer.train_dataset)
+
+
+def assert_kl_pairs_are_mismatched(dataset: Any) -> None:
+    """KTO's KL term needs (prompt, completion) pairs that do not belong together: no row's KL
+    completion may be an answer (chosen or rejected) to its own prompt."""
+    answers: dict[tuple[int, ...], set[tuple[int, ...]]] = {}
+    for row in dataset:
+        answers.setdefault(tuple(row["prompt_ids"]), set()).add(tuple(row["completion_ids"]))
+    assert len(answers) > 1
+    for row in dataset:
+        assert tuple(row["KL_completion_ids"]) not in answers[tuple(row["prompt_ids"])]

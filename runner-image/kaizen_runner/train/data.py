@@ -4,7 +4,8 @@ The data layer validates and converts records; this module picks the format and 
 trainer and adapts two shapes the data layer leaves to training:
 - ShareGPT conversations become prompt/completion rows when the model's chat template cannot mark
   assistant turns (loss then covers the last answer only, instead of failing the run);
-- preference pairs become two KTO rows (chosen desirable, rejected undesirable) for pref_loss kto_pair.
+- preference pairs become two KTO rows (chosen desirable, rejected undesirable) for pref_loss kto_pair,
+  all chosen rows first, then all rejected ones (see `chosen_then_rejected`).
 """
 
 from __future__ import annotations
@@ -49,6 +50,18 @@ def _as_kto(row: dict[str, Any]) -> Iterator[dict[str, Any]]:
     yield {**extra, "prompt": row["prompt"], "completion": row["rejected"], "label": False}
 
 
+def chosen_then_rejected(dataset: Any) -> Any:
+    """KTO rows (chosen, rejected per pair, adjacent) reordered as every chosen row, then every rejected one.
+
+    TRL's KTO estimates its KL term from mismatched pairs that it builds by rotating completions within
+    each group of per_device_train_batch_size rows in dataset order; adjacent, a prompt's chosen row would
+    get its own rejected answer as the "mismatched" completion. Reordered, neighbours hold different
+    prompts (in every group once there are at least batchSize pairs). `select` only maps indices: the rows
+    stay on disk."""
+    count = len(dataset)
+    return dataset.select([*range(0, count, 2), *range(1, count, 2)])
+
+
 def shaped_rows(rows: Iterator[dict[str, Any]], plan: DataPlan) -> Iterator[dict[str, Any]]:
     for row in rows:
         if plan.kto_rows:
@@ -70,6 +83,8 @@ def load_dataset(location: RunDataset, plan: DataPlan) -> tuple[Any, dict[str, A
         ) as loaded:
             rows = to_trl(loaded.records, fmt, task)
             dataset = to_hf_dataset(shaped_rows(rows, plan))
+            if plan.kto_rows:
+                dataset = chosen_then_rejected(dataset)
             return dataset, loaded.report.as_dict()
     except DataError as err:
         reason, _ = classify(err)
