@@ -1,13 +1,15 @@
 """Estimated peak GPU memory per device, from the parameter count and the run's settings.
 
 With P parameters, W processes (nodes x GPUs), micro-batch B, sequence length S (the longest
-record, at most maxSequenceLength), hidden size h, L layers and vocabulary V (from the model's
+record, at most maxSequenceLength; pre-training's packed blocks are maxSequenceLength long unless the
+whole dataset is shorter), hidden size h, L layers and vocabulary V (from the model's
 config.json; h = sqrt(P / 12L) with L = 32 when unknown):
 
 - **Full fine-tuning** keeps fp32 master weights (as the runner does): weights 4P, gradients 4P,
   AdamW moments 8P (SGD: none). ZeRO-1 divides the optimizer term by W, ZeRO-2 gradients and
   optimizer, ZeRO-3 all three. DPO-family losses that need a reference model (sigmoid, hinge, ipo,
-  kto_pair) add a frozen fp32 copy, 4P (divided by W under ZeRO-3).
+  kto_pair) add a frozen copy in the compute dtype, as the runner builds it: 2P in bf16/fp16, 4P
+  without mixed precision (divided by W under ZeRO-3).
 - **LoRA**: the frozen base in its load precision (2 bytes in bf16/fp16, 4 without mixed
   precision, 1 byte for 8-bit and 0.5 for 4-bit QLoRA), divided by W under ZeRO-3; trainable
   adapter parameters T = P x 2r / h (rank r on every linear layer) with 16 bytes each (fp32 weight,
@@ -81,7 +83,7 @@ def estimate_gpu_memory(model: ModelShape, run: TrainingShape) -> int:
     moments = 8.0 if run.optimizer == "adamw" else 0.0
     if run.finetuning_type == "full":
         states = _sharded(4.0 * p, 4.0 * p, moments * p, zero, world)
-        reference = 4.0 * p if run.preference_loss in REFERENCE_LOSSES else 0.0
+        reference = LOAD_BYTES[run.mixed_precision] * p if run.preference_loss in REFERENCE_LOSSES else 0.0
         reference /= world if zero == 3 else 1
         frozen = 0.0
     else:
