@@ -1,11 +1,21 @@
-"""Model versions: the manifest lists every file with its checksum and is written last."""
+"""Model versions: the manifest lists every file with its checksum and is written last; a restart after
+publishing reports the published version instead of training again."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from kaizen_api.results import MANIFEST_SCHEMA, VersionManifest
+import pytest
+from kaizen_api.finetune_status import RunMetrics
+from kaizen_api.results import (
+    MANIFEST_SCHEMA,
+    BaseModelInfo,
+    RunReport,
+    TerminationMessage,
+    VersionManifest,
+)
+from kaizen_api.runconfig import TrainRunConfig
 from kaizen_operator.registry.readiness import UPLOAD_MARKER, StoredFile, assess_version
 from kaizen_runner.train.output import (
     MANIFEST,
@@ -14,7 +24,10 @@ from kaizen_runner.train.output import (
     publish_version,
     verify_local_version,
 )
-from kaizen_runner.train.store import LocalStore
+from kaizen_runner.train.run import run_training
+from kaizen_runner.train.store import LocalStore, open_store
+
+from train.helpers import run_config
 
 
 class RecordingStore(LocalStore):
@@ -129,3 +142,62 @@ def test_loss_curve_png(tmp_path: Path) -> None:
     path = plot_loss_curve(history, tmp_path / "loss.png", "run")
     assert path is not None and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert plot_loss_curve([], tmp_path / "none.png", "run") is None
+
+
+def _published_run(tmp_path: Path, *, with_report: bool) -> tuple[TrainRunConfig, VersionManifest]:
+    """A run whose version is published, its checkpoints gone, its base model and data gone too: a
+    restart that tried to train would fail."""
+    cfg = TrainRunConfig.model_validate(
+        run_config(base=tmp_path / "gone", output=str(tmp_path / "out"), data=tmp_path / "gone.json")
+    )
+    folder = version_folder(tmp_path)
+    report = RunReport(
+        run_name=cfg.run_name,
+        trainer="sft",
+        base_model=BaseModelInfo(name="tiny", uri=cfg.base_model.uri),
+        config={},
+        global_step=12,
+        epoch=3.0,
+        train_runtime_seconds=42.0,
+        metrics=RunMetrics(train_total_loss=0.5),
+    )
+    if with_report:
+        (folder / "training_report.json").write_text(report.model_dump_json(by_alias=True))
+    else:
+        (folder / "training_report.json").unlink()
+    store = open_store(cfg.output).child(cfg.run_name)
+    info = VersionManifest(version=cfg.run_name, metrics=RunMetrics(train_total_loss=0.75))
+    manifest = publish_version(folder, store, info)
+    store.put_bytes(b"{}", UPLOAD_MARKER)  # the attempt stopped right after its manifest
+    open_store(cfg.output).put_bytes(b"x", f".checkpoints/{cfg.run_name}/checkpoint-4/model.bin")
+    return cfg, manifest
+
+
+@pytest.mark.parametrize("with_report", [True, False])
+def test_a_restart_after_publishing_reports_the_version_instead_of_training(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, with_report: bool
+) -> None:
+    """The pod died after publishing, before its termination message: the restart must not train from
+    step 0 (the checkpoints are gone) only for its result to be dropped in favour of the published one."""
+    termination_log = tmp_path / "termination-log"
+    monkeypatch.setenv("KAIZEN_TERMINATION_LOG", str(termination_log))
+    cfg, manifest = _published_run(tmp_path, with_report=with_report)
+
+    result = run_training(cfg, work_dir=tmp_path / "work")
+
+    version = open_store(cfg.output).child(cfg.run_name)
+    assert result.trainer is None and result.manifest == manifest and result.version_uri == version.uri
+    message = TerminationMessage.model_validate_json(termination_log.read_text())
+    assert (message.phase, message.output_version, message.output_uri) == (
+        "Succeeded",
+        cfg.run_name,
+        version.uri,
+    )
+    assert message.metrics is not None
+    if with_report:  # the published training report's numbers
+        assert (message.global_step, message.metrics.train_total_loss) == (12, 0.5)
+        assert message.train_runtime_seconds == 42.0
+    else:  # the manifest's metrics
+        assert message.global_step is None and message.metrics.train_total_loss == 0.75
+    assert UPLOAD_MARKER not in version.list_files() and is_version_complete(version)
+    assert open_store(cfg.output).child(f".checkpoints/{cfg.run_name}").list_files() == {}

@@ -66,12 +66,9 @@ def read_manifest(raw: bytes) -> VersionManifest | None:
 def publish_version(folder: Path, store: Store, info: VersionManifest) -> VersionManifest:
     """Upload a version: leftovers of an interrupted attempt removed, the upload marker, every file, the
     manifest, then the marker removed."""
-    existing = store.get_bytes(MANIFEST)
-    if existing is not None and is_version_complete(store):
-        published = read_manifest(existing)
-        if published is not None:
-            store.delete(UPLOAD_MARKER)  # an earlier attempt may have stopped right after its manifest
-            return published  # already published by an earlier attempt of this run
+    published = published_version(store)
+    if published is not None:
+        return published  # already published by an earlier attempt of this run
     store.delete("")
     manifest = build_manifest(folder, info)
     store.put_bytes(json.dumps({"version": info.version}).encode(), UPLOAD_MARKER)
@@ -83,14 +80,27 @@ def publish_version(folder: Path, store: Store, info: VersionManifest) -> Versio
     return manifest
 
 
-def is_version_complete(store: Store) -> bool:
-    """True when the manifest exists and every file it lists is stored with the listed size."""
+def published_version(store: Store) -> VersionManifest | None:
+    """The manifest of a version an earlier attempt of this run completed, else None. Its upload marker
+    goes: that attempt may have stopped right after writing the manifest."""
+    published = complete_manifest(store)
+    if published is not None:
+        store.delete(UPLOAD_MARKER)
+    return published
+
+
+def complete_manifest(store: Store) -> VersionManifest | None:
+    """The manifest, when it exists and every file it lists is stored with the listed size."""
     raw = store.get_bytes(MANIFEST)
     manifest = read_manifest(raw) if raw is not None else None
     if manifest is None:
-        return False
+        return None
     stored = store.list_files()
-    return all(stored.get(entry.path) == entry.size for entry in manifest.files)
+    return manifest if all(stored.get(entry.path) == entry.size for entry in manifest.files) else None
+
+
+def is_version_complete(store: Store) -> bool:
+    return complete_manifest(store) is not None
 
 
 def verify_local_version(folder: Path) -> list[str]:

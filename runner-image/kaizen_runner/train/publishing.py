@@ -13,16 +13,26 @@ import platform
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from kaizen_api.finetune_status import RunMetrics
 from kaizen_api.results import BaseModelInfo, RunReport, TerminationMessage, VersionManifest
 from kaizen_api.runconfig import TrainRunConfig
+from pydantic import ValidationError
 
 from kaizen_runner.train.distributed import barrier, current_ranks
-from kaizen_runner.train.output import LOSS_CURVE, REPORT, plot_loss_curve, publish_version
+from kaizen_runner.train.output import (
+    LOSS_CURVE,
+    REPORT,
+    complete_manifest,
+    plot_loss_curve,
+    publish_version,
+    published_version,
+)
 from kaizen_runner.train.staging import RunPaths
+from kaizen_runner.train.store import Store
 from kaizen_runner.train.weights import cast_saved_weights, output_dtype
 
 log = logging.getLogger(__name__)
@@ -149,8 +159,7 @@ def build_report(
 def publish(
     cfg: TrainRunConfig, paths: RunPaths, report: RunReport
 ) -> tuple[str, VersionManifest, TerminationMessage]:
-    """Report written, version uploaded with its manifest last; then the run's checkpoints go, unless
-    the user keeps them (a succeeded run never resumes)."""
+    """Report written, version uploaded with its manifest last; then the run's checkpoints go."""
     write_version_files(cfg, paths, report.log_history, report)
     version_store = paths.store.child(cfg.run_name)
     manifest = publish_version(
@@ -166,16 +175,66 @@ def publish(
             metrics=report.metrics,
         ),
     )
+    _remove_checkpoints(cfg, paths)
+    return version_store.uri, manifest, _summary(cfg, version_store.uri, report)
+
+
+@dataclass(frozen=True)
+class Published:
+    """A version an earlier attempt of this run published: where, its manifest, what to report."""
+
+    uri: str
+    manifest: VersionManifest
+    summary: TerminationMessage
+    epoch: float = 0.0
+
+
+def already_published(cfg: TrainRunConfig, paths: RunPaths) -> Published | None:
+    """The version an earlier attempt of this run published before its pod died unreported, else None.
+
+    Its checkpoints are gone by then, so training again would start from step 0, and its result would
+    be thrown away (the published version wins). Every rank looks, so that all of them skip training
+    together; rank 0 finishes that attempt's clean-up. The summary's metrics come from the published
+    training report, else from the manifest."""
+    version_store = paths.store.child(cfg.run_name)
+    main = current_ranks().is_main
+    manifest = published_version(version_store) if main else complete_manifest(version_store)
+    if manifest is None:
+        return None
+    if main:
+        _remove_checkpoints(cfg, paths)
+    report = _stored_report(version_store)
+    summary = _summary(cfg, version_store.uri, report)
+    if report is None:
+        return Published(
+            version_store.uri, manifest, summary.model_copy(update={"metrics": manifest.metrics})
+        )
+    return Published(version_store.uri, manifest, summary, report.epoch or 0.0)
+
+
+def _stored_report(version_store: Store) -> RunReport | None:
+    raw = version_store.get_bytes(REPORT)
+    try:
+        return RunReport.model_validate_json(raw) if raw is not None else None
+    except ValidationError:
+        log.warning("the published %s cannot be read; reporting the manifest's metrics", REPORT)
+        return None
+
+
+def _remove_checkpoints(cfg: TrainRunConfig, paths: RunPaths) -> None:
+    """A succeeded run never resumes: its checkpoints go, unless the user keeps them."""
     if not cfg.extended_hyperparameters.others.keep_checkpoints:
         paths.checkpoints.delete("")
         log.info("removed the run's checkpoints from %s", paths.checkpoints.uri)
-    summary = TerminationMessage(
+
+
+def _summary(cfg: TrainRunConfig, uri: str, report: RunReport | None) -> TerminationMessage:
+    return TerminationMessage(
         run_name=cfg.run_name,
         phase="Succeeded",
         output_version=cfg.run_name,
-        output_uri=version_store.uri,
-        global_step=report.global_step,
-        metrics=report.metrics,
-        train_runtime_seconds=report.train_runtime_seconds,
+        output_uri=uri,
+        global_step=report.global_step if report else None,
+        metrics=report.metrics if report else None,
+        train_runtime_seconds=report.train_runtime_seconds if report else None,
     )
-    return version_store.uri, manifest, summary

@@ -3,11 +3,13 @@
 Staging (`staging`) puts the base model, data and checkpoint on local disk once per node; building
 (`building`) makes the TRL trainer; `publishing` saves the model and, on rank 0, publishes the
 version with its manifest last and only then reports it. Checkpoints go to the output store in the
-background while training continues (`checkpoints`).
+background while training continues (`checkpoints`). A restart of a run whose version is already
+published (its pod died before reporting it) reports that version instead of training again.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,9 +24,11 @@ from kaizen_runner.train.checkpoints import CheckpointSync
 from kaizen_runner.train.distributed import current_ranks
 from kaizen_runner.train.metrics import vertex_metrics
 from kaizen_runner.train.progress import ProgressReporter, run_metrics, write_termination_message
-from kaizen_runner.train.publishing import build_report, publish, save_model
+from kaizen_runner.train.publishing import Published, already_published, build_report, publish, save_model
 from kaizen_runner.train.staging import RunPaths, resume_point
 from kaizen_runner.train.store import open_store
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -45,6 +49,9 @@ def run_training(cfg: TrainRunConfig, *, work_dir: Path, packing: bool = False) 
     """Train, save and publish one run; every process of the job calls this."""
     started = time.time()
     paths = RunPaths(scratch=work_dir / cfg.run_name, store=open_store(cfg.output), run_name=cfg.run_name)
+    published = already_published(cfg, paths)
+    if published is not None:
+        return _report_published(cfg, published)
     built = build_trainer(cfg, paths, packing=packing)
     trainer = built.trainer
     interval = cfg.progress.interval_seconds if cfg.progress else 0
@@ -96,6 +103,31 @@ def run_training(cfg: TrainRunConfig, *, work_dir: Path, packing: bool = False) 
     result.version_uri, result.manifest, result.summary = publish(cfg, paths, report)
     reporter.report(force=True, phase="Succeeded", output_version=cfg.run_name)
     write_termination_message(result.summary)
+    return result
+
+
+def _report_published(cfg: TrainRunConfig, published: Published) -> RunResult:
+    """A restart after the version was published: report it (rank 0) instead of training again."""
+    summary = published.summary
+    log.info(
+        "version %s was published by an earlier attempt of this run: nothing to train", summary.output_uri
+    )
+    result = RunResult(
+        cfg.run_name,
+        summary.global_step or 0,
+        summary.metrics or RunMetrics(),
+        version_uri=published.uri,
+        manifest=published.manifest,
+    )
+    if not current_ranks().is_main:
+        return result
+    result.summary = summary
+    reporter = ProgressReporter(cfg.run_name, cfg.progress, interval_s=0)
+    reporter.step = reporter.total_steps = result.global_step
+    reporter.epoch = published.epoch
+    reporter.update_metrics(result.metrics.model_dump(exclude_none=True))
+    reporter.report(force=True, phase="Succeeded", output_version=cfg.run_name)
+    write_termination_message(summary)
     return result
 
 
