@@ -135,6 +135,9 @@ class RuntimeParameters(KaizenModel):
 
 # Preference losses that read dpoLabelSmoothing (TRL's robust DPO loss and CPO's SimPO); the others ignore it.
 SMOOTHED_LOSSES = ("sigmoid", "simpo")
+# Preference losses that read prefFtx (an added "sft" loss for DPO's, cpo_alpha for SimPO); ORPO has its
+# own NLL term and KTO none.
+FTX_LOSSES = ("sigmoid", "hinge", "ipo", "simpo")
 # TRL's KTO compares each completion with others of its micro-batch (its KL term): it needs two or more.
 KTO_MIN_BATCH_SIZE = 2
 
@@ -169,6 +172,14 @@ class DpoParameters(KaizenModel):
             "hinge, ipo, kto_pair and orpo",
             field_path=".dpoLabelSmoothing",
             check=lambda m: m.dpo_label_smoothing == 0 or m.pref_loss in SMOOTHED_LOSSES,
+        ),
+        Rule(
+            cel="!has(self.prefFtx) || self.prefFtx == 0.0 || "
+            f"!has(self.prefLoss) || self.prefLoss in {_cel_list(FTX_LOSSES)}",
+            message="prefFtx is only used by prefLoss sigmoid, hinge, ipo and simpo; set it to 0 for "
+            "kto_pair and orpo (ORPO has its own SFT term)",
+            field_path=".prefFtx",
+            check=lambda m: m.pref_ftx == 0 or m.pref_loss in FTX_LOSSES,
         ),
     )
 

@@ -277,6 +277,15 @@ PIPELINE_CASES: list[Case] = [
         f"{HP}.batchSize",
     ),
     Case("pref-ftx-high", SFT, {f"{EXT}.dpo": {"prefFtx": 11}}, f"{EXT}.dpo.prefFtx"),
+    Case(
+        "pref-ftx-with-orpo", DPO, {f"{EXT}.dpo": {"prefLoss": "orpo", "prefFtx": 0.5}}, f"{EXT}.dpo.prefFtx"
+    ),
+    Case(
+        "pref-ftx-with-kto-pair",
+        DPO,
+        {f"{EXT}.dpo": {"prefLoss": "kto_pair", "prefFtx": 0.5}, f"{HP}.batchSize": 2},
+        f"{EXT}.dpo.prefFtx",
+    ),
     Case("pref-loss-unknown", SFT, {f"{EXT}.dpo": {"prefLoss": "kto"}}, f"{EXT}.dpo.prefLoss"),
     Case("simpo-gamma-zero", SFT, {f"{EXT}.dpo": {"simpoGamma": 0}}, f"{EXT}.dpo.simpoGamma"),
     Case("lora-dropout-high", SFT, {f"{EXT}.lora": {"loraDropout": 1.5}}, f"{EXT}.lora.loraDropout"),
@@ -339,6 +348,7 @@ VALID_VARIANTS: list[Case] = [
         "data-key-without-extension", SFT, {"spec.dataset.s3": {**S3_DATA, "key": "uploads/2024.01/data"}}, ""
     ),
     Case("data-key-upper-case", SFT, {"spec.dataset.s3": {**S3_DATA, "key": "samples/TRAIN.JSONLINES"}}, ""),
+    Case("pref-ftx-with-simpo", DPO, {f"{EXT}.dpo": {"prefLoss": "simpo", "prefFtx": 0.5}}, ""),
     Case(
         "data-url-query",
         SFT,

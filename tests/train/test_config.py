@@ -164,6 +164,8 @@ def test_dpo_label_smoothing_selects_the_robust_loss() -> None:
         ({"dpoLabelSmoothing": 0.5}, {}, "dpoLabelSmoothing"),  # TRL's robust loss needs [0, 0.5)
         ({"dpoLabelSmoothing": 0.1, "prefLoss": "hinge"}, {}, "dpoLabelSmoothing"),  # hinge would ignore it
         ({"prefLoss": "kto_pair"}, {}, "batchSize"),  # the default batch of 1: TRL's KTO refuses it
+        ({"prefFtx": 0.5, "prefLoss": "orpo"}, {}, "prefFtx"),  # ORPO has its own NLL term
+        ({"prefFtx": 0.5, "prefLoss": "kto_pair"}, {"batchSize": 2}, "prefFtx"),  # KTO would ignore it
     ],
 )
 def test_the_runner_refuses_what_admission_refuses(dpo: dict, hyper: dict, named: str) -> None:
