@@ -11,13 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, Field, StringConstraints
 
 from kaizen_api.base import LIST_MAX, KaizenModel, Rule, immutable
-from kaizen_api.common import (
-    DISPLAY_NAME,
-    Dataset,
-    ModelRef,
-    ObjectName,
-    Resources,
-)
+from kaizen_api.common import DISPLAY_NAME, Dataset, ModelRef, ObjectName, Resources
 from kaizen_api.evalgate import EvaluationGate
 from kaizen_api.schedule import (
     CRON_PATTERN,

@@ -13,27 +13,22 @@ from api.manifests import DELETE
 from kaizen_api.finetune_status import RunStatus
 from kaizen_api.results import EXIT_USER_ERROR
 from kaizen_api.runconfig import TrainRunConfig
-from kaizen_operator.children import cleanup_targets, leftover_targets, same_config
 from kaizen_operator.resolve import ResolveError
-from kaizen_operator.schedule import contains
 from kaizen_operator.settings import OperatorSettings
 from kaizen_operator.workloads import (
     asks_for_pytorchjobs,
     build_config_map,
-    build_cronjob,
     build_preflight_job,
     build_token_secret,
     build_workload,
     workload_kind,
 )
-from kaizen_operator.workloads.meta import pipeline_of
-from support.pipelines import SETTINGS, UID, pipeline, resolved
+from support.pipelines import MULTI, SETTINGS, UID, everything, pipeline, resolved
 
 SHARED = Path(__file__).resolve().parents[3] / "shared"
 PYTORCHJOB_CRD = (
     SHARED / "third-party-crds" / "kubeflow-training-operator-v1.9.0" / "kubeflow.org_pytorchjobs.yaml"
 )
-MULTI = "finetune-sft-sharegpt-private.yaml"  # 2 nodes x 8 GPUs, queue team-a, node selector, toleration
 SECRET_VALUES = ("AKIAEXAMPLEKEY", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
 POD_VOLUME_TYPES = {"configMap", "emptyDir", "secret", "persistentVolumeClaim", "downwardAPI", "projected"}
 
@@ -48,20 +43,6 @@ def pod_specs(obj: dict[str, Any]) -> Iterator[dict[str, Any]]:
     elif isinstance(obj, list):
         for value in obj:
             yield from pod_specs(value)
-
-
-def everything(example: str = MULTI, *, pytorchjob: bool = True, **changes: Any) -> list[dict[str, Any]]:
-    run = resolved(example, changes or None)
-    doc = pipeline(example, changes or None)
-    objects = [
-        build_config_map(run, doc, run.names),
-        build_token_secret(run.names, doc, "tok-123"),
-        build_preflight_job(run, doc, run.names, SETTINGS),
-        *build_workload(run, doc, run.names, SETTINGS, pytorchjob_available=pytorchjob),
-    ]
-    if doc["spec"].get("trigger", {}).get("type") == "schedule":
-        objects.append(build_cronjob(doc, SETTINGS))
-    return objects
 
 
 @pytest.mark.parametrize("example", ["finetune-sft-alpaca.yaml", MULTI])
@@ -236,60 +217,6 @@ def test_indexed_job_backend_without_the_crd() -> None:
     assert spec["podFailurePolicy"]["rules"][0]["onExitCodes"]["values"] == [EXIT_USER_ERROR]
 
 
-@pytest.mark.parametrize("example", ["finetune-sft-alpaca.yaml", MULTI])
-@pytest.mark.parametrize("pytorchjob", [True, False])
-def test_a_cancel_deletes_whatever_workload_a_run_may_have(example: str, pytorchjob: bool) -> None:
-    """By name, not by the recorded job kind: a PyTorchJob whose record was lost to a Conflict goes too."""
-    run = resolved(example)
-    built = {
-        (o["apiVersion"], o["kind"], o["metadata"]["name"])
-        for o in everything(example, pytorchjob=pytorchjob)
-    }
-    kept = {("v1", "ConfigMap", run.names.config_map)}  # for inspection; the CronJob is the pipeline's
-    run_children = {key for key in built - kept if key[1] != "CronJob"}
-    assert run_children <= set(cleanup_targets(run.names.run, pytorchjobs=True))
-    without_crd = cleanup_targets(run.names.run, pytorchjobs=False)
-    assert "PyTorchJob" not in {kind for _, kind, _ in without_crd}
-
-
-def test_an_ended_run_leaves_its_config_map_and_its_workload_only() -> None:
-    """The headless Service (an Indexed Job's) and the token Secret are needed only while the run
-    runs; the workload goes by its TTL and the ConfigMap stays for inspection."""
-    run = resolved(MULTI)
-    built = {(o["apiVersion"], o["kind"], o["metadata"]["name"]) for o in everything(MULTI, pytorchjob=False)}
-    leftovers = set(leftover_targets(run.names.run))
-    assert leftovers == {("v1", "Secret", run.names.token_secret), ("v1", "Service", run.names.service)}
-    assert leftovers <= built and leftovers <= set(cleanup_targets(run.names.run, pytorchjobs=False))
-
-
-def test_a_config_map_found_is_kept_only_with_the_config_of_the_spec_now() -> None:
-    """A ConfigMap an earlier pass made (its run's record lost to a Conflict with a spec edit) holds
-    the spec of then: it is not adopted for the run recorded now."""
-    run = resolved()
-    made = build_config_map(run, pipeline(), run.names)
-    assert same_config(json.loads(json.dumps(made)), made)
-    edited = resolved(changes={"spec.hyperparameters.learningRate": 2e-4})
-    assert edited.names == run.names, "the same run, derived again"
-    assert not same_config(made, build_config_map(edited, pipeline(), edited.names))
-    assert not same_config(None, made), "gone since: made again"
-
-
-def test_a_trigger_job_names_its_pipeline_in_full() -> None:
-    """A trigger Job is owned by the CronJob, and the pipeline label of a name over 63 characters is
-    cut and hashed: the annotation its template carries names the pipeline to reconcile."""
-    long = "nightly-sharegpt-" + "x" * 60
-    doc = pipeline(MULTI)
-    doc["metadata"]["name"] = long
-    template = build_cronjob(doc, SETTINGS)["spec"]["jobTemplate"]["metadata"]
-    assert template["labels"]["kaizen.dev/pipeline"] != long  # kept for selection
-    owner = [{"apiVersion": "batch/v1", "kind": "CronJob", "name": "cron", "uid": "u"}]
-    assert pipeline_of(template | {"ownerReferences": owner}) == long
-    made_before = {"labels": template["labels"], "ownerReferences": owner}
-    assert pipeline_of(made_before) == template["labels"]["kaizen.dev/pipeline"]
-    child = build_config_map(resolved(), pipeline(), resolved().names)["metadata"]
-    assert pipeline_of(child) == pipeline()["metadata"]["name"]  # by its owner reference
-
-
 def test_backend_choice_follows_the_spec_then_the_settings() -> None:
     indexed = resolved(MULTI, {"spec.resources.multiNodeBackend": "indexedjob"})
     assert workload_kind(indexed, SETTINGS, pytorchjob_available=True) == "Job"
@@ -315,37 +242,6 @@ def test_the_pipelines_backend_decides_whether_pytorchjobs_are_looked_for() -> N
     # A run that has a PyTorchJob is observed whatever the spec or the setting say now.
     had = [RunStatus(name="ft_m_20261201120000", nodes=2, job_kind="PyTorchJob")]
     assert asks_for_pytorchjobs(had, "indexedjob", indexed)
-
-
-def test_cronjob_requests_runs_with_a_cpu_only_pod_that_can_do_nothing() -> None:
-    doc = pipeline(MULTI, {"spec.trigger.suspend": True})
-    cron = build_cronjob(doc, SETTINGS)
-    spec = cron["spec"]
-    assert spec["schedule"] == "0 2 * * *" and spec["timeZone"] == "Asia/Tokyo" and spec["suspend"] is True
-    assert spec["concurrencyPolicy"] == "Allow"  # the operator enforces the pipeline's Forbid
-    template = spec["jobTemplate"]
-    assert template["metadata"]["labels"]["kaizen.dev/trigger"] == "schedule"
-    assert template["metadata"]["labels"]["kaizen.dev/pipeline"] == doc["metadata"]["name"]
-    pod = template["spec"]["template"]["spec"]
-    assert pod["automountServiceAccountToken"] is False and "volumes" not in pod
-    (container,) = pod["containers"]
-    assert container["command"] == ["true"] and "env" not in container
-    assert "nvidia.com/gpu" not in json.dumps(cron)
-    assert len(cron["metadata"]["name"]) <= 52
-    with pytest.raises(ValueError):
-        build_cronjob(pipeline(), SETTINGS)
-
-
-def test_a_field_dropped_from_the_spec_or_settings_is_removed_from_the_cronjob() -> None:
-    """The CronJob is merge-patched with the rendered spec: a dropped field must be rendered null."""
-    doc = pipeline(MULTI)  # timeZone Asia/Tokyo
-    before = build_cronjob(doc, OperatorSettings(image_pull_secrets=["registry"]))["spec"]
-    no_zone = build_cronjob(pipeline(MULTI, {"spec.trigger.timeZone": DELETE}), SETTINGS)["spec"]
-    assert no_zone["timeZone"] is None and not contains(before, no_zone)
-    job = build_cronjob(doc, OperatorSettings(ttl_seconds_after_finished=None))["spec"]["jobTemplate"]["spec"]
-    assert job["ttlSecondsAfterFinished"] is None and job["template"]["spec"]["imagePullSecrets"] is None
-    assert not contains(before["jobTemplate"]["spec"], job)
-    assert contains(before, before)
 
 
 def test_preflight_mounts_the_run_volumes_read_only() -> None:

@@ -10,6 +10,13 @@ from api.manifests import apply, load_example
 from kaizen_operator.catalog import load_catalog
 from kaizen_operator.resolve import ResolvedRun, resolve_train_run
 from kaizen_operator.settings import OperatorSettings
+from kaizen_operator.workloads import (
+    build_config_map,
+    build_cronjob,
+    build_preflight_job,
+    build_token_secret,
+    build_workload,
+)
 
 NAMESPACE = "team-a"
 UID = "0b6e0d5c-2f7e-4f43-9a59-6f1d9b5a7c11"
@@ -17,6 +24,7 @@ VERSION = "ft_Qwen2.5-0.5B-Instruct_20250508124054"
 SETTINGS = OperatorSettings(progress_url="http://kaizen-operator.kaizen-system.svc:8081")
 CATALOG = load_catalog()
 DISPLAY = "ft_Qwen2.5-0.5B-Instruct_20260101120000"
+MULTI = "finetune-sft-sharegpt-private.yaml"  # 2 nodes x 8 GPUs, queue team-a, node selector, toleration
 
 
 def pipeline(example: str = "finetune-sft-alpaca.yaml", changes: dict[str, Any] | None = None) -> dict:
@@ -61,3 +69,18 @@ def resolved(
     example: str = "finetune-sft-alpaca.yaml", changes: dict | None = None, **kw: Any
 ) -> ResolvedRun:
     return resolve_train_run(pipeline(example, changes), DISPLAY, CATALOG, models(**kw), SETTINGS)
+
+
+def everything(example: str = MULTI, *, pytorchjob: bool = True, **changes: Any) -> list[dict[str, Any]]:
+    """Every child the operator builds for a run of `example`, with the CronJob of a schedule."""
+    run = resolved(example, changes or None)
+    doc = pipeline(example, changes or None)
+    objects = [
+        build_config_map(run, doc, run.names),
+        build_token_secret(run.names, doc, "tok-123"),
+        build_preflight_job(run, doc, run.names, SETTINGS),
+        *build_workload(run, doc, run.names, SETTINGS, pytorchjob_available=pytorchjob),
+    ]
+    if doc["spec"].get("trigger", {}).get("type") == "schedule":
+        objects.append(build_cronjob(doc, SETTINGS))
+    return objects
