@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ftp_support import (
+    GATE,
     MODELS,
     PIPELINES,
     conditions,
@@ -35,15 +36,6 @@ from kaizen_operator.kube import ApiError
 
 EVALJOBS = f"/apis/{GROUP}/{VERSION}/namespaces/{{}}/evaljobs"
 RBAC = "/apis/rbac.authorization.k8s.io/v1/namespaces/{}/{}"
-GATE = {
-    "suite": "standard",
-    "dataset": {
-        "format": "alpaca",
-        "s3": {"connection": {"name": "datahub"}, "bucket": "data", "key": "t.json"},
-    },
-    "metrics": ["rougeL"],
-    "thresholds": [{"metric": "rougeL", "operator": ">=", "value": 0.4}],
-}
 # A 403 of any kind; a namespace being deleted (other tests' leftovers, seen by a cluster-wide operator)
 # also answers 403, for want of a namespace rather than of a permission.
 FORBIDDEN = re.compile(r"\b403\b|forbidden|not enough permissions", re.IGNORECASE)

@@ -20,6 +20,16 @@ PIPELINES = f"/apis/{GROUP}/{VERSION}/namespaces/{{}}/finetunepipelines"
 MODELS = f"/apis/{GROUP}/{VERSION}/namespaces/{{}}/privatemodels"
 RESTRICTED = {"pod-security.kubernetes.io/enforce": "restricted"}
 PLAN = PreflightPlan(records=10, usable_records=10, tokens=2000, steps_per_epoch=3, total_steps=6)
+# A pipeline's evaluation gate: the standard suite on a dataset in S3, passed at rougeL >= 0.4.
+GATE = {
+    "suite": "standard",
+    "dataset": {
+        "format": "alpaca",
+        "s3": {"connection": {"name": "datahub"}, "bucket": "data", "key": "t.json"},
+    },
+    "metrics": ["rougeL"],
+    "thresholds": [{"metric": "rougeL", "operator": ">=", "value": 0.4}],
+}
 
 
 def free_port() -> int:

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from ftp_support import (
+    GATE,
     MODELS,
     PIPELINES,
     conditions,
@@ -35,15 +36,6 @@ from kaizen_operator.kube import ApiError
 
 pytestmark = pytest.mark.cluster
 EVALJOBS = f"/apis/{GROUP}/{VERSION}/namespaces/{{}}/evaljobs"
-GATE = {
-    "suite": "standard",
-    "dataset": {
-        "format": "alpaca",
-        "s3": {"connection": {"name": "datahub"}, "bucket": "data", "key": "t.json"},
-    },
-    "metrics": ["rougeL"],
-    "thresholds": [{"metric": "rougeL", "operator": ">=", "value": 0.4}],
-}
 
 
 @pytest.fixture(scope="module")

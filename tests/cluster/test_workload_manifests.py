@@ -9,17 +9,9 @@ from typing import Any
 
 import pytest
 from kaizen_operator.kube import ApiError
-from kaizen_operator.workloads import (
-    build_config_map,
-    build_cronjob,
-    build_preflight_job,
-    build_token_secret,
-    build_workload,
-)
-from support.pipelines import SETTINGS, pipeline, resolved
+from support.pipelines import MULTI, everything
 
 pytestmark = pytest.mark.cluster
-MULTI = "finetune-sft-sharegpt-private.yaml"
 PATHS = {
     "ConfigMap": "/api/v1/namespaces/{ns}/configmaps",
     "Secret": "/api/v1/namespaces/{ns}/secrets",
@@ -47,16 +39,7 @@ def templates(obj: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def built(example: str, namespace: str, *, pytorchjob: bool) -> list[dict[str, Any]]:
-    run, doc = resolved(example), pipeline(example)
-    objects = [
-        build_config_map(run, doc, run.names),
-        build_token_secret(run.names, doc, "tok-123"),
-        build_preflight_job(run, doc, run.names, SETTINGS),
-        *build_workload(run, doc, run.names, SETTINGS, pytorchjob_available=pytorchjob),
-    ]
-    if doc["spec"].get("trigger", {}).get("type") == "schedule":
-        objects.append(build_cronjob(doc, SETTINGS))
-    objects = copy.deepcopy(objects)
+    objects = copy.deepcopy(everything(example, pytorchjob=pytorchjob))
     for obj in objects:
         obj["metadata"]["namespace"] = namespace
     return objects
