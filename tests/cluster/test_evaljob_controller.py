@@ -201,8 +201,16 @@ def test_standard_suite_end_to_end(ns, control_plane, staged_model, s3_server, s
         }
     }
     control_plane.request("PATCH", pod_path, end, content_type="application/merge-patch+json")
+    # The mail is claimed (Notified Unknown/Sending) in the status write that records the outcome, and
+    # settled once it is sent: wait for both.
     done = wait(
-        control_plane, path, lambda o: (o.get("status") or {}).get("phase") == "Succeeded", timeout=120
+        control_plane,
+        path,
+        lambda o: (
+            (o.get("status") or {}).get("phase") == "Succeeded"
+            and conditions(o).get("Notified", {}).get("reason") not in (None, "Sending")
+        ),
+        timeout=120,
     )
 
     status = done["status"]
