@@ -202,7 +202,7 @@ def test_operator_works_under_the_chart_rbac_alone(
     assert not allowed("update", "secrets", ns) and not allowed("get", "pods", ns, subresource="log")
     assert not allowed("create", "pods", ns) and not allowed("create", "pods", ns, subresource="exec")
     assert not allowed("delete", "namespaces") and not allowed("list", "namespaces")
-    assert not allowed("update", "configmaps", ns) and not allowed("delete", "configmaps", ns)
+    assert not allowed("update", "configmaps", ns) and not allowed("list", "configmaps", ns)
     assert not allowed("update", "jobs", ns, group="batch") and not allowed(
         "list", "cronjobs", ns, group="batch"
     )
