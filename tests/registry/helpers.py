@@ -99,3 +99,22 @@ def versions_of(obj: dict | None) -> dict[str, dict]:
 
 def condition(obj: dict, type_: str) -> dict:
     return next(c for c in obj["status"]["conditions"] if c["type"] == type_)
+
+
+def evaljob(name: str, bucket: str, model_name: str) -> dict[str, Any]:
+    """A standard-suite EvalJob of `model_name`/v1 whose pod kwok keeps running for 10 minutes."""
+    fake = {"workload": {"annotations": {"kaizen.dev/fake-duration": "10m"}}}
+    s3 = {"connection": {"name": "datahub"}, "bucket": bucket}
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "EvalJob",
+        "metadata": {"name": name, "annotations": {"kaizen.dev/fake-pods": json.dumps(fake)}},
+        "spec": {
+            "displayName": "testj_busy",
+            "model": {"privateModel": {"name": model_name, "version": "v1"}},
+            "suite": "standard",
+            "dataset": {"format": "alpaca", "s3": {**s3, "key": "data/alpaca_test_mini.json"}},
+            "resources": {"gpusPerNode": 0},
+            "output": {"s3": {**s3, "key": "eval-results"}},
+        },
+    }

@@ -4,15 +4,13 @@ EvalJob uses the model."""
 
 from __future__ import annotations
 
-import json
 import time
-from typing import Any
 
 import pytest
 from kaizen_api.base import GROUP, VERSION
 from kaizen_operator.kube import Kube
 
-from registry.helpers import PM, condition, getter, keys, model, upload, versions_of, wait
+from registry.helpers import PM, condition, evaljob, getter, keys, model, upload, versions_of, wait
 
 pytestmark = [pytest.mark.cluster, pytest.mark.s3]
 
@@ -60,25 +58,6 @@ def test_delete_needs_the_confirmation_then_removes_the_files(
     wait(get, lambda o: o is None, "object deleted", timeout=40)
     assert stored(s3_server, s3_bucket, "gone") == []
     assert stored(s3_server, s3_bucket, "gone-sibling"), "a sibling prefix is untouched"
-
-
-def evaljob(name: str, bucket: str, model_name: str) -> dict[str, Any]:
-    """A standard-suite EvalJob of `model_name`/v1 whose pod kwok keeps running for 10 minutes."""
-    fake = {"workload": {"annotations": {"kaizen.dev/fake-duration": "10m"}}}
-    s3 = {"connection": {"name": "datahub"}, "bucket": bucket}
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "EvalJob",
-        "metadata": {"name": name, "annotations": {"kaizen.dev/fake-pods": json.dumps(fake)}},
-        "spec": {
-            "displayName": "testj_busy",
-            "model": {"privateModel": {"name": model_name, "version": "v1"}},
-            "suite": "standard",
-            "dataset": {"format": "alpaca", "s3": {**s3, "key": "data/alpaca_test_mini.json"}},
-            "resources": {"gpusPerNode": 0},
-            "output": {"s3": {**s3, "key": "eval-results"}},
-        },
-    }
 
 
 def test_a_model_in_use_is_not_deleted(

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from api.manifests import apply, load_example
 from kaizen_api.privatemodel import Share
 from kaizen_operator.registry.deletion import deletion_decision, model_users
 from kaizen_operator.registry.rbac import share_binding, share_name, share_role, unique_shares
@@ -99,6 +100,67 @@ def test_an_eval_job_of_a_pipeline_run_uses_the_pipeline_s_output_model() -> Non
         )
     ]
     assert model_users("support", pipelines, jobs) == ["EvalJob e1", "EvalJob e2"]
+
+
+def _finished_eval(token: str | None, **changes: object) -> dict:
+    """The example EvalJob (on model support-assistant) whose one run, for runToken `token`, succeeded."""
+    job = apply(load_example("evaljob-standard.yaml"), dict(changes))
+    run = {"runName": "testj-1", "phase": "Succeeded", **({"runToken": token} if token else {})}
+    return {**job, "status": {"phase": "Succeeded", "runs": [run]}}
+
+
+def test_an_eval_job_whose_run_token_changed_uses_the_model_until_the_new_run_is_recorded() -> None:
+    jobs = [
+        {**_finished_eval(None), "metadata": {"name": "same"}},
+        {**_finished_eval("a", **{"spec.runToken": "a"}), "metadata": {"name": "same-token"}},
+        {**_finished_eval(None, **{"spec.runToken": "again"}), "metadata": {"name": "changed"}},
+        {**_finished_eval("a", **{"spec.runToken": "b"}), "metadata": {"name": "changed-again"}},
+        # never runs: an invalid spec, or a job being deleted
+        {**_finished_eval(None, **{"spec.runToken": "x", "spec.suite": "nope"}), "metadata": {"name": "bad"}},
+        {
+            **_finished_eval(None, **{"spec.runToken": "x"}),
+            "metadata": {"name": "going", "deletionTimestamp": "2026-12-01T00:00:00Z"},
+        },
+    ]
+    users = model_users("support-assistant", [], jobs)
+    requested = "(a run requested by spec.runToken is not recorded yet)"
+    assert users == [f"EvalJob changed {requested}", f"EvalJob changed-again {requested}"]
+    assert model_users("other", [], jobs) == []
+
+
+def _finished_pipeline(last_token: str | None, **changes: object) -> dict:
+    """The example pipeline (output support-assistant) whose newest manual run, for `last_token`, ended."""
+    doc = apply(load_example("finetune-sft-alpaca.yaml"), dict(changes))
+    status = {} if last_token is None else {"observedGeneration": 1, "lastRunToken": last_token}
+    return {**doc, "status": status}
+
+
+def test_a_pipeline_whose_run_token_changed_uses_its_models_until_the_new_run_is_recorded() -> None:
+    private_base = {"spec.baseModel": {"privateModel": {"name": "base"}}}
+    pipelines = [
+        {**_finished_pipeline(""), "metadata": {"name": "done"}},
+        {**_finished_pipeline("", **{"spec.trigger.runToken": "2"}), "metadata": {"name": "rerun"}},
+        {**_finished_pipeline(None), "metadata": {"name": "new"}},
+        {
+            **_finished_pipeline("1", **{"spec.trigger.runToken": "2"}, **private_base),
+            "metadata": {"name": "b"},
+        },
+        {
+            **_finished_pipeline("", **{"spec.trigger.runToken": "2", "spec.trigger.suspend": True}),
+            "metadata": {"name": "suspended"},
+        },
+        {
+            **_finished_pipeline("", **{"spec.trigger.runToken": "2", "spec.hyperparameters.epochs": 0}),
+            "metadata": {"name": "bad"},
+        },
+    ]
+    requested = "(a run requested by spec.trigger.runToken is not recorded yet)"
+    assert model_users("support-assistant", pipelines, []) == [
+        f"FineTunePipeline rerun {requested}",
+        f"FineTunePipeline new {requested}",
+        f"FineTunePipeline b {requested}",
+    ]
+    assert model_users("base", pipelines, []) == [f"FineTunePipeline b {requested}"]
 
 
 STATUS = {

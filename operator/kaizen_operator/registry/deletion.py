@@ -1,13 +1,26 @@
 """Deleting a PrivateModel, decided purely: never under a run or evaluation that uses it, and stored files
-removed only with deletionPolicy Delete *and* the confirmation annotation naming the object."""
+removed only with deletionPolicy Delete *and* the confirmation annotation naming the object.
+
+A run that is asked for but not on record yet uses the model too (a changed runToken, or a new object's
+first run): its reconciler records it at the next pass and then reads the model, so a deletion that
+went ahead in between would remove the files under it. "Asked for" is what the reconcilers themselves
+decide (`manual_request`, `new_run`), read from the same spec and status."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from kaizen_api.base import GROUP
+from kaizen_api.evaljob import EvalJobSpec, EvalJobStatus
+from kaizen_api.finetune import FineTunePipelineSpec
+from kaizen_api.finetune_status import FineTunePipelineStatus
+from pydantic import ValidationError
+
+from kaizen_operator.eval_runs import new_run
+from kaizen_operator.triggers import manual_request
 
 CONFIRM_ANNOTATION = f"{GROUP}/confirm-delete"
 _FINISHED = frozenset({"Succeeded", "Failed", "Cancelled"})
@@ -68,11 +81,43 @@ def _evaluates(ref: Any, name: str, outputs: Mapping[str, Any]) -> bool:
     return isinstance(run, dict) and outputs.get(str(run.get("pipeline"))) == name
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # a request's timestamp, which only its run's name uses
+_REQUESTED = "a run requested by {field} is not recorded yet"
+
+
+def _pipeline_requests_run(pipeline: Mapping[str, Any]) -> bool:
+    """The pipeline's reconciler would record a manual run now (a new pipeline, or a changed
+    spec.trigger.runToken). An invalid spec or a pipeline being deleted never runs."""
+    if (pipeline.get("metadata") or {}).get("deletionTimestamp"):
+        return False
+    try:
+        spec = FineTunePipelineSpec.model_validate(pipeline.get("spec") or {})
+        status = FineTunePipelineStatus.model_validate(pipeline.get("status") or {})
+    except ValidationError:
+        return False
+    return manual_request(spec, status, _EPOCH, _EPOCH) is not None
+
+
+def _eval_requests_run(job: Mapping[str, Any]) -> bool:
+    """The EvalJob's reconciler would record a run now (none yet, or spec.runToken changed since the
+    newest one). An invalid spec or a job being deleted never runs."""
+    meta = job.get("metadata") or {}
+    if meta.get("deletionTimestamp"):
+        return False
+    try:
+        spec = EvalJobSpec.model_validate(job.get("spec") or {})
+        status = EvalJobStatus.model_validate(job.get("status") or {})
+    except ValidationError:
+        return False
+    return new_run(spec, list(status.runs or []), _EPOCH, meta.get("annotations") or {}) is not None
+
+
 def model_users(
     name: str, pipelines: Iterable[dict[str, Any]], eval_jobs: Iterable[dict[str, Any]]
 ) -> list[str]:
-    """The FineTunePipelines with a run in progress and the unfinished EvalJobs that use model `name`
-    (as base model, output or evaluation target, the latter directly or through a pipeline's run)."""
+    """The FineTunePipelines with a run in progress or asked for, and the EvalJobs with an unfinished or
+    asked-for run, that use model `name` (as base model, output or evaluation target, the latter
+    directly or through a pipeline's run)."""
     pipelines = list(pipelines)
     outputs = {p["metadata"]["name"]: _output(p) for p in pipelines}
     users = []
@@ -80,10 +125,17 @@ def model_users(
         spec, status = pipeline.get("spec") or {}, pipeline.get("status") or {}
         uses = _refers(spec.get("baseModel"), name) or _output(pipeline) == name
         run = status.get("currentRun") or {}
+        label = f"FineTunePipeline {pipeline['metadata']['name']}"
         if uses and run and run.get("phase", "Pending") not in _FINISHED:
-            users.append(f"FineTunePipeline {pipeline['metadata']['name']} (run {run.get('name', '?')})")
+            users.append(f"{label} (run {run.get('name', '?')})")
+        elif uses and _pipeline_requests_run(pipeline):
+            users.append(f"{label} ({_REQUESTED.format(field='spec.trigger.runToken')})")
     for job in eval_jobs:
         spec, status = job.get("spec") or {}, job.get("status") or {}
-        if _evaluates(spec.get("model"), name, outputs) and status.get("phase", "Pending") not in _FINISHED:
+        if not _evaluates(spec.get("model"), name, outputs):
+            continue
+        if status.get("phase", "Pending") not in _FINISHED:
             users.append(f"EvalJob {job['metadata']['name']}")
+        elif _eval_requests_run(job):
+            users.append(f"EvalJob {job['metadata']['name']} ({_REQUESTED.format(field='spec.runToken')})")
     return users
