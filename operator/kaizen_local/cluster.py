@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import yaml
 
-from kaizen_local.paths import KAIZEN_CRDS_DIR, THIRD_PARTY_CRDS_DIR
+from kaizen_local.paths import KAIZEN_CRDS_DIR, SHARING_POLICY_FILE, THIRD_PARTY_CRDS_DIR
 
 # kubernetes is imported where it is used: importing it takes seconds (thousands of pydantic models), and
 # every pytest run loads the fixtures built on this module, unit tests included.
@@ -193,6 +193,30 @@ class Cluster:
         with ThreadPoolExecutor(4) as pool:
             list(pool.map(apply, outdated))
         self.wait_established([CrdRef.of(crd) for crd in crds], timeout)
+
+    def install_admission_policies(self) -> None:
+        """Server-side apply Kaizen's ValidatingAdmissionPolicy (the chart's file, as it is) and a binding
+        that denies what it refuses in every namespace, as the chart's template does."""
+        policy = yaml.safe_load(SHARING_POLICY_FILE.read_text())
+        name = policy["metadata"]["name"]
+        binding = {
+            "apiVersion": policy["apiVersion"],
+            "kind": "ValidatingAdmissionPolicyBinding",
+            "metadata": {"name": name},
+            "spec": {"policyName": name, "validationActions": ["Deny"]},
+        }
+        base = f"/apis/{policy['apiVersion']}"
+        for plural, manifest in (
+            ("validatingadmissionpolicies", policy),
+            ("validatingadmissionpolicybindings", binding),
+        ):
+            self.request(
+                "PATCH",
+                f"{base}/{plural}/{name}",
+                manifest,
+                query={"fieldManager": FIELD_MANAGER, "force": "true"},
+                content_type="application/apply-patch+yaml",
+            )
 
     def wait_established(self, crds: list[CrdRef], timeout: float = 60) -> None:
         """Wait until the CRDs' resources are served, and record them in ``crd_names``."""

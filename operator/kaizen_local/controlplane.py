@@ -4,7 +4,8 @@ envtest runs only etcd and kube-apiserver, so Jobs never get pods and nothing is
 operator needs more: Jobs whose pods are scheduled onto GPU nodes and then succeed or fail. So this
 starts etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok (fake nodes that "run" pods
 by following the Stage files in ``kwok/``, see ``fakenodes``), creates fake GPU and CPU nodes, and
-installs Kaizen's CRDs (``crds/*.yaml``) and the third-party ones (``../shared/third-party-crds/``).
+installs Kaizen's CRDs (``crds/*.yaml``) and the third-party ones (``../shared/third-party-crds/``),
+and the chart's admission policy (who may change a PrivateModel's sharing).
 Each process's command line, and why each flag is there, is in ``flags``.
 
 Binaries come from ``$KUBEBUILDER_ASSETS``, else ``$K8S_BIN_DIR``, else
@@ -134,6 +135,7 @@ class LocalControlPlane(Cluster):
             phase("spawn components", self._start_components)
             # The third-party CRDs come with the snapshot; only Kaizen's own are applied.
             phase("kaizen crds", lambda: self.install_crds(load_crds(kaizen_crd_files())))
+            phase("admission policies", self.install_admission_policies)
             refs = [CrdRef(*ref) for ref in json.loads((snapshot / "crds.json").read_text())]
             phase("third-party crds", lambda: self.wait_established(refs))
             phase("components ready", self._wait_components_ready)

@@ -98,7 +98,15 @@ def test_chart_lints_and_renders_settings_the_operator_accepts(helm: Any, tmp_pa
     assert settings.progress_url == "http://kz-operator.kaizen-system.svc:8081"
     assert settings.runner_image == f"ghcr.io/kaizen-dev/kaizen-runner:{project['version']}"
     assert "catalog.yaml" not in data and settings.catalog_path is None
-    assert {b["kind"] for b in docs if b["kind"].endswith("Binding")} == {"ClusterRoleBinding"}
+    assert {b["kind"] for b in docs if b["kind"].endswith("RoleBinding")} == {"ClusterRoleBinding"}
+    # The sharing policy is the file the local cluster installs, under the release's name, bound to deny.
+    policy = one(docs, "ValidatingAdmissionPolicy")
+    shipped = yaml.safe_load((CHART / "files" / "privatemodel-sharing.yaml").read_text())
+    assert (
+        policy["spec"] == shipped["spec"] and policy["metadata"]["name"] == "kz-operator-privatemodel-sharing"
+    )
+    binding = one(docs, "ValidatingAdmissionPolicyBinding")["spec"]
+    assert binding == {"policyName": "kz-operator-privatemodel-sharing", "validationActions": ["Deny"]}
 
     docs = rendered(helm, *variant)
     data = one(docs, "ConfigMap")["data"]

@@ -218,6 +218,51 @@ def test_a_share_lets_that_user_get_this_model_only_until_it_is_removed(
     assert roles["items"] == []
 
 
+def patch_as(kube: Kube, user: str, path: str, body: dict, dry_run: bool = False) -> dict:
+    with as_user(kube, user) as impersonated:
+        query = {"dryRun": "All"} if dry_run else None
+        return impersonated.request("PATCH", path, body, query, "application/merge-patch+json")
+
+
+def test_an_editor_share_may_edit_the_model_but_only_an_owner_may_change_its_sharing(
+    operator, kube, namespace, secret, s3_bucket
+) -> None:
+    editor = {"email": "ed@example.com", "tenant": "t", "role": "editor"}
+    owner = {"email": "olga@example.com", "tenant": "t", "role": "owner"}
+    kube.request("POST", PM.format(ns=namespace), model("guarded", s3_bucket, sharing=[editor, owner]))
+    get, path = getter(kube, namespace, "guarded"), f"{PM.format(ns=namespace)}/guarded"
+    wait(get, lambda o: len((o.get("status") or {}).get("shares") or []) == 2, "both shares granted")
+    wait(lambda: can(kube, owner["email"], namespace, "share", "guarded"), bool, "the owner may share")
+    assert can(kube, editor["email"], namespace, "patch", "guarded")
+    assert not can(kube, editor["email"], namespace, "share", "guarded")
+
+    patch_as(kube, editor["email"], path, {"spec": {"title": "Renamed by the editor"}})
+    assert get()["spec"]["title"] == "Renamed by the editor"
+
+    def refusal(sharing: list | None, dry_run: bool = False) -> ApiError | None:
+        try:
+            patch_as(kube, editor["email"], path, {"spec": {"sharing": sharing}}, dry_run)
+        except ApiError as err:
+            return err
+        return None
+
+    # The API server loads admission policies asynchronously (a dry run changes nothing meanwhile).
+    wait(lambda: refusal([editor], dry_run=True), bool, "the editor refused by the sharing policy", 15)
+    for sharing in ([{**editor, "role": "owner"}, owner], [editor], None):
+        refused = refusal(sharing)
+        assert refused is not None and refused.status == 403, f"{sharing}: {refused}"
+        assert "spec.sharing of PrivateModel guarded" in refused.message
+        assert "needs verb share" in refused.message
+    assert get()["spec"]["sharing"] == [editor, owner], "the editor's changes of sharing were refused"
+
+    patch_as(kube, owner["email"], path, {"spec": {"sharing": [{**editor, "role": "viewer"}, owner]}})
+    wait(
+        lambda: not can(kube, editor["email"], namespace, "patch", "guarded"),
+        bool,
+        "the owner made the editor a viewer",
+    )
+
+
 def test_upload_to_a_private_model_through_the_kubeconfig_then_download_it(
     operator, control_plane, kube, namespace, secret, s3_server, s3_bucket, model_copy, tmp_path
 ) -> None:

@@ -6,10 +6,19 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import yaml
 from api.manifests import apply, load_example
 from kaizen_api.privatemodel import Share
+from kaizen_local.paths import SHARING_POLICY_FILE
 from kaizen_operator.registry.deletion import deletion_decision, model_users
-from kaizen_operator.registry.rbac import share_binding, share_name, share_role, unique_shares
+from kaizen_operator.registry.rbac import (
+    SHARE_VERB,
+    VERBS,
+    share_binding,
+    share_name,
+    share_role,
+    unique_shares,
+)
 from kaizen_operator.registry.usable import ModelNotReady, ready_version
 
 MODEL = {"metadata": {"name": "support", "namespace": "team-a", "uid": "u-1"}}
@@ -33,9 +42,26 @@ def test_a_share_is_a_role_on_this_model_only_and_a_binding_to_the_user() -> Non
     ]
     assert binding["roleRef"]["name"] == role["metadata"]["name"] == share_name("support", share)
     owner = share_role(MODEL, share.model_copy(update={"role": "owner"}), "t")
-    assert (
-        owner["rules"][0]["verbs"][-1] == "delete" and owner["metadata"]["name"] == role["metadata"]["name"]
-    )
+    assert owner["rules"][0]["verbs"][-2:] == ["delete", "share"]
+    assert owner["metadata"]["name"] == role["metadata"]["name"]
+
+
+def test_only_an_owner_share_grants_the_verb_the_sharing_policy_checks() -> None:
+    """The admission policy (the chart's file, which the local cluster installs too) asks the
+    authorizer for the verb only owner shares grant, and only when spec.sharing changes."""
+    policy = yaml.safe_load(SHARING_POLICY_FILE.read_text())
+    (validation,) = policy["spec"]["validations"]
+    assert f".check('{SHARE_VERB}').allowed()" in validation["expression"]
+    assert validation["expression"].startswith("variables.sharing == variables.oldSharing ||")
+    assert policy["spec"]["matchConstraints"]["resourceRules"] == [
+        {
+            "apiGroups": ["kaizen.dev"],
+            "apiVersions": ["*"],
+            "operations": ["UPDATE"],
+            "resources": ["privatemodels"],
+        }
+    ]
+    assert [role for role, verbs in VERBS.items() if SHARE_VERB in verbs] == ["owner"]
 
 
 def test_one_share_per_user_the_last_one_wins() -> None:

@@ -102,6 +102,7 @@ def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]
             pytest.fail(f"KAIZEN_KUBECONFIG={existing} is not a file", pytrace=False)
         cluster = Cluster(kubeconfig)
         cluster.install_crds(load_crds(default_crd_files()))
+        cluster.install_admission_policies()
         yield cluster
         cluster.close()
         return

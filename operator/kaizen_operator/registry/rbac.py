@@ -12,10 +12,13 @@ from kaizen_api.privatemodel import Share
 MANAGED_BY = "app.kubernetes.io/managed-by"
 MODEL_LABEL = f"{GROUP}/privatemodel"
 INVITED_ANNOTATION = f"{GROUP}/invited-time"
+# The custom verb that changing spec.sharing needs (charts/kaizen/files/privatemodel-sharing.yaml, an
+# admission policy): an editor may update the model but not who it is shared with.
+SHARE_VERB = "share"
 VERBS: dict[str, list[str]] = {
     "viewer": ["get", "list", "watch"],
     "editor": ["get", "list", "watch", "update", "patch"],
-    "owner": ["get", "list", "watch", "update", "patch", "delete"],
+    "owner": ["get", "list", "watch", "update", "patch", "delete", SHARE_VERB],
 }
 # The Kubernetes user a share binds: the e-mail as the cluster's authenticator (OIDC) reports it.
 DEFAULT_USER_FORMAT = "{email}"
