@@ -41,6 +41,13 @@ class RunMetrics(StatusModel):
     eval_num_predictions: int | None = Field(
         default=None, description="Label tokens predicted in validation."
     )
+    non_finite_loss_step: int | None = Field(
+        default=None,
+        ge=0,
+        description="First logged step whose training or validation loss was NaN or infinite: the run "
+        "diverged. Such a loss is never written to the fields above (JSON has no NaN); they keep the "
+        "last finite value, if any.",
+    )
 
 
 class RecordProblem(StatusModel):

@@ -34,6 +34,26 @@ def test_qlora_without_bitsandbytes_names_the_setting(
     assert "quantizationBit" in message["message"]
 
 
+def test_a_broken_image_fails_at_once_naming_the_module(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A module the image cannot import fails every retry the same way: exit 2, not a retried 3."""
+    import sys
+
+    termination_log = tmp_path / "termination-log"
+    monkeypatch.setenv("KAIZEN_TERMINATION_LOG", str(termination_log))
+    monkeypatch.setitem(sys.modules, "kaizen_runner.train.run", None)  # as if the image lacked it
+    config = run_config(base=tmp_path / "no-model", output=str(tmp_path / "out"), data=tmp_path / "d.json")
+    path = write_config(tmp_path / "run.json", config)
+    assert main(["train", "--config", str(path), "--work-dir", str(tmp_path / "work")]) == 2
+    message = json.loads(termination_log.read_text())
+    assert (message["phase"], message["reason"]) == ("Failed", "ConfigInvalid")
+    assert message["message"].startswith(
+        "the runner image cannot import the Python module kaizen_runner.train.run"
+    )
+    assert "kaizen_runner.train.run" in capsys.readouterr().err
+
+
 def test_a_config_from_a_newer_operator_is_refused_by_its_schema_version(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -28,6 +28,43 @@ def test_data_errors(reason: Reason, expected: str, code: int) -> None:
     assert (failure, exit_code(failure), message) == (expected, code, "s3:///train.json: names no bucket")
 
 
+def test_a_module_the_image_lacks_is_not_retried_and_is_named() -> None:
+    """Every pod of the Job runs the same image: a retry would fail the same way."""
+    with pytest.raises(ImportError) as caught:
+        import kaizen_no_such_module.sub  # noqa: F401
+    reason, message = classify(caught.value)
+    assert (reason, exit_code(reason)) == ("ConfigInvalid", EXIT_USER_ERROR)
+    assert message.startswith("the runner image cannot import the Python module kaizen_no_such_module (")
+    assert "ModuleNotFoundError: No module named 'kaizen_no_such_module'" in message
+
+
+def test_a_missing_optional_extra_names_its_setting_as_the_preflight_check_does() -> None:
+    """transformers' own ImportError for flash-attn (a bare one, no module name) and a failed import of
+    bitsandbytes say what `check_optional_packages` says: the setting, and that the image lacks it."""
+    from kaizen_api.finetune import RuntimeParameters
+    from kaizen_runner.train.errors import RunnerError
+    from kaizen_runner.train.models import check_optional_packages
+    from transformers import AutoModelForCausalLM, LlamaConfig
+
+    tiny = LlamaConfig(
+        hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, vocab_size=64
+    )
+    with pytest.raises(ImportError) as caught:
+        AutoModelForCausalLM.from_config(tiny, attn_implementation="flash_attention_2")
+    reason, message = classify(caught.value)
+    assert (reason, exit_code(reason)) == ("ConfigInvalid", EXIT_USER_ERROR)
+    with pytest.raises(RunnerError) as checked:
+        check_optional_packages(RuntimeParameters(flash_attention_v2=True))
+    assert (
+        message.split(" (")[0]
+        == checked.value.message.split(" (")[0]
+        == ("flashAttentionV2 needs the flash_attn package")
+    )
+    assert "FlashAttention2" in message and "unset flashAttentionV2" in message
+    reason, message = classify(ModuleNotFoundError("No module named 'bitsandbytes'", name="bitsandbytes"))
+    assert reason == "ConfigInvalid" and message.startswith("quantizationBit needs the bitsandbytes package")
+
+
 def _dataset_raising(err: Exception, tmp_path: Path) -> BaseException:
     """What `datasets` raises when a row generator fails with `err` (its DatasetGenerationError)."""
     from datasets import Dataset

@@ -4,6 +4,8 @@ Uploads are resumable: a file already stored with the same bytes (its size, and 
 of the local file) is skipped, and a large file goes up in parts, reusing the parts of an earlier
 interrupted multipart upload whose MD5 matches. The version's marker (`.kaizen-uploading`) is written
 first and the manifest last, so the registry shows the version as `uploading` until every file is in place.
+Downloads resume the same way: a local file is kept only when its bytes are the stored ones (the
+manifest's sha256, else the object's ETag), never for its size alone.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from kaizen_api.results import ManifestFile, VersionManifest
 from kaizen_operator.registry.readiness import MANIFEST, UPLOAD_MARKER
 
 from kaizen_runner.storage import ObjectInfo, ObjectStore, StorageError
-from kaizen_runner.train.output import sha256_file
+from kaizen_runner.train.output import read_manifest, sha256_file
 
 PART_SIZE = 64 << 20  # S3 allows at most 10,000 parts: 64 MiB parts carry files up to 625 GiB
 MIN_PART_SIZE = 5 << 20  # S3's minimum for every part but the last
@@ -187,6 +189,37 @@ def upload_version(
     return sent
 
 
+def _part_size(objects: ObjectStore, bucket: str, info: ObjectInfo) -> int:
+    """The part size behind a multipart ETag ("<md5 of md5s>-<n>"): the size of part 1, which S3 tells
+    on request; any other ETag is checked as the MD5 of the body, where the part size plays no role."""
+    if "-" not in info.etag:
+        return PART_SIZE
+    try:
+        return int(objects.client.head_object(Bucket=bucket, Key=info.key, PartNumber=1)["ContentLength"])
+    except (ClientError, BotoCoreError, KeyError, ValueError):
+        return PART_SIZE  # unknown: the check fails and the file is fetched again
+
+
+def _holds(
+    objects: ObjectStore, bucket: str, info: ObjectInfo, target: Path, entry: ManifestFile | None
+) -> bool:
+    """Whether the local `target` already holds the object's bytes (an earlier, interrupted download):
+    the manifest's sha256 where it lists the file (the stronger check), else the object's ETag."""
+    if not (target.is_file() and target.stat().st_size == info.size):
+        return False
+    if entry is not None and entry.sha256:
+        return entry.size == info.size and sha256_file(target) == entry.sha256
+    return _already_stored(info, target, info.size, _part_size(objects, bucket, info))
+
+
+def _listed_files(objects: ObjectStore, bucket: str, prefix: str, keys: set[str]) -> dict[str, ManifestFile]:
+    """The files the version's manifest lists, by path; none when it has no (readable) manifest."""
+    if prefix + MANIFEST not in keys:
+        return {}
+    manifest = read_manifest(objects.get_bytes(bucket, prefix + MANIFEST))
+    return {entry.path: entry for entry in manifest.files} if manifest is not None else {}
+
+
 def download_version(
     objects: ObjectStore, bucket: str, prefix: str, dest: Path, *, progress: Progress | None = None
 ) -> list[Path]:
@@ -194,14 +227,16 @@ def download_version(
     prefix = prefix.strip("/") + "/"
     root = dest.resolve()
     written = []
-    for info in objects.list(bucket, prefix):
+    infos = list(objects.list(bucket, prefix))
+    listed = _listed_files(objects, bucket, prefix, {info.key for info in infos})
+    for info in infos:
         relative = info.key[len(prefix) :]
         if not relative or relative.endswith("/") or relative == UPLOAD_MARKER:
             continue
         target = (root / relative).resolve()
         if not target.is_relative_to(root):
             raise StorageError(f"s3://{bucket}/{info.key} would be written outside {dest}", cause="failed")
-        if not (target.is_file() and target.stat().st_size == info.size):  # resumable too
+        if not _holds(objects, bucket, info, target, listed.get(relative)):
             objects.download_file(bucket, info.key, target)
         written.append(target)
         if progress:

@@ -84,6 +84,9 @@ def common_args(cfg: TrainRunConfig, facts: RunFacts) -> dict[str, Any]:
         "logging_strategy": "steps",
         "logging_steps": others.logging_steps,
         "logging_first_step": True,
+        # Transformers' filter replaces a NaN step's loss by the window's running mean, so a run that
+        # diverged from its first step logs a loss of 0.0; the true mean shows it (metrics.py).
+        "logging_nan_inf_filter": False,
         "bf16": rt.mixed_precision == "bf16",
         "fp16": rt.mixed_precision == "fp16",
         "optim": OPTIMIZERS[rt.optimizer],

@@ -3,7 +3,8 @@
 The operator's podFailurePolicy fails a Job at once on EXIT_USER_ERROR and retries on
 EXIT_INFRA_ERROR, so the classification decides whether a broken run is retried: errors the user
 must fix (configuration, data, model) are not, errors a new pod may not meet (storage, memory,
-network, the runner itself) are.
+network, the runner itself) are. A module the image cannot import is not retried either: every pod
+runs the same image.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pydantic import ValidationError
 
 from kaizen_runner.data import DataError
 from kaizen_runner.storage import StorageError
-from kaizen_runner.train.errors import RunnerError
+from kaizen_runner.train.errors import OPTIONAL_PACKAGES, RunnerError, missing_package
 
 # Storage failures the user fixes in the connection or the URI; others are worth a retry.
 _STORAGE_USER_CAUSES = frozenset({"access_denied", "no_bucket", "not_found", "bad_config", "too_large"})
@@ -61,6 +62,15 @@ def _unwrapped(err: BaseException) -> BaseException:
     return err
 
 
+def _missing_module(err: ImportError) -> str | None:
+    """The module an ImportError is about: its `name`, else an optional extra its message names
+    (transformers raises a bare ImportError for FlashAttention2 and bitsandbytes)."""
+    if err.name:
+        return err.name
+    text = str(err).lower()
+    return next((m for m, (_, words) in OPTIONAL_PACKAGES.items() if any(w in text for w in words)), None)
+
+
 def classify(err: BaseException) -> tuple[FailureReason, str]:
     """(reason, message for the user) of an exception that ended a run."""
     err = _unwrapped(err)
@@ -72,6 +82,9 @@ def classify(err: BaseException) -> tuple[FailureReason, str]:
         return ("ConfigInvalid" if err.cause in _STORAGE_USER_CAUSES else "StorageError"), str(err)
     if isinstance(err, ValidationError):
         return "ConfigInvalid", f"invalid run configuration: {err}"
+    if isinstance(err, ImportError):
+        missing = missing_package(_missing_module(err), f"{type(err).__name__}: {err}")
+        return missing.reason, missing.message
     if _is_oom(err):
         return (
             "OutOfMemory",

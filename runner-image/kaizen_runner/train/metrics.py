@@ -9,11 +9,17 @@
 
 TRL's `num_tokens` is not a prediction count (it counts attention-mask tokens, prompts included,
 and its eval value repeats the train counter), so label tokens are counted here, per micro-batch.
+
+A NaN or infinite loss (a diverged run) cannot cross JSON: `non_finite_loss_step` records the first
+step it was seen at, and a run whose last training loss is not finite fails instead of publishing.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
+
+from kaizen_runner.train.errors import RunnerError
 
 VERTEX_KEYS = (
     "train_total_loss",
@@ -23,6 +29,8 @@ VERTEX_KEYS = (
     "eval_fraction_of_correct_next_step_preds",
     "eval_num_predictions",
 )
+NON_FINITE_STEP = "non_finite_loss_step"
+METRIC_KEYS = (*VERTEX_KEYS, NON_FINITE_STEP)
 IGNORE_INDEX = -100
 
 
@@ -102,12 +110,49 @@ class VertexMetricsMixin:
         super().log(logs, start_time)  # type: ignore[misc]
 
 
+def _not_finite(value: Any) -> bool:
+    return isinstance(value, float) and not math.isfinite(value)
+
+
+def first_non_finite_loss(log_history: list[dict[str, Any]]) -> int | None:
+    """The first step whose logged training or validation loss is NaN or infinite, else None."""
+    steps = [
+        int(entry.get("step", 0))
+        for entry in log_history
+        if _not_finite(entry.get("loss")) or _not_finite(entry.get("eval_loss"))
+    ]
+    return min(steps) if steps else None
+
+
 def vertex_metrics(log_history: list[dict[str, Any]]) -> dict[str, Any]:
-    """The latest value of each Vertex metric in a trainer's log history."""
+    """The latest value of each Vertex metric in a trainer's log history, and the first non-finite
+    loss's step when there is one."""
     latest: dict[str, Any] = {}
     for entry in log_history:
         latest.update({k: entry[k] for k in VERTEX_KEYS if k in entry})
+    step = first_non_finite_loss(log_history)
+    if step is not None:
+        latest[NON_FINITE_STEP] = step
     return latest
+
+
+def finite_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The metrics that JSON can carry: a NaN or infinite value would read back as null (no value)."""
+    return {k: v for k, v in metrics.items() if k in METRIC_KEYS and not _not_finite(v)}
+
+
+def check_not_diverged(log_history: list[dict[str, Any]]) -> None:
+    """Fail a run whose last logged training loss is NaN or infinite: its weights are most likely NaN
+    too, so publishing them would give a version that only looks ready. ConfigInvalid: the same
+    settings, data and seed diverge again on a retry."""
+    last = next((entry["loss"] for entry in reversed(log_history) if "loss" in entry), None)
+    if _not_finite(last):
+        step = next((e.get("step") for e in reversed(log_history) if "loss" in e), None)
+        raise RunnerError(
+            f"training diverged: the training loss is {last} at step {step} (not finite since step "
+            f"{first_non_finite_loss(log_history)}), so no version was published; lower learningRate "
+            "or maxGradNorm, use bf16 rather than fp16, or check the data and the base model's weights"
+        )
 
 
 def with_vertex_metrics(trainer_cls: type, rows_per_record: int = 1) -> type:

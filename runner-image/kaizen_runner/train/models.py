@@ -18,7 +18,7 @@ from typing import Any
 from kaizen_api.finetune import LoraParameters, RuntimeParameters
 from kaizen_api.runconfig import RunLocation
 
-from kaizen_runner.train.errors import RunnerError
+from kaizen_runner.train.errors import RunnerError, missing_package
 from kaizen_runner.train.hub import hub_snapshot
 from kaizen_runner.train.output import MANIFEST, is_version_complete, verify_local_version
 from kaizen_runner.train.store import open_store
@@ -115,29 +115,26 @@ def load_processing_class(path: Path, vision: bool) -> Any:
     return processing
 
 
-def _require(module: str, setting: str, purpose: str) -> None:
+def _require(module: str, purpose: str) -> None:
     if importlib.util.find_spec(module) is None:
-        raise RunnerError(
-            f"{setting} needs the {module} package ({purpose}), which this runner image does not include; "
-            f"unset {setting} or use an image that installs {module}"
-        )
+        raise missing_package(module, purpose)
 
 
 def check_optional_packages(runtime: RuntimeParameters) -> None:
     """Settings that need packages the image may lack fail here, naming the setting, before any work."""
     if runtime.quantization_bit is not None:
-        _require("bitsandbytes", "quantizationBit", f"{runtime.quantization_bit}-bit QLoRA")
+        _require("bitsandbytes", f"{runtime.quantization_bit}-bit QLoRA")
     if runtime.flash_attention_v2:
-        _require("flash_attn", "flashAttentionV2", "FlashAttention-2 kernels")
+        _require("flash_attn", "FlashAttention-2 kernels")
     if runtime.liger_kernel:
-        _require("liger_kernel", "ligerKernel", "Liger Triton kernels")
+        _require("liger_kernel", "Liger Triton kernels")
 
 
 def quantization_config(bits: int | None, compute_dtype: Any) -> Any:
     """bitsandbytes settings for QLoRA (4-bit NF4 with double quantisation, or 8-bit); None without."""
     if bits is None:
         return None
-    _require("bitsandbytes", "quantizationBit", f"{bits}-bit QLoRA")
+    _require("bitsandbytes", f"{bits}-bit QLoRA")
     from transformers import BitsAndBytesConfig
 
     if bits == 4:

@@ -23,7 +23,7 @@ from kaizen_api.results import FailureReason, ProgressReport, TerminationMessage
 from kaizen_api.runconfig import ProgressTarget
 from transformers import TrainerCallback
 
-from kaizen_runner.train.metrics import VERTEX_KEYS
+from kaizen_runner.train.metrics import METRIC_KEYS, NON_FINITE_STEP, finite_metrics, first_non_finite_loss
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +33,9 @@ RATE_LIMITED_RETRIES, RATE_LIMITED_WAIT_S = 3, 1.0  # the operator's bucket refi
 
 
 def run_metrics(metrics: dict[str, Any]) -> RunMetrics:
-    """The trainer's Vertex metrics (snake_case log keys) as the API model."""
-    return RunMetrics(**{k: v for k, v in metrics.items() if k in VERTEX_KEYS})
+    """The trainer's Vertex metrics (snake_case log keys) as the API model; a NaN or infinite loss is
+    left out (JSON would carry it as null), `non_finite_loss_step` says that it happened."""
+    return RunMetrics(**finite_metrics(metrics))
 
 
 def progress_payload(
@@ -167,7 +168,11 @@ class ProgressReporter(TrainerCallback):
             self._sender = Sender(target.url, token)
 
     def update_metrics(self, logs: dict[str, Any]) -> None:
-        self.metrics.update({k: logs[k] for k in VERTEX_KEYS if k in logs})
+        """The latest metrics; of the steps a loss went NaN or infinite, the first is kept."""
+        steps = [s for s in (self.metrics.get(NON_FINITE_STEP), logs.get(NON_FINITE_STEP)) if s is not None]
+        self.metrics.update({k: logs[k] for k in METRIC_KEYS if k in logs})
+        if steps:
+            self.metrics[NON_FINITE_STEP] = min(steps)
 
     def eta_seconds(self) -> int | None:
         """Seconds left, from this process's own pace (a resumed run's earlier steps don't count)."""
@@ -235,7 +240,8 @@ class ProgressReporter(TrainerCallback):
     ) -> None:
         self._track(state)
         if logs:
-            self.update_metrics(logs)
+            step = first_non_finite_loss([{**logs, "step": self.step}])
+            self.update_metrics({**logs, NON_FINITE_STEP: step} if step is not None else logs)
         if state.is_world_process_zero:
             self.report(force="eval_total_loss" in (logs or {}))
 

@@ -22,7 +22,7 @@ from kaizen_api.runconfig import TrainRunConfig
 from kaizen_runner.train.building import build_trainer
 from kaizen_runner.train.checkpoints import CheckpointSync
 from kaizen_runner.train.distributed import current_ranks
-from kaizen_runner.train.metrics import vertex_metrics
+from kaizen_runner.train.metrics import check_not_diverged, vertex_metrics
 from kaizen_runner.train.progress import ProgressReporter, run_metrics, write_termination_message
 from kaizen_runner.train.publishing import Published, already_published, build_report, publish, save_model
 from kaizen_runner.train.staging import RunPaths, resume_point
@@ -76,6 +76,7 @@ def run_training(cfg: TrainRunConfig, *, work_dir: Path, packing: bool = False) 
         and not _just_evaluated(trainer)
     ):
         trainer.evaluate()
+    check_not_diverged(trainer.state.log_history)
 
     artifacts = save_model(trainer, cfg, paths, built.base, built.vision)
     logged = vertex_metrics(trainer.state.log_history)
