@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from kaizen_api.base import GROUP, VERSION
+from kaizen_api.finetune_status import RunMetrics
 
 from kaizen_local.cluster import Cluster
 
@@ -34,12 +35,13 @@ def metrics_cell(plural: str, obj: dict[str, Any]) -> str:
     """The headline numbers: a pipeline's current (or last) run's loss, an EvalJob's scores."""
     status = obj.get("status") or {}
     if plural == "finetunepipelines":
-        runs = status.get("runs") or []
-        run = status.get("currentRun") or (runs[-1] if runs else {})
-        metrics = run.get("metrics") or {}
+        runs = status.get("runs") or []  # newest first
+        run = status.get("currentRun") or (runs[0] if runs else {})
+        # Through the model: the API server writes a whole-number loss (2.0) as 2, which json reads as int.
+        metrics = RunMetrics.model_validate(run.get("metrics") or {}).to_manifest()
         step = (run.get("progress") or {}).get("step")
         parts = [f"step={step}"] if step is not None else []
-        parts += [f"{k}={v:.4g}" for k, v in metrics.items() if isinstance(v, float)]
+        parts += [f"{k}={v:.4g}" for k, v in metrics.items() if not k.endswith("NumPredictions")]
         return " ".join(parts)
     results = status.get("results") or {}
     return " ".join(f"{k}={v:.3g}" for k, v in results.items() if isinstance(v, (int, float)))

@@ -5,8 +5,9 @@
 - ops port: `/metrics` (Prometheus), `/healthz` (the loop answers), `/readyz` (workers started).
 
 Responses: 200 applied or ignored as stale, 400 a path that names no run or a bad body (naming the
-part), 401 no token, 403 wrong token, 404 no such active run, 413 body over 64 KiB, 429 over the run's
-rate or over all runs' lookups of token Secrets. A refused report changes nothing.
+part; a NaN or infinite number too), 401 no token, 403 wrong token, 404 no such active run, 413 body
+over 64 KiB, 429 over the run's rate or over all runs' lookups of token Secrets. A refused report
+changes nothing.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from kaizen_operator.progress import (
     apply_report,
     bearer_token,
     is_stale,
+    number_problem,
     path_problem,
     time_problem,
     token_matches,
@@ -132,7 +134,7 @@ def report_handler(ctx: Context, limiter: RateLimiter, owner: Owner, apply: Appl
             except ValidationError as err:
                 message = validation_message(err, prefix="")
                 raise Refused(400, "invalid", f"not a progress report: {message}") from None
-            if (problem := time_problem(report, datetime.now(UTC))) is not None:
+            if (problem := time_problem(report, datetime.now(UTC)) or number_problem(report)) is not None:
                 raise Refused(400, "invalid", problem)
             applied = await asyncio.to_thread(apply, ctx, namespace, run, owned_by, report)
         except Refused as refused:

@@ -51,6 +51,10 @@ def smtp_settings(secret: Mapping[str, Any] | None) -> SmtpSettings:
         port = int(data.get("port", "587"))
     except ValueError:
         raise NotifyError(f"the SMTP Secret's 'port' is not a number: {data['port']!r}") from None
+    if not 1 <= port <= 65535:
+        raise NotifyError(f"the SMTP Secret's 'port' must be 1 to 65535, not {port}")
+    if any(c in data.get("from", "") for c in "\r\n"):  # a header line each: the mail could not be made
+        raise NotifyError("the SMTP Secret's 'from' holds a line break")
     for key in ("username", "password"):
         if not data.get(key, "").isascii():  # smtplib's AUTH encodes them as ASCII
             raise NotifyError(f"the SMTP Secret's {key!r} is not ASCII, which SMTP AUTH cannot send")

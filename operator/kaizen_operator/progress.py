@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import re
 import secrets
 import time
@@ -119,6 +120,28 @@ def time_problem(report: ProgressReport, now: datetime) -> str | None:
             ahead = f"is ahead of the operator's clock ({now.isoformat()})"
             return f"{where}.updatedTime {when.isoformat()} {ahead}"
     return None
+
+
+INT64_MAX = 2**63 - 1
+
+
+def number_problem(report: ProgressReport) -> str | None:
+    """Why one of the report's numbers cannot be applied (None when all can): the JSON parser reads
+    `NaN`, `Infinity` and integers of any size, which no status can hold (the API server refused the
+    status patch, after the report had been taken, and the runner was told to try again)."""
+
+    def first(value: object, where: str) -> str | None:
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"{where} is {value}; a report's numbers must be finite"
+        if isinstance(value, int) and abs(value) > INT64_MAX:
+            return f"{where} is {value}; a report's integers must fit in 64 bits"
+        if isinstance(value, dict):
+            return next(
+                (p for k, v in value.items() if (p := first(v, f"{where}.{k}" if where else k))), None
+            )
+        return None
+
+    return first(report.model_dump(by_alias=True, exclude_none=True), "")
 
 
 def apply_report(run: RunStatus, report: ProgressReport) -> RunStatus:

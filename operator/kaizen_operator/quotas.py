@@ -4,7 +4,9 @@ A pipeline over a cap gets Ready=False with reason QuotaExceeded and nothing is 
 pipeline cap is by age (the oldest pipelines of the namespace keep running). Both caps count from
 the operator's watch cache, so a pass costs no request; a pass LISTs the namespace only before kopf's
 initial listing is in, and to confirm a count that would block it (the cache may hold pipelines
-deleted while a watch restarted, see watchcache).
+deleted while a watch restarted, see watchcache). That LIST serves the namespace's other blocked
+passes for `CONFIRMED_S`, unless the watch lists again meanwhile: a namespace of many blocked
+pipelines costs one LIST per wake or restart, not one per pipeline.
 
 The caps stay level-based without timers on idle pipelines: on every change of a namespace's
 pipelines (a deletion, a run that ended) the pipeline watch asks `to_wake` which blocked pipelines
@@ -34,6 +36,7 @@ RUN_WAIT = "the run starts when one ends"  # ends the concurrent-runs message; `
 # A pipeline waiting for a run slot is woken when one frees; this bounds the wait should that wake
 # not start it (e.g. an older waiter, woken first, keeps failing its passes).
 WAIT_FALLBACK_S = 120.0
+CONFIRMED_S = 10.0  # how long one LIST vouches for a namespace's cached count (see WatchCache.confirmed)
 Count = Callable[[list[dict[str, Any]]], bool]  # whether these other pipelines block this one
 
 
@@ -46,19 +49,32 @@ def _others(
     cache: WatchCache, kube: Kube, pipeline: dict[str, Any], blocks: Count, *, metadata_only: bool
 ) -> list[dict[str, Any]] | None:
     """The namespace's other pipelines when `blocks` says they block this one, else None. Counted from
-    the watch cache, and confirmed by a LIST before they block (or LISTed outright before the watch's
-    initial listing is in): a watch restart never reports the deletions made during its gap, and a
-    pipeline gone would be counted, with its active runs, for ever. The LIST drops such pipelines from
-    the cache; a LIST costs a request only where a pipeline is about to be blocked."""
+    the watch cache, whose count is confirmed by a LIST before it blocks (or LISTed outright before
+    the watch's initial listing is in): a watch restart never reports the deletions made during its
+    gap, and a pipeline gone would be counted, with its active runs, for ever. The LIST drops such
+    pipelines from the cache, and vouches for it to the namespace's passes that block next."""
     meta = pipeline["metadata"]
-    items = cache.in_namespace(meta["namespace"])
-    if items is not None and not blocks(_without(items, meta["name"])):
-        return None
-    before = cache.versions(meta["namespace"])
-    items = kube.list(path_of(API, KIND, meta["namespace"]), metadata_only=metadata_only)
-    cache.absent(meta["namespace"], before, {i["metadata"]["name"] for i in items})
+    namespace = meta["namespace"]
+    items = cache.in_namespace(namespace)
+    if items is None:
+        items = _listed(cache, kube, namespace, metadata_only)
+    elif blocks(_without(items, meta["name"])):
+        with cache.confirming(namespace):  # passes blocked at once share the LIST of the first
+            if not cache.confirmed(namespace, CONFIRMED_S):
+                _listed(cache, kube, namespace, metadata_only=True)  # names are all it needs
+        items = cache.in_namespace(namespace) or []
     others = _without(items, meta["name"])
     return others if blocks(others) else None
+
+
+def _listed(cache: WatchCache, kube: Kube, namespace: str, metadata_only: bool) -> list[dict[str, Any]]:
+    """The namespace's pipelines as the API server lists them; those the cache holds and the LIST
+    lacks are dropped from the cache, which the LIST then confirms."""
+    mark, before = cache.mark(), cache.versions(namespace)
+    items = kube.list(path_of(API, KIND, namespace), metadata_only=metadata_only)
+    cache.absent(namespace, before, {i["metadata"]["name"] for i in items})
+    cache.confirm(namespace, mark)
+    return items
 
 
 def _without(items: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:

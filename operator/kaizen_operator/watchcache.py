@@ -13,7 +13,8 @@ to the handlers as events of type None, one object at a time and with no mark wh
 deletion made during the gap is never reported. So the cache may hold objects that are gone. It is
 not the cache that finds them: a pass about to create a child confirms what it read, and a quota
 about to block confirms its count with a LIST, whose missing objects `absent` drops (see reconciler,
-quotas).
+quotas). Such a LIST `confirm`s the namespace: until the next listing event (`relisted`, a restart
+whose gap may have hidden deletions) its other passes may trust the cache's count without a LIST.
 
 Bodies are kept as JSON text: a thousand pipelines held as nested dicts were most of the objects the
 garbage collector walks in a full collection (the operator's longest pauses), and parsing the text
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from typing import Any
 
 Key = tuple[str, str]  # (namespace, name)
@@ -66,6 +68,9 @@ class WatchCache:
         self._behind: set[Key] = set()
         self._stale: set[Key] = set()  # a write was refused as a Conflict: a newer version exists
         self._listed = False
+        self._relists = 0  # listing events delivered (each may follow a watch restart's gap)
+        self._confirmed: dict[str, tuple[int, float]] = {}  # namespace -> `mark` of its last LIST
+        self._confirming: dict[str, threading.Lock] = {}  # namespace -> held while it is LISTed
 
     def observed(self, key: Key, body: dict[str, Any]) -> None:
         """A watch event's object (ADDED, MODIFIED or the initial listing)."""
@@ -146,6 +151,34 @@ class WatchCache:
                 cached = self._bodies.get((namespace, name))
                 if name not in listed and cached is not None and cached[0] == version:
                     self._drop((namespace, name))
+
+    def relisted(self) -> None:
+        """A watch listing delivered an object: a restart's listing, perhaps, after a gap whose
+        deletions were never reported, so no namespace's earlier LIST vouches for the cache any more."""
+        with self._lock:
+            self._relists += 1
+
+    def mark(self) -> tuple[int, float]:
+        """Taken as a LIST starts, for `confirm`: what it can vouch for is the cache as of then."""
+        with self._lock:
+            return self._relists, time.monotonic()
+
+    def confirm(self, namespace: str, mark: tuple[int, float]) -> None:
+        """A LIST that started at `mark` found the namespace's ghosts, and `absent` dropped them."""
+        with self._lock:
+            self._confirmed[namespace] = mark
+
+    def confirmed(self, namespace: str, max_age_s: float) -> bool:
+        """Whether a LIST confirmed the namespace within `max_age_s` and no listing event came since
+        it started (the age bounds a restart that delivered no object at all, so went unseen)."""
+        with self._lock:
+            relists, at = self._confirmed.get(namespace, (-1, 0.0))
+            return relists == self._relists and time.monotonic() - at < max_age_s
+
+    def confirming(self, namespace: str) -> threading.Lock:
+        """The namespace's lock for confirming: the passes that wait on it share one LIST."""
+        with self._lock:
+            return self._confirming.setdefault(namespace, threading.Lock())
 
     def listed(self) -> None:
         """The watch's initial listing is in: every object that exists has been delivered."""

@@ -16,7 +16,10 @@ import os
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -312,6 +315,7 @@ def test_a_runner_failure_names_its_reason_and_cancel_stops_a_run(ns, control_pl
     control_plane.request("POST", EVALJOBS.format(ns), harness_job("long", fake(0, None, "10m")))
     path = f"{EVALJOBS.format(ns)}/long"
     running = wait(control_plane, path, phase_is("Running"))
+    refuses_reports_json_cannot_hold(control_plane, ns, running)
     cancel = {"metadata": {"annotations": {"kaizen.dev/cancel": "true"}}}
     control_plane.request("PATCH", path, cancel, content_type="application/merge-patch+json")
     cancelled = wait(control_plane, path, phase_is("Cancelled"))
@@ -325,3 +329,39 @@ def test_a_runner_failure_names_its_reason_and_cancel_stops_a_run(ns, control_pl
         time.sleep(0.3)
     else:
         raise AssertionError("the cancelled run's Job was not deleted")
+
+
+def refuses_reports_json_cannot_hold(cluster: Any, ns: str, job: dict[str, Any]) -> None:
+    """A hand-made report with NaN or Infinity (Python's json reads them) is refused naming the field,
+    and changes nothing; a good one then lands."""
+    run_obj = job["status"]["jobName"]
+    config_map = cluster.request("GET", f"/api/v1/namespaces/{ns}/configmaps/{run_obj}-config")
+    url = json.loads(config_map["data"]["run.json"])["progress"]["url"]
+    secret = cluster.request("GET", f"/api/v1/namespaces/{ns}/secrets/{run_obj}-token")
+    token = base64.b64decode(secret["data"]["token"]).decode()
+    now = datetime.now(UTC).isoformat()
+    progress = {"done": 1, "total": 4, "updatedTime": now}
+    for report, field in (
+        ({"evalProgress": progress, "metrics": {"trainTotalLoss": float("nan")}}, "metrics.trainTotalLoss"),
+        ({"evalProgress": {**progress, "etaSeconds": float("inf")}}, "evalProgress.etaSeconds"),
+    ):
+        status, body = send_report(url, token, {"runName": job["status"]["runName"], **report})
+        assert status == 400 and field in body["error"], body
+    assert "progress" not in cluster.request("GET", f"{EVALJOBS.format(ns)}/long")["status"]
+    assert send_report(url, token, {"runName": job["status"]["runName"], "evalProgress": progress})[0] == 200
+    landed = cluster.request("GET", f"{EVALJOBS.format(ns)}/long")["status"]["progress"]
+    assert landed["done"] == 1 and landed["total"] == 4
+
+
+def send_report(url: str, token: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return int(response.status), json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        return int(err.code), json.loads(err.read() or b"{}")

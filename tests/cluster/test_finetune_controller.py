@@ -80,6 +80,11 @@ def progress_url(cluster: Any, namespace: str, run: dict[str, Any]) -> str:
 
 
 def post(url: str, token: str, body: dict[str, Any]) -> int:
+    return answer(url, token, body)[0]
+
+
+def answer(url: str, token: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """Status and JSON answer of a report, sent as Python's json writes it (NaN and Infinity too)."""
     request = urllib.request.Request(
         url,
         data=json.dumps(body).encode(),
@@ -88,9 +93,10 @@ def post(url: str, token: str, body: dict[str, Any]) -> int:
     )
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
-            return int(response.status)
+            return int(response.status), json.loads(response.read())
     except urllib.error.HTTPError as err:
-        return int(err.code)
+        text = err.read().decode()  # JSON from the handler; aiohttp's own refusals (413) are text
+        return int(err.code), json.loads(text) if text.startswith("{") else {"error": text}
 
 
 def test_job_path_end_to_end(ns, control_plane) -> None:
@@ -206,6 +212,17 @@ def test_progress_reports_reach_status_and_other_tokens_are_refused(ns, control_
     assert current["lossHistory"] == [{"step": 3, "loss": 1.25}]
     assert post(url, token, payload) == 200  # a replay is accepted as stale and changes nothing
     assert get_pipeline(control_plane, ns, "live")["status"]["currentRun"]["progress"] == current["progress"]
+    later = {"step": 4, "totalSteps": 6, "updatedTime": datetime.now(UTC).isoformat()}
+    for field, report in (  # hand-made reports with numbers Python's json reads and no status holds
+        ("metrics.trainTotalLoss", {"progress": later, "metrics": {"trainTotalLoss": float("nan")}}),
+        ("metrics.evalTotalLoss", {"progress": later, "metrics": {"evalTotalLoss": float("-inf")}}),
+        ("progress.totalSteps", {"progress": later | {"totalSteps": 2**64}}),
+    ):
+        time.sleep(1.0)  # within the run's rate: one report a second after a burst of three
+        status, body = answer(url, token, {"runName": run["name"], **report})
+        assert status == 400 and body["error"].startswith(f"{field} is "), body
+    assert get_pipeline(control_plane, ns, "live")["status"]["currentRun"] == current
+    time.sleep(1.0)
     assert post(url, token, {"runName": run["name"], "x": "y" * 70_000}) == 413
     # Cancelling: the workload goes, the run ends Cancelled.
     control_plane.request(

@@ -127,6 +127,51 @@ def test_a_run_ending_starts_the_waiting_pipelines_run(ns, control_plane) -> Non
     assert runs(busy)[0]["phase"] == "Cancelled" and len(active(busy)) == 1, "2 runs: the cap holds"
 
 
+def namespaced_pipeline_lists(cluster: Any) -> int:
+    """LISTs of FineTunePipelines in a namespace the API server has answered (its /metrics): the
+    operator's quota confirmations; kopf's watch lists cluster-wide."""
+    api = cluster.api_client()
+    method, url, headers, body, _ = api.param_serialize(
+        "GET", "/metrics", header_params={"Accept": "text/plain"}, auth_settings=["BearerToken"]
+    )
+    text = api.call_api(method, url, headers, body, _request_timeout=30).read().decode()
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith("apiserver_request_total{") and all(
+            label in line for label in ('resource="finetunepipelines"', 'scope="namespace"', 'verb="LIST"')
+        ):
+            total += float(line.rsplit(" ", 1)[1])
+    return int(total)
+
+
+def test_blocked_pipelines_share_the_list_that_confirms_their_count(ns, control_plane) -> None:
+    """Each pass of a blocked pipeline once LISTed the namespace to confirm its count; now one LIST
+    vouches for the namespace's cache, so blocked passes at once cost one LIST, not one each."""
+    blocked = [f"late{i}" for i in range(6)]
+    for name in ("first", "second"):
+        create(control_plane, ns, pipeline(name))
+        wait_pipeline(control_plane, ns, name, first_run_phase("Succeeded"))
+    for name in blocked:
+        create(control_plane, ns, pipeline(name))
+    for name in blocked:
+        wait_pipeline(control_plane, ns, name, blocked_by_quota)
+    before = namespaced_pipeline_lists(control_plane)
+    for name in blocked:  # a run asked for: each pipeline's pass checks the cap again
+        merge_patch(control_plane, ns, name, {"spec": {"trigger": {"runToken": "again"}}})
+    for name in blocked:
+        wait_pipeline(
+            control_plane,
+            ns,
+            name,
+            lambda o: conditions(o)["Ready"]["observedGeneration"] == o["metadata"]["generation"],
+        )
+    lists = namespaced_pipeline_lists(control_plane) - before
+    assert lists <= 1, f"{lists} LISTs for {len(blocked)} blocked passes"
+    assert all(blocked_by_quota(get_pipeline(control_plane, ns, n)) for n in blocked)
+    control_plane.request("DELETE", f"{PIPELINES.format(ns)}/first")  # the oldest blocked one may run
+    wait_pipeline(control_plane, ns, "late0", lambda o: bool(runs(o)), timeout=PROMPT_S)
+
+
 def test_a_run_on_more_nodes_than_allowed_is_blocked(ns, control_plane) -> None:
     create(control_plane, ns, pipeline("wide", resources={"gpusPerNode": 1, "nodes": 2}))
     wide = wait_pipeline(control_plane, ns, "wide", blocked_by_quota)

@@ -169,3 +169,17 @@ def test_a_non_ascii_password_at_login_is_a_notify_error():
         assert len(inbox.messages) == 1
     finally:
         controller.stop()
+
+
+def test_a_from_with_a_line_break_or_a_port_out_of_range_is_a_notify_error_naming_the_key():
+    """A `from` with a line break made composing the mail raise ValueError: the pass failed after its
+    claim, and the next one reported the mail as unconfirmed instead of the setting at fault."""
+
+    def secret(**data: str) -> dict:
+        return {"data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}}
+
+    with pytest.raises(NotifyError, match="'from' holds a line break"):
+        smtp_settings(secret(host="h", **{"from": "k@example.com\r\nBcc: all@example.com"}))
+    for port in ("0", "70000", "-1"):
+        with pytest.raises(NotifyError, match=f"'port' must be 1 to 65535, not {port}"):
+            smtp_settings(secret(host="h", port=port))

@@ -4,6 +4,7 @@ the refusals it makes before it looks anything up (a real aiohttp server, no Kub
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -132,10 +133,10 @@ def test_loss_history_keeps_the_whole_curve_when_points_arrive_one_at_a_time(ste
     assert max(b - a for a, b in zip(kept, kept[1:], strict=False)) < 2 * even
 
 
-def post(ctx: Context, path: str, headers: bytes) -> int:
-    """The status of one POST to a real progress server on 127.0.0.1, sent as raw bytes."""
+def exchange(ctx: Context, path: str, headers: bytes, body: bytes = b"{}") -> tuple[int, bytes]:
+    """The status and body of one POST to a real progress server on 127.0.0.1, sent as raw bytes."""
 
-    async def send() -> int:
+    async def send() -> tuple[int, bytes]:
         server = TestServer(endpoints.progress_app(ctx, RateLimiter()), host="127.0.0.1")
         await server.start_server()
         try:
@@ -143,16 +144,22 @@ def post(ctx: Context, path: str, headers: bytes) -> int:
             writer.write(
                 f"POST {path} HTTP/1.1\r\nHost: x\r\n".encode()
                 + headers
-                + b"Content-Length: 2\r\nConnection: close\r\n\r\n{}"
+                + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+                + body
             )
             await writer.drain()
-            status = int((await asyncio.wait_for(reader.readline(), 10)).split()[1])
+            answer = await asyncio.wait_for(reader.read(), 10)
             writer.close()
-            return status
+            head, _, content = answer.partition(b"\r\n\r\n")
+            return int(head.split()[1]), content
         finally:
             await server.close()
 
     return asyncio.run(send())
+
+
+def post(ctx: Context, path: str, headers: bytes) -> int:
+    return exchange(ctx, path, headers)[0]
 
 
 def test_requests_that_name_no_run_or_carry_no_real_token_cost_no_lookup() -> None:
@@ -169,3 +176,26 @@ def test_requests_that_name_no_run_or_carry_no_real_token_cost_no_lookup() -> No
     ctx.secret_reads = RateLimiter(burst=0)  # a flood of well-formed tokens spent the lookups
     assert post(ctx, f"/runs/team-a/{RUN}", good) == 429
     assert post(ctx, f"/evalruns/team-a/{RUN}", good) == 429
+
+
+@pytest.mark.parametrize(
+    ("number", "field"),
+    [
+        ('"metrics": {"trainTotalLoss": NaN}', "metrics.trainTotalLoss"),
+        ('"metrics": {"evalTotalLoss": -Infinity}', "metrics.evalTotalLoss"),
+        ('"progress": {"step": 3, "epoch": Infinity}', "progress.epoch"),
+        ('"progress": {"step": 18446744073709551616}', "progress.step"),  # beyond the CRD's int64
+    ],
+)
+def test_a_report_with_a_number_json_cannot_hold_is_refused_naming_it(number: str, field: str) -> None:
+    """Python's JSON parser reads NaN, Infinity and integers of any size; no status can hold them (the
+    API server refused the patch, and the runner was told to try again). Refused before the run is
+    read: this Context has no Kubernetes API, so applying the report would answer 500."""
+    none: Any = None
+    ctx = Context(kube=none, settings=none, catalog=none, key=b"k" * 32)
+    ctx.run_index[("team-a", RUN)] = ("pipe", "uid-1")
+    token = run_token(ctx.key, "team-a", RUN, "uid-1")
+    body = f'{{"runName": "r", {number}}}'.encode()
+    status, answer = exchange(ctx, f"/runs/team-a/{RUN}", f"Authorization: Bearer {token}\r\n".encode(), body)
+    assert status == 400, answer
+    assert json.loads(answer)["error"].startswith(f"{field} is ")

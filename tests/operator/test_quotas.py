@@ -1,14 +1,18 @@
 """Quota arithmetic: the oldest pipelines keep their place, active runs count across the namespace,
 counted from the watch cache (a LIST only before the watch's initial listing is in, and to confirm a
-count that blocks), and which blocked pipelines a change of the namespace lets pass."""
+count that blocks, shared by the namespace's passes), and which blocked pipelines a change of the
+namespace lets pass."""
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from api.manifests import load_example
 from kaizen_api.finetune import FineTunePipelineSpec
 from kaizen_api.finetune_status import RunStatus
+from kaizen_operator import quotas as quota_module
 from kaizen_operator.quotas import RUN_WAIT, concurrent_runs_blocker, pipeline_blocker, to_wake
 from kaizen_operator.settings import Quotas
 from kaizen_operator.triggers import holding_slots
@@ -153,3 +157,59 @@ def test_a_run_that_ends_wakes_as_many_waiters_as_slots_free_oldest_first() -> N
     assert to_wake([busy, wide, other, *waiters], quotas) == ["c"]
     assert to_wake([wide, other, *waiters], quotas) == ["c", "d"]
     assert to_wake([pipeline("a", DAY1, "Running", "Pending"), *waiters], quotas) == []
+
+
+def test_the_blocked_passes_of_a_namespace_share_the_list_that_confirms_their_count() -> None:
+    """One LIST vouches for the namespace's cache: the next passes it blocks (pipeline cap or run
+    slots) count from the cache, until a listing event (a watch restart may hide deletions)."""
+    items = [pipeline("a", DAY1, "Running"), *(pipeline(n, DAY2) for n in "bcde")]
+    cache, api = cached(*items), Listing(items)
+    for item in items[1:]:
+        assert pipeline_blocker(cache, api, item, SPEC, Quotas(max_pipelines=1)) is not None  # type: ignore[arg-type]
+        assert concurrent_runs_blocker(cache, api, item, [], Quotas(max_concurrent_runs=1)) is not None  # type: ignore[arg-type]
+    assert api.requests == 1, "eight blocked passes, one LIST"
+    cache.relisted()
+    assert pipeline_blocker(cache, api, items[1], SPEC, Quotas(max_pipelines=1)) is not None  # type: ignore[arg-type]
+    assert api.requests == 2, "a listing event: the next blocked pass confirms again"
+
+
+def test_passes_blocked_at_once_wait_for_one_list() -> None:
+    items = [pipeline("a", DAY1), *(pipeline(f"p{i}", DAY2) for i in range(8))]
+    cache = cached(*items)
+
+    class Slow(Listing):
+        def list(self, path: str, selector: str | None = None, metadata_only: bool = False) -> list[Any]:
+            time.sleep(0.2)
+            return super().list(path, selector, metadata_only)
+
+    api = Slow(items)
+    with ThreadPoolExecutor(8) as pool:
+        blocked = list(
+            pool.map(lambda p: pipeline_blocker(cache, api, p, SPEC, Quotas(max_pipelines=1)), items[1:])  # type: ignore[arg-type]
+        )
+    assert all(blocked) and api.requests == 1
+
+
+def test_a_ghost_a_watch_restart_left_does_not_block() -> None:
+    """`a` was deleted while the watch restarted: the cache still holds it. The restart's listing
+    events void the namespace's earlier LIST, so the count that would block is LISTed again."""
+    a, b = pipeline("a", DAY1), pipeline("b", DAY2)
+    cache, api = cached(a, b), Listing([a, b])
+    quotas = Quotas(max_pipelines=1)
+    assert pipeline_blocker(cache, api, b, SPEC, quotas) is not None  # type: ignore[arg-type]
+    api.items = [b]  # deleted during the watch's gap: no DELETED event
+    assert pipeline_blocker(cache, api, b, SPEC, quotas) is not None, "no listing event yet"  # type: ignore[arg-type]
+    cache.relisted()  # the restart's listing delivers b (and never a)
+    assert pipeline_blocker(cache, api, b, SPEC, quotas) is None  # type: ignore[arg-type]
+    assert cache.in_namespace("ns") == [b], "the LIST dropped the ghost"
+
+
+def test_a_confirmation_lasts_a_short_while(monkeypatch: Any) -> None:
+    """Bounded in time too: a restart that delivered no object at all (every pipeline gone) sends no
+    listing event."""
+    a, b = pipeline("a", DAY1), pipeline("b", DAY2)
+    cache, api = cached(a, b), Listing([a, b])
+    monkeypatch.setattr(quota_module, "CONFIRMED_S", 0.0)
+    for _ in range(2):
+        assert pipeline_blocker(cache, api, b, SPEC, Quotas(max_pipelines=1)) is not None  # type: ignore[arg-type]
+    assert api.requests == 2

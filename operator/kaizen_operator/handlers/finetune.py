@@ -196,6 +196,8 @@ async def pipeline_event(event: kopf.RawEvent, meta: kopf.Meta, **_: Any) -> Non
         return
     cache, key = RUNTIME.ctx.pipelines, _key(event["object"])
     cache.listed()  # see pipeline_cache
+    if event["type"] is None:  # a listing: after a restart, deletions in its gap went unreported
+        cache.relisted()
     if event["type"] == "DELETED":
         cache.deleted(key)
     version = meta.get("resourceVersion")
