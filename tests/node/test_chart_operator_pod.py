@@ -13,6 +13,7 @@ which the node's DNS answers with the operator pod's address.
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -213,3 +214,6 @@ def test_the_charts_operator_runs_in_a_pod_and_reconciles(
     after = operator_pod(cp, release)
     assert after is not None and after["metadata"]["name"] == name and ready(after)
     assert after["status"]["containerStatuses"][0]["restartCount"] == 0
+    log = log_of(cp, release["namespace"], name)
+    assert not log.startswith("(no log"), log
+    assert not re.search(r"\b403\b|forbidden|traceback", log, re.IGNORECASE), log[-4000:]
