@@ -4,5 +4,6 @@ pytest_plugins = [
     "support.controlplane",
     "support.s3server",
     "support.realnode",
+    "support.helm",
     "support.memoryguard",
 ]

@@ -75,7 +75,9 @@ class LocalControlPlane(Cluster):
     the child processes are tied to it (see ``die_with_parent``).
 
     With ``real_node=True`` it also starts the real node (``node.realnode``: containerd + kubelet) and
-    returns once that node is Ready; check ``node.realnode.unavailable_reason`` first.
+    returns once that node is Ready; check ``node.realnode.unavailable_reason`` first. The apiserver
+    then listens on the pod bridge's host address instead of 127.0.0.1 (``api_address``), so pods that
+    talk to it (the Helm chart's operator) reach it there; host processes reach it as well.
     """
 
     def __init__(
@@ -96,10 +98,11 @@ class LocalControlPlane(Cluster):
         self._token = secrets.token_hex(16)
         self._procs: list[Process] = []
         self.node = RealNode(bin_dir or default_bin_dir()) if real_node else None
+        self.api_address = HOST_ADDRESS if real_node else "127.0.0.1"
 
     @property
     def server(self) -> str:
-        return f"https://127.0.0.1:{self.api_port}"
+        return f"https://{self.api_address}:{self.api_port}"
 
     def __enter__(self) -> LocalControlPlane:
         self.start()
@@ -247,7 +250,7 @@ class LocalControlPlane(Cluster):
 
     def _start_apiserver(self) -> None:
         """etcd and kube-apiserver start together (the apiserver retries etcd until it answers)."""
-        etcd_port, peer_port, self.api_port = free_port(), free_port(), free_port()
+        etcd_port, peer_port, self.api_port = free_port(), free_port(), free_port(self.api_address)
         pki = self.work_dir / "pki"
         pki.mkdir(exist_ok=True)
         tokens = [f'{self._token},admin,admin,"system:masters"']
@@ -270,12 +273,16 @@ class LocalControlPlane(Cluster):
             raise ControlPlaneError(f"openssl could not create {sa_key}: {err.decode(errors='replace')}")
         self._spawn(
             "kube-apiserver",
-            *flags.apiserver(etcd_url, pki, self.api_port, sa_key, self.work_dir / "tokens.csv"),
+            *flags.apiserver(
+                etcd_url, pki, self.api_port, sa_key, self.work_dir / "tokens.csv", self.api_address
+            ),
             *node_args,
         )
         self._wait("etcd health", Probe(etcd_port, "/health", tls=False), "etcd", timeout=30)
         self._wait(
-            "kube-apiserver /readyz", Probe(self.api_port, "/readyz", token=self._token), "kube-apiserver"
+            "kube-apiserver /readyz",
+            Probe(self.api_port, "/readyz", token=self._token, host=self.api_address),
+            "kube-apiserver",
         )
         ca = (pki / "apiserver.crt").read_bytes()  # self-signed: the serving cert is its own trust anchor
         self.kubeconfig.write_text(kubeconfig_yaml(self.server, base64.b64encode(ca).decode(), self._token))

@@ -42,12 +42,18 @@ def etcd(data_dir: Path, client_url: str, peer_url: str) -> list[str]:
     ]
 
 
-def apiserver(etcd_url: str, pki: Path, port: int, sa_key: Path, tokens: Path) -> list[str]:
+def apiserver(
+    etcd_url: str, pki: Path, port: int, sa_key: Path, tokens: Path, address: str = "127.0.0.1"
+) -> list[str]:
+    """``address``: where it listens, 127.0.0.1, or with the real node the pod bridge's host address
+    (pods reach nothing else on the host; host processes reach it as well as loopback). Its
+    self-signed serving certificate names the advertise and bind addresses, so in-pod clients verify it
+    at that address."""
     return [
         f"--etcd-servers={etcd_url}",
         f"--cert-dir={pki}",  # the apiserver writes a self-signed serving cert here
-        "--bind-address=127.0.0.1",
-        "--advertise-address=127.0.0.1",
+        f"--bind-address={address}",
+        f"--advertise-address={address}",
         f"--secure-port={port}",
         "--service-cluster-ip-range=10.0.0.0/24",
         "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
@@ -56,7 +62,9 @@ def apiserver(etcd_url: str, pki: Path, port: int, sa_key: Path, tokens: Path) -
         f"--token-auth-file={tokens}",
         "--authorization-mode=Node,RBAC",  # Node: what a kubelet may read (its pods' secrets...)
         "--allow-privileged=true",
-        "--endpoint-reconciler-type=none",  # no Endpoints for Service "kubernetes": nothing runs in pods
+        # No Endpoints for Service "kubernetes": without kube-proxy its cluster IP routes nowhere anyway;
+        # a pod that talks to the API server (the chart's operator) is given the address (apiServer.host).
+        "--endpoint-reconciler-type=none",
         # TaintNodesByCondition would taint every new node not-ready:NoSchedule, and without the
         # node-lifecycle controller nothing removes the taint.
         "--disable-admission-plugins=TaintNodesByCondition",

@@ -39,7 +39,7 @@ def tail(path: Path, lines: int = 40) -> str:
 
 
 _PROBE_TLS = ssl.create_default_context()
-_PROBE_TLS.check_hostname = False  # health probes on 127.0.0.1 before any CA is known
+_PROBE_TLS.check_hostname = False  # health probes on local addresses before any CA is known
 _PROBE_TLS.verify_mode = ssl.CERT_NONE
 
 
@@ -47,17 +47,19 @@ class Probe:
     """Polls a health endpoint over one kept-alive connection: a TLS handshake per poll would cost the
     starting apiserver more CPU than the check itself."""
 
-    def __init__(self, port: int, path: str, tls: bool = True, token: str | None = None) -> None:
-        self.port, self.path, self.tls = port, path, tls
+    def __init__(
+        self, port: int, path: str, tls: bool = True, token: str | None = None, host: str = "127.0.0.1"
+    ) -> None:
+        self.host, self.port, self.path, self.tls = host, port, path, tls
         self.headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.connection: http.client.HTTPConnection | None = None
 
     def __call__(self) -> bool:
         if self.connection is None:
             self.connection = (
-                http.client.HTTPSConnection("127.0.0.1", self.port, timeout=2, context=_PROBE_TLS)
+                http.client.HTTPSConnection(self.host, self.port, timeout=2, context=_PROBE_TLS)
                 if self.tls
-                else http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+                else http.client.HTTPConnection(self.host, self.port, timeout=2)
             )
         try:
             self.connection.request("GET", self.path, headers=self.headers)

@@ -12,8 +12,6 @@ a PrivateModel's shares become Roles and RoleBindings and the model is deleted. 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import tomllib
 import uuid
 from collections.abc import Callable, Iterator
@@ -34,36 +32,13 @@ from ftp_support import (
 )
 from kaizen_api.base import GROUP
 from kaizen_local.cluster import wait_for
-from kaizen_local.paths import REPO_ROOT, default_helm
+from kaizen_local.paths import REPO_ROOT
 from kaizen_operator.catalog import load_catalog
 from kaizen_operator.settings import load_settings
+from support.helm import CHART
 
 pytestmark = pytest.mark.cluster
-CHART = REPO_ROOT / "charts" / "kaizen"
 MIRROR = {"pvc": {"claimName": "m", "path": "llama"}}
-
-
-@pytest.fixture(scope="module")
-def helm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """`helm(*args)` runs the pinned Helm with its own empty home, against the test cluster."""
-    binary = default_helm()
-    if not os.access(binary, os.X_OK):
-        reason = f"no helm at {binary}: run tools/build-k8s-bins.sh, set HELM_BIN_DIR or put helm on PATH"
-        if os.environ.get("KAIZEN_REQUIRE_CLUSTER") == "1":
-            pytest.fail(reason, pytrace=False)
-        pytest.skip(reason)
-    home = tmp_path_factory.mktemp("helm-home")
-    env = {**os.environ, **{f"HELM_{d}_HOME": str(home / d.lower()) for d in ("CACHE", "CONFIG", "DATA")}}
-
-    def run(*args: str, kubeconfig: Path | None = None) -> str:
-        extra = ["--kubeconfig", str(kubeconfig)] if kubeconfig else []
-        done = subprocess.run(
-            [str(binary), *args, *extra], env=env, capture_output=True, text=True, timeout=180
-        )
-        assert done.returncode == 0, f"helm {' '.join(args)}:\n{done.stdout}\n{done.stderr}"
-        return done.stdout
-
-    yield run
 
 
 def rendered(helm: Any, *sets: str) -> list[dict[str, Any]]:
@@ -85,6 +60,7 @@ def test_chart_lints_and_renders_settings_the_operator_accepts(helm: Any, tmp_pa
         "--set", "settings.backoff_limit=3", "--set", "settings.pods.preflight_memory=8Gi",
         "--set-json", f"catalog.models={json.dumps([{'name': 'Llama-3.1-8B', 'mirror': MIRROR}])}",
         "--set-json", 'modelVolumes=[{"claimName":"m"}]',
+        "--set", "apiServer.host=10.1.2.3", "--set", "apiServer.port=6443",
     ]  # fmt: skip
     helm("lint", "--strict", str(CHART))
     helm("lint", "--strict", str(CHART), *variant)
@@ -107,6 +83,8 @@ def test_chart_lints_and_renders_settings_the_operator_accepts(helm: Any, tmp_pa
     )
     binding = one(docs, "ValidatingAdmissionPolicyBinding")["spec"]
     assert binding == {"policyName": "kz-operator-privatemodel-sharing", "validationActions": ["Deny"]}
+    env = {e["name"] for e in one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert not env & {"KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT"}, "the kubelet's, by default"
 
     docs = rendered(helm, *variant)
     data = one(docs, "ConfigMap")["data"]
@@ -123,6 +101,8 @@ def test_chart_lints_and_renders_settings_the_operator_accepts(helm: Any, tmp_pa
     assert catalog.get("Llama-3.1-8B").mirror is not None  # merged over the shipped entry
     container = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
     assert container["args"] == ["--namespace=team-a", "--namespace=team-b"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert (env["KUBERNETES_SERVICE_HOST"], env["KUBERNETES_SERVICE_PORT"]) == ("10.1.2.3", "6443")
     bindings = [d for d in docs if d["kind"] == "RoleBinding" and d["roleRef"]["kind"] == "ClusterRole"]
     assert sorted(b["metadata"]["namespace"] for b in bindings) == ["team-a", "team-b"]
 
