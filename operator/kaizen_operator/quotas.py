@@ -148,9 +148,10 @@ def relisted_wake(cache: WatchCache, kube: Kube, namespace: str, quotas: Quotas)
     return to_wake(cache.in_namespace(namespace) or [], quotas)
 
 
-def blocked(pipeline: dict[str, Any]) -> bool:
-    """Whether a quota blocks the pipeline, as its Ready condition says."""
-    return _quota_message(pipeline) is not None
+def waiting(pipeline: dict[str, Any], quotas: Quotas) -> bool:
+    """Whether a namespace cap blocks the pipeline, as its Ready condition says, and not the nodes cap
+    (which only the pipeline's own change lifts)."""
+    return _quota_message(pipeline) is not None and _nodes_fit(pipeline, quotas)
 
 
 def _quota_message(pipeline: dict[str, Any]) -> str | None:
@@ -177,7 +178,7 @@ def to_wake(pipelines: list[dict[str, Any]], quotas: Quotas) -> list[str]:
     are free slots keeps their passes from racing each other past the cap."""
     cap = quotas.max_pipelines
     oldest = sorted(pipelines, key=_age) if cap is None else heapq.nsmallest(cap, pipelines, key=_age)
-    blocked = [p for p in oldest if _quota_message(p) is not None and _nodes_fit(p, quotas)]
+    blocked = [p for p in oldest if waiting(p, quotas)]
     if quotas.max_concurrent_runs is None:
         return _names(blocked)
     free = quotas.max_concurrent_runs - sum(active_runs(p) for p in pipelines)

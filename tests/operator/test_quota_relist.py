@@ -91,8 +91,9 @@ def test_a_pipeline_deleted_during_a_watch_restart_lets_the_blocked_pass(
 def test_a_listing_with_nothing_deleted_costs_one_list_and_wakes_nothing(
     runtime: Any, monkeypatch: Any
 ) -> None:
-    """The namespace's blocked pipelines share one LIST; a namespace with none blocked costs none."""
-    quotas = Quotas(max_pipelines=1)
+    """The namespace's blocked pipelines share one LIST; a namespace with none a deletion could let
+    pass costs none."""
+    quotas = Quotas(max_pipelines=1, max_nodes_per_run=1)
     items = [
         pipeline("a", DAY1),
         pipeline("b", DAY2, ready=PIPELINE_CAP),
@@ -105,6 +106,12 @@ def test_a_listing_with_nothing_deleted_costs_one_list_and_wakes_nothing(
     cache.listed()
     assert run_restart(monkeypatch, quotas, api, *listed) == []
     assert api.requests == 1
-    free = pipeline("d", DAY1)
-    free["metadata"]["namespace"] = "other"
-    assert run_restart(monkeypatch, quotas, api, own(cache, free, "9")) == [] and api.requests == 1
+    free, wide = (
+        pipeline("d", DAY1),
+        pipeline("e", DAY2, ready=("QuotaExceeded", "spec.resources.nodes is 2")),
+    )
+    wide["spec"]["resources"]["nodes"] = 2  # over the nodes cap: no deletion lets it pass
+    for item in (free, wide):
+        item["metadata"]["namespace"] = "other"
+    listed = [own(cache, free, "9"), own(cache, wide, "10")]
+    assert run_restart(monkeypatch, quotas, api, *listed) == [] and api.requests == 1

@@ -32,7 +32,7 @@ from kaizen_operator.context import Conflict, Context, patch_status
 from kaizen_operator.kube import ApiError, Kube, load_api_client, path_of
 from kaizen_operator.metrics import QUEUE_DEPTH, RECONCILE_SECONDS, RECONCILES
 from kaizen_operator.progress import RateLimiter, new_key
-from kaizen_operator.quotas import blocked, relisted_wake, to_wake
+from kaizen_operator.quotas import relisted_wake, to_wake, waiting
 from kaizen_operator.runs import workload_outcome
 from kaizen_operator.settings import load_settings
 from kaizen_operator.watchcache import WatchCache
@@ -229,7 +229,7 @@ async def pipeline_event(event: kopf.RawEvent, meta: kopf.Meta, **_: Any) -> Non
     cache.listed()  # see pipeline_cache
     if event["type"] is None:  # a listing: after a restart, deletions in its gap went unreported
         cache.relisted()
-        if _capped(RUNTIME.ctx) and blocked(dict(event["object"])):  # such a deletion may let it pass
+        if _capped(RUNTIME.ctx) and waiting(dict(event["object"]), RUNTIME.ctx.settings.quotas):
             RUNTIME.queue.add_after(Relisted(key[0]), RELIST_SETTLE_S)
     if event["type"] == "DELETED":
         cache.deleted(key)
