@@ -19,7 +19,8 @@ RECONCILE_SECONDS = Histogram(
 RUNS = Gauge("kaizen_runs", "Runs recorded in FineTunePipeline status, by phase.", ["phase"])
 PROGRESS_REPORTS = Counter(
     "kaizen_progress_reports_total",
-    "Progress reports by outcome (accepted, stale, unauthorized, forbidden, rate_limited, invalid).",
+    "Progress reports by outcome (accepted, stale, unknown_run, unauthorized, forbidden, rate_limited, "
+    "invalid, error).",
     ["outcome"],
 )
 QUEUE_DEPTH = Gauge("kaizen_workqueue_depth", "Pipelines waiting to be reconciled.")

@@ -10,8 +10,11 @@ pipelines costs one LIST per wake or restart, not one per pipeline.
 
 The caps stay level-based without timers on idle pipelines: on every change of a namespace's
 pipelines (a deletion, a run that ended) the pipeline watch asks `to_wake` which blocked pipelines
-may pass now, and enqueues them. Two passes checking in the same instant (say a pipeline created as
-a run ends) may both see room for one more run; the cap can then be passed by one.
+may pass now, and enqueues them. A watch restart's listing reports no deletion made in its gap: a
+listing event of a blocked pipeline has `relisted_wake` confirm the namespace's count with one LIST
+(which drops the deleted pipelines from the cache), then ask `to_wake`. Two passes checking in the
+same instant (say a pipeline created as a run ends) may both see room for one more run; the cap can
+then be passed by one.
 """
 
 from __future__ import annotations
@@ -134,6 +137,23 @@ def concurrent_runs_blocker(
     )
 
 
+def relisted_wake(cache: WatchCache, kube: Kube, namespace: str, quotas: Quotas) -> list[str]:
+    """`to_wake` after a watch listing delivered a blocked pipeline of the namespace. The listing may
+    follow a restart whose gap hid deletions, and the blocked pipeline's newest version may be the
+    operator's own write (no pass): the cache still counts the deleted, so its count is LISTed first,
+    unless a LIST confirmed it since the last listing event."""
+    with cache.confirming(namespace):
+        if not cache.confirmed(namespace, CONFIRMED_S):
+            _listed(cache, kube, namespace, metadata_only=True)
+    return to_wake(cache.in_namespace(namespace) or [], quotas)
+
+
+def waiting(pipeline: dict[str, Any], quotas: Quotas) -> bool:
+    """Whether a namespace cap blocks the pipeline, as its Ready condition says, and not the nodes cap
+    (which only the pipeline's own change lifts)."""
+    return _quota_message(pipeline) is not None and _nodes_fit(pipeline, quotas)
+
+
 def _quota_message(pipeline: dict[str, Any]) -> str | None:
     """The message of a Ready=False/QuotaExceeded condition, else None."""
     for condition in (pipeline.get("status") or {}).get("conditions") or []:
@@ -158,7 +178,7 @@ def to_wake(pipelines: list[dict[str, Any]], quotas: Quotas) -> list[str]:
     are free slots keeps their passes from racing each other past the cap."""
     cap = quotas.max_pipelines
     oldest = sorted(pipelines, key=_age) if cap is None else heapq.nsmallest(cap, pipelines, key=_age)
-    blocked = [p for p in oldest if _quota_message(p) is not None and _nodes_fit(p, quotas)]
+    blocked = [p for p in oldest if waiting(p, quotas)]
     if quotas.max_concurrent_runs is None:
         return _names(blocked)
     free = quotas.max_concurrent_runs - sum(active_runs(p) for p in pipelines)

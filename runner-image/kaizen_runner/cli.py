@@ -1,33 +1,58 @@
 """`kaizen-runner`: the one entrypoint of the runner image, also usable outside Kubernetes.
 
-Each command group lives beside the code it drives and registers itself here.
+Each command group lives beside the code it drives and registers itself here. They are imported by
+`main`, not at the top: a module the image cannot import is then the user error it is (exit 2, which
+the Job's podFailurePolicy fails at once, with a termination message naming the module) rather than a
+traceback's exit 1, which the Job retries in new pods of the same image, each failing the same way.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
+from pathlib import Path
 
-from kaizen_runner.data import cli as data_cli
-from kaizen_runner.eval import cli as eval_cli
-from kaizen_runner.model import cli as model_cli
-from kaizen_runner.plan import cli as plan_cli
-from kaizen_runner.train import cli as train_cli
-
-COMMAND_GROUPS = (data_cli, plan_cli, train_cli, eval_cli, model_cli)
+TERMINATION_LOG_DEFAULT = "/dev/termination-log"
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from kaizen_runner.data import cli as data_cli
+    from kaizen_runner.eval import cli as eval_cli
+    from kaizen_runner.model import cli as model_cli
+    from kaizen_runner.plan import cli as plan_cli
+    from kaizen_runner.train import cli as train_cli
+
     parser = argparse.ArgumentParser(prog="kaizen-runner", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    for group in COMMAND_GROUPS:
+    for group in (data_cli, plan_cli, train_cli, eval_cli, model_cli):
         group.register(commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        parser = build_parser()
+    except ImportError as err:
+        return _unimportable(err)
+    args = parser.parse_args(argv)
     return int(args.handler(args) or 0)
+
+
+def _unimportable(err: ImportError) -> int:
+    """Report a module the image cannot import as a user error: every retry would run the same image."""
+    from kaizen_api.results import EXIT_USER_ERROR, TerminationMessage
+
+    from kaizen_runner.train.errors import missing_package
+
+    failure = missing_package(err.name, f"{type(err).__name__}: {err}")
+    print(f"kaizen-runner: error: {failure.message}", file=sys.stderr)
+    body = TerminationMessage(phase="Failed", reason=failure.reason, message=failure.message[:2048])
+    target = Path(os.environ.get("KAIZEN_TERMINATION_LOG", TERMINATION_LOG_DEFAULT))
+    with contextlib.suppress(OSError):  # not in a pod: stderr says it
+        target.write_text(body.model_dump_json(by_alias=True, exclude_none=True), encoding="utf-8")
+    return EXIT_USER_ERROR
 
 
 if __name__ == "__main__":

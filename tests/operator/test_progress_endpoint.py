@@ -199,3 +199,19 @@ def test_a_report_with_a_number_json_cannot_hold_is_refused_naming_it(number: st
     status, answer = exchange(ctx, f"/runs/team-a/{RUN}", f"Authorization: Bearer {token}\r\n".encode(), body)
     assert status == 400, answer
     assert json.loads(answer)["error"].startswith(f"{field} is ")
+
+
+def test_the_report_counters_help_names_every_outcome_the_endpoint_counts() -> None:
+    """`kaizen_progress_reports_total`'s help lists the values of its `outcome` label."""
+    import inspect
+    import re
+
+    from kaizen_operator.metrics import PROGRESS_REPORTS
+
+    source = inspect.getsource(endpoints)
+    outcomes = set(re.findall(r'Refused\(\d+, "(\w+)"', source))
+    outcomes |= set(re.findall(r'PROGRESS_REPORTS\.labels\("(\w+)"\)', source))
+    outcomes |= {"accepted", "stale"}  # labels("accepted" if applied else "stale")
+    assert {"unknown_run", "error", "invalid"} <= outcomes, "the source no longer reads as expected"
+    named = set(re.findall(r"\w+", PROGRESS_REPORTS._documentation.partition("(")[2]))
+    assert outcomes <= named, f"not in the help text: {sorted(outcomes - named)}"

@@ -54,6 +54,29 @@ def test_a_broken_image_fails_at_once_naming_the_module(
     assert "kaizen_runner.train.run" in capsys.readouterr().err
 
 
+def test_a_module_the_cli_itself_cannot_import_fails_at_once_naming_it(tmp_path: Path) -> None:
+    """Raised while the command groups are imported (before any command's own catch-all): still exit
+    2, which the podFailurePolicy fails at once, and a termination message; a traceback's exit 1 was
+    retried in new pods of the same image."""
+    import subprocess
+    import sys
+
+    termination_log = tmp_path / "termination-log"
+    broken = "import sys; sys.modules['yaml'] = None; from kaizen_runner.cli import main; sys.exit(main())"
+    done = subprocess.run(
+        [sys.executable, "-c", broken, "train", "--config", str(tmp_path / "run.json")],
+        env=runner_env(KAIZEN_TERMINATION_LOG=str(termination_log)),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr and "the Python module yaml" in done.stderr
+    message = json.loads(termination_log.read_text())
+    assert (message["phase"], message["reason"]) == ("Failed", "ConfigInvalid")
+    assert message["message"].startswith("the runner image cannot import the Python module yaml")
+
+
 def test_a_config_from_a_newer_operator_is_refused_by_its_schema_version(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -4,7 +4,8 @@ kopf watches the pipelines and the children that carry the `kaizen.dev/pipeline`
 PyTorchJobs, the evaluation gate's EvalJobs); any event maps to its pipeline's key. No per-object
 daemon or timer: an idle pipeline costs a key in kopf's watch and nothing else. The startup handler
 also serves the progress endpoint and the ops endpoint (metrics, health) from the operator's event loop.
-With quotas, a change of a namespace's pipelines also enqueues the blocked pipelines it lets pass.
+With quotas, a change of a namespace's pipelines also enqueues the blocked pipelines it lets pass, and
+a watch listing (which may hide deletions) has a `Relisted` key re-check its namespace's.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from kaizen_operator.context import Conflict, Context, patch_status
 from kaizen_operator.kube import ApiError, Kube, load_api_client, path_of
 from kaizen_operator.metrics import QUEUE_DEPTH, RECONCILE_SECONDS, RECONCILES
 from kaizen_operator.progress import RateLimiter, new_key
-from kaizen_operator.quotas import to_wake
+from kaizen_operator.quotas import relisted_wake, to_wake, waiting
 from kaizen_operator.runs import workload_outcome
 from kaizen_operator.settings import load_settings
 from kaizen_operator.watchcache import WatchCache
@@ -43,6 +44,14 @@ KEY_ENV = "KAIZEN_PROGRESS_KEY"
 KEY_SECRET = "kaizen-progress-key"
 NAMESPACE_ENV = "KAIZEN_OPERATOR_NAMESPACE"
 WORKERS = 16  # passes wait on the API server, not on the CPU
+RELIST_SETTLE_S = 1.0  # a namespace's listing events within this long share one `Relisted` check
+
+
+@dataclass(frozen=True)
+class Relisted:
+    """A work-queue key: a watch listing delivered a quota-blocked pipeline of this namespace."""
+
+    namespace: str
 
 
 @dataclass
@@ -93,8 +102,26 @@ def report_failure(ctx: Context, namespace: str, name: str, err: Exception) -> N
         patch_status(ctx, pipeline, {"conditions": conditions})
 
 
+async def _relisted(namespace: str) -> float | None:
+    """Enqueue the namespace's blocked pipelines that a deletion hidden by a watch restart lets pass."""
+    assert RUNTIME is not None
+    ctx, loop = RUNTIME.ctx, asyncio.get_running_loop()
+    args = (ctx.pipelines, ctx.kube, namespace, ctx.settings.quotas)
+    try:
+        names = await loop.run_in_executor(RUNTIME.executor, relisted_wake, *args)
+    except Exception as err:  # the API server unreachable, say: look again later
+        log.warning("quota check of namespace %s after a listing: %s", namespace, err)
+        return 10.0
+    for name in names:
+        _enqueue(namespace, name)
+    return None
+
+
 async def _work(key: Hashable) -> float | None:
-    assert RUNTIME is not None and isinstance(key, tuple)
+    assert RUNTIME is not None
+    if isinstance(key, Relisted):
+        return await _relisted(key.namespace)
+    assert isinstance(key, tuple)
     namespace, name = key
     started = time.monotonic()
     outcome = "ok"
@@ -169,13 +196,17 @@ def _cache(cache: WatchCache, event: kopf.RawEvent) -> None:
         cache.observed(_key(event["object"]), dict(event["object"]))
 
 
+def _capped(ctx: Context) -> bool:
+    quotas = ctx.settings.quotas
+    return quotas.max_pipelines is not None or quotas.max_concurrent_runs is not None
+
+
 def _wake_blocked(ctx: Context, namespace: str) -> None:
     """Enqueue the namespace's pipelines that a quota blocked and that may pass now (a pipeline was
     deleted, a run ended): no blocked pipeline needs a timer to notice."""
-    quotas = ctx.settings.quotas
-    if quotas.max_pipelines is None and quotas.max_concurrent_runs is None:
+    if not _capped(ctx):
         return
-    for name in to_wake(ctx.pipelines.in_namespace(namespace) or [], quotas):
+    for name in to_wake(ctx.pipelines.in_namespace(namespace) or [], ctx.settings.quotas):
         _enqueue(namespace, name)
 
 
@@ -198,12 +229,14 @@ async def pipeline_event(event: kopf.RawEvent, meta: kopf.Meta, **_: Any) -> Non
     cache.listed()  # see pipeline_cache
     if event["type"] is None:  # a listing: after a restart, deletions in its gap went unreported
         cache.relisted()
+        if _capped(RUNTIME.ctx) and waiting(dict(event["object"]), RUNTIME.ctx.settings.quotas):
+            RUNTIME.queue.add_after(Relisted(key[0]), RELIST_SETTLE_S)
     if event["type"] == "DELETED":
         cache.deleted(key)
     version = meta.get("resourceVersion")
     if not cache.is_own(key, version):
         RUNTIME.queue.add(key, lambda: cache.is_own(key, version))
-    if event["type"] is not None:  # a listing enqueues every pipeline anyway
+    if event["type"] is not None:  # a listing's blocked pipelines wake through `Relisted`
         _wake_blocked(RUNTIME.ctx, key[0])
 
 

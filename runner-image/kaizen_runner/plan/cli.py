@@ -69,7 +69,7 @@ def fitted(message: TerminationMessage, limit: int = TERMINATION_LOG_MAX) -> str
 
 
 def _finish(message: TerminationMessage) -> None:
-    from kaizen_runner.train.progress import TERMINATION_LOG_DEFAULT
+    from kaizen_runner.cli import TERMINATION_LOG_DEFAULT
 
     target = Path(os.environ.get("KAIZEN_TERMINATION_LOG", TERMINATION_LOG_DEFAULT))
     try:

@@ -23,11 +23,11 @@ from kaizen_api.results import FailureReason, ProgressReport, TerminationMessage
 from kaizen_api.runconfig import ProgressTarget
 from transformers import TrainerCallback
 
+from kaizen_runner.cli import TERMINATION_LOG_DEFAULT
 from kaizen_runner.train.metrics import METRIC_KEYS, NON_FINITE_STEP, finite_metrics, first_non_finite_loss
 
 log = logging.getLogger(__name__)
 
-TERMINATION_LOG_DEFAULT = "/dev/termination-log"
 TERMINATION_MESSAGE_MAX = 4096  # bytes; Kubernetes truncates longer messages
 RATE_LIMITED_RETRIES, RATE_LIMITED_WAIT_S = 3, 1.0  # the operator's bucket refills one report a second
 
