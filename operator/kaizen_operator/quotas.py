@@ -12,9 +12,13 @@ The caps stay level-based without timers on idle pipelines: on every change of a
 pipelines (a deletion, a run that ended) the pipeline watch asks `to_wake` which blocked pipelines
 may pass now, and enqueues them. A watch restart's listing reports no deletion made in its gap: a
 listing event of a blocked pipeline has `relisted_wake` confirm the namespace's count with one LIST
-(which drops the deleted pipelines from the cache), then ask `to_wake`. Two passes checking in the
-same instant (say a pipeline created as a run ends) may both see room for one more run; the cap can
-then be passed by one.
+(which drops the deleted pipelines from the cache), then ask `to_wake`.
+
+Passes of one namespace run at once (the work queue's workers; every pipeline at startup). A pass that
+may start a run under the concurrent-runs cap counts holding the namespace's `WatchCache.deciding`
+lock, and the runs it records stay reserved in the cache, counting as active, until its status write
+enters the cache (or the pass ends without one): no two passes take the same free slot. The lock is
+held for the count only, by such passes only; with no cap set nothing is taken.
 """
 
 from __future__ import annotations
@@ -40,7 +44,8 @@ RUN_WAIT = "the run starts when one ends"  # ends the concurrent-runs message; `
 # not start it (e.g. an older waiter, woken first, keeps failing its passes).
 WAIT_FALLBACK_S = 120.0
 CONFIRMED_S = 10.0  # how long one LIST vouches for a namespace's cached count (see WatchCache.confirmed)
-Count = Callable[[list[dict[str, Any]]], bool]  # whether these other pipelines block this one
+# Whether these other pipelines, with the runs their passes have reserved, block this one.
+Count = Callable[[list[dict[str, Any]], int], bool]
 
 
 def _age(pipeline: dict[str, Any]) -> tuple[str, str]:
@@ -50,24 +55,25 @@ def _age(pipeline: dict[str, Any]) -> tuple[str, str]:
 
 def _others(
     cache: WatchCache, kube: Kube, pipeline: dict[str, Any], blocks: Count, *, metadata_only: bool
-) -> list[dict[str, Any]] | None:
-    """The namespace's other pipelines when `blocks` says they block this one, else None. Counted from
+) -> tuple[list[dict[str, Any]], int] | None:
+    """The namespace's other pipelines and the runs their passes have reserved (see
+    `concurrent_runs_blocker`) when `blocks` says they block this one, else None. Counted from
     the watch cache, whose count is confirmed by a LIST before it blocks (or LISTed outright before
     the watch's initial listing is in): a watch restart never reports the deletions made during its
     gap, and a pipeline gone would be counted, with its active runs, for ever. The LIST drops such
     pipelines from the cache, and vouches for it to the namespace's passes that block next."""
-    meta = pipeline["metadata"]
-    namespace = meta["namespace"]
-    items = cache.in_namespace(namespace)
+    namespace, name = pipeline["metadata"]["namespace"], pipeline["metadata"]["name"]
+    items, reserved = cache.counted(namespace, name)
     if items is None:
         items = _listed(cache, kube, namespace, metadata_only)
-    elif blocks(_without(items, meta["name"])):
+        reserved = cache.counted(namespace, name)[1]  # after the LIST: its runs may count twice, not none
+    elif blocks(_without(items, name), reserved):
         with cache.confirming(namespace):  # passes blocked at once share the LIST of the first
             if not cache.confirmed(namespace, CONFIRMED_S):
                 _listed(cache, kube, namespace, metadata_only=True)  # names are all it needs
-        items = cache.in_namespace(namespace) or []
-    others = _without(items, meta["name"])
-    return others if blocks(others) else None
+        items, reserved = cache.counted(namespace, name)
+    others = _without(items or [], name)
+    return (others, reserved) if blocks(others, reserved) else None
 
 
 def _listed(cache: WatchCache, kube: Kube, namespace: str, metadata_only: bool) -> list[dict[str, Any]]:
@@ -101,12 +107,12 @@ def pipeline_blocker(
     cap = quotas.max_pipelines
     if cap is None:
         return None
-    others = _others(cache, kube, pipeline, lambda o: older(o, pipeline) >= cap, metadata_only=True)
-    if others is None:
+    found = _others(cache, kube, pipeline, lambda o, _: older(o, pipeline) >= cap, metadata_only=True)
+    if found is None:
         return None
     return Blocker(
         REASON,
-        f"this namespace allows {cap} FineTunePipelines; {len(others) + 1} exist "
+        f"this namespace allows {cap} FineTunePipelines; {len(found[0]) + 1} exist "
         "and this one is not among the oldest",
     )
 
@@ -120,20 +126,22 @@ def concurrent_runs_blocker(
     cache: WatchCache, kube: Kube, pipeline: dict[str, Any], runs: list[RunStatus], quotas: Quotas
 ) -> Blocker | None:
     """The other pipelines' active runs as last seen, this one's as the pass has them (runs it has
-    just recorded count too)."""
+    just recorded count too), and the runs other passes have recorded but not yet written: a pass
+    that starts runs counts under `WatchCache.deciding` and then `reserve`s them, so passes of the
+    namespace deciding at once (several workers, every pipeline at startup) never share a slot."""
     cap = quotas.max_concurrent_runs
     if cap is None:
         return None
     mine = sum(1 for r in runs if not r.finished and r.object_name)
 
-    def count(others: list[dict[str, Any]]) -> int:
-        return sum(active_runs(p) for p in others) + mine
+    def count(others: list[dict[str, Any]], reserved: int) -> int:
+        return sum(active_runs(p) for p in others) + reserved + mine
 
-    others = _others(cache, kube, pipeline, lambda o: count(o) >= cap, metadata_only=False)
-    if others is None:
+    found = _others(cache, kube, pipeline, lambda o, r: count(o, r) >= cap, metadata_only=False)
+    if found is None:
         return None
     return Blocker(
-        REASON, f"{count(others)} runs are active in this namespace, which allows {cap} at once; {RUN_WAIT}"
+        REASON, f"{count(*found)} runs are active in this namespace, which allows {cap} at once; {RUN_WAIT}"
     )
 
 

@@ -13,6 +13,7 @@ A cached pipeline may be gone (`context.confirm`): it is confirmed before any ot
 from __future__ import annotations
 
 import logging
+import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -100,6 +101,7 @@ class Pass:
         self.started: dict[str, children.StartedRun] = {}  # fresh runs' first children, under way
         self.early: set[str] = set()  # fresh runs whose preflight Job starts beside their record
         self.confirmed = False  # the pipeline and its models, perhaps read from the caches, still exist
+        self.deciding: threading.Lock | None = None  # held from the first run count (`take_requests`)
 
     def confirm(self) -> None:
         """Once per pass, before it creates a child that outlives it (see `context.confirm`)."""
@@ -138,6 +140,9 @@ class Pass:
         """The concurrent-runs cap, counting `runs` (default: those this pass has recorded so far)."""
         ctx = self.ctx
         counted = self.runs if runs is None else runs
+        if ctx.settings.quotas.max_concurrent_runs is not None and self.deciding is None:
+            self.deciding = ctx.pipelines.deciding(self.ns)
+            self.deciding.acquire()
         return concurrent_runs_blocker(ctx.pipelines, ctx.kube, self.pipeline, counted, ctx.settings.quotas)
 
     # -- new runs ----------------------------------------------------------------------------------
@@ -164,6 +169,18 @@ class Pass:
         )
 
     def take_requests(self, trigger_jobs: list[dict[str, Any]]) -> list[tuple[str, str]]:
+        """`_take_requests`, then the namespace's run count is free again: the runs recorded under a
+        concurrent-runs cap count as active for the other passes until the status write is in the
+        watch cache, or the pass ends (see quotas)."""
+        try:
+            return self._take_requests(trigger_jobs)
+        finally:
+            if self.deciding is not None:
+                self.ctx.pipelines.reserve((self.ns, self.meta["name"]), len(self.fresh))
+                self.deciding.release()
+                self.deciding = None
+
+    def _take_requests(self, trigger_jobs: list[dict[str, Any]]) -> list[tuple[str, str]]:
         """Record new runs and skipped firings; returns (trigger Job, note) to mark. The runs a firing
         replaces are cancelled by `replaced_runs`, from the record."""
         handled: list[tuple[str, str]] = []
@@ -368,16 +385,20 @@ def reconcile(ctx: Context, namespace: str, name: str) -> float | None:
     if refused is not None:  # no CronJob, so no nextScheduleTime; a resolver's reason comes first
         work.keeps_cronjob, work.blocker = False, work.blocker or refused
     triggers = children.trigger_jobs(kube, namespace, name) if spec.trigger.type == "schedule" else []
-    handled = work.take_requests(triggers)
-    if handled or len(work.runs) != len(work.status.runs or []):
-        # New runs are on record before their workloads exist.
-        work.start_fresh_runs()
-        status = work.derived_status()
-        pipeline = patch_status(ctx, pipeline, status)
-        for job, note in handled:
-            children.mark_handled(kube, job, namespace, note)
-        work.pipeline = pipeline
-        work.meta = pipeline["metadata"]
+    try:
+        handled = work.take_requests(triggers)
+        if handled or len(work.runs) != len(work.status.runs or []):
+            # New runs are on record before their workloads exist.
+            work.start_fresh_runs()
+            status = work.derived_status()
+            pipeline = patch_status(ctx, pipeline, status)  # ends the new runs' reservation
+            for job, note in handled:
+                children.mark_handled(kube, job, namespace, note)
+            work.pipeline = pipeline
+            work.meta = pipeline["metadata"]
+    finally:
+        if work.fresh:  # a pass that ends before its write frees what it reserved
+            ctx.pipelines.unreserve(key)
     cancel = cancel_targets(pipeline["metadata"].get("annotations") or {}, work.runs)
     cancel |= replaced_runs(spec.trigger.concurrency_policy, work.runs)
     work.advance_runs(cancel)

@@ -71,6 +71,8 @@ class WatchCache:
         self._relists = 0  # listing events delivered (each may follow a watch restart's gap)
         self._confirmed: dict[str, tuple[int, float]] = {}  # namespace -> `mark` of its last LIST
         self._confirming: dict[str, threading.Lock] = {}  # namespace -> held while it is LISTed
+        self._deciding: dict[str, threading.Lock] = {}  # namespace -> held from a run count to `reserve`
+        self._reserved: dict[Key, int] = {}  # runs a pass recorded that its status write has not shown
 
     def observed(self, key: Key, body: dict[str, Any]) -> None:
         """A watch event's object (ADDED, MODIFIED or the initial listing)."""
@@ -114,6 +116,7 @@ class WatchCache:
         resource_version = body["metadata"]["resourceVersion"]
         text = _text(body)
         with self._lock:
+            self._reserved.pop(key, None)  # the runs it reserved count in the body from now on
             self._written[key] = resource_version
             cached = self._bodies.get(key)
             if cached is None or not _at_least(cached[0], resource_version):
@@ -180,6 +183,23 @@ class WatchCache:
         with self._lock:
             return self._confirming.setdefault(namespace, threading.Lock())
 
+    def deciding(self, namespace: str) -> threading.Lock:
+        """The namespace's lock for a pass about to start runs under a concurrent-runs cap, held from
+        its count to its `reserve`: two passes counting at once would both see the same free slot."""
+        with self._lock:
+            return self._deciding.setdefault(namespace, threading.Lock())
+
+    def reserve(self, key: Key, runs: int) -> None:
+        """The pass of `key` recorded `runs` new runs: they count for the namespace (`counted`) until
+        its status write enters the cache (`wrote`) or the pass ends without one (`unreserve`)."""
+        with self._lock:
+            if runs:
+                self._reserved[key] = runs
+
+    def unreserve(self, key: Key) -> None:
+        with self._lock:
+            self._reserved.pop(key, None)
+
     def listed(self) -> None:
         """The watch's initial listing is in: every object that exists has been delivered."""
         with self._lock:
@@ -190,14 +210,26 @@ class WatchCache:
         watch has not shown it yet), or None before the initial listing is in. The bodies are shared
         between calls (each is parsed once per version): callers must not change them."""
         with self._lock:
-            if not self._listed:
-                return None
-            keys = [(namespace, name) for name in self._names.get(namespace, ())]
-            bodies = []
-            for k in keys:
-                body = self._parsed.get(k)
-                if body is None:
-                    text = self._own[k] if k in self._own else self._bodies[k][1]
-                    body = self._parsed[k] = json.loads(text)
-                bodies.append(body)
-            return bodies
+            return self._in_namespace(namespace)
+
+    def counted(self, namespace: str, name: str) -> tuple[list[dict[str, Any]] | None, int]:
+        """`in_namespace`, and the runs reserved by passes of its objects other than `name`, read at
+        one instant: a reservation ends as its pass's write enters the cache, so read apart, a run
+        could be counted twice, or not at all."""
+        with self._lock:
+            reserved = sum(
+                n for (ns, other), n in self._reserved.items() if ns == namespace and other != name
+            )
+            return self._in_namespace(namespace), reserved
+
+    def _in_namespace(self, namespace: str) -> list[dict[str, Any]] | None:
+        if not self._listed:
+            return None
+        bodies = []
+        for k in [(namespace, name) for name in self._names.get(namespace, ())]:
+            body = self._parsed.get(k)
+            if body is None:
+                text = self._own[k] if k in self._own else self._bodies[k][1]
+                body = self._parsed[k] = json.loads(text)
+            bodies.append(body)
+        return bodies

@@ -8,6 +8,7 @@ gets its run as soon as the cap lets it (an older pipeline deleted, a run ended)
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
@@ -125,6 +126,25 @@ def test_a_run_ending_starts_the_waiting_pipelines_run(ns, control_plane) -> Non
     assert conditions(waiting)["Ready"]["status"] == "True"
     busy = get_pipeline(control_plane, ns, "busy")
     assert runs(busy)[0]["phase"] == "Cancelled" and len(active(busy)) == 1, "2 runs: the cap holds"
+
+
+def test_passes_deciding_at_once_share_no_free_slot(ns, control_plane) -> None:
+    """One slot free, and at once a run asked for on one pipeline and a new pipeline created: both
+    passes counted the same active runs, and both took the slot (3 runs under a cap of 2)."""
+    create(control_plane, ns, pipeline("busy", workload=LONG))
+    wait_pipeline(control_plane, ns, "busy", first_run_phase("Running"))
+    changes = [
+        lambda: create(control_plane, ns, pipeline("late", workload=LONG)),
+        lambda: merge_patch(control_plane, ns, "busy", {"spec": {"trigger": {"runToken": "second"}}}),
+    ]
+    with ThreadPoolExecutor(2) as pool:  # both reach the operator at once
+        list(pool.map(lambda change: change(), changes))
+    busy = wait_pipeline(
+        control_plane, ns, "busy", lambda o: conditions(o)["Ready"]["observedGeneration"] == 2
+    )
+    late = wait_pipeline(control_plane, ns, "late", lambda o: bool(runs(o)) or blocked_by_quota(o))
+    assert len(active(busy)) + len(active(late)) == 2, (runs(busy), runs(late))
+    assert blocked_by_quota(busy) != blocked_by_quota(late), "one of them got the slot"
 
 
 def namespaced_pipeline_lists(cluster: Any) -> int:

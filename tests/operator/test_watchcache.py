@@ -120,3 +120,20 @@ def test_an_object_read_again_is_the_one_cached_only_with_its_uid() -> None:
     assert same_object(cached, {"metadata": {"name": "p", "uid": "u1", "resourceVersion": "7"}})
     assert not same_object(cached, None)
     assert not same_object(cached, {"metadata": {"name": "p", "uid": "u2", "resourceVersion": "8"}})
+
+
+def test_reserved_runs_count_for_the_other_passes_until_the_write_is_in() -> None:
+    cache = WatchCache()
+    cache.observed(KEY, body("1"))
+    cache.listed()
+    cache.reserve(KEY, 2)
+    assert cache.counted("ns", "other") == ([body("1")], 2)
+    assert cache.counted("ns", "p")[1] == 0, "a pass does not count its own reservation"
+    assert cache.counted("elsewhere", "other") == ([], 0)
+    cache.wrote(KEY, body("2", "Running"))  # the body with the runs and the reservation's end, at once
+    assert cache.counted("ns", "other") == ([body("2", "Running")], 0)
+    cache.reserve(KEY, 1)
+    cache.unreserve(KEY)  # the pass ended without writing
+    assert cache.counted("ns", "other")[1] == 0
+    cache.reserve(KEY, 0)
+    assert cache.counted("ns", "other")[1] == 0
