@@ -26,6 +26,9 @@ KCM_CONTROLLERS = (
     # The kube-root-ca.crt ConfigMap in each namespace: a kubelet mounts it into every pod's
     # service-account token volume.
     "root-ca-certificate-publisher-controller",
+    # Fills the built-in admin, edit and view ClusterRoles from the roles labelled to aggregate into
+    # them (the chart's user roles among them).
+    "clusterrole-aggregation-controller",
 )
 
 

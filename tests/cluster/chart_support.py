@@ -32,7 +32,7 @@ from ftp_support import (
 )
 from kaizen_api.base import GROUP, VERSION
 from kaizen_local.cluster import wait_for
-from kaizen_operator.kube import ApiError
+from kaizen_operator.kube import ApiError, Kube
 
 EVALJOBS = f"/apis/{GROUP}/{VERSION}/namespaces/{{}}/evaljobs"
 RBAC = "/apis/rbac.authorization.k8s.io/v1/namespaces/{}/{}"
@@ -59,6 +59,30 @@ def can(
         "spec": {"user": user, "groups": groups, "resourceAttributes": attributes},
     }
     answer = cluster.request("POST", "/apis/authorization.k8s.io/v1/subjectaccessreviews", review)
+    return bool(answer["status"].get("allowed"))
+
+
+@contextmanager
+def as_user(cluster: Any, user: str) -> Iterator[Kube]:
+    """The cluster's admin credentials impersonating `user` (Impersonate-User): what a person bound
+    to some role may do, through the API server's own authorization and admission."""
+    api = cluster.api_client()
+    api.set_default_header("Impersonate-User", user)
+    try:
+        yield Kube(api)
+    finally:
+        api.close()
+
+
+def may(kube: Kube, verb: str, resource: str, namespace: str) -> bool:
+    """A SelfSubjectAccessReview on a Kaizen kind, as `kube`'s user."""
+    attributes = {"verb": verb, "group": GROUP, "resource": resource, "namespace": namespace}
+    review = {
+        "apiVersion": "authorization.k8s.io/v1",
+        "kind": "SelfSubjectAccessReview",
+        "spec": {"resourceAttributes": attributes},
+    }
+    answer = kube.request("POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", review)
     return bool(answer["status"].get("allowed"))
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 import yaml
-from chart_support import can, drive, forbidden_shown, operator_as
+from chart_support import RBAC, as_user, can, drive, forbidden_shown, may, operator_as
 from ftp_support import (
     MODELS,
     PIPELINES,
@@ -34,11 +34,13 @@ from kaizen_api.base import GROUP
 from kaizen_local.cluster import wait_for
 from kaizen_local.paths import REPO_ROOT
 from kaizen_operator.catalog import load_catalog
+from kaizen_operator.kube import ApiError
 from kaizen_operator.settings import load_settings
 from support.helm import CHART
 
 pytestmark = pytest.mark.cluster
 MIRROR = {"pvc": {"claimName": "m", "path": "llama"}}
+SHARE_REFUSED = "changing who it is shared with needs verb share"
 
 
 def rendered(helm: Any, *sets: str) -> list[dict[str, Any]]:
@@ -61,6 +63,7 @@ def test_chart_lints_and_renders_settings_the_operator_accepts(helm: Any, tmp_pa
         "--set-json", f"catalog.models={json.dumps([{'name': 'Llama-3.1-8B', 'mirror': MIRROR}])}",
         "--set-json", 'modelVolumes=[{"claimName":"m"}]',
         "--set", "apiServer.host=10.1.2.3", "--set", "apiServer.port=6443",
+        "--set", "userRoles.aggregate=false",
     ]  # fmt: skip
     helm("lint", "--strict", str(CHART))
     helm("lint", "--strict", str(CHART), *variant)
@@ -83,6 +86,9 @@ def test_chart_lints_and_renders_settings_the_operator_accepts(helm: Any, tmp_pa
     )
     binding = one(docs, "ValidatingAdmissionPolicyBinding")["spec"]
     assert binding == {"policyName": "kz-operator-privatemodel-sharing", "validationActions": ["Deny"]}
+    for level in ("view", "edit", "admin"):
+        labels = one(docs, "ClusterRole", f"-operator-{level}")["metadata"]["labels"]
+        assert labels[f"rbac.authorization.k8s.io/aggregate-to-{level}"] == "true"
     env = {e["name"] for e in one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert not env & {"KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT"}, "the kubelet's, by default"
 
@@ -103,6 +109,8 @@ def test_chart_lints_and_renders_settings_the_operator_accepts(helm: Any, tmp_pa
     assert container["args"] == ["--namespace=team-a", "--namespace=team-b"]
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert (env["KUBERNETES_SERVICE_HOST"], env["KUBERNETES_SERVICE_PORT"]) == ("10.1.2.3", "6443")
+    labels = one(docs, "ClusterRole", "-operator-edit")["metadata"]["labels"]
+    assert not any(key.startswith("rbac.authorization.k8s.io/") for key in labels), "not aggregated"
     bindings = [d for d in docs if d["kind"] == "RoleBinding" and d["roleRef"]["kind"] == "ClusterRole"]
     assert sorted(b["metadata"]["namespace"] for b in bindings) == ["team-a", "team-b"]
 
@@ -228,3 +236,49 @@ def test_watching_named_namespaces_confines_the_operator_to_them(
     own = release["namespace"]
     assert allowed("get", "secrets", own, name="kaizen-progress-key")
     assert not allowed("get", "secrets", own, name="another") and not allowed("delete", "secrets", own)
+
+
+def test_namespace_members_use_kaizen_through_the_builtin_roles(
+    control_plane: Any, release: dict[str, str], namespace: str
+) -> None:
+    """The chart's user roles join the built-in view, edit and admin ClusterRoles, so a namespace's
+    usual RoleBindings cover Kaizen's kinds; only admin may change whom a PrivateModel is shared with."""
+    cp, ns = control_plane, namespace
+    users = {role: f"{release['name']}-{role}@example.com" for role in ("view", "edit", "admin")}
+    for role, user in users.items():
+        binding = {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": f"team-{role}"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
+        }
+        cp.request("POST", RBAC.format(ns, "rolebindings"), binding)
+    ana = {"email": "ana@example.com", "tenant": "t", "role": "viewer"}
+    model = f"{MODELS.format(ns)}/model"
+    merge = "application/merge-patch+json"
+
+    with as_user(cp, users["edit"]) as editor:
+        # kube-controller-manager's aggregation controller copies the chart's rules into `edit`.
+        wait_for(lambda: may(editor, "create", "privatemodels", ns), 30, what="edit covering Kaizen")
+        editor.request("POST", PIPELINES.format(ns), pipeline("mine"))
+        editor.request("POST", MODELS.format(ns), private_model("model"))
+        editor.request("PATCH", model, {"spec": {"title": "Renamed"}}, content_type=merge)
+        with pytest.raises(ApiError) as refused:
+            editor.request("PATCH", model, {"spec": {"sharing": [ana]}}, content_type=merge)
+        assert SHARE_REFUSED in str(refused.value)
+        assert not may(editor, "patch", "finetunepipelines/status", ns), "status is the operator's"
+
+    with as_user(cp, users["view"]) as viewer:
+        wait_for(lambda: may(viewer, "list", "privatemodels", ns), 30, what="view covering Kaizen")
+        assert viewer.request("GET", f"{PIPELINES.format(ns)}/mine")["metadata"]["name"] == "mine"
+        assert viewer.request("GET", model)["spec"]["title"] == "Renamed"
+        with pytest.raises(ApiError) as refused:
+            viewer.request("POST", PIPELINES.format(ns), pipeline("theirs"))
+        assert refused.value.status == 403
+        assert not may(viewer, "delete", "privatemodels", ns)
+
+    with as_user(cp, users["admin"]) as admin:
+        wait_for(lambda: may(admin, "share", "privatemodels", ns), 30, what="admin covering Kaizen")
+        admin.request("PATCH", model, {"spec": {"sharing": [ana]}}, content_type=merge)
+    assert cp.request("GET", model)["spec"]["sharing"] == [ana]
