@@ -242,7 +242,8 @@ def test_namespace_members_use_kaizen_through_the_builtin_roles(
     control_plane: Any, release: dict[str, str], namespace: str
 ) -> None:
     """The chart's user roles join the built-in view, edit and admin ClusterRoles, so a namespace's
-    usual RoleBindings cover Kaizen's kinds; only admin may change whom a PrivateModel is shared with."""
+    usual RoleBindings cover Kaizen's kinds; only admin may set or change whom a PrivateModel is
+    shared with."""
     cp, ns = control_plane, namespace
     users = {role: f"{release['name']}-{role}@example.com" for role in ("view", "edit", "admin")}
     for role, user in users.items():
@@ -267,6 +268,11 @@ def test_namespace_members_use_kaizen_through_the_builtin_roles(
         with pytest.raises(ApiError) as refused:
             editor.request("PATCH", model, {"spec": {"sharing": [ana]}}, content_type=merge)
         assert SHARE_REFUSED in str(refused.value)
+        shared = private_model("shared")
+        shared["spec"]["sharing"] = [ana]
+        with pytest.raises(ApiError) as refused:  # nor by deleting the model and creating it again
+            editor.request("POST", MODELS.format(ns), shared)
+        assert SHARE_REFUSED in str(refused.value)
         assert not may(editor, "patch", "finetunepipelines/status", ns), "status is the operator's"
 
     with as_user(cp, users["view"]) as viewer:
@@ -281,4 +287,5 @@ def test_namespace_members_use_kaizen_through_the_builtin_roles(
     with as_user(cp, users["admin"]) as admin:
         wait_for(lambda: may(admin, "share", "privatemodels", ns), 30, what="admin covering Kaizen")
         admin.request("PATCH", model, {"spec": {"sharing": [ana]}}, content_type=merge)
+        admin.request("POST", MODELS.format(ns), shared)
     assert cp.request("GET", model)["spec"]["sharing"] == [ana]
