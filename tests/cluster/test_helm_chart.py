@@ -89,8 +89,8 @@ def test_chart_lints_and_renders_settings_the_operator_accepts(helm: Any, tmp_pa
     for level in ("view", "edit", "admin"):
         labels = one(docs, "ClusterRole", f"-operator-{level}")["metadata"]["labels"]
         assert labels[f"rbac.authorization.k8s.io/aggregate-to-{level}"] == "true"
-    env = {e["name"] for e in one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]}
-    assert not env & {"KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT"}, "the kubelet's, by default"
+    names = {e["name"] for e in one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert not names & {"KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT"}, "the kubelet's, by default"
 
     docs = rendered(helm, *variant)
     data = one(docs, "ConfigMap")["data"]
