@@ -48,7 +48,8 @@ def test_a_share_is_a_role_on_this_model_only_and_a_binding_to_the_user() -> Non
 
 def test_only_an_owner_share_grants_the_verb_the_sharing_policy_checks() -> None:
     """The admission policy (the chart's file, which the local cluster installs too) asks the
-    authorizer for the verb only owner shares grant, and only when spec.sharing changes."""
+    authorizer for the verb only owner shares grant, and only when spec.sharing changes (on create,
+    from none)."""
     policy = yaml.safe_load(SHARING_POLICY_FILE.read_text())
     (validation,) = policy["spec"]["validations"]
     assert f".check('{SHARE_VERB}').allowed()" in validation["expression"]
@@ -57,7 +58,7 @@ def test_only_an_owner_share_grants_the_verb_the_sharing_policy_checks() -> None
         {
             "apiGroups": ["kaizen.dev"],
             "apiVersions": ["*"],
-            "operations": ["UPDATE"],
+            "operations": ["CREATE", "UPDATE"],
             "resources": ["privatemodels"],
         }
     ]
