@@ -181,17 +181,8 @@ class Cluster:
                 annotations = {**(crd["metadata"].get("annotations") or {}), MANIFEST_HASH_ANNOTATION: digest}
                 outdated.append({**crd, "metadata": {**crd["metadata"], "annotations": annotations}})
 
-        def apply(crd: dict[str, Any]) -> None:
-            self.request(
-                "PATCH",
-                f"{crd_path}/{crd['metadata']['name']}",
-                crd,
-                query={"fieldManager": FIELD_MANAGER, "force": "true"},
-                content_type="application/apply-patch+yaml",
-            )
-
         with ThreadPoolExecutor(4) as pool:
-            list(pool.map(apply, outdated))
+            list(pool.map(lambda crd: self.apply(f"{crd_path}/{crd['metadata']['name']}", crd), outdated))
         self.wait_established([CrdRef.of(crd) for crd in crds], timeout)
 
     def install_admission_policies(self) -> None:
@@ -206,17 +197,19 @@ class Cluster:
             "spec": {"policyName": name, "validationActions": ["Deny"]},
         }
         base = f"/apis/{policy['apiVersion']}"
-        for plural, manifest in (
-            ("validatingadmissionpolicies", policy),
-            ("validatingadmissionpolicybindings", binding),
-        ):
-            self.request(
-                "PATCH",
-                f"{base}/{plural}/{name}",
-                manifest,
-                query={"fieldManager": FIELD_MANAGER, "force": "true"},
-                content_type="application/apply-patch+yaml",
-            )
+        self.apply(f"{base}/validatingadmissionpolicies/{name}", policy)
+        self.apply(f"{base}/validatingadmissionpolicybindings/{name}", binding)
+
+    def apply(self, path: str, manifest: dict[str, Any]) -> None:
+        """Server-side apply `manifest` at `path`, as Kaizen's local field manager, taking its fields
+        over from any other manager."""
+        self.request(
+            "PATCH",
+            path,
+            manifest,
+            query={"fieldManager": FIELD_MANAGER, "force": "true"},
+            content_type="application/apply-patch+yaml",
+        )
 
     def wait_established(self, crds: list[CrdRef], timeout: float = 60) -> None:
         """Wait until the CRDs' resources are served, and record them in ``crd_names``."""
