@@ -68,9 +68,7 @@ def _others(
         items = _listed(cache, kube, namespace, metadata_only)
         reserved = cache.counted(namespace, name)[1]  # after the LIST: its runs may count twice, not none
     elif blocks(_without(items, name), reserved):
-        with cache.confirming(namespace):  # passes blocked at once share the LIST of the first
-            if not cache.confirmed(namespace, CONFIRMED_S):
-                _listed(cache, kube, namespace, metadata_only=True)  # names are all it needs
+        _confirm(cache, kube, namespace)
         items, reserved = cache.counted(namespace, name)
     others = _without(items or [], name)
     return (others, reserved) if blocks(others, reserved) else None
@@ -84,6 +82,14 @@ def _listed(cache: WatchCache, kube: Kube, namespace: str, metadata_only: bool) 
     cache.absent(namespace, before, {i["metadata"]["name"] for i in items})
     cache.confirm(namespace, mark)
     return items
+
+
+def _confirm(cache: WatchCache, kube: Kube, namespace: str) -> None:
+    """LIST the namespace unless a LIST confirmed its cached pipelines in the last `CONFIRMED_S` and no
+    listing event came since; callers at once share the LIST of the first."""
+    with cache.confirming(namespace):
+        if not cache.confirmed(namespace, CONFIRMED_S):
+            _listed(cache, kube, namespace, metadata_only=True)  # names are all it needs
 
 
 def _without(items: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
@@ -150,9 +156,7 @@ def relisted_wake(cache: WatchCache, kube: Kube, namespace: str, quotas: Quotas)
     follow a restart whose gap hid deletions, and the blocked pipeline's newest version may be the
     operator's own write (no pass): the cache still counts the deleted, so its count is LISTed first,
     unless a LIST confirmed it since the last listing event."""
-    with cache.confirming(namespace):
-        if not cache.confirmed(namespace, CONFIRMED_S):
-            _listed(cache, kube, namespace, metadata_only=True)
+    _confirm(cache, kube, namespace)
     return to_wake(cache.in_namespace(namespace) or [], quotas)
 
 
