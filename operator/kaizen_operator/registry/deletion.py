@@ -11,13 +11,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from kaizen_api.base import GROUP
 from kaizen_api.evaljob import EvalJobSpec, EvalJobStatus
 from kaizen_api.finetune import FineTunePipelineSpec
 from kaizen_api.finetune_status import FineTunePipelineStatus
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from kaizen_operator.eval_runs import new_run
 from kaizen_operator.triggers import manual_request
@@ -83,33 +83,39 @@ def _evaluates(ref: Any, name: str, outputs: Mapping[str, Any]) -> bool:
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # a request's timestamp, which only its run's name uses
 _REQUESTED = "a run requested by {field} is not recorded yet"
+S = TypeVar("S", bound=BaseModel)
+T = TypeVar("T", bound=BaseModel)
+
+
+def _live(obj: Mapping[str, Any], spec_model: type[S], status_model: type[T]) -> tuple[S, T] | None:
+    """The object's spec and status as its reconciler reads them; None when it is being deleted or its
+    spec or status is invalid (neither ever starts a run)."""
+    if (obj.get("metadata") or {}).get("deletionTimestamp"):
+        return None
+    try:
+        return spec_model.model_validate(obj.get("spec") or {}), status_model.model_validate(
+            obj.get("status") or {}
+        )
+    except ValidationError:
+        return None
 
 
 def _pipeline_requests_run(pipeline: Mapping[str, Any]) -> bool:
     """The pipeline's reconciler would record a manual run now (a new pipeline, or a changed
-    spec.trigger.runToken). An invalid spec or a pipeline being deleted never runs."""
-    if (pipeline.get("metadata") or {}).get("deletionTimestamp"):
-        return False
-    try:
-        spec = FineTunePipelineSpec.model_validate(pipeline.get("spec") or {})
-        status = FineTunePipelineStatus.model_validate(pipeline.get("status") or {})
-    except ValidationError:
-        return False
-    return manual_request(spec, status, _EPOCH, _EPOCH) is not None
+    spec.trigger.runToken)."""
+    live = _live(pipeline, FineTunePipelineSpec, FineTunePipelineStatus)
+    return live is not None and manual_request(*live, _EPOCH, _EPOCH) is not None
 
 
 def _eval_requests_run(job: Mapping[str, Any]) -> bool:
     """The EvalJob's reconciler would record a run now (none yet, or spec.runToken changed since the
-    newest one). An invalid spec or a job being deleted never runs."""
-    meta = job.get("metadata") or {}
-    if meta.get("deletionTimestamp"):
+    newest one)."""
+    live = _live(job, EvalJobSpec, EvalJobStatus)
+    if live is None:
         return False
-    try:
-        spec = EvalJobSpec.model_validate(job.get("spec") or {})
-        status = EvalJobStatus.model_validate(job.get("status") or {})
-    except ValidationError:
-        return False
-    return new_run(spec, list(status.runs or []), _EPOCH, meta.get("annotations") or {}) is not None
+    spec, status = live
+    annotations = (job.get("metadata") or {}).get("annotations") or {}
+    return new_run(spec, list(status.runs or []), _EPOCH, annotations) is not None
 
 
 def model_users(
