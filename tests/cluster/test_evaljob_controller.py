@@ -16,8 +16,6 @@ import os
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,6 +35,7 @@ from ftp_support import (
     restrict,
 )
 from kaizen_api.base import GROUP, VERSION
+from support.reports import send_report
 from support.tinymodels import SAMPLES, build_tiny_causal_lm
 
 pytestmark = [pytest.mark.cluster, pytest.mark.s3, pytest.mark.slow]
@@ -351,17 +350,3 @@ def refuses_reports_json_cannot_hold(cluster: Any, ns: str, job: dict[str, Any])
     assert send_report(url, token, {"runName": job["status"]["runName"], "evalProgress": progress})[0] == 200
     landed = cluster.request("GET", f"{EVALJOBS.format(ns)}/long")["status"]["progress"]
     assert landed["done"] == 1 and landed["total"] == 4
-
-
-def send_report(url: str, token: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-    request = urllib.request.Request(
-        url,
-        data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
-        method="POST",
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return int(response.status), json.loads(response.read())
-    except urllib.error.HTTPError as err:
-        return int(err.code), json.loads(err.read() or b"{}")

@@ -9,8 +9,6 @@ from __future__ import annotations
 import base64
 import json
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -39,6 +37,7 @@ from ftp_support import (
     wait_pipeline,
 )
 from kaizen_api.results import EXIT_USER_ERROR
+from support.reports import send_report
 
 pytestmark = pytest.mark.cluster
 SECRETS_SEEN: list[str] = []  # token values read by tests; the last test checks none leaked
@@ -80,23 +79,7 @@ def progress_url(cluster: Any, namespace: str, run: dict[str, Any]) -> str:
 
 
 def post(url: str, token: str, body: dict[str, Any]) -> int:
-    return answer(url, token, body)[0]
-
-
-def answer(url: str, token: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-    """Status and JSON answer of a report, sent as Python's json writes it (NaN and Infinity too)."""
-    request = urllib.request.Request(
-        url,
-        data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
-        method="POST",
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return int(response.status), json.loads(response.read())
-    except urllib.error.HTTPError as err:
-        text = err.read().decode()  # JSON from the handler; aiohttp's own refusals (413) are text
-        return int(err.code), json.loads(text) if text.startswith("{") else {"error": text}
+    return send_report(url, token, body)[0]
 
 
 def test_job_path_end_to_end(ns, control_plane) -> None:
@@ -219,7 +202,7 @@ def test_progress_reports_reach_status_and_other_tokens_are_refused(ns, control_
         ("progress.totalSteps", {"progress": later | {"totalSteps": 2**64}}),
     ):
         time.sleep(1.0)  # within the run's rate: one report a second after a burst of three
-        status, body = answer(url, token, {"runName": run["name"], **report})
+        status, body = send_report(url, token, {"runName": run["name"], **report})
         assert status == 400 and body["error"].startswith(f"{field} is "), body
     assert get_pipeline(control_plane, ns, "live")["status"]["currentRun"] == current
     time.sleep(1.0)
