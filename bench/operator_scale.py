@@ -73,7 +73,7 @@ from kaizen_operator.workloads import build_config_map, build_preflight_job, bui
 from kaizen_operator.workloads.meta import COMPONENT_LABEL, PIPELINE_LABEL, PREFLIGHT
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests" / "cluster"))
+sys.path[:0] = [str(REPO / "tests" / "cluster"), str(REPO / "tests")]  # ftp_support, and its support.specs
 
 from ftp_support import (  # noqa: E402  (test helpers: manifests and fake pod outcomes)
     MODELS,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import copy
 import json
 import os
 import socket
@@ -15,6 +16,7 @@ from typing import Any
 from kaizen_api.base import GROUP, VERSION
 from kaizen_api.results import PreflightPlan, RecordProblem, TerminationMessage
 from kubernetes.config import kube_config
+from support.specs import S3_SFT_SPEC
 
 PIPELINES = f"/apis/{GROUP}/{VERSION}/namespaces/{{}}/finetunepipelines"
 MODELS = f"/apis/{GROUP}/{VERSION}/namespaces/{{}}/privatemodels"
@@ -199,17 +201,7 @@ def pipeline(
     workload: dict[str, Any] | None = None,
     **spec: Any,
 ) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "trainer": "sft",
-        "baseModel": {"catalog": "Qwen2.5-0.5B-Instruct"},
-        "dataset": {
-            "format": "alpaca",
-            "s3": {"connection": {"name": "datahub"}, "bucket": "data", "key": "a.json"},
-        },
-        "output": {"privateModel": "out"},
-        "resources": {"gpusPerNode": 1},
-    }
-    body |= spec
+    body: dict[str, Any] = copy.deepcopy(S3_SFT_SPEC) | spec
     fakes = {"preflight": preflight or PREFLIGHT_OK, "workload": workload or TRAIN_OK}
     return {
         "apiVersion": f"{GROUP}/{VERSION}",

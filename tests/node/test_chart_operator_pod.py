@@ -26,6 +26,7 @@ from kaizen_local.controlplane import LocalControlPlane
 from kaizen_local.node.kubelet import NODE_LABEL, NODE_LABEL_VALUE, NODE_NAME, TAINT_KEY
 from kubernetes import client
 from support.helm import CHART, Helm
+from support.specs import S3_SFT_SPEC
 
 pytestmark = [pytest.mark.cluster, pytest.mark.real_node, pytest.mark.timeout(2400)]
 
@@ -149,19 +150,9 @@ def test_the_charts_operator_runs_in_a_pod_and_reconciles(
     storage = {"s3": {"connection": {"name": "datahub"}, "bucket": "models", "key": "out/"}}
     model = {"metadata": {"name": "out"}, "spec": {"title": "Output", "storage": storage}}
     cp.request("POST", models, {"apiVersion": f"{GROUP}/{VERSION}", "kind": "PrivateModel", **model})
-    spec = {
-        "trainer": "sft",
-        "baseModel": {"catalog": "Qwen2.5-0.5B-Instruct"},
-        "dataset": {
-            "format": "alpaca",
-            "s3": {"connection": {"name": "datahub"}, "bucket": "data", "key": "a.json"},
-        },
-        "output": {"privateModel": "out"},
-        "resources": {"gpusPerNode": 1},
-    }
     pipelines = f"/apis/{GROUP}/{VERSION}/namespaces/{team}/finetunepipelines"
     body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "FineTunePipeline", "metadata": {"name": "one"}}
-    created = cp.request("POST", pipelines, {**body, "spec": spec})
+    created = cp.request("POST", pipelines, {**body, "spec": S3_SFT_SPEC})
 
     def reconciled() -> dict[str, Any] | None:
         current = cp.request("GET", f"{pipelines}/one")
