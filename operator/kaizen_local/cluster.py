@@ -19,7 +19,12 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import yaml
 
-from kaizen_local.paths import KAIZEN_CRDS_DIR, SHARING_POLICY_FILE, THIRD_PARTY_CRDS_DIR
+from kaizen_local.paths import (
+    KAIZEN_CRDS_DIR,
+    OWNED_SECRETS_POLICY_FILE,
+    SHARING_POLICY_FILE,
+    THIRD_PARTY_CRDS_DIR,
+)
 
 # kubernetes is imported where it is used: importing it takes seconds (thousands of pydantic models), and
 # every pytest run loads the fixtures built on this module, unit tests included.
@@ -186,19 +191,20 @@ class Cluster:
         self.wait_established([CrdRef.of(crd) for crd in crds], timeout)
 
     def install_admission_policies(self) -> None:
-        """Server-side apply Kaizen's ValidatingAdmissionPolicy (the chart's file, as it is) and a binding
-        that denies what it refuses in every namespace, as the chart's template does."""
-        policy = yaml.safe_load(SHARING_POLICY_FILE.read_text())
-        name = policy["metadata"]["name"]
-        binding = {
-            "apiVersion": policy["apiVersion"],
-            "kind": "ValidatingAdmissionPolicyBinding",
-            "metadata": {"name": name},
-            "spec": {"policyName": name, "validationActions": ["Deny"]},
-        }
-        base = f"/apis/{policy['apiVersion']}"
-        self.apply(f"{base}/validatingadmissionpolicies/{name}", policy)
-        self.apply(f"{base}/validatingadmissionpolicybindings/{name}", binding)
+        """Server-side apply Kaizen's ValidatingAdmissionPolicies (the chart's files, as they are) and for
+        each a binding that denies what it refuses in every namespace, as the chart's templates do."""
+        for path in (SHARING_POLICY_FILE, OWNED_SECRETS_POLICY_FILE):
+            policy = yaml.safe_load(path.read_text())
+            name = policy["metadata"]["name"]
+            binding = {
+                "apiVersion": policy["apiVersion"],
+                "kind": "ValidatingAdmissionPolicyBinding",
+                "metadata": {"name": name},
+                "spec": {"policyName": name, "validationActions": ["Deny"]},
+            }
+            base = f"/apis/{policy['apiVersion']}"
+            self.apply(f"{base}/validatingadmissionpolicies/{name}", policy)
+            self.apply(f"{base}/validatingadmissionpolicybindings/{name}", binding)
 
     def apply(self, path: str, manifest: dict[str, Any]) -> None:
         """Server-side apply `manifest` at `path`, as Kaizen's local field manager, taking its fields

@@ -11,8 +11,10 @@ HELM_VERSION = "v4.3.2"  # pinned by tools/k8s-bins/helm/go.mod and tools/build-
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 REPO_ROOT = Path(__file__).resolve().parents[2]
 KAIZEN_CRDS_DIR = REPO_ROOT / "crds"
-# The admission policy the chart renders from the same file (who may change a PrivateModel's sharing).
+# The admission policies the chart renders from the same files: who may change a PrivateModel's sharing,
+# which Secrets the operator's ServiceAccount may write.
 SHARING_POLICY_FILE = REPO_ROOT / "charts" / "kaizen" / "files" / "privatemodel-sharing.yaml"
+OWNED_SECRETS_POLICY_FILE = REPO_ROOT / "charts" / "kaizen" / "files" / "owned-secrets.yaml"
 SHARED_DIR = REPO_ROOT.parent / "shared"  # data sets and third-party CRDs, beside the repository
 THIRD_PARTY_CRDS_DIR = SHARED_DIR / "third-party-crds"
 KWOK_STAGES_DIR = Path(__file__).with_name("kwok")

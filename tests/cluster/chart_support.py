@@ -1,5 +1,5 @@
 """Helpers of the Helm chart's cluster tests: the operator run under the chart's ServiceAccount, the
-paths it is driven through, and what the account may do."""
+paths it is driven through, what the account may do, and the Secrets it may write and not."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 from ftp_support import (
     GATE,
@@ -32,7 +33,10 @@ from ftp_support import (
 )
 from kaizen_api.base import GROUP, VERSION
 from kaizen_local.cluster import wait_for
+from kaizen_operator.eval_workload import build_eval_token_secret
 from kaizen_operator.kube import ApiError, Kube
+from kaizen_operator.naming import ChildNames
+from kaizen_operator.workloads import build_token_secret
 
 EVALJOBS = f"/apis/{GROUP}/{VERSION}/namespaces/{{}}/evaljobs"
 RBAC = "/apis/rbac.authorization.k8s.io/v1/namespaces/{}/{}"
@@ -84,6 +88,30 @@ def may(kube: Kube, verb: str, resource: str, namespace: str) -> bool:
     }
     answer = kube.request("POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", review)
     return bool(answer["status"].get("allowed"))
+
+
+def user_secret(name: str) -> dict[str, Any]:
+    """A Secret as a user makes it: no Kaizen labels."""
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "stringData": {"k": "v"}}
+
+
+def token_secrets(ns: str) -> list[dict[str, Any]]:
+    """A run's and an evaluation's token Secrets from the operator's own builders, without their owner
+    references (the policy does not read them; an owner that does not exist would have the garbage
+    collector delete the Secret during the test)."""
+    owner = {"metadata": {"name": "pipe", "namespace": ns, "uid": "0"}}
+    run = ChildNames.of("pipe-run-1")
+    evaluation = SimpleNamespace(
+        names=ChildNames.of("ev-run-1"), job_name="ev", config=SimpleNamespace(run_name="r")
+    )
+    evaljob = {"metadata": {"name": "ev", "namespace": ns, "uid": "0"}}
+    built = [
+        build_token_secret(run, owner, "t"),
+        build_eval_token_secret(cast(Any, evaluation), evaljob, "t"),
+    ]
+    for body in built:
+        del body["metadata"]["ownerReferences"]
+    return built
 
 
 def gated(name: str) -> dict[str, Any]:

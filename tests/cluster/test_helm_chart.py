@@ -6,7 +6,8 @@ Then the operator runs (as a subprocess) with the token of the chart's ServiceAc
 settings file, and nothing else: a gated FineTunePipeline goes through preflight, training, its gate
 EvalJob and promotion, a multi-node run on PyTorchJob is cancelled, a scheduled pipeline's CronJob fires,
 a PrivateModel's shares become Roles and RoleBindings and the model is deleted. None of it may meet a
-403, and SubjectAccessReviews show what the account cannot do.
+403, and SubjectAccessReviews show what the account cannot do. The release's admission policy lets the
+account write only the Secrets the operator owns.
 """
 
 from __future__ import annotations
@@ -20,7 +21,17 @@ from typing import Any
 
 import pytest
 import yaml
-from chart_support import RBAC, as_user, can, drive, forbidden_shown, may, operator_as
+from chart_support import (
+    RBAC,
+    as_user,
+    can,
+    drive,
+    forbidden_shown,
+    may,
+    operator_as,
+    token_secrets,
+    user_secret,
+)
 from ftp_support import (
     MODELS,
     PIPELINES,
@@ -32,9 +43,10 @@ from ftp_support import (
 )
 from kaizen_api.base import GROUP
 from kaizen_local.cluster import wait_for
-from kaizen_local.paths import REPO_ROOT
+from kaizen_local.paths import OWNED_SECRETS_POLICY_FILE, REPO_ROOT
 from kaizen_operator.catalog import load_catalog
-from kaizen_operator.kube import ApiError
+from kaizen_operator.handlers.finetune import KEY_ENV, KEY_SECRET, NAMESPACE_ENV, progress_key
+from kaizen_operator.kube import ApiError, Kube
 from kaizen_operator.settings import load_settings
 from support.helm import CHART
 
@@ -51,6 +63,25 @@ def rendered(helm: Any, *sets: str) -> list[dict[str, Any]]:
 def one(docs: list[dict[str, Any]], kind: str, suffix: str = "") -> dict[str, Any]:
     (found,) = [d for d in docs if d["kind"] == kind and d["metadata"]["name"].endswith(suffix)]
     return found
+
+
+def owned_secrets_policy(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    policy = one(docs, "ValidatingAdmissionPolicy", "-owned-secrets")
+    assert policy["metadata"]["name"] == "kz-operator-owned-secrets"
+    return dict(policy["spec"])
+
+
+def owned_secrets_spec(user: str) -> dict[str, Any]:
+    """The spec of files/owned-secrets.yaml, its one match condition naming `user`."""
+    spec = yaml.safe_load(OWNED_SECRETS_POLICY_FILE.read_text())["spec"]
+    (condition,) = spec["matchConditions"]
+    assert condition["expression"] == (
+        "request.userInfo.username == 'system:serviceaccount:kaizen-system:kaizen-operator'"
+    ), "the local cluster's account: `helm install kaizen -n kaizen-system`"
+    return {
+        **spec,
+        "matchConditions": [{**condition, "expression": f"request.userInfo.username == '{user}'"}],
+    }
 
 
 def test_chart_lints_and_renders_settings_the_operator_accepts(helm: Any, tmp_path: Path) -> None:
@@ -79,13 +110,19 @@ def test_chart_lints_and_renders_settings_the_operator_accepts(helm: Any, tmp_pa
     assert "catalog.yaml" not in data and settings.catalog_path is None
     assert {b["kind"] for b in docs if b["kind"].endswith("RoleBinding")} == {"ClusterRoleBinding"}
     # The sharing policy is the file the local cluster installs, under the release's name, bound to deny.
-    policy = one(docs, "ValidatingAdmissionPolicy")
+    policy = one(docs, "ValidatingAdmissionPolicy", "-privatemodel-sharing")
     shipped = yaml.safe_load((CHART / "files" / "privatemodel-sharing.yaml").read_text())
     assert (
         policy["spec"] == shipped["spec"] and policy["metadata"]["name"] == "kz-operator-privatemodel-sharing"
     )
-    binding = one(docs, "ValidatingAdmissionPolicyBinding")["spec"]
+    binding = one(docs, "ValidatingAdmissionPolicyBinding", "-privatemodel-sharing")["spec"]
     assert binding == {"policyName": "kz-operator-privatemodel-sharing", "validationActions": ["Deny"]}
+    # The owned-Secrets policy too, matching the release's ServiceAccount instead of the file's.
+    assert owned_secrets_policy(docs) == owned_secrets_spec("system:serviceaccount:kaizen-system:kz-operator")
+    binding = one(docs, "ValidatingAdmissionPolicyBinding", "-owned-secrets")["spec"]
+    assert binding == {"policyName": "kz-operator-owned-secrets", "validationActions": ["Deny"]}
+    named = rendered(helm, "--set", "serviceAccount.name=robot")
+    assert owned_secrets_policy(named) == owned_secrets_spec("system:serviceaccount:kaizen-system:robot")
     for level in ("view", "edit", "admin"):
         labels = one(docs, "ClusterRole", f"-operator-{level}")["metadata"]["labels"]
         assert labels[f"rbac.authorization.k8s.io/aggregate-to-{level}"] == "true"
@@ -207,6 +244,37 @@ def test_operator_works_under_the_chart_rbac_alone(
         assert not allowed(verb, "roles", ns, group="rbac.authorization.k8s.io")
     assert not allowed("create", "clusterrolebindings", group="rbac.authorization.k8s.io")
     assert not allowed("patch", "finetunepipelines", ns, group=GROUP), "the operator never writes spec"
+
+
+def test_the_chart_account_writes_only_the_secrets_it_owns(
+    control_plane: Any, release: dict[str, str], namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The release's own policy on its account, under the chart's RBAC alone (create and delete on any
+    Secret): its token Secrets and its progress key, no Secret of a user's
+    (tests/cluster/test_owned_secrets.py goes through every refusal)."""
+    cp, ns, own = control_plane, namespace, release["namespace"]
+    cp.request("POST", f"/api/v1/namespaces/{ns}/secrets", user_secret("s3-credentials"))
+    theirs = f"/api/v1/namespaces/{ns}/secrets/s3-credentials"
+    key = f"/api/v1/namespaces/{own}/secrets/{KEY_SECRET}"
+    cp.request("DELETE", key, missing_ok=True)  # the operator's run in another test may have made it
+
+    def refused(kube: Kube) -> str:
+        try:  # a dry run: before the API server has loaded the policy, this would delete the Secret
+            kube.request("DELETE", theirs, query={"dryRun": "All"})
+        except ApiError as err:
+            return err.message if err.status == 403 else ""
+        return ""
+
+    with as_user(cp, f"system:serviceaccount:{own}:{release['account']}") as operator:
+        message = wait_for(lambda: refused(operator), 30, what="the chart's policy refusing a user's Secret")
+        assert f"'{release['account']}-owned-secrets'" in message and "only the Secrets it owns" in message
+        for body in token_secrets(ns):
+            operator.request("POST", f"/api/v1/namespaces/{ns}/secrets", body)
+            operator.request("DELETE", f"/api/v1/namespaces/{ns}/secrets/{body['metadata']['name']}")
+        monkeypatch.delenv(KEY_ENV, raising=False)
+        monkeypatch.setenv(NAMESPACE_ENV, own)
+        progress_key(operator)  # the operator's own code makes its key
+    assert cp.exists(key) and cp.exists(theirs)
 
 
 def test_watching_named_namespaces_confines_the_operator_to_them(
