@@ -30,6 +30,7 @@ EXIT_INFRA_ERROR = 3
 FailureReason = Literal[
     "DataInvalid",  # the dataset has no usable record, or strict validation failed
     "ConfigInvalid",  # the run configuration cannot be run as given (user error)
+    "Diverged",  # the training loss ended NaN or infinite: the same settings and data diverge again
     "ModelInvalid",  # the base model cannot be loaded (missing files, unknown architecture)
     "DataNotStaged",  # evaluation data / caches are not where the configuration says
     "StorageError",  # S3 or volume I/O failed after retries (infrastructure)
@@ -39,7 +40,7 @@ FailureReason = Literal[
     "RunnerError",  # an unexpected error in the runner itself
 ]
 USER_ERROR_REASONS: frozenset[str] = frozenset(
-    {"DataInvalid", "ConfigInvalid", "ModelInvalid", "DataNotStaged"}
+    {"DataInvalid", "ConfigInvalid", "Diverged", "ModelInvalid", "DataNotStaged"}
 )
 
 

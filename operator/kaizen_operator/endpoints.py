@@ -2,6 +2,7 @@
 
 - progress port: `POST /runs/<namespace>/<run object name>`, the runner's live reports
   (`kaizen_api.results.ProgressReport`) with the run's bearer token; applied to the run in status.
+  The report that first records a non-finite loss step posts a Warning Event `LossNotFinite`.
 - ops port: `/metrics` (Prometheus), `/healthz` (the loop answers), `/readyz` (workers started).
 
 Responses: 200 applied or ignored as stale, 400 a path that names no run or a bad body (naming the
@@ -26,6 +27,7 @@ from pydantic import ValidationError
 
 from kaizen_operator.admission import validation_message
 from kaizen_operator.context import API, KIND, Conflict, Context, patch_status
+from kaizen_operator.events import post_event
 from kaizen_operator.kube import ApiError, path_of
 from kaizen_operator.metrics import PROGRESS_REPORTS
 from kaizen_operator.naming import ChildNames
@@ -35,6 +37,7 @@ from kaizen_operator.progress import (
     apply_report,
     bearer_token,
     is_stale,
+    loss_not_finite_event,
     number_problem,
     path_problem,
     time_problem,
@@ -92,17 +95,22 @@ def apply(
         old, new = run.progress, report.progress
         if is_stale(old.updated_time if old else None, new.updated_time if new else None):
             return False
-        updated = apply_report(run, report).to_manifest()
+        applied = apply_report(run, report)
+        updated = applied.to_manifest()
         runs[index] = updated
         patch: dict[str, Any] = {"runs": runs}
         if (status.get("currentRun") or {}).get("objectName") == run_name:
             patch["currentRun"] = updated
         try:
             patch_status(ctx, pipeline, patch)
-            return True
         except Conflict:
             if attempt == ATTEMPTS - 1:
                 raise
+            continue
+        # After the write: only the report whose write recorded the step first posts the Event.
+        if (event := loss_not_finite_event(run, applied)) is not None:
+            post_event(ctx.kube, pipeline, *event)
+        return True
     return False
 
 

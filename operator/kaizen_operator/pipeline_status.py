@@ -6,7 +6,7 @@ Conditions (metav1, each with observedGeneration):
   ModelNotReady, QuotaExceeded, CRDMissing, ReconcileError, …).
 - Running: a run is active (reason Preflight, Starting, Queued or Training).
 - Succeeded / Failed: how the newest finished run ended; Failed's reason is its cause (OOMKilled,
-  ExitCode<N>, DeadlineExceeded, Evicted, DataInvalid, Cancelled, …).
+  ExitCode<N>, DeadlineExceeded, Evicted, DataInvalid, Diverged, Cancelled, …).
 - Suspended: `spec.trigger.suspend`.
 """
 

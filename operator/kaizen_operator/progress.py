@@ -1,5 +1,5 @@
 """The pure half of the live progress endpoint: what a request must be before the run is looked up,
-per-run tokens, rate limits, stale and future reports, applying a report.
+per-run tokens, rate limits, stale and future reports, applying a report, the Event a report earns.
 
 A run's token is an HMAC of (namespace, run object name, pipeline uid) under the operator's key, so
 it authorises exactly one run of one pipeline object: another run's token, or the same run name in a
@@ -27,6 +27,7 @@ BODY_MAX_BYTES = 64 * 1024
 CLOCK_SKEW_MAX = timedelta(minutes=5)
 _LABEL = re.compile(DNS1123_LABEL)
 _TOKEN = re.compile(r"[0-9a-f]{64}")  # what run_token returns: a SHA-256 HMAC in hex
+LOSS_NOT_FINITE = "LossNotFinite"  # the Warning Event's reason: a run's loss went NaN or infinite
 
 
 def path_problem(namespace: str, run: str) -> str | None:
@@ -162,3 +163,17 @@ def apply_report(run: RunStatus, report: ProgressReport) -> RunStatus:
     if report.output_version:
         changes["output_version"] = report.output_version
     return run.model_copy(update=changes)
+
+
+def loss_not_finite_event(before: RunStatus, after: RunStatus) -> tuple[str, str, str] | None:
+    """The Warning Event for a run whose recorded metrics now carry a non-finite loss step and did not
+    before (None otherwise). Decided from the status a report was applied to, not from memory, so each
+    run gets it once, also across operator restarts: the step stays recorded once it is."""
+    step = after.metrics.non_finite_loss_step if after.metrics else None
+    if step is None or (before.metrics is not None and before.metrics.non_finite_loss_step is not None):
+        return None
+    message = (
+        f"run {after.name}: the loss was NaN or infinite at step {step}; a run whose last loss is not "
+        "finite fails as Diverged: lower learningRate or maxGradNorm, or use bf16 rather than fp16"
+    )
+    return ("Warning", LOSS_NOT_FINITE, message)

@@ -22,6 +22,7 @@ from kaizen_operator.progress import (
     bearer_token,
     downsample,
     is_stale,
+    loss_not_finite_event,
     path_problem,
     run_token,
     time_problem,
@@ -91,6 +92,35 @@ def test_rate_limit_and_stale_reports() -> None:
     assert not is_stale(applied, NOW + timedelta(minutes=1))
     assert is_stale(applied, None)  # no time: never newer than a report with one (eval reports too)
     assert not is_stale(None, None) and not is_stale(None, NOW)
+
+
+def test_a_non_finite_loss_is_flagged_once_per_run_from_status() -> None:
+    """The report that first records nonFiniteLossStep gives the Warning; later reports (the runner
+    repeats the step in each), and a restarted operator applying them, find it recorded already."""
+
+    def report(step: int, **metrics: object) -> ProgressReport:
+        progress = {"step": step, "updatedTime": f"2026-12-01T12:00:{step:02d}Z"}
+        return ProgressReport.model_validate({"runName": "r", "progress": progress, "metrics": metrics})
+
+    run = RunStatus(name="r", phase="Running")
+    events = []
+    for sent in (
+        report(1, trainTotalLoss=2.0),
+        report(2, trainTotalLoss=2.0, nonFiniteLossStep=2),
+        report(3, nonFiniteLossStep=2),
+        report(4, trainTotalLoss=1.5, nonFiniteLossStep=2),
+    ):
+        applied = apply_report(run, sent)
+        events.append(loss_not_finite_event(run, applied))
+        run = RunStatus.model_validate(applied.to_manifest())  # as the next pass reads it back
+    assert events[0] is None and events[2:] == [None, None]
+    assert events[1] is not None
+    type_, reason, message = events[1]
+    assert (type_, reason) == ("Warning", "LossNotFinite")
+    assert message.startswith("run r: the loss was NaN or infinite at step 2;")
+    assert run.metrics and run.metrics.non_finite_loss_step == 2 and run.metrics.train_total_loss == 1.5
+    # A report without metrics leaves the recorded step alone: still no second Event.
+    assert loss_not_finite_event(run, apply_report(run, report(5))) is None
 
 
 def test_report_times_must_carry_a_zone() -> None:

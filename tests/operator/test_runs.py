@@ -6,8 +6,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from api.manifests import load_example
+from kaizen_api.finetune import FineTunePipelineSpec
 from kaizen_api.finetune_status import PreflightPlan, RecordProblem, RunProgress, RunStatus
 from kaizen_api.results import TerminationMessage
+from kaizen_operator import pipeline_status
+from kaizen_operator.conditions import get_condition
 from kaizen_operator.runs import RunChildren, advance, pod_failure, workload_outcome
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -113,6 +117,26 @@ def test_workload_failure_reasons(
     step = advance(run(preflight=PLAN, job_name="p-20261201120000-abc123", job_kind="Job"), children, now=NOW)
     assert (step.run.phase, step.run.reason, step.run.exit_code) == ("Failed", reason, exit_code)
     assert step.run.completion_time == NOW
+
+
+def test_a_diverged_run_fails_as_diverged_with_the_runners_advice() -> None:
+    """The runner's reason, not a generic one; its message (the step, what to change) is kept, and the
+    pipeline's Failed condition carries the reason."""
+    advice = (
+        "training diverged: the training loss is nan at step 40 (not finite since step 31), so no "
+        "version was published; lower learningRate or maxGradNorm, use bf16 rather than fp16"
+    )
+    message = term(phase="Failed", reason="Diverged", message=advice)
+    children = RunChildren(
+        workload=job("Failed", reason="PodFailurePolicy"), workload_pods=[pod("Failed", 2, message)]
+    )
+    step = advance(run(preflight=PLAN, job_name="p-20261201120000-abc123", job_kind="Job"), children, now=NOW)
+    assert (step.run.phase, step.run.reason, step.run.message) == ("Failed", "Diverged", advice)
+    assert step.event == ("Warning", "RunFailed", f"run {step.run.name}: Diverged: {advice}")
+    spec = FineTunePipelineSpec.model_validate(load_example("finetune-sft-alpaca.yaml")["spec"])
+    failed = get_condition(pipeline_status.conditions(None, spec, [step.run], 1, None), "Failed")
+    assert failed and (failed["status"], failed["reason"]) == ("True", "Diverged")
+    assert "at step 40" in failed["message"]
 
 
 def test_a_pytorchjob_past_its_deadline_fails_with_deadline_exceeded() -> None:

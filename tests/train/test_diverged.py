@@ -10,8 +10,11 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from kaizen_api.results import EXIT_USER_ERROR, TerminationMessage
 from kaizen_runner.cli import main
-from kaizen_runner.train.metrics import vertex_metrics
+from kaizen_runner.train.errors import RunnerError
+from kaizen_runner.train.failures import classify, exit_code
+from kaizen_runner.train.metrics import check_not_diverged, vertex_metrics
 from kaizen_runner.train.progress import ProgressReporter, run_metrics
 
 from train.helpers import run_config, write_config
@@ -51,7 +54,7 @@ def test_a_run_whose_loss_is_nan_fails_saying_it_diverged(
         code = main(["train", "--config", str(path), "--work-dir", str(tmp_path / "work")])
     assert code == 2  # the same settings diverge again: not retried
     failure = json.loads(termination_log.read_text())
-    assert (failure["phase"], failure["reason"]) == ("Failed", "ConfigInvalid")
+    assert (failure["phase"], failure["reason"]) == ("Failed", "Diverged")
     assert failure["message"].startswith("training diverged: the training loss is nan at step 3")
     assert "not finite since step 1" in failure["message"]
     assert not (output / config["runName"] / "manifest.json").exists(), "no version published"
@@ -83,3 +86,20 @@ def test_a_loss_that_was_nan_once_is_flagged_with_its_first_step() -> None:
             live = json.loads(run_metrics(reporter.metrics).model_dump_json(by_alias=True, exclude_none=True))
             assert live == {"nonFiniteLossStep": 2}, "the NaN loss is left out, not sent as null"
     assert run_metrics(reporter.metrics) == metrics
+
+
+def test_a_diverged_run_fails_with_its_own_reason_and_is_not_retried() -> None:
+    """Diverged, not ConfigInvalid: the operator shows it as the run's reason, from the termination
+    message; a user error (exit 2), as the same settings diverge again."""
+    history = [{"loss": 2.0, "step": 1}, {"loss": NAN, "step": 2}, {"loss": math.inf, "step": 3}]
+    with pytest.raises(RunnerError) as caught:
+        check_not_diverged(history)
+    reason, message = classify(caught.value)
+    assert (reason, exit_code(reason)) == ("Diverged", EXIT_USER_ERROR)
+    assert message.startswith(
+        "training diverged: the training loss is inf at step 3 (not finite since step 2)"
+    )
+    assert "lower learningRate" in message
+    term = TerminationMessage(phase="Failed", reason=reason, message=message)
+    assert TerminationMessage.model_validate_json(term.model_dump_json(by_alias=True)).reason == "Diverged"
+    check_not_diverged([{"loss": NAN, "step": 1}, {"loss": 1.5, "step": 2}])  # recovered: no failure

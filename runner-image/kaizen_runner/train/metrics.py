@@ -143,15 +143,16 @@ def finite_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
 
 def check_not_diverged(log_history: list[dict[str, Any]]) -> None:
     """Fail a run whose last logged training loss is NaN or infinite: its weights are most likely NaN
-    too, so publishing them would give a version that only looks ready. ConfigInvalid: the same
-    settings, data and seed diverge again on a retry."""
+    too, so publishing them would give a version that only looks ready. Its own reason, Diverged, so
+    the operator can say so; a user error, as the same settings, data and seed diverge again on a retry."""
     last = next((entry["loss"] for entry in reversed(log_history) if "loss" in entry), None)
     if _not_finite(last):
         step = next((e.get("step") for e in reversed(log_history) if "loss" in e), None)
         raise RunnerError(
             f"training diverged: the training loss is {last} at step {step} (not finite since step "
             f"{first_non_finite_loss(log_history)}), so no version was published; lower learningRate "
-            "or maxGradNorm, use bf16 rather than fp16, or check the data and the base model's weights"
+            "or maxGradNorm, use bf16 rather than fp16, or check the data and the base model's weights",
+            reason="Diverged",
         )
 
 
