@@ -187,8 +187,8 @@ def resync(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
     _scan_into(body, patch, {**status, "conditions": conditions})
 
 
-def _users(namespace: str, name: str) -> list[str]:
-    kube = default_kube()
+def model_users_in(kube: Kube, namespace: str, name: str) -> list[str]:
+    """`model_users` of the namespace's objects as the API server holds them now."""
     pipelines = _custom_objects(kube, namespace, FINETUNE_PIPELINE.plural)
     return model_users(name, pipelines, _custom_objects(kube, namespace, EVAL_JOB.plural))
 
@@ -203,7 +203,7 @@ def delete(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
     except ValidationError:
         spec = None  # an invalid spec names no storage to remove: the object goes, as with Retain
     try:
-        users = _users(meta["namespace"], meta["name"])
+        users = model_users_in(default_kube(), meta["namespace"], meta["name"])
     except ApiError as err:
         raise kopf.TemporaryError(
             f"cannot list the model's users: {err}", delay=DELETE_RECHECK_SECONDS
