@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Iterable
 from typing import Any
 
 Key = tuple[str, str]  # (namespace, name)
@@ -72,7 +73,7 @@ class WatchCache:
         self._confirmed: dict[str, tuple[int, float]] = {}  # namespace -> `mark` of its last LIST
         self._confirming: dict[str, threading.Lock] = {}  # namespace -> held while it is LISTed
         self._deciding: dict[str, threading.Lock] = {}  # namespace -> held from a run count to `reserve`
-        self._reserved: dict[Key, int] = {}  # runs a pass recorded that its status write has not shown
+        self._reserved: dict[Key, frozenset[str]] = {}  # runs (object names) a pass recorded, not yet written
 
     def observed(self, key: Key, body: dict[str, Any]) -> None:
         """A watch event's object (ADDED, MODIFIED or the initial listing)."""
@@ -189,12 +190,15 @@ class WatchCache:
         with self._lock:
             return self._deciding.setdefault(namespace, threading.Lock())
 
-    def reserve(self, key: Key, runs: int) -> None:
-        """The pass of `key` recorded `runs` new runs: they count for the namespace (`counted`) until
-        its status write enters the cache (`wrote`) or the pass ends without one (`unreserve`)."""
+    def reserve(self, key: Key, runs: Iterable[str]) -> None:
+        """The pass of `key` recorded new runs (their object names): they count for the namespace
+        (`counted`) until its status write enters the cache (`wrote`) or the pass ends without one
+        (`unreserve`). Named, not counted: the body a count reads may already hold them (the watch
+        can deliver the write before its pass handles the answer), and a run must count once."""
+        names = frozenset(runs)
         with self._lock:
-            if runs:
-                self._reserved[key] = runs
+            if names:
+                self._reserved[key] = names
 
     def unreserve(self, key: Key) -> None:
         with self._lock:
@@ -212,14 +216,18 @@ class WatchCache:
         with self._lock:
             return self._in_namespace(namespace)
 
-    def counted(self, namespace: str, name: str) -> tuple[list[dict[str, Any]] | None, int]:
-        """`in_namespace`, and the runs reserved by passes of its objects other than `name`, read at
-        one instant: a reservation ends as its pass's write enters the cache, so read apart, a run
-        could be counted twice, or not at all."""
+    def counted(
+        self, namespace: str, name: str
+    ) -> tuple[list[dict[str, Any]] | None, dict[str, frozenset[str]]]:
+        """`in_namespace`, and the runs reserved by passes of its objects other than `name` (by object
+        name), read at one instant: a reservation ends as its pass's write enters the cache, so read
+        apart, a run could be missed."""
         with self._lock:
-            reserved = sum(
-                n for (ns, other), n in self._reserved.items() if ns == namespace and other != name
-            )
+            reserved = {
+                other: runs
+                for (ns, other), runs in self._reserved.items()
+                if ns == namespace and other != name
+            }
             return self._in_namespace(namespace), reserved
 
     def _in_namespace(self, namespace: str) -> list[dict[str, Any]] | None:
