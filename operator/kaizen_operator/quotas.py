@@ -80,7 +80,7 @@ def _others(
 def _listed(cache: WatchCache, kube: Kube, namespace: str, metadata_only: bool) -> list[dict[str, Any]]:
     """The namespace's pipelines as the API server lists them; those the cache holds and the LIST
     lacks are dropped from the cache, which the LIST then confirms."""
-    mark, before = cache.mark(), cache.versions(namespace)
+    mark, before = cache.mark(namespace), cache.versions(namespace)
     items = kube.list(path_of(API, KIND, namespace), metadata_only=metadata_only)
     cache.absent(namespace, before, {i["metadata"]["name"] for i in items})
     cache.confirm(namespace, mark)

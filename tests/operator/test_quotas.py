@@ -168,7 +168,7 @@ def test_the_blocked_passes_of_a_namespace_share_the_list_that_confirms_their_co
         assert pipeline_blocker(cache, api, item, SPEC, Quotas(max_pipelines=1)) is not None  # type: ignore[arg-type]
         assert concurrent_runs_blocker(cache, api, item, [], Quotas(max_concurrent_runs=1)) is not None  # type: ignore[arg-type]
     assert api.requests == 1, "eight blocked passes, one LIST"
-    cache.relisted()
+    cache.relisted("ns")
     assert pipeline_blocker(cache, api, items[1], SPEC, Quotas(max_pipelines=1)) is not None  # type: ignore[arg-type]
     assert api.requests == 2, "a listing event: the next blocked pass confirms again"
 
@@ -199,7 +199,7 @@ def test_a_ghost_a_watch_restart_left_does_not_block() -> None:
     assert pipeline_blocker(cache, api, b, SPEC, quotas) is not None  # type: ignore[arg-type]
     api.items = [b]  # deleted during the watch's gap: no DELETED event
     assert pipeline_blocker(cache, api, b, SPEC, quotas) is not None, "no listing event yet"  # type: ignore[arg-type]
-    cache.relisted()  # the restart's listing delivers b (and never a)
+    cache.relisted("ns")  # the restart's listing delivers b (and never a)
     assert pipeline_blocker(cache, api, b, SPEC, quotas) is None  # type: ignore[arg-type]
     assert cache.in_namespace("ns") == [b], "the LIST dropped the ghost"
 
@@ -255,3 +255,22 @@ def test_before_the_listing_a_run_written_during_the_list_still_counts() -> None
     assert (
         concurrent_runs_blocker(cache, landed, pipeline("b", DAY2), [], Quotas(max_concurrent_runs=2)) is None
     )  # type: ignore[arg-type]
+
+
+def test_a_listing_voids_the_confirmations_its_watch_covers() -> None:
+    """Watching named namespaces (one watch each), a listing of another namespace leaves this one's
+    LIST in force; watching the whole cluster (one watch), any listing may follow the restart that
+    hid this namespace's deletions."""
+    items = [pipeline("a", DAY1), pipeline("b", DAY2)]
+    for per_namespace, lists in ((True, 1), (False, 2)):
+        cache, api = WatchCache(watch_per_namespace=per_namespace), Listing(items)
+        for item in items:
+            cache.observed(("ns", item["metadata"]["name"]), item)
+        cache.listed()
+        assert pipeline_blocker(cache, api, items[1], SPEC, Quotas(max_pipelines=1)) is not None  # type: ignore[arg-type]
+        cache.relisted("other")
+        assert pipeline_blocker(cache, api, items[1], SPEC, Quotas(max_pipelines=1)) is not None  # type: ignore[arg-type]
+        assert api.requests == lists, f"watch per namespace: {per_namespace}"
+        cache.relisted("ns")
+        assert pipeline_blocker(cache, api, items[1], SPEC, Quotas(max_pipelines=1)) is not None  # type: ignore[arg-type]
+        assert api.requests == lists + 1, "its own namespace's listing voids it either way"
