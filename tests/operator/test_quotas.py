@@ -252,9 +252,8 @@ def test_before_the_listing_a_run_written_during_the_list_still_counts() -> None
     assert blocked is not None, "one run active, one allowed: b waits"
     landed = Listing([written("a", DAY1, "Pending")])  # and once the LIST holds it, it counts once
     cache.reserve(("ns", "a"), {"o0"})
-    assert (
-        concurrent_runs_blocker(cache, landed, pipeline("b", DAY2), [], Quotas(max_concurrent_runs=2)) is None
-    )  # type: ignore[arg-type]
+    two = Quotas(max_concurrent_runs=2)
+    assert concurrent_runs_blocker(cache, landed, pipeline("b", DAY2), [], two) is None  # type: ignore[arg-type]
 
 
 def test_a_listing_voids_the_confirmations_its_watch_covers() -> None:
