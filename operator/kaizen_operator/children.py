@@ -98,11 +98,10 @@ def observe(
     return Observed(grouped["jobs"], grouped["pytorchjobs"], by_run)
 
 
-def trigger_jobs(kube: Kube, namespace: str, pipeline: str) -> list[dict[str, Any]]:
-    return kube.list(
-        path_of("batch/v1", "Job", namespace),
-        f"{PIPELINE_LABEL}={label_value(pipeline)},{TRIGGER_LABEL}=schedule",
-    )
+def trigger_jobs(kube: Kube, namespace: str, pipeline: str | None = None) -> list[dict[str, Any]]:
+    """A schedule pipeline's trigger Jobs (by its label), or with no `pipeline` the namespace's."""
+    own = f"{PIPELINE_LABEL}={label_value(pipeline)}," if pipeline is not None else ""
+    return kube.list(path_of("batch/v1", "Job", namespace), f"{own}{TRIGGER_LABEL}=schedule")
 
 
 def same_config(found: dict[str, Any] | None, config_map: dict[str, Any]) -> bool:

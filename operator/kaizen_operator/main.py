@@ -17,6 +17,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     import kaizen_operator.handlers  # noqa: F401  (registers the handlers)
+    from kaizen_operator.handlers.finetune import WATCH_PER_NAMESPACE
 
     # The modules just imported (kubernetes, pydantic, kopf) are most of the process's objects and
     # live as long as it does: out of the collector's sight, a full collection scans only what the
@@ -29,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
         clusterwide=not args.namespace,
         namespaces=args.namespace or (),
         liveness_endpoint=args.liveness,
+        # One watch per named namespace: a listing voids that namespace's quota confirmation only.
+        memo=kopf.Memo({WATCH_PER_NAMESPACE: bool(args.namespace)}),
     )
     return 0
 

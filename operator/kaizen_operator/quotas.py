@@ -17,14 +17,16 @@ listing event of a blocked pipeline has `relisted_wake` confirm the namespace's 
 Passes of one namespace run at once (the work queue's workers; every pipeline at startup). A pass that
 may start a run under the concurrent-runs cap counts holding the namespace's `WatchCache.deciding`
 lock, and the runs it records stay reserved in the cache, counting as active, until its status write
-enters the cache (or the pass ends without one): no two passes take the same free slot. The lock is
-held for the count only, by such passes only; with no cap set nothing is taken.
+enters the cache (or the pass ends without one): no two passes take the same free slot. A reserved run
+counts once, whether or not the body counted already holds it (the watch may deliver the write before
+its pass handles the answer; a LIST may see it). The lock is held for the count only, by such passes
+only; with no cap set nothing is taken.
 """
 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from kaizen_api.base import API_VERSION as API
@@ -44,8 +46,10 @@ RUN_WAIT = "the run starts when one ends"  # ends the concurrent-runs message; `
 # not start it (e.g. an older waiter, woken first, keeps failing its passes).
 WAIT_FALLBACK_S = 120.0
 CONFIRMED_S = 10.0  # how long one LIST vouches for a namespace's cached count (see WatchCache.confirmed)
+# The runs other passes have recorded and not yet written: object names, by pipeline name.
+Reserved = Mapping[str, frozenset[str]]
 # Whether these other pipelines, with the runs their passes have reserved, block this one.
-Count = Callable[[list[dict[str, Any]], int], bool]
+Count = Callable[[list[dict[str, Any]], Reserved], bool]
 
 
 def _age(pipeline: dict[str, Any]) -> tuple[str, str]:
@@ -55,7 +59,7 @@ def _age(pipeline: dict[str, Any]) -> tuple[str, str]:
 
 def _others(
     cache: WatchCache, kube: Kube, pipeline: dict[str, Any], blocks: Count, *, metadata_only: bool
-) -> tuple[list[dict[str, Any]], int] | None:
+) -> tuple[list[dict[str, Any]], Reserved] | None:
     """The namespace's other pipelines and the runs their passes have reserved (see
     `concurrent_runs_blocker`) when `blocks` says they block this one, else None. Counted from
     the watch cache, whose count is confirmed by a LIST before it blocks (or LISTed outright before
@@ -64,9 +68,8 @@ def _others(
     pipelines from the cache, and vouches for it to the namespace's passes that block next."""
     namespace, name = pipeline["metadata"]["namespace"], pipeline["metadata"]["name"]
     items, reserved = cache.counted(namespace, name)
-    if items is None:
+    if items is None:  # reservations read before the LIST: one that ends during it has its runs in it
         items = _listed(cache, kube, namespace, metadata_only)
-        reserved = cache.counted(namespace, name)[1]  # after the LIST: its runs may count twice, not none
     elif blocks(_without(items, name), reserved):
         _confirm(cache, kube, namespace)
         items, reserved = cache.counted(namespace, name)
@@ -77,7 +80,7 @@ def _others(
 def _listed(cache: WatchCache, kube: Kube, namespace: str, metadata_only: bool) -> list[dict[str, Any]]:
     """The namespace's pipelines as the API server lists them; those the cache holds and the LIST
     lacks are dropped from the cache, which the LIST then confirms."""
-    mark, before = cache.mark(), cache.versions(namespace)
+    mark, before = cache.mark(namespace), cache.versions(namespace)
     items = kube.list(path_of(API, KIND, namespace), metadata_only=metadata_only)
     cache.absent(namespace, before, {i["metadata"]["name"] for i in items})
     cache.confirm(namespace, mark)
@@ -123,9 +126,20 @@ def pipeline_blocker(
     )
 
 
+def _active(pipeline: Mapping[str, Any] | None) -> list[str]:
+    """The object names of the pipeline's active runs, as its body records them."""
+    runs = ((pipeline or {}).get("status") or {}).get("runs") or []
+    return [r["objectName"] for r in runs if r.get("phase") in ("Pending", "Running") and r.get("objectName")]
+
+
 def active_runs(pipeline: dict[str, Any]) -> int:
-    runs = (pipeline.get("status") or {}).get("runs") or []
-    return sum(1 for r in runs if r.get("phase") in ("Pending", "Running") and r.get("objectName"))
+    return len(_active(pipeline))
+
+
+def _reserved_runs(others: list[dict[str, Any]], reserved: Reserved) -> int:
+    """The reserved runs that the bodies counted do not hold yet."""
+    bodies = {p["metadata"]["name"]: p for p in others}
+    return sum(len(runs.difference(_active(bodies.get(name)))) for name, runs in reserved.items())
 
 
 def concurrent_runs_blocker(
@@ -140,8 +154,8 @@ def concurrent_runs_blocker(
         return None
     mine = sum(1 for r in runs if not r.finished and r.object_name)
 
-    def count(others: list[dict[str, Any]], reserved: int) -> int:
-        return sum(active_runs(p) for p in others) + reserved + mine
+    def count(others: list[dict[str, Any]], reserved: Reserved) -> int:
+        return sum(active_runs(p) for p in others) + _reserved_runs(others, reserved) + mine
 
     found = _others(cache, kube, pipeline, lambda o, r: count(o, r) >= cap, metadata_only=False)
     if found is None:

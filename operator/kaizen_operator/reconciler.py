@@ -176,7 +176,7 @@ class Pass:
             return self._take_requests(trigger_jobs)
         finally:
             if self.deciding is not None:
-                self.ctx.pipelines.reserve((self.ns, self.meta["name"]), len(self.fresh))
+                self.ctx.pipelines.reserve((self.ns, self.meta["name"]), self.fresh)
                 self.deciding.release()
                 self.deciding = None
 

@@ -15,6 +15,9 @@ not the cache that finds them: a pass about to create a child confirms what it r
 about to block confirms its count with a LIST, whose missing objects `absent` drops (see reconciler,
 quotas). Such a LIST `confirm`s the namespace: until the next listing event (`relisted`, a restart
 whose gap may have hidden deletions) its other passes may trust the cache's count without a LIST.
+Watching named namespaces, kopf runs one watch per namespace, so a listing event voids its own
+namespace's confirmation only; watching the whole cluster, one watch lists every namespace, and a
+namespace whose pipelines were all deleted in the gap gets no listing event: any event voids all.
 
 Bodies are kept as JSON text: a thousand pipelines held as nested dicts were most of the objects the
 garbage collector walks in a full collection (the operator's longest pauses), and parsing the text
@@ -26,6 +29,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Iterable
 from typing import Any
 
 Key = tuple[str, str]  # (namespace, name)
@@ -58,8 +62,9 @@ class WatchCache:
     every later body is at least that new. Until then (`_behind`) the cache is not used for it by
     `get`, while `in_namespace` counts with the body that write returned (`_own`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, watch_per_namespace: bool = False) -> None:
         self._lock = threading.Lock()
+        self._per_namespace = watch_per_namespace  # kopf watches each namespace apart (see above)
         self._bodies: dict[Key, tuple[str | None, str]] = {}  # (resourceVersion, JSON text)
         self._names: dict[str, set[str]] = {}  # namespace -> names, for namespace-wide questions
         self._written: dict[Key, str] = {}  # resourceVersion of the operator's own last write
@@ -68,11 +73,13 @@ class WatchCache:
         self._behind: set[Key] = set()
         self._stale: set[Key] = set()  # a write was refused as a Conflict: a newer version exists
         self._listed = False
-        self._relists = 0  # listing events delivered (each may follow a watch restart's gap)
+        # Listing events delivered (each may follow a watch restart's gap), by watch: its namespace,
+        # or None for the one cluster-wide watch.
+        self._relists: dict[str | None, int] = {}
         self._confirmed: dict[str, tuple[int, float]] = {}  # namespace -> `mark` of its last LIST
         self._confirming: dict[str, threading.Lock] = {}  # namespace -> held while it is LISTed
         self._deciding: dict[str, threading.Lock] = {}  # namespace -> held from a run count to `reserve`
-        self._reserved: dict[Key, int] = {}  # runs a pass recorded that its status write has not shown
+        self._reserved: dict[Key, frozenset[str]] = {}  # runs (object names) a pass recorded, not yet written
 
     def observed(self, key: Key, body: dict[str, Any]) -> None:
         """A watch event's object (ADDED, MODIFIED or the initial listing)."""
@@ -155,16 +162,22 @@ class WatchCache:
                 if name not in listed and cached is not None and cached[0] == version:
                     self._drop((namespace, name))
 
-    def relisted(self) -> None:
-        """A watch listing delivered an object: a restart's listing, perhaps, after a gap whose
-        deletions were never reported, so no namespace's earlier LIST vouches for the cache any more."""
-        with self._lock:
-            self._relists += 1
+    def _watch(self, namespace: str) -> str | None:
+        return namespace if self._per_namespace else None
 
-    def mark(self) -> tuple[int, float]:
-        """Taken as a LIST starts, for `confirm`: what it can vouch for is the cache as of then."""
+    def relisted(self, namespace: str) -> None:
+        """A watch listing delivered an object of `namespace`: a restart's listing, perhaps, after a gap
+        whose deletions were never reported, so no earlier LIST of a namespace that watch lists vouches
+        for the cache any more."""
         with self._lock:
-            return self._relists, time.monotonic()
+            watch = self._watch(namespace)
+            self._relists[watch] = self._relists.get(watch, 0) + 1
+
+    def mark(self, namespace: str) -> tuple[int, float]:
+        """Taken as a LIST of `namespace` starts, for `confirm`: what it can vouch for is the cache as
+        of then."""
+        with self._lock:
+            return self._relists.get(self._watch(namespace), 0), time.monotonic()
 
     def confirm(self, namespace: str, mark: tuple[int, float]) -> None:
         """A LIST that started at `mark` found the namespace's ghosts, and `absent` dropped them."""
@@ -176,7 +189,8 @@ class WatchCache:
         it started (the age bounds a restart that delivered no object at all, so went unseen)."""
         with self._lock:
             relists, at = self._confirmed.get(namespace, (-1, 0.0))
-            return relists == self._relists and time.monotonic() - at < max_age_s
+            current = self._relists.get(self._watch(namespace), 0)
+            return relists == current and time.monotonic() - at < max_age_s
 
     def confirming(self, namespace: str) -> threading.Lock:
         """The namespace's lock for confirming: the passes that wait on it share one LIST."""
@@ -189,12 +203,15 @@ class WatchCache:
         with self._lock:
             return self._deciding.setdefault(namespace, threading.Lock())
 
-    def reserve(self, key: Key, runs: int) -> None:
-        """The pass of `key` recorded `runs` new runs: they count for the namespace (`counted`) until
-        its status write enters the cache (`wrote`) or the pass ends without one (`unreserve`)."""
+    def reserve(self, key: Key, runs: Iterable[str]) -> None:
+        """The pass of `key` recorded new runs (their object names): they count for the namespace
+        (`counted`) until its status write enters the cache (`wrote`) or the pass ends without one
+        (`unreserve`). Named, not counted: the body a count reads may already hold them (the watch
+        can deliver the write before its pass handles the answer), and a run must count once."""
+        names = frozenset(runs)
         with self._lock:
-            if runs:
-                self._reserved[key] = runs
+            if names:
+                self._reserved[key] = names
 
     def unreserve(self, key: Key) -> None:
         with self._lock:
@@ -212,14 +229,18 @@ class WatchCache:
         with self._lock:
             return self._in_namespace(namespace)
 
-    def counted(self, namespace: str, name: str) -> tuple[list[dict[str, Any]] | None, int]:
-        """`in_namespace`, and the runs reserved by passes of its objects other than `name`, read at
-        one instant: a reservation ends as its pass's write enters the cache, so read apart, a run
-        could be counted twice, or not at all."""
+    def counted(
+        self, namespace: str, name: str
+    ) -> tuple[list[dict[str, Any]] | None, dict[str, frozenset[str]]]:
+        """`in_namespace`, and the runs reserved by passes of its objects other than `name` (by object
+        name), read at one instant: a reservation ends as its pass's write enters the cache, so read
+        apart, a run could be missed."""
         with self._lock:
-            reserved = sum(
-                n for (ns, other), n in self._reserved.items() if ns == namespace and other != name
-            )
+            reserved = {
+                other: runs
+                for (ns, other), runs in self._reserved.items()
+                if ns == namespace and other != name
+            }
             return self._in_namespace(namespace), reserved
 
     def _in_namespace(self, namespace: str) -> list[dict[str, Any]] | None:

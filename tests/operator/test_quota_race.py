@@ -144,7 +144,7 @@ def test_two_new_pipelines_deciding_at_once_stay_within_the_cap() -> None:
     assert cluster.active() == 2, f"{cluster.active()} runs active; the namespace allows 2"
     blocked = ready(cluster, "b")
     assert blocked["reason"] == "QuotaExceeded" and "2 runs are active" in blocked["message"]
-    assert ctx.pipelines.counted(NS, "b") == (ctx.pipelines.in_namespace(NS), 0), "a's write ended it"
+    assert ctx.pipelines.counted(NS, "b") == (ctx.pipelines.in_namespace(NS), {}), "a's write ended it"
 
 
 def test_a_pass_whose_write_fails_frees_the_slot_it_reserved() -> None:
@@ -153,7 +153,7 @@ def test_a_pass_whose_write_fails_frees_the_slot_it_reserved() -> None:
     raised = both_at_once(ctx, cluster)
     assert len(raised) == 1 and type(raised[0]).__name__ == "Conflict", raised
     assert cluster.active() == 1 and ready(cluster, "b")["reason"] == "QuotaExceeded"
-    assert ctx.pipelines.counted(NS, "b")[1] == 0, "nothing stays reserved"
+    assert ctx.pipelines.counted(NS, "b")[1] == {}, "nothing stays reserved"
     reconcile(ctx, NS, "b")  # woken as a's status shows no run (to_wake); the slot is free
     assert cluster.active() == 2 and ready(cluster, "b")["status"] == "True"
 

@@ -115,3 +115,23 @@ def test_a_listing_with_nothing_deleted_costs_one_list_and_wakes_nothing(
         item["metadata"]["namespace"] = "other"
     listed = [own(cache, free, "9"), own(cache, wide, "10")]
     assert run_restart(monkeypatch, quotas, api, *listed) == [] and api.requests == 1
+
+
+@pytest.mark.parametrize(("argv", "apart"), [(["-n", "a", "-n", "b"], True), ([], False)])
+def test_the_operator_tells_its_handlers_whether_kopf_watches_each_namespace_apart(
+    monkeypatch: pytest.MonkeyPatch, argv: list[str], apart: bool
+) -> None:
+    """`kaizen-operator --namespace ...` runs one kopf watch per namespace: its pipeline cache then
+    voids one namespace's quota confirmation per listing (`WatchCache(watch_per_namespace=...)`)."""
+    import gc
+
+    import kopf
+    from kaizen_operator import main
+
+    runs: list[dict[str, Any]] = []
+    monkeypatch.setattr(gc, "freeze", lambda: None)
+    monkeypatch.setattr(kopf, "run", lambda **kwargs: runs.append(kwargs))
+    assert main.main(argv) == 0
+    (run,) = runs
+    assert run["clusterwide"] is not apart
+    assert run["memo"][finetune.WATCH_PER_NAMESPACE] is apart

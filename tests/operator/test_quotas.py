@@ -168,7 +168,7 @@ def test_the_blocked_passes_of_a_namespace_share_the_list_that_confirms_their_co
         assert pipeline_blocker(cache, api, item, SPEC, Quotas(max_pipelines=1)) is not None  # type: ignore[arg-type]
         assert concurrent_runs_blocker(cache, api, item, [], Quotas(max_concurrent_runs=1)) is not None  # type: ignore[arg-type]
     assert api.requests == 1, "eight blocked passes, one LIST"
-    cache.relisted()
+    cache.relisted("ns")
     assert pipeline_blocker(cache, api, items[1], SPEC, Quotas(max_pipelines=1)) is not None  # type: ignore[arg-type]
     assert api.requests == 2, "a listing event: the next blocked pass confirms again"
 
@@ -199,7 +199,7 @@ def test_a_ghost_a_watch_restart_left_does_not_block() -> None:
     assert pipeline_blocker(cache, api, b, SPEC, quotas) is not None  # type: ignore[arg-type]
     api.items = [b]  # deleted during the watch's gap: no DELETED event
     assert pipeline_blocker(cache, api, b, SPEC, quotas) is not None, "no listing event yet"  # type: ignore[arg-type]
-    cache.relisted()  # the restart's listing delivers b (and never a)
+    cache.relisted("ns")  # the restart's listing delivers b (and never a)
     assert pipeline_blocker(cache, api, b, SPEC, quotas) is None  # type: ignore[arg-type]
     assert cache.in_namespace("ns") == [b], "the LIST dropped the ghost"
 
@@ -213,3 +213,63 @@ def test_a_confirmation_lasts_a_short_while(monkeypatch: Any) -> None:
     for _ in range(2):
         assert pipeline_blocker(cache, api, b, SPEC, Quotas(max_pipelines=1)) is not None  # type: ignore[arg-type]
     assert api.requests == 2
+
+
+def written(name: str, created: str, *phases: str) -> dict[str, Any]:
+    """The body of the pipeline's status write that recorded runs (o0, o1, ...)."""
+    body = pipeline(name, created, *phases)
+    return body | {"metadata": body["metadata"] | {"resourceVersion": "2"}}
+
+
+def test_a_reserved_run_counts_once_when_the_watch_shows_its_write_first() -> None:
+    """a's pass recorded run o0 and wrote it; the watch delivered that write before the pass handled
+    the answer (which ends the reservation). b's count, in between, holds o0 in a's body and in a's
+    reservation: one run, not two (two would block b, and skip a scheduled firing of b)."""
+    cache = cached(pipeline("a", DAY1))
+    cache.reserve(("ns", "a"), {"o0"})
+    cache.observed(("ns", "a"), written("a", DAY1, "Pending"))
+    api = Listing([written("a", DAY1, "Pending")])
+    assert concurrent_runs_blocker(cache, api, pipeline("b", DAY2), [], Quotas(max_concurrent_runs=2)) is None  # type: ignore[arg-type]
+    blocked = concurrent_runs_blocker(cache, api, pipeline("b", DAY2), [], Quotas(max_concurrent_runs=1))  # type: ignore[arg-type]
+    assert blocked is not None and blocked.message.startswith("1 runs are active")
+
+
+def test_before_the_listing_a_run_written_during_the_list_still_counts() -> None:
+    """Before the watch's initial listing is in the namespace is LISTed. a's pass holds run o0 reserved
+    and its write lands just after the LIST's snapshot, its reservation ending before the LIST's
+    answer is read: the run is in neither, unless the reservations are read before the LIST."""
+    cache, a = WatchCache(), pipeline("a", DAY1)
+    cache.reserve(("ns", "a"), {"o0"})
+
+    class WrittenDuring(Listing):
+        def list(self, path: str, selector: str | None = None, metadata_only: bool = False) -> list[Any]:
+            snapshot = super().list(path, selector, metadata_only)
+            cache.wrote(("ns", "a"), written("a", DAY1, "Pending"))
+            return snapshot
+
+    quotas = Quotas(max_concurrent_runs=1)
+    blocked = concurrent_runs_blocker(cache, WrittenDuring([a]), pipeline("b", DAY2), [], quotas)  # type: ignore[arg-type]
+    assert blocked is not None, "one run active, one allowed: b waits"
+    landed = Listing([written("a", DAY1, "Pending")])  # and once the LIST holds it, it counts once
+    cache.reserve(("ns", "a"), {"o0"})
+    two = Quotas(max_concurrent_runs=2)
+    assert concurrent_runs_blocker(cache, landed, pipeline("b", DAY2), [], two) is None  # type: ignore[arg-type]
+
+
+def test_a_listing_voids_the_confirmations_its_watch_covers() -> None:
+    """Watching named namespaces (one watch each), a listing of another namespace leaves this one's
+    LIST in force; watching the whole cluster (one watch), any listing may follow the restart that
+    hid this namespace's deletions."""
+    items = [pipeline("a", DAY1), pipeline("b", DAY2)]
+    for per_namespace, lists in ((True, 1), (False, 2)):
+        cache, api = WatchCache(watch_per_namespace=per_namespace), Listing(items)
+        for item in items:
+            cache.observed(("ns", item["metadata"]["name"]), item)
+        cache.listed()
+        assert pipeline_blocker(cache, api, items[1], SPEC, Quotas(max_pipelines=1)) is not None  # type: ignore[arg-type]
+        cache.relisted("other")
+        assert pipeline_blocker(cache, api, items[1], SPEC, Quotas(max_pipelines=1)) is not None  # type: ignore[arg-type]
+        assert api.requests == lists, f"watch per namespace: {per_namespace}"
+        cache.relisted("ns")
+        assert pipeline_blocker(cache, api, items[1], SPEC, Quotas(max_pipelines=1)) is not None  # type: ignore[arg-type]
+        assert api.requests == lists + 1, "its own namespace's listing voids it either way"

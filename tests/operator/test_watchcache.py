@@ -126,14 +126,14 @@ def test_reserved_runs_count_for_the_other_passes_until_the_write_is_in() -> Non
     cache = WatchCache()
     cache.observed(KEY, body("1"))
     cache.listed()
-    cache.reserve(KEY, 2)
-    assert cache.counted("ns", "other") == ([body("1")], 2)
-    assert cache.counted("ns", "p")[1] == 0, "a pass does not count its own reservation"
-    assert cache.counted("elsewhere", "other") == ([], 0)
+    cache.reserve(KEY, {"o1", "o2"})
+    assert cache.counted("ns", "other") == ([body("1")], {"p": frozenset({"o1", "o2"})})
+    assert cache.counted("ns", "p")[1] == {}, "a pass does not count its own reservation"
+    assert cache.counted("elsewhere", "other") == ([], {})
     cache.wrote(KEY, body("2", "Running"))  # the body with the runs and the reservation's end, at once
-    assert cache.counted("ns", "other") == ([body("2", "Running")], 0)
-    cache.reserve(KEY, 1)
+    assert cache.counted("ns", "other") == ([body("2", "Running")], {})
+    cache.reserve(KEY, {"o3"})
     cache.unreserve(KEY)  # the pass ended without writing
-    assert cache.counted("ns", "other")[1] == 0
-    cache.reserve(KEY, 0)
-    assert cache.counted("ns", "other")[1] == 0
+    assert cache.counted("ns", "other")[1] == {}
+    cache.reserve(KEY, set())
+    assert cache.counted("ns", "other")[1] == {}

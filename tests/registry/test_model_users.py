@@ -4,6 +4,8 @@ record the runs whose absence is the point."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 from api.manifests import load_example
 from kaizen_api.base import GROUP, VERSION
@@ -30,7 +32,8 @@ def test_a_rerun_asked_for_and_not_yet_recorded_holds_the_model(kube, namespace)
     kube.merge_patch(f"{pipeline_path}/status", {"status": {"observedGeneration": 1, "lastRunToken": ""}})
 
     def users() -> list[str]:
-        return model_users("busy", kube.list(f"{base}/finetunepipelines"), kube.list(f"{base}/evaljobs"))
+        pipelines, jobs = kube.list(f"{base}/finetunepipelines"), kube.list(f"{base}/evaljobs")
+        return model_users("busy", pipelines, jobs, [])
 
     assert users() == [], "finished runs of the spec's tokens hold nothing"
     kube.merge_patch(job_path, {"spec": {"runToken": "b"}})
@@ -40,3 +43,46 @@ def test_a_rerun_asked_for_and_not_yet_recorded_holds_the_model(kube, namespace)
         f"FineTunePipeline sft-alpaca ({requested.format('trigger.')})",
         f"EvalJob rerun ({requested.format('')})",
     ]
+
+
+def test_a_scheduled_firing_not_yet_taken_holds_the_model(kube, namespace, control_plane) -> None:
+    """A trigger Job the CronJob controller made that the pipeline's reconciler has not taken yet (not
+    marked handled, no run on record for its firing) asks for a run: the deletion must wait for it, as
+    for a changed runToken. Read through the delete handler's own listing."""
+    from cluster.ftp_support import fire_cronjob
+    from kaizen_operator.children import mark_handled
+    from kaizen_operator.handlers.privatemodel import model_users_in
+    from kaizen_operator.workloads import build_cronjob
+    from support.pipelines import SETTINGS
+
+    base = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}"
+    pipeline = load_example("finetune-sft-alpaca.yaml")
+    pipeline["metadata"]["name"] = "nightly"
+    pipeline["spec"]["output"] = {"privateModel": "busy"}
+    pipeline["spec"]["trigger"] = {"type": "schedule", "schedule": "0 3 * * *"}
+    stored = kube.request("POST", f"{base}/finetunepipelines", pipeline)
+    kube.merge_patch(f"{base}/finetunepipelines/nightly/status", {"status": {"observedGeneration": 1}})
+    cronjobs = f"/apis/batch/v1/namespaces/{namespace}/cronjobs"
+    cronjob = kube.request("POST", cronjobs, build_cronjob(stored, SETTINGS))
+    assert model_users_in(kube, namespace, "busy") == [], "a schedule that has not fired asks for nothing"
+
+    first, second = datetime(2026, 12, 1, 3, 0, tzinfo=UTC), datetime(2026, 12, 2, 3, 0, tzinfo=UTC)
+    fire_cronjob(control_plane, cronjob, first)
+    waiting = "FineTunePipeline nightly (a run requested by the schedule's firing at {} is not recorded yet)"
+    assert model_users_in(kube, namespace, "busy") == [waiting.format("2026-12-01T03:00:00Z")]
+    assert model_users_in(kube, namespace, "other") == [], "only the pipeline's own models are held"
+
+    # The reconciler's pass: the run on record (finished here), then the trigger Job marked.
+    run = {"name": "nightly_20261201030000", "trigger": "schedule", "phase": "Succeeded"}
+    run["scheduledTime"] = "2026-12-01T03:00:00Z"
+    kube.merge_patch(f"{base}/finetunepipelines/nightly/status", {"status": {"runs": [run]}})
+    assert model_users_in(kube, namespace, "busy") == [], "a firing on record (its mark lost) is taken"
+    (job,) = kube.list(f"/apis/batch/v1/namespaces/{namespace}/jobs")
+    mark_handled(kube, job["metadata"]["name"], namespace, "Succeeded nightly_20261201030000")
+    fire_cronjob(control_plane, cronjob, second)
+    assert model_users_in(kube, namespace, "busy") == [waiting.format("2026-12-02T03:00:00Z")]
+    manual = {"observedGeneration": 2, "lastRunToken": ""}  # no manual run asked for either
+    kube.merge_patch(f"{base}/finetunepipelines/nightly/status", {"status": manual})
+    to_manual = {"spec": {"trigger": {"type": "manual", "schedule": None}}}
+    kube.merge_patch(f"{base}/finetunepipelines/nightly", to_manual)
+    assert model_users_in(kube, namespace, "busy") == [], "a manual pipeline's reconciler takes no firing"

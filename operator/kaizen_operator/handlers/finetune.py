@@ -45,6 +45,7 @@ KEY_SECRET = "kaizen-progress-key"
 NAMESPACE_ENV = "KAIZEN_OPERATOR_NAMESPACE"
 WORKERS = 16  # passes wait on the API server, not on the CPU
 RELIST_SETTLE_S = 1.0  # a namespace's listing events within this long share one `Relisted` check
+WATCH_PER_NAMESPACE = "watch_per_namespace"  # the memo key: kopf runs one watch per namespace
 
 
 @dataclass(frozen=True)
@@ -148,14 +149,17 @@ async def _work(key: Hashable) -> float | None:
 
 
 @kopf.on.startup()
-async def start_runtime(**_: Any) -> None:
+async def start_runtime(memo: kopf.Memo, **_: Any) -> None:
+    """`memo`: main's, which says whether kopf watches each namespace apart (see watchcache)."""
     global RUNTIME
     settings = load_settings()
     # A kept-alive connection for every thread that may be in a request at once: a pool smaller than
     # that opens (and shakes hands on) a new TLS connection for each request above it, and drops it after.
     kube = Kube(load_api_client(WORKERS + children.ALONGSIDE_THREADS + 4))
     key = await asyncio.to_thread(progress_key, kube)
-    ctx = Context(kube=kube, settings=settings, catalog=load_catalog(settings.catalog_path), key=key)
+    pipelines = WatchCache(watch_per_namespace=bool(memo.get(WATCH_PER_NAMESPACE)))
+    catalog = load_catalog(settings.catalog_path)
+    ctx = Context(kube=kube, settings=settings, catalog=catalog, key=key, pipelines=pipelines)
     queue = WorkQueue(_work, workers=WORKERS)
     RUNTIME = Runtime(ctx, queue, [], ThreadPoolExecutor(WORKERS, thread_name_prefix="reconcile"))
     queue.start()
@@ -228,7 +232,7 @@ async def pipeline_event(event: kopf.RawEvent, meta: kopf.Meta, **_: Any) -> Non
     cache, key = RUNTIME.ctx.pipelines, _key(event["object"])
     cache.listed()  # see pipeline_cache
     if event["type"] is None:  # a listing: after a restart, deletions in its gap went unreported
-        cache.relisted()
+        cache.relisted(key[0])
         if _capped(RUNTIME.ctx) and waiting(dict(event["object"]), RUNTIME.ctx.settings.quotas):
             RUNTIME.queue.add_after(Relisted(key[0]), RELIST_SETTLE_S)
     if event["type"] == "DELETED":

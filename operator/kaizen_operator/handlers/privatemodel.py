@@ -24,6 +24,7 @@ from kaizen_runner.storage import StorageError
 from pydantic import ValidationError
 
 from kaizen_operator.admission import admission_status
+from kaizen_operator.children import trigger_jobs
 from kaizen_operator.conditions import Condition, set_condition
 from kaizen_operator.kube import ApiError, Kube, kubeconfig_client
 from kaizen_operator.registry.deletion import deletion_decision, model_users
@@ -187,10 +188,12 @@ def resync(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
     _scan_into(body, patch, {**status, "conditions": conditions})
 
 
-def _users(namespace: str, name: str) -> list[str]:
-    kube = default_kube()
+def model_users_in(kube: Kube, namespace: str, name: str) -> list[str]:
+    """`model_users` of the namespace's objects as the API server holds them now, schedules' trigger
+    Jobs included (a firing not taken yet asks for a run)."""
     pipelines = _custom_objects(kube, namespace, FINETUNE_PIPELINE.plural)
-    return model_users(name, pipelines, _custom_objects(kube, namespace, EVAL_JOB.plural))
+    eval_jobs = _custom_objects(kube, namespace, EVAL_JOB.plural)
+    return model_users(name, pipelines, eval_jobs, trigger_jobs(kube, namespace))
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL, id="delete")
@@ -203,7 +206,7 @@ def delete(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
     except ValidationError:
         spec = None  # an invalid spec names no storage to remove: the object goes, as with Retain
     try:
-        users = _users(meta["namespace"], meta["name"])
+        users = model_users_in(default_kube(), meta["namespace"], meta["name"])
     except ApiError as err:
         raise kopf.TemporaryError(
             f"cannot list the model's users: {err}", delay=DELETE_RECHECK_SECONDS

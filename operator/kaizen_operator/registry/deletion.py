@@ -1,10 +1,11 @@
 """Deleting a PrivateModel, decided purely: never under a run or evaluation that uses it, and stored files
 removed only with deletionPolicy Delete *and* the confirmation annotation naming the object.
 
-A run that is asked for but not on record yet uses the model too (a changed runToken, or a new object's
-first run): its reconciler records it at the next pass and then reads the model, so a deletion that
-went ahead in between would remove the files under it. "Asked for" is what the reconcilers themselves
-decide (`manual_request`, `new_run`), read from the same spec and status."""
+A run that is asked for but not on record yet uses the model too (a changed runToken, a new object's
+first run, a schedule's firing): its reconciler records it at the next pass and then reads the model, so
+a deletion that went ahead in between would remove the files under it. "Asked for" is what the
+reconcilers themselves decide (`manual_request`, `new_run`, `schedule_requests` less `recorded_run`),
+read from the same spec, status and trigger Jobs."""
 
 from __future__ import annotations
 
@@ -20,7 +21,9 @@ from kaizen_api.finetune_status import FineTunePipelineStatus
 from pydantic import BaseModel, ValidationError
 
 from kaizen_operator.eval_runs import new_run
-from kaizen_operator.triggers import manual_request
+from kaizen_operator.naming import label_value
+from kaizen_operator.triggers import manual_request, recorded_run, schedule_requests
+from kaizen_operator.workloads.meta import PIPELINE_LABEL
 
 CONFIRM_ANNOTATION = f"{GROUP}/confirm-delete"
 _FINISHED = frozenset({"Succeeded", "Failed", "Cancelled"})
@@ -107,6 +110,19 @@ def _pipeline_requests_run(pipeline: Mapping[str, Any]) -> bool:
     return live is not None and manual_request(*live, _EPOCH, _EPOCH) is not None
 
 
+def _pending_firing(pipeline: Mapping[str, Any], trigger_jobs: list[dict[str, Any]]) -> datetime | None:
+    """The oldest firing of the pipeline's schedule that its reconciler would take now: a trigger Job
+    (the reconciler's own selection: the pipeline label) not marked handled whose firing has no run on
+    record. Even one it will record Skipped waits: only the reconciler knows its blockers."""
+    live = _live(pipeline, FineTunePipelineSpec, FineTunePipelineStatus)
+    if live is None or live[0].trigger.type != "schedule":
+        return None
+    runs = list(live[1].runs or [])
+    label = label_value(pipeline["metadata"]["name"])
+    own = [j for j in trigger_jobs if (j["metadata"].get("labels") or {}).get(PIPELINE_LABEL) == label]
+    return next((r.when for r in schedule_requests(own) if recorded_run(r, runs) is None), None)
+
+
 def _eval_requests_run(job: Mapping[str, Any]) -> bool:
     """The EvalJob's reconciler would record a run now (none yet, or spec.runToken changed since the
     newest one)."""
@@ -119,12 +135,16 @@ def _eval_requests_run(job: Mapping[str, Any]) -> bool:
 
 
 def model_users(
-    name: str, pipelines: Iterable[dict[str, Any]], eval_jobs: Iterable[dict[str, Any]]
+    name: str,
+    pipelines: Iterable[dict[str, Any]],
+    eval_jobs: Iterable[dict[str, Any]],
+    trigger_jobs: Iterable[dict[str, Any]],
 ) -> list[str]:
-    """The FineTunePipelines with a run in progress or asked for, and the EvalJobs with an unfinished or
-    asked-for run, that use model `name` (as base model, output or evaluation target, the latter
-    directly or through a pipeline's run)."""
-    pipelines = list(pipelines)
+    """The FineTunePipelines with a run in progress or asked for (by runToken or by one of the
+    namespace's schedule `trigger_jobs`), and the EvalJobs with an unfinished or asked-for run, that use
+    model `name` (as base model, output or evaluation target, the latter directly or through a
+    pipeline's run)."""
+    pipelines, trigger_jobs = list(pipelines), list(trigger_jobs)
     outputs = {p["metadata"]["name"]: _output(p) for p in pipelines}
     users = []
     for pipeline in pipelines:
@@ -136,6 +156,9 @@ def model_users(
             users.append(f"{label} (run {run.get('name', '?')})")
         elif uses and _pipeline_requests_run(pipeline):
             users.append(f"{label} ({_REQUESTED.format(field='spec.trigger.runToken')})")
+        elif uses and (fired := _pending_firing(pipeline, trigger_jobs)) is not None:
+            field = f"the schedule's firing at {fired.strftime('%Y-%m-%dT%H:%M:%SZ')}"
+            users.append(f"{label} ({_REQUESTED.format(field=field)})")
     for job in eval_jobs:
         spec, status = job.get("spec") or {}, job.get("status") or {}
         if not _evaluates(spec.get("model"), name, outputs):
