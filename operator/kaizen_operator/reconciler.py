@@ -26,13 +26,12 @@ from kaizen_operator import children, gate_runs, pipeline_status, schedule
 from kaizen_operator.admission import admission_status
 from kaizen_operator.context import API, KIND, Context, confirm, patch_status
 from kaizen_operator.events import post_event
-from kaizen_operator.kube import ApiError, path_of
+from kaizen_operator.kube import path_of
 from kaizen_operator.naming import is_template, run_display_name, run_object_name
 from kaizen_operator.pipeline_status import Blocker
 from kaizen_operator.quotas import WAIT_FALLBACK_S, concurrent_runs_blocker, pipeline_blocker
-from kaizen_operator.registry_link import record_version
 from kaizen_operator.resolve import ResolveError, base_model_facts, resolve_train_run, spec_model_name
-from kaizen_operator.runs import advance
+from kaizen_operator.run_actions import RunActions
 from kaizen_operator.triggers import (
     RunRequest,
     cancel_targets,
@@ -44,10 +43,9 @@ from kaizen_operator.triggers import (
     replaced_runs,
     schedule_requests,
 )
-from kaizen_operator.workloads import asks_for_pytorchjobs, workload_kind
+from kaizen_operator.workloads import workload_kind
 
 log = logging.getLogger(__name__)
-RETRY_S = 30.0
 STATUS_KEYS = (
     "observedGeneration",
     "phase",
@@ -59,8 +57,6 @@ STATUS_KEYS = (
     "lastScheduleTime",
     "nextScheduleTime",
 )
-# A 4xx other than these means the API server will never accept the manifest as built.
-RETRYABLE_STATUSES = frozenset({401, 403, 404, 408, 409, 429})
 
 
 def utcnow() -> datetime:
@@ -256,79 +252,15 @@ class Pass:
     # -- existing runs -----------------------------------------------------------------------------
 
     def advance_runs(self, cancel: set[str]) -> None:
-        active = [r for r in self.runs if not r.finished and r.object_name]
-        if not active:
-            return
-        kube = self.ctx.kube
-        asks = asks_for_pytorchjobs(active, self.spec.resources.multi_node_backend, self.ctx.settings)
-        pytorchjob = asks and kube.serves("kubeflow.org/v1", "pytorchjobs")
-        if all(r.object_name in self.fresh for r in active):
-            observed = children.Observed({}, {}, {})  # saves two LISTs on a new run's way to its preflight
-        else:
-            observed = children.observe(
-                kube, self.ns, self.meta["name"], self.meta["uid"], pytorchjobs=pytorchjob, pods=True
-            )
-        for index, run in enumerate(self.runs):
-            if run.finished or not run.object_name:
-                continue
-            step = advance(run, observed.of(run), now=self.now, cancel=run.name in cancel)
-            try:
-                updated = self._act(step.run, step.actions, pytorchjob)
-                if updated.phase == "Succeeded":
-                    self._register(updated)
-            except ResolveError as err:  # e.g. the output model was deleted under a pending run
-                updated = self._failed(run, err.reason, err.message, f"run {run.name}: {err.message}")
-            except ApiError as err:
-                if err.status in RETRYABLE_STATUSES or err.status >= 500:
-                    self.errors.append(f"run {run.name}: {err}")
-                    self.requeue = RETRY_S
-                    continue  # keep the run as recorded; the next pass tries again
-                message = f"the API server refused a child of the run: {err.message}"
-                updated = self._failed(run, "WorkloadRejected", message, message)
-            else:
-                if step.event:
-                    self.events.append(step.event)
-            self.runs[index] = updated
-
-    def _failed(self, run: RunStatus, reason: str, message: str, event: str) -> RunStatus:
-        """A run the pass itself fails; what it leaves goes, as for any run that ends."""
-        children.delete_children(self.ctx.kube, self.ns, run, leftovers=True)
-        self.events.append(("Warning", reason, event))
-        return run.model_copy(
-            update={"phase": "Failed", "reason": reason, "message": message, "completion_time": self.now}
+        """Step each recorded run (`run_actions`), keeping what that reports."""
+        actions = RunActions(
+            self.ctx, self.pipeline, self.spec, self.private_models, self.started, self.confirm, self.now
         )
-
-    def _act(self, run: RunStatus, actions: tuple[str, ...], pytorchjob: bool) -> RunStatus:
-        ctx = self.ctx
-        if "delete_children" in actions or "delete_leftovers" in actions:
-            children.delete_children(ctx.kube, self.ns, run, leftovers="delete_children" not in actions)
-        if "create_preflight" in actions or "create_workload" in actions:
-            resolved = resolve_train_run(
-                self.pipeline, run.name, ctx.catalog, self.private_models, ctx.settings
-            )
-            started = self.started.pop(run.object_name or "", None)
-            if started is None or started.preflight is None:  # an early one exists already
-                self.confirm()
-            if "create_preflight" in actions:
-                children.create_preflight(ctx.kube, resolved, self.pipeline, ctx.settings, ctx.key, started)
-            else:
-                workload = children.create_workload(
-                    ctx.kube, resolved, self.pipeline, ctx.settings, pytorchjob=pytorchjob
-                )
-                run = run.model_copy(
-                    update={"job_name": workload["metadata"]["name"], "job_kind": workload["kind"]}
-                )
-                self.events.append(
-                    ("Normal", "WorkloadCreated", f"run {run.name}: {workload['kind']} {run.job_name}")
-                )
-        return run
-
-    def _register(self, run: RunStatus) -> None:
-        """Before the status says Succeeded, so a pass cut short here registers on the next one."""
-        assert run.output_version
-        record_version(
-            self.ctx.kube, self.ns, self.spec.output.private_model, run.output_version, run.completion_time
-        )
+        self.runs = actions.advance(self.runs, cancel, self.fresh)
+        self.events += actions.events
+        self.errors += actions.errors
+        if actions.requeue is not None:
+            self.requeue = actions.requeue
 
     # -- status ------------------------------------------------------------------------------------
 

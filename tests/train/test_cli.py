@@ -77,6 +77,54 @@ def test_a_module_the_cli_itself_cannot_import_fails_at_once_naming_it(tmp_path:
     assert message["message"].startswith("the runner image cannot import the Python module yaml")
 
 
+def test_an_image_whose_pydantic_is_broken_fails_at_once_with_a_termination_message(
+    tmp_path: Path,
+) -> None:
+    """pydantic (or kaizen_api) failing to import leaves nothing to write the termination message with:
+    the CLI still exits 2 (not a retried traceback's 1) and writes it by hand, for the operator to read."""
+    import os
+
+    shim = tmp_path / "shim" / "pydantic"
+    shim.mkdir(parents=True)
+    (shim / "__init__.py").write_text('raise ImportError("pydantic is broken here", name="pydantic")\n')
+    termination_log = tmp_path / "termination-log"
+    path = os.pathsep.join(filter(None, [str(shim.parent), os.environ.get("PYTHONPATH")]))
+    done = run_runner(
+        ["train", "--config", str(tmp_path / "run.json")],
+        env=runner_env(KAIZEN_TERMINATION_LOG=str(termination_log), PYTHONPATH=path),
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr and "the Python module pydantic" in done.stderr
+    message = TerminationMessage.model_validate_json(termination_log.read_text())
+    assert (message.phase, message.reason) == ("Failed", "ConfigInvalid")
+    assert message.message and message.message.startswith(
+        "the runner image cannot import the Python module pydantic (ImportError: pydantic is broken here)"
+    )
+
+
+def test_the_hand_written_termination_message_is_the_models() -> None:
+    """The JSON the CLI writes without pydantic is what TerminationMessage writes, with the message
+    `missing_package` words and the exit code the podFailurePolicy fails at once: they cannot drift."""
+    from kaizen_api import results
+    from kaizen_runner import cli
+    from kaizen_runner.train.errors import missing_package
+
+    err = ImportError("pydantic is broken here", name="pydantic")
+    body, text = cli.core_termination_message(err)
+    parsed = json.loads(body)
+    model = TerminationMessage.model_validate_json(body)
+    assert parsed == json.loads(model.model_dump_json(by_alias=True, exclude_none=True))
+    failure = missing_package("pydantic", "ImportError: pydantic is broken here")
+    assert (model.phase, model.reason, model.message) == ("Failed", failure.reason, failure.message)
+    assert text == failure.message
+    assert cli.EXIT_USER_ERROR == results.EXIT_USER_ERROR
+    overlong = TerminationMessage.model_validate_json(
+        cli.core_termination_message(ImportError("x" * 5000))[0]
+    )
+    assert (overlong.message or "").startswith("the runner image cannot import a Python module (ImportError")
+
+
 def test_a_config_from_a_newer_operator_is_refused_by_its_schema_version(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
