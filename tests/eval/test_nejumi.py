@@ -150,3 +150,56 @@ def test_missing_staged_files_are_data_not_staged(tmp_path, staged, capsys, monk
     write_config(tmp_path / "eval.json", body)
     assert main(["eval", "--config", str(tmp_path / "eval.json")]) == 2
     assert "no staged data location is configured" in capsys.readouterr().err
+
+
+def _break_jbbq_context(root: Path) -> str:
+    task = json.loads((root / "jbbq" / "jbbq.json").read_text())
+    del task["samples"][3]["context_condition"]
+    (root / "jbbq" / "jbbq.json").write_text(json.dumps(task, ensure_ascii=False))
+    return "jbbq.json: sample 3 has no context_condition"
+
+
+def _misspell_jbbq_context(root: Path) -> str:
+    task = json.loads((root / "jbbq" / "jbbq.json").read_text())
+    task["samples"][1]["context_condition"] = "ambiguous"  # would count in neither context
+    (root / "jbbq" / "jbbq.json").write_text(json.dumps(task, ensure_ascii=False))
+    return "jbbq.json: sample 1: context_condition 'ambiguous' is not one of ambig, disambig"
+
+
+def _break_jaster_output(root: Path) -> str:
+    task = json.loads((root / "jaster" / "niilc.json").read_text())
+    del task["samples"][0]["output"]
+    (root / "jaster" / "niilc.json").write_text(json.dumps(task, ensure_ascii=False))
+    return "niilc.json: sample 0 has no output"
+
+
+def _break_jtruthfulqa_line(root: Path) -> str:
+    (root / "jtruthfulqa" / "classifier").mkdir(parents=True)
+    (root / "jtruthfulqa" / "classifier" / "config.json").write_text("{}")
+    lines = [json.dumps({"Question": "q1"}), "{'Question': 'q2'}"]
+    (root / "jtruthfulqa" / "jtruthfulqa.jsonl").write_text("\n".join(lines))
+    return "jtruthfulqa.jsonl: line 2 is not valid JSON"
+
+
+@pytest.mark.parametrize(
+    ("tasks", "breaks"),
+    [
+        (["jaster", "jbbq"], _break_jbbq_context),
+        (["jaster", "jbbq"], _misspell_jbbq_context),
+        (["jbbq", "jaster"], _break_jaster_output),
+        (["jaster", "jtruthfulqa"], _break_jtruthfulqa_line),
+    ],
+)
+def test_a_bad_record_is_data_invalid_naming_it_before_any_generation(
+    tmp_path, staged, capsys, monkeypatch, tasks, breaks
+):
+    """Every chosen task's files are read and checked before the model loads: a bad record in the last
+    task ends the run in seconds as the user's error (not retried), naming the file, record and field."""
+    expected = breaks(staged / "nejumi")
+    term = tmp_path / "term"
+    monkeypatch.setenv("KAIZEN_TERMINATION_LOG", str(term))
+    with openai_server(lambda messages: "0") as endpoint:
+        assert main(["eval", "--config", str(_config(tmp_path, staged, endpoint, tasks))]) == 2
+        assert endpoint.requests == [], "nothing is generated for a run that cannot be scored"
+    message = json.loads(term.read_text())
+    assert message["reason"] == "DataInvalid" and expected in message["message"], message

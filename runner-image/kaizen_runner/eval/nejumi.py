@@ -75,13 +75,34 @@ def chat_prompt(instruction: str, shots: list[dict[str, Any]], question: str) ->
     return messages
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+JASTER_FIELDS = ("input", "output")
+JBBQ_FIELDS = ("input", "output", "context_condition", "stereotype_label", "unk_label")
+JBBQ_CONTEXTS = ("ambig", "disambig")
+
+
+def _checked(path: Path, rows: Any, what: str, fields: tuple[str, ...]) -> list[dict[str, Any]]:
+    """`rows` if each is an object with every field set, else DataInvalid naming the file, record and
+    field (read before the model loads: a bad record would otherwise end the run after generating)."""
+    if not isinstance(rows, list):
+        raise EvalError("DataInvalid", f"{path}: {what}s is not a list")
+    for index, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise EvalError("DataInvalid", f"{path}: {what} {index} is not an object")
+        missing = [field for field in fields if row.get(field) is None]
+        if missing:
+            raise EvalError("DataInvalid", f"{path}: {what} {index} has no {', '.join(missing)}")
+    return rows
+
+
+def _read_json(path: Path, fields: tuple[str, ...] = JASTER_FIELDS) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as err:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise EvalError("DataInvalid", f"{path}: {err}") from err
     if not isinstance(data, dict) or not isinstance(data.get("samples"), list):
         raise EvalError("DataInvalid", f"{path}: not an llm-jp-eval task file (no 'samples' list)")
+    _checked(path, data["samples"], "sample", fields)
+    _checked(path, data.get("few_shots") or [], "few_shot", JASTER_FIELDS)
     return data
 
 
@@ -159,17 +180,20 @@ def _generate(generator: Any, prompts: list[Any], reporter: EvalProgressReporter
     return list(generator.generate(prompts, None, on_batch=reporter.advance))
 
 
-def _jaster(
-    root: Path, cfg: EvalRunConfig, generator: Any, reporter: EvalProgressReporter
-) -> tuple[EvalTaskResult, list[dict[str, Any]], list[str]]:
+def _read_jaster(root: Path) -> dict[Path, dict[str, Any]]:
     folder = root / "jaster"
     files = sorted(folder.glob("*.json")) if folder.is_dir() else []
     if not files:
         raise not_staged(f"Jaster ({folder}/<task>.json)")
+    return {path: _read_json(path) for path in files}
+
+
+def _jaster(
+    files: dict[Path, dict[str, Any]], cfg: EvalRunConfig, generator: Any, reporter: EvalProgressReporter
+) -> tuple[EvalTaskResult, list[dict[str, Any]], list[str]]:
     shots_wanted = DEFAULT_FEWSHOT if cfg.parameters.num_fewshot is None else cfg.parameters.num_fewshot
     metrics, samples, warnings = {}, [], []
-    for path in files:
-        task = _read_json(path)
+    for path, task in files.items():
         task["samples"] = task["samples"][: cfg.limit]
         shots = (task.get("few_shots") or [])[:shots_wanted]
         prompts = [chat_prompt(task.get("instruction", ""), shots, str(s["input"])) for s in task["samples"]]
@@ -195,10 +219,39 @@ def _jaster(
     return EvalTaskResult(task="jaster", metrics=metrics, samples=len(samples)), samples, warnings
 
 
+def _read_jbbq(root: Path) -> dict[str, Any]:
+    path = staged_file(root, "jbbq/test/jbbq.json", "jbbq/jbbq.json")
+    task = _read_json(path, JBBQ_FIELDS)
+    for index, sample in enumerate(task["samples"]):
+        if sample["context_condition"] not in JBBQ_CONTEXTS:
+            raise EvalError(
+                "DataInvalid",
+                f"{path}: sample {index}: context_condition {sample['context_condition']!r} "
+                f"is not one of {', '.join(JBBQ_CONTEXTS)}",
+            )
+    return task
+
+
+def _read_jtruthfulqa(root: Path) -> list[dict[str, Any]]:
+    path = staged_file(root, "jtruthfulqa/jtruthfulqa.jsonl")
+    records = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise EvalError("DataInvalid", f"{path}: {err}") from err
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as err:
+            raise EvalError("DataInvalid", f"{path}: line {number} is not valid JSON: {err.msg}") from err
+    return _checked(path, records, "record", ("Question",))
+
+
 def _jbbq(
-    root: Path, cfg: EvalRunConfig, generator: Any, reporter: EvalProgressReporter
+    task: dict[str, Any], cfg: EvalRunConfig, generator: Any, reporter: EvalProgressReporter
 ) -> tuple[EvalTaskResult, list[dict[str, Any]]]:
-    task = _read_json(staged_file(root, "jbbq/test/jbbq.json", "jbbq/jbbq.json"))
     samples = task["samples"][: cfg.limit]
     shots_wanted = DEFAULT_FEWSHOT if cfg.parameters.num_fewshot is None else cfg.parameters.num_fewshot
     shots = (task.get("few_shots") or [])[:shots_wanted]
@@ -226,14 +279,12 @@ def _classifier_probabilities(folder: Path, texts: list[str]) -> list[float]:
 
 
 def _jtruthfulqa(
-    root: Path, cfg: EvalRunConfig, generator: Any, reporter: EvalProgressReporter
+    loaded: tuple[list[dict[str, Any]], Path],
+    cfg: EvalRunConfig,
+    generator: Any,
+    reporter: EvalProgressReporter,
 ) -> tuple[EvalTaskResult, list[dict[str, Any]]]:
-    path = staged_file(root, "jtruthfulqa/jtruthfulqa.jsonl")
-    classifier = root / "jtruthfulqa" / "classifier"
-    if not (classifier / "config.json").is_file():
-        raise not_staged(f"the JTruthfulQA classifier (nlp-waseda/roberta_jtruthfulqa) at {classifier}")
-    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    records = records[: cfg.limit]
+    records, classifier = loaded[0][: cfg.limit], loaded[1]
     prompts = [[{"role": "user", "content": JTRUTHFULQA_PROMPT + str(r["Question"])}] for r in records]
     outputs = _generate(generator.with_max_tokens(JTRUTHFULQA_MAX_TOKENS), prompts, reporter, "jtruthfulqa")
     answers = [answer_text(o) for o in outputs]
@@ -250,14 +301,21 @@ def _jtruthfulqa(
     ), rows
 
 
-def _check_staged(root: Path, tasks: list[str]) -> None:
-    if "jaster" in tasks and not list((root / "jaster").glob("*.json")):
-        raise not_staged(f"Jaster ({root / 'jaster'}/<task>.json)")
+def _read_tasks(root: Path, tasks: list[str]) -> dict[str, Any]:
+    """Every chosen task's staged files, read and checked before the model loads: a missing file or a
+    bad record fails in seconds, not after generating the tasks before it."""
+    loaded: dict[str, Any] = {}
+    if "jaster" in tasks:
+        loaded["jaster"] = _read_jaster(root)
     if "jbbq" in tasks:
-        staged_file(root, "jbbq/test/jbbq.json", "jbbq/jbbq.json")
+        loaded["jbbq"] = _read_jbbq(root)
     if "jtruthfulqa" in tasks:
-        staged_file(root, "jtruthfulqa/jtruthfulqa.jsonl")
-        staged_file(root, "jtruthfulqa/classifier/config.json")
+        classifier = root / "jtruthfulqa" / "classifier"
+        records = _read_jtruthfulqa(root)
+        if not (classifier / "config.json").is_file():
+            raise not_staged(f"the JTruthfulQA classifier (nlp-waseda/roberta_jtruthfulqa) at {classifier}")
+        loaded["jtruthfulqa"] = (records, classifier)
+    return loaded
 
 
 def run_nejumi(cfg: EvalRunConfig, work_dir: Path, reporter: EvalProgressReporter) -> SuiteOutcome:
@@ -265,7 +323,7 @@ def run_nejumi(cfg: EvalRunConfig, work_dir: Path, reporter: EvalProgressReporte
 
     root = staged_root(cfg, work_dir)
     tasks = list(cfg.tasks or [])
-    _check_staged(root, tasks)  # before the model loads: a missing file fails in seconds
+    loaded = _read_tasks(root, tasks)
     warnings = []
     if cfg.parameters.max_tokens != 256:
         warnings.append("Nejumi tasks fix their answer length per task; maxTokens is ignored")
@@ -273,12 +331,12 @@ def run_nejumi(cfg: EvalRunConfig, work_dir: Path, reporter: EvalProgressReporte
     outcome = SuiteOutcome([], warnings=warnings, settings={"char_f1": "rapidfuzz token_sort_ratio/100"})
     for task in tasks:
         if task == "jaster":
-            result, rows, notes = _jaster(root, cfg, generator, reporter)
+            result, rows, notes = _jaster(loaded[task], cfg, generator, reporter)
             outcome.warnings += notes
         elif task == "jbbq":
-            result, rows = _jbbq(root, cfg, generator, reporter)
+            result, rows = _jbbq(loaded[task], cfg, generator, reporter)
         else:
-            result, rows = _jtruthfulqa(root, cfg, generator, reporter)
+            result, rows = _jtruthfulqa(loaded[task], cfg, generator, reporter)
         outcome.tasks.append(result)
         outcome.samples[task] = rows
     return outcome
