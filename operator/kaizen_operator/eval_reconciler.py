@@ -201,7 +201,9 @@ def reconcile_eval(ctx: Context, namespace: str, name: str) -> float | None:
     step = _step(ctx, job, spec, current, now)
     latest = runs[0] = step.run
     before = job.get("status") or {}
-    conditions = _conditions(before.get("conditions"), latest, generation, step.message or "")
+    # The pass that saw the end has the message; later passes keep it (status.message carries it).
+    message = step.message if step.message is not None else (before.get("message") or "")
+    conditions = _conditions(before.get("conditions"), latest, generation, message)
     if latest.phase == "Succeeded" and current.phase != "Succeeded":
         _record_on_version(ctx, job, spec, latest)
 

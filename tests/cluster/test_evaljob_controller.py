@@ -330,6 +330,22 @@ def test_a_runner_failure_names_its_reason_and_cancel_stops_a_run(ns, control_pl
         raise AssertionError("the cancelled run's Job was not deleted")
 
 
+def test_a_failed_run_keeps_its_message_on_the_succeeded_condition(ns, control_plane) -> None:
+    """Passes after the one that saw the failure (here: a spec edit) keep the Succeeded condition's
+    message: `kubectl wait --for=condition=Succeeded` and dashboards read the cause there."""
+    failed = fake(2, message(phase="Failed", reason="DataNotStaged", message="gsm8k is not staged"))
+    control_plane.request("POST", EVALJOBS.format(ns), harness_job("keeps", failed))
+    path = f"{EVALJOBS.format(ns)}/keeps"
+    wait(control_plane, path, phase_is("Failed"))
+    edit = {"spec": {"description": "edited after the run ended"}}
+    control_plane.request("PATCH", path, edit, content_type="application/merge-patch+json")
+    later = wait(control_plane, path, lambda o: (o.get("status") or {}).get("observedGeneration") == 2)
+    cond = conditions(later)["Succeeded"]
+    assert (cond["status"], cond["reason"]) == ("False", "DataNotStaged")
+    assert cond["message"] == "gsm8k is not staged", cond
+    assert later["status"]["message"] == "gsm8k is not staged"
+
+
 def refuses_reports_json_cannot_hold(cluster: Any, ns: str, job: dict[str, Any]) -> None:
     """A hand-made report with NaN or Infinity (Python's json reads them) is refused naming the field,
     and changes nothing; a good one then lands."""
