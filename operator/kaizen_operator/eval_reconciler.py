@@ -25,6 +25,7 @@ from kaizen_operator.context import Conflict, Context
 from kaizen_operator.eval_registry import record_evaluation
 from kaizen_operator.eval_resolve import resolve_eval_run
 from kaizen_operator.eval_runs import (
+    FINISHED,
     SENDING,
     EvalAdvance,
     EvalChildren,
@@ -84,11 +85,38 @@ def _objects(ctx: Context, namespace: str, spec: EvalJobSpec) -> dict[str, dict[
     return found
 
 
-def _children(ctx: Context, namespace: str, object_name: str) -> EvalChildren:
+LEFTOVER_RETRY_S = 5.0
+
+
+def _owned_by(obj: dict[str, Any], uid: str) -> bool:
+    return any(ref.get("uid") == uid for ref in obj["metadata"].get("ownerReferences") or [])
+
+
+def _children(ctx: Context, namespace: str, object_name: str, uid: str) -> tuple[EvalChildren, list[str]]:
+    """The run's Job and its pods, and the run's names held by objects this EvalJob does not own.
+
+    Names come from the job's name and run number, so a Job left by a deleted EvalJob of the same name
+    (orphaned, or not collected yet) has this run's name: it is not this run's, nor are its pods."""
     names = ChildNames.of(object_name)
     job = ctx.kube.get(path_of("batch/v1", "Job", namespace, names.job))
+    if job is not None and not _owned_by(job, uid):
+        return EvalChildren(), [f"Job {names.job}"]
     pods = ctx.kube.list(path_of("v1", "Pod", namespace), f"{RUN_LABEL}={object_name}")
-    return EvalChildren(job=job, pods=pods)
+    if job is not None:
+        pods = [p for p in pods if _owned_by(p, job["metadata"]["uid"])]
+    return EvalChildren(job=job, pods=pods), []
+
+
+def _leftovers(ctx: Context, namespace: str, object_name: str, uid: str) -> list[str]:
+    """The run's ConfigMap and token Secret names, where an object this EvalJob does not own holds them
+    (creating would keep that one: an earlier job's config, a token the endpoint refuses)."""
+    names = ChildNames.of(object_name)
+    found = []
+    for kind, name in (("ConfigMap", names.config_map), ("Secret", names.token_secret)):
+        obj = ctx.kube.get(path_of("v1", kind, namespace, name))
+        if obj is not None and not _owned_by(obj, uid):
+            found.append(f"{kind} {name}")
+    return found
 
 
 def _create_children(
@@ -109,24 +137,36 @@ def _create_children(
         ctx.kube.create(manifest)
 
 
-def _delete_children(ctx: Context, namespace: str, obj: str) -> None:
+def _delete_children(ctx: Context, namespace: str, obj: str, uid: str) -> None:
+    """The run's Job and token Secret; never an object of its names that another owner left."""
     names = ChildNames.of(obj)
-    ctx.kube.delete(path_of("batch/v1", "Job", namespace, names.job))
-    ctx.kube.delete(path_of("v1", "Secret", namespace, names.token_secret))
+    for api_version, kind, name in (("batch/v1", "Job", names.job), ("v1", "Secret", names.token_secret)):
+        found = ctx.kube.get(path_of(api_version, kind, namespace, name))
+        if found is not None and _owned_by(found, uid):
+            ctx.kube.delete(path_of(api_version, kind, namespace, name))
 
 
 def _step(
     ctx: Context, job: dict[str, Any], spec: EvalJobSpec, run: EvalRunRecord, now: datetime
 ) -> EvalAdvance:
-    namespace = job["metadata"]["namespace"]
+    namespace, uid = job["metadata"]["namespace"], job["metadata"]["uid"]
     obj = run_object_name(job["metadata"]["name"], run_number(run))
     cancel, run = cancel_requested(job["metadata"].get("annotations") or {}, run, obj)
-    step = advance_eval(run, _children(ctx, namespace, obj), now=now, cancel=cancel)
+    children, leftovers = _children(ctx, namespace, obj, uid)
+    step = advance_eval(run, children, now=now, cancel=cancel)
+    if "create_children" in step.actions:
+        leftovers += _leftovers(ctx, namespace, obj, uid)
+        if leftovers:
+            message = (
+                f"waiting for {', '.join(leftovers)} to be deleted: left by an earlier EvalJob named "
+                f"{job['metadata']['name']} (this one does not own them), they hold this run's names"
+            )
+            return EvalAdvance(step.run, message=message, retry_after=LEFTOVER_RETRY_S)
     try:
         if "create_children" in step.actions:
             _create_children(ctx, job, spec, run, obj)
         if "delete_children" in step.actions:
-            _delete_children(ctx, namespace, obj)
+            _delete_children(ctx, namespace, obj, uid)
     except ResolveError as err:
         ended = run.model_copy(update={"phase": "Failed", "reason": err.reason, "completion_time": now})
         return EvalAdvance(ended, message=err.message, event=("Warning", err.reason, err.message))
@@ -201,9 +241,11 @@ def reconcile_eval(ctx: Context, namespace: str, name: str) -> float | None:
     step = _step(ctx, job, spec, current, now)
     latest = runs[0] = step.run
     before = job.get("status") or {}
-    # The pass that saw the end has the message; later passes keep it (status.message carries it).
-    message = step.message if step.message is not None else (before.get("message") or "")
-    conditions = _conditions(before.get("conditions"), latest, generation, message)
+    # An active run's message is this pass's (a wait that is over clears it); an ended run's is the
+    # one the pass that saw the end wrote, kept by the passes after it.
+    active = step.message is not None or latest.phase not in FINISHED
+    message = step.message if active else before.get("message")
+    conditions = _conditions(before.get("conditions"), latest, generation, message or "")
     if latest.phase == "Succeeded" and current.phase != "Succeeded":
         _record_on_version(ctx, job, spec, latest)
 
@@ -222,7 +264,7 @@ def reconcile_eval(ctx: Context, namespace: str, name: str) -> float | None:
             "results": latest.results,
             "resultsUri": latest.results_uri,
             "warnings": list(step.warnings) or before.get("warnings"),
-            "message": step.message if step.message is not None else before.get("message"),
+            "message": message,
             "runs": [r.to_manifest() for r in runs],
         }
 
@@ -246,7 +288,7 @@ def reconcile_eval(ctx: Context, namespace: str, name: str) -> float | None:
             raise
     if step.event is not None:
         post_event(ctx.kube, job, *step.event, kind=KIND)
-    return None
+    return step.retry_after
 
 
 def _settle_notified(

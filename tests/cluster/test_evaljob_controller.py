@@ -346,6 +346,49 @@ def test_a_failed_run_keeps_its_message_on_the_succeeded_condition(ns, control_p
     assert later["status"]["message"] == "gsm8k is not staged"
 
 
+def test_an_evaljob_named_like_a_deleted_one_does_not_adopt_its_leftover_children(ns, control_plane) -> None:
+    """Run names come from the job's name and run number, so a new EvalJob named like a deleted one finds
+    the old run's Job, ConfigMap and token Secret under its own run's names when they outlive their owner
+    (`kubectl delete --cascade=orphan`, or a garbage collector behind). They are not this job's run: it
+    waits, naming them, instead of taking the old run's outcome as its own, and runs once they are gone."""
+    old = fake(0, message(phase="Succeeded", results={"gsm8k/exact_match@strict-match": 0.25}))
+    control_plane.request("POST", EVALJOBS.format(ns), harness_job("reborn", old))
+    path = f"{EVALJOBS.format(ns)}/reborn"
+    first = wait(control_plane, path, phase_is("Succeeded"))
+    run_obj = first["status"]["jobName"]
+    job_path = f"/apis/batch/v1/namespaces/{ns}/jobs/{run_obj}"
+    control_plane.request("DELETE", path, {"propagationPolicy": "Orphan"})
+    wait(control_plane, job_path, lambda j: not j["metadata"].get("ownerReferences"))
+    deadline = time.monotonic() + 30
+    while control_plane.request("GET", path, missing_ok=True) is not None:
+        assert time.monotonic() < deadline, "the EvalJob was not deleted"
+        time.sleep(0.3)
+
+    control_plane.request("POST", EVALJOBS.format(ns), harness_job("reborn", fake(0, None, "10m")))
+    waiting = wait(
+        control_plane,
+        path,
+        lambda o: (o.get("status") or {}).get("message") or phase_is("Succeeded", "Failed")(o),
+    )
+    status = waiting["status"]
+    assert status["phase"] == "Pending" and "results" not in status, status
+    for leftover in (f"Job {run_obj}", f"ConfigMap {run_obj}-config", f"Secret {run_obj}-token"):
+        assert leftover in status["message"], status["message"]
+    for kind, name in (
+        ("batch/v1/namespaces/{}/jobs", run_obj),
+        ("v1/namespaces/{}/configmaps", f"{run_obj}-config"),
+        ("v1/namespaces/{}/secrets", f"{run_obj}-token"),
+    ):
+        prefix = "/apis/" if kind.startswith("batch") else "/api/"
+        control_plane.request(
+            "DELETE", prefix + kind.format(ns) + "/" + name, {"propagationPolicy": "Background"}
+        )
+    running = wait(control_plane, path, phase_is("Running"), timeout=60)
+    job = control_plane.request("GET", job_path)
+    assert job["metadata"]["ownerReferences"][0]["uid"] == running["metadata"]["uid"]
+    assert "results" not in running["status"] and not running["status"].get("message")
+
+
 def refuses_reports_json_cannot_hold(cluster: Any, ns: str, job: dict[str, Any]) -> None:
     """A hand-made report with NaN or Infinity (Python's json reads them) is refused naming the field,
     and changes nothing; a good one then lands."""
