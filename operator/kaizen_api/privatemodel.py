@@ -123,6 +123,11 @@ class VersionEvaluation(StatusModel):
     """An evaluation run of this version (written by the EvalJob controller)."""
 
     eval_job: str = Field(max_length=NAME_MAX, description="The EvalJob.")
+    eval_job_uid: str | None = Field(
+        default=None,
+        max_length=64,
+        description="The EvalJob's uid: a job made again under the same name starts its runs at 1 again.",
+    )
     run_name: str = Field(max_length=NAME_MAX, description="Its run.")
     suite: str = Field(max_length=32, description="The suite.")
     completed_time: datetime | None = Field(default=None, description="When the run ended.")

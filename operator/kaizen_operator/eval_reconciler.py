@@ -317,8 +317,7 @@ def _record_on_version(ctx: Context, job: dict[str, Any], spec: EvalJobSpec, run
         return
     try:
         record_evaluation(
-            ctx.kube, namespace, run.evaluated.private_model, run.evaluated.version,
-            job["metadata"]["name"], run, spec.suite,
-        )  # fmt: skip
+            ctx.kube, namespace, run.evaluated.private_model, run.evaluated.version, job, run, spec.suite
+        )
     except ApiError as err:
         log.warning("results of %s/%s not recorded on the model version: %s", namespace, run.run_name, err)

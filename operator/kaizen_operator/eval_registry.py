@@ -26,9 +26,7 @@ def merge_evaluation(
     for item in versions:
         if item.get("name") == version:
             evaluations = list(item.get("evaluations") or [])
-            if any(
-                e.get("runName") == entry.run_name and e.get("evalJob") == entry.eval_job for e in evaluations
-            ):
+            if any(_same_run(e, entry) for e in evaluations):
                 return None
             item = {**item, "evaluations": [*evaluations, entry.to_manifest()][-EVALUATIONS_MAX:]}
             changed = True
@@ -36,11 +34,21 @@ def merge_evaluation(
     return out if changed else None
 
 
+def _same_run(recorded: dict[str, Any], entry: VersionEvaluation) -> bool:
+    """The same run of the same EvalJob object: run names repeat in a job deleted and made again."""
+    return (
+        recorded.get("runName") == entry.run_name
+        and recorded.get("evalJob") == entry.eval_job
+        and recorded.get("evalJobUid") == entry.eval_job_uid
+    )
+
+
 def record_evaluation(
-    kube: Kube, namespace: str, model: str, version: str, job: str, run: EvalRunRecord, suite: str
+    kube: Kube, namespace: str, model: str, version: str, job: dict[str, Any], run: EvalRunRecord, suite: str
 ) -> None:
     entry = VersionEvaluation(
-        eval_job=job,
+        eval_job=job["metadata"]["name"],
+        eval_job_uid=job["metadata"]["uid"],
         run_name=run.run_name,
         suite=suite,
         completed_time=run.completion_time,

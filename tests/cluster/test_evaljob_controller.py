@@ -389,6 +389,43 @@ def test_an_evaljob_named_like_a_deleted_one_does_not_adopt_its_leftover_childre
     assert "results" not in running["status"] and not running["status"].get("message")
 
 
+def evaluations_are(count: int) -> Any:
+    return lambda m: len(m["status"]["versions"][0].get("evaluations") or []) == count
+
+
+def test_a_job_made_again_under_its_name_records_its_runs_on_the_version(
+    ns, control_plane, staged_model
+) -> None:
+    """Deleted and made again (a GitOps re-sync does it), an EvalJob numbers its runs from 1 again: the
+    new `<name>-1` is another run than the recorded one, and its scores reach the version too."""
+    path = f"{EVALJOBS.format(ns)}/regate"
+    entries = []
+    for score in (0.25, 0.5):
+        done = fake(0, message(phase="Succeeded", results={"gsm8k/exact_match@strict-match": score}))
+        job = harness_job("regate", done)
+        job["spec"]["model"] = {"privateModel": {"name": staged_model, "version": "v1"}}
+        control_plane.request("POST", EVALJOBS.format(ns), job)
+        finished = wait(control_plane, path, phase_is("Succeeded", "Failed"))
+        assert finished["status"]["phase"] == "Succeeded", finished["status"]
+        model = wait(
+            control_plane,
+            f"{MODELS.format(ns)}/{staged_model}",
+            evaluations_are(len(entries) + 1),
+            timeout=20,
+        )
+        entries = model["status"]["versions"][0]["evaluations"]
+        control_plane.request("DELETE", path, {"propagationPolicy": "Foreground"})
+        deadline = time.monotonic() + 60
+        while control_plane.request("GET", path, missing_ok=True) is not None:
+            assert time.monotonic() < deadline, "the EvalJob was not deleted"
+            time.sleep(0.3)
+    assert [(e["runName"], e["results"]["gsm8k/exact_match@strict-match"]) for e in entries] == [
+        ("regate-1", 0.25),
+        ("regate-1", 0.5),
+    ]
+    assert entries[0]["evalJobUid"] != entries[1]["evalJobUid"]
+
+
 def refuses_reports_json_cannot_hold(cluster: Any, ns: str, job: dict[str, Any]) -> None:
     """A hand-made report with NaN or Infinity (Python's json reads them) is refused naming the field,
     and changes nothing; a good one then lands."""

@@ -258,6 +258,9 @@ def test_results_are_merged_once_into_the_evaluated_version():
     assert merged and merged[1]["evaluations"][0]["results"] == {"rougeL": 0.4} and merged[1]["files"]
     assert merge_evaluation(merged, "ft_v1", entry) is None  # recorded already
     assert merge_evaluation(versions, "ft_v9", entry) is None
+    made_again = entry.model_copy(update={"eval_job_uid": "another-uid", "results": {"rougeL": 0.5}})
+    again = merge_evaluation(merged, "ft_v1", made_again)  # a job of the same name numbers from 1 again
+    assert again and [e["results"]["rougeL"] for e in again[1]["evaluations"]] == [0.4, 0.5]
 
 
 def test_the_eleventh_evaluation_keeps_the_newest_ten_within_the_crd_s_bound():
