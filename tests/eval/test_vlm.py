@@ -145,3 +145,28 @@ def test_tiny_llava_answers_image_questions(tmp_path, staged, capsys, monkeypatc
     assert set(results) == {"docvqa/anls", "ocrbench/accuracy"}
     samples = (tmp_path / "out" / "vlm-1" / "samples_docvqa.jsonl").read_text().splitlines()
     assert len(samples) == 2 and "prediction" in json.loads(samples[0])
+
+
+@pytest.mark.parametrize(
+    ("image", "expected"),
+    [
+        ("bm90IGFuIGltYWdl", "OCRBench.tsv: row 1: image is not a base64 image file"),  # "not an image"
+        ("%%%", "OCRBench.tsv: row 1: image is not a base64 image file"),
+    ],
+)
+def test_a_bad_image_is_data_invalid_naming_its_row_before_the_model_loads(
+    tmp_path, staged, capsys, monkeypatch, image, expected
+):
+    """Every chosen task's TSV is read and its images checked before the model loads (here a model that
+    is not there): a bad row of the last task is the user's error, named, not a retried crash."""
+    rows = [
+        {"index": "0", "question": "Read the text.", "answer": "['kaizen']"},
+        {"index": "1", "question": "Read this.", "answer": "['x']", "image": image},
+    ]
+    _tsv(staged / "vlmevalkit" / "OCRBench.tsv", rows)
+    term = tmp_path / "term"
+    monkeypatch.setenv("KAIZEN_TERMINATION_LOG", str(term))
+    config = _config(tmp_path, staged, tmp_path / "no-model", ["docvqa", "ocrbench"])
+    assert main(["eval", "--config", str(config)]) == 2
+    message = json.loads(term.read_text())
+    assert message["reason"] == "DataInvalid" and expected in message["message"], message

@@ -80,7 +80,22 @@ def _answers(raw: str) -> tuple[str, ...]:
     return (text,)
 
 
+def _check_image(path: Path, number: int, encoded: str) -> None:
+    """A row's image opens (header and checksums, not the pixels), or DataInvalid naming the row: found
+    during generation, a bad image would end the run late, and PIL's error would have it retried."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(base64.b64decode(encoded))) as img:
+            img.verify()
+    except (ValueError, OSError, SyntaxError) as err:  # binascii.Error; UnidentifiedImageError; PNG chunks
+        raise EvalError(
+            "DataInvalid", f"{path}: row {number}: image is not a base64 image file ({err})"
+        ) from err
+
+
 def load_items(path: Path, limit: int | None = None) -> list[VqaItem]:
+    """The TSV's items (the first `limit`), each checked: its fields present, its image readable."""
     csv.field_size_limit(sys.maxsize)  # base64 images are long fields
     items = []
     with path.open(encoding="utf-8", newline="") as handle:
@@ -88,6 +103,7 @@ def load_items(path: Path, limit: int | None = None) -> list[VqaItem]:
             missing = [k for k in ("index", "question", "answer", "image") if not row.get(k)]
             if missing:
                 raise EvalError("DataInvalid", f"{path}: row {number}: {', '.join(missing)} missing")
+            _check_image(path, number, row["image"])
             items.append(
                 VqaItem(
                     row["index"],
@@ -188,11 +204,14 @@ def run_vlmevalkit(cfg: EvalRunConfig, work_dir: Path, reporter: EvalProgressRep
 
     root = staged_root(cfg, work_dir)
     tasks = list(cfg.tasks or [])
-    files = {t: staged_file(root, f"{TSV_NAMES[t]}.tsv") for t in tasks}  # all checked before the model loads
+    files = {t: staged_file(root, f"{TSV_NAMES[t]}.tsv") for t in tasks}
+    loaded = {
+        t: load_items(files[t], cfg.limit) for t in tasks
+    }  # all read and checked before the model loads
     generator = make_generator(cfg, work_dir)
     outcome = SuiteOutcome([], settings={"anls_threshold": "0.5", "relaxed_accuracy": "5% relative"})
     for task in tasks:
-        items = load_items(files[task], cfg.limit)
+        items = loaded[task]
         prompts = [
             [
                 {
