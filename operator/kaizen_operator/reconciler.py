@@ -42,6 +42,7 @@ from kaizen_operator.triggers import (
     recorded_run,
     replaced_runs,
     schedule_requests,
+    seen_token,
 )
 from kaizen_operator.workloads import workload_kind
 
@@ -278,7 +279,7 @@ class Pass:
             observed_generation=generation,
             phase=pipeline_status.phase(self.spec, runs, blocker),
             last_run_name=next((r.name for r in runs if r.phase != "Skipped"), self.status.last_run_name),
-            last_run_token=self.status.last_run_token,
+            last_run_token=seen_token(self.spec, self.status),
             last_schedule_time=self.status.last_schedule_time,
             next_schedule_time=schedule.next_time(self.spec, self.now) if self.keeps_cronjob else None,
             current_run=current,
