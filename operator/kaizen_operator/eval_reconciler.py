@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from kaizen_operator import fakepods, notify
 from kaizen_operator.admission import admission_status
+from kaizen_operator.adoption import NameConflict, create_owned, delete_owned, owned_by
 from kaizen_operator.conditions import get_condition, set_condition
 from kaizen_operator.context import Conflict, Context
 from kaizen_operator.eval_registry import record_evaluation
@@ -45,6 +46,7 @@ from kaizen_operator.workloads.meta import RUN_LABEL
 
 log = logging.getLogger(__name__)
 KIND = EVAL_JOB.kind
+NAME_WAIT_S = 10.0  # a child's name held by an object garbage collection is removing
 STATUS_KEYS = (
     "observedGeneration", "phase", "conditions", "jobName", "runName", "startTime", "completionTime",
     "progress", "results", "resultsUri", "warnings", "message", "runs",
@@ -84,9 +86,12 @@ def _objects(ctx: Context, namespace: str, spec: EvalJobSpec) -> dict[str, dict[
     return found
 
 
-def _children(ctx: Context, namespace: str, object_name: str) -> EvalChildren:
+def _children(ctx: Context, namespace: str, object_name: str, uid: str) -> EvalChildren:
+    """The run's Job if the EvalJob `uid` owns it (creating a foreign one's name is a NameConflict)."""
     names = ChildNames.of(object_name)
     job = ctx.kube.get(path_of("batch/v1", "Job", namespace, names.job))
+    if job is not None and not owned_by(job, uid):
+        job = None
     pods = ctx.kube.list(path_of("v1", "Pod", namespace), f"{RUN_LABEL}={object_name}")
     return EvalChildren(job=job, pods=pods)
 
@@ -106,31 +111,34 @@ def _create_children(
         build_eval_token_secret(resolved, job, token),
         workload,
     ):
-        ctx.kube.create(manifest)
+        create_owned(ctx.kube, manifest)
 
 
-def _delete_children(ctx: Context, namespace: str, obj: str) -> None:
+def _delete_children(ctx: Context, namespace: str, obj: str, uid: str) -> None:
     names = ChildNames.of(obj)
-    ctx.kube.delete(path_of("batch/v1", "Job", namespace, names.job))
-    ctx.kube.delete(path_of("v1", "Secret", namespace, names.token_secret))
+    delete_owned(ctx.kube, path_of("batch/v1", "Job", namespace, names.job), uid)
+    delete_owned(ctx.kube, path_of("v1", "Secret", namespace, names.token_secret), uid)
 
 
 def _step(
     ctx: Context, job: dict[str, Any], spec: EvalJobSpec, run: EvalRunRecord, now: datetime
-) -> EvalAdvance:
-    namespace = job["metadata"]["namespace"]
+) -> tuple[EvalAdvance, float | None]:
+    """The run's step, and when to look again: a name held by a going object frees by itself."""
+    namespace, uid = job["metadata"]["namespace"], job["metadata"]["uid"]
     obj = run_object_name(job["metadata"]["name"], run_number(run))
     cancel, run = cancel_requested(job["metadata"].get("annotations") or {}, run, obj)
-    step = advance_eval(run, _children(ctx, namespace, obj), now=now, cancel=cancel)
+    step = advance_eval(run, _children(ctx, namespace, obj, uid), now=now, cancel=cancel)
     try:
         if "create_children" in step.actions:
             _create_children(ctx, job, spec, run, obj)
         if "delete_children" in step.actions:
-            _delete_children(ctx, namespace, obj)
-    except ResolveError as err:
+            _delete_children(ctx, namespace, obj, uid)
+    except (NameConflict, ResolveError) as err:
+        if isinstance(err, NameConflict) and err.waits:  # an earlier EvalJob of this name left it
+            return EvalAdvance(run, message=err.message), NAME_WAIT_S
         ended = run.model_copy(update={"phase": "Failed", "reason": err.reason, "completion_time": now})
-        return EvalAdvance(ended, message=err.message, event=("Warning", err.reason, err.message))
-    return step
+        return EvalAdvance(ended, message=err.message, event=("Warning", err.reason, err.message)), None
+    return step, None
 
 
 def _notify(
@@ -198,7 +206,7 @@ def reconcile_eval(ctx: Context, namespace: str, name: str) -> float | None:
         record |= {"runs": [r.to_manifest() for r in runs], "runName": started.run_name, "phase": "Pending"}
         job = patch_eval_status(ctx, job, record)  # on record before any child exists
     current = runs[0]
-    step = _step(ctx, job, spec, current, now)
+    step, requeue = _step(ctx, job, spec, current, now)
     latest = runs[0] = step.run
     before = job.get("status") or {}
     conditions = _conditions(before.get("conditions"), latest, generation, step.message or "")
@@ -244,7 +252,7 @@ def reconcile_eval(ctx: Context, namespace: str, name: str) -> float | None:
             raise
     if step.event is not None:
         post_event(ctx.kube, job, *step.event, kind=KIND)
-    return None
+    return requeue
 
 
 def _settle_notified(

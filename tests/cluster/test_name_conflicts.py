@@ -1,0 +1,106 @@
+"""A child's deterministic name taken by an object the pipeline does not own (its token Secret,
+ConfigMap or workload Job), against the real control plane (pods "run" by kwok): the run never
+adopts it, fails `NameConflict` naming it, and the object is left exactly as it was.
+
+A new manual pipeline's first run is named after its creation time, so the foreign objects are made
+beforehand for every second around it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from ftp_support import (
+    PIPELINES,
+    jobs,
+    kopf_operator,
+    operator_env,
+    pipeline,
+    prepare_namespace,
+    runs,
+    wait_pipeline,
+)
+from kaizen_operator.naming import ChildNames, run_display_name, run_object_name
+
+pytestmark = pytest.mark.cluster
+MODEL = "Qwen2.5-0.5B-Instruct"  # the display name's model part of the S3 SFT spec's base model
+WINDOW_S = range(-3, 15)  # seconds around now that the pipeline's creation time falls in
+
+
+@pytest.fixture(scope="module")
+def operator(control_plane) -> Iterator[Any]:
+    with (
+        pytest.MonkeyPatch.context() as patch,
+        kopf_operator(control_plane, operator_env(control_plane), patch) as runner,
+    ):
+        yield runner
+
+
+@pytest.fixture
+def ns(operator, control_plane, namespace) -> str:
+    return prepare_namespace(operator, control_plane, namespace)
+
+
+def first_run_children(pipeline_name: str) -> list[ChildNames]:
+    """The children's names of the pipeline's first run, for each creation second in the window."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    names = [
+        run_object_name(pipeline_name, run_display_name(MODEL, now + timedelta(seconds=s))) for s in WINDOW_S
+    ]
+    return [ChildNames.of(n) for n in names]
+
+
+PATHS = {"Secret": "/api/v1/namespaces/{}/secrets", "ConfigMap": "/api/v1/namespaces/{}/configmaps"}
+PATHS["Job"] = "/apis/batch/v1/namespaces/{}/jobs"
+POD = {"restartPolicy": "Never", "containers": [{"name": "c", "image": "registry.invalid/none"}]}
+BODIES: dict[str, dict[str, Any]] = {
+    "Secret": {"apiVersion": "v1", "data": {"token": "Zm9yZWlnbg=="}},
+    "ConfigMap": {"apiVersion": "v1", "data": {"config.json": "{}"}},
+    "Job": {"apiVersion": "batch/v1", "spec": {"suspend": True, "template": {"spec": POD}}},
+}
+
+
+def child_name(names: ChildNames, kind: str) -> str:
+    return {"Secret": names.token_secret, "ConfigMap": names.config_map, "Job": names.job}[kind]
+
+
+def plant(cluster: Any, namespace: str, kind: str, names: list[str]) -> dict[str, dict[str, Any]]:
+    """A user's object (no owner) of `kind` under each name; returns them as created, by name."""
+    made = {}
+    for name in names:
+        body = {"kind": kind, "metadata": {"name": name}, **BODIES[kind]}
+        made[name] = cluster.request("POST", PATHS[kind].format(namespace), body)
+    return made
+
+
+def ended(obj: dict[str, Any]) -> bool:
+    return bool(runs(obj)) and runs(obj)[-1].get("phase") in ("Succeeded", "Failed")
+
+
+@pytest.mark.parametrize("kind", ["Secret", "ConfigMap", "Job"])
+def test_a_foreign_child_is_never_adopted_and_is_left_as_it_was(ns, control_plane, kind) -> None:
+    name = f"clash-{kind.lower()}"
+    children = first_run_children(name)
+    planted = [child_name(c, kind) for c in children]
+    before = plant(control_plane, ns, kind, planted)
+
+    control_plane.request("POST", PIPELINES.format(ns), pipeline(name))
+    obj = wait_pipeline(control_plane, ns, name, ended)
+    (run,) = runs(obj)
+    taken = ChildNames.of(run["objectName"])
+    conflicting = child_name(taken, kind)
+    assert conflicting in before, "the run's name fell in the planted window"
+    assert run["phase"] == "Failed" and run["reason"] == "NameConflict", run
+    assert f"{kind} {conflicting} exists and is not owned" in run["message"]
+    assert not jobs(control_plane, ns, f"kaizen.dev/pipeline={name},kaizen.dev/component=train")
+
+    found = control_plane.request("GET", f"{PATHS[kind].format(ns)}/{conflicting}")
+    kept = before[conflicting]["metadata"]
+    assert found["metadata"]["uid"] == kept["uid"], "the foreign object was not deleted"
+    for key in ("data", "spec"):  # a Job's status is its controller's: the Job stays suspended
+        assert found.get(key) == before[conflicting].get(key), f"nor its {key} changed"
+    for key in ("labels", "annotations", "ownerReferences"):
+        assert found["metadata"].get(key) == kept.get(key), f"nor its {key}"
