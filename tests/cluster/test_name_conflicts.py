@@ -8,26 +8,38 @@ beforehand for every second around it.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from ftp_support import (
+    GATE,
+    MODELS,
     PIPELINES,
+    fake,
     jobs,
     kopf_operator,
+    make_version_ready,
+    message,
     operator_env,
     pipeline,
     prepare_namespace,
+    private_model,
     runs,
     wait_pipeline,
 )
+from kaizen_api.base import GROUP, VERSION
+from kaizen_api.finetune_status import RunStatus
+from kaizen_operator import eval_runs
+from kaizen_operator.eval_gate import build_gate_evaljob
 from kaizen_operator.naming import ChildNames, run_display_name, run_object_name
 
 pytestmark = pytest.mark.cluster
 MODEL = "Qwen2.5-0.5B-Instruct"  # the display name's model part of the S3 SFT spec's base model
 WINDOW_S = range(-3, 15)  # seconds around now that the pipeline's creation time falls in
+EVALJOBS = f"/apis/{GROUP}/{VERSION}/namespaces/{{}}/evaljobs"
 
 
 @pytest.fixture(scope="module")
@@ -104,3 +116,60 @@ def test_a_foreign_child_is_never_adopted_and_is_left_as_it_was(ns, control_plan
         assert found.get(key) == before[conflicting].get(key), f"nor its {key} changed"
     for key in ("labels", "annotations", "ownerReferences"):
         assert found["metadata"].get(key) == kept.get(key), f"nor its {key}"
+
+
+def gated(name: str, model: str) -> dict[str, Any]:
+    """A pipeline with the evaluation gate, whose gate pod would pass it (rougeL 0.9)."""
+    body = pipeline(name, output={"privateModel": model}, evaluation=GATE)
+    fakes = json.loads(body["metadata"]["annotations"]["kaizen.dev/fake-pods"])
+    fakes["gate"] = fake(0, message(phase="Succeeded", results={"rougeL": 0.9}, resultsUri="s3://data/x"))
+    body["metadata"]["annotations"]["kaizen.dev/fake-pods"] = json.dumps(fakes)
+    return body
+
+
+def evaluation(obj: dict[str, Any]) -> dict[str, Any]:
+    return (runs(obj)[0].get("evaluation") or {}) if runs(obj) else {}
+
+
+def test_the_gate_adopts_neither_a_foreign_evaljob_nor_a_foreign_child_of_its_own(ns, control_plane) -> None:
+    """`gate-job`: a user's EvalJob has the gate's name; `gate-secret`: a user's Secret has the name of
+    the gate EvalJob's token Secret. Neither version is promoted, and both objects stay as they were."""
+    waiting = {}
+    for name in ("gate-job", "gate-secret"):
+        control_plane.request("POST", MODELS.format(ns), private_model(name))
+        control_plane.request("POST", PIPELINES.format(ns), gated(name, name))
+    for name in ("gate-job", "gate-secret"):
+        obj = wait_pipeline(
+            control_plane, ns, name, lambda o: evaluation(o).get("state") == "WaitingForVersion"
+        )
+        waiting[name] = obj
+    run = runs(waiting["gate-job"])[0]
+    foreign_job = build_gate_evaljob(waiting["gate-job"], RunStatus.model_validate(run))
+    del foreign_job["metadata"]["ownerReferences"]
+    planted_job = control_plane.request("POST", EVALJOBS.format(ns), foreign_job)
+    gate_name = f"{runs(waiting['gate-secret'])[0]['objectName']}-eval"
+    token = ChildNames.of(eval_runs.run_object_name(gate_name, 1)).token_secret
+    planted_secret = plant(control_plane, ns, "Secret", [token])[token]
+    for name, obj in waiting.items():
+        make_version_ready(control_plane, ns, name, runs(obj)[0]["outputVersion"])
+
+    decided = {
+        name: evaluation(
+            wait_pipeline(control_plane, ns, name, lambda o: evaluation(o).get("promoted") is not None)
+        )
+        for name in waiting
+    }
+    job_name = planted_job["metadata"]["name"]
+    assert decided["gate-job"]["state"] == "EvaluationFailed" and decided["gate-job"]["promoted"] is False
+    assert f"EvalJob {job_name} exists and is not owned" in decided["gate-job"]["message"]
+    found = control_plane.request("GET", f"{EVALJOBS.format(ns)}/{job_name}")
+    assert found["metadata"]["uid"] == planted_job["metadata"]["uid"] and not found["metadata"].get(
+        "ownerReferences"
+    )
+
+    assert decided["gate-secret"]["state"] == "EvaluationFailed", decided["gate-secret"]
+    own = control_plane.request("GET", f"{EVALJOBS.format(ns)}/{gate_name}")
+    assert own["status"]["runs"][0]["reason"] == "NameConflict"
+    assert f"Secret {token} exists and is not owned" in own["status"]["message"]
+    kept = control_plane.request("GET", f"/api/v1/namespaces/{ns}/secrets/{token}")
+    assert kept["metadata"]["resourceVersion"] == planted_secret["metadata"]["resourceVersion"]
