@@ -18,6 +18,7 @@ from ftp_support import (
     GATE,
     MODELS,
     PIPELINES,
+    conditions,
     fake,
     jobs,
     kopf_operator,
@@ -34,7 +35,7 @@ from kaizen_api.base import GROUP, VERSION
 from kaizen_api.finetune_status import RunStatus
 from kaizen_operator import eval_runs
 from kaizen_operator.eval_gate import build_gate_evaljob
-from kaizen_operator.naming import ChildNames, run_display_name, run_object_name
+from kaizen_operator.naming import ChildNames, cronjob_name, run_display_name, run_object_name
 
 pytestmark = pytest.mark.cluster
 MODEL = "Qwen2.5-0.5B-Instruct"  # the display name's model part of the S3 SFT spec's base model
@@ -173,3 +174,37 @@ def test_the_gate_adopts_neither_a_foreign_evaljob_nor_a_foreign_child_of_its_ow
     assert f"Secret {token} exists and is not owned" in own["status"]["message"]
     kept = control_plane.request("GET", f"/api/v1/namespaces/{ns}/secrets/{token}")
     assert kept["metadata"]["resourceVersion"] == planted_secret["metadata"]["resourceVersion"]
+
+
+def test_a_foreign_cronjob_is_neither_patched_nor_deleted(ns, control_plane) -> None:
+    name = "nightly-clash"
+    cronjobs = f"/apis/batch/v1/namespaces/{ns}/cronjobs"
+    template = {"spec": {"template": {"spec": POD}}}
+    spec = {"schedule": "0 1 * * *", "suspend": True, "jobTemplate": template}
+    body = {
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": {"name": cronjob_name(name)},
+        "spec": spec,
+    }
+    planted = control_plane.request("POST", cronjobs, body)
+
+    trigger = {"type": "schedule", "schedule": "0 3 * * *"}
+    control_plane.request("POST", PIPELINES.format(ns), pipeline(name, trigger=trigger))
+    obj = wait_pipeline(
+        control_plane, ns, name, lambda o: conditions(o).get("Ready", {}).get("status") == "False"
+    )
+    ready = conditions(obj)["Ready"]
+    assert ready["reason"] == "NameConflict", ready
+    assert f"CronJob {cronjob_name(name)} exists and is not owned" in ready["message"]
+    assert "nextScheduleTime" not in obj["status"]
+
+    # A schedule that never fires gets no CronJob: the pass deletes the pipeline's own, only.
+    switch = {"spec": {"trigger": {"schedule": "0 0 30 2 *"}}}
+    path = f"{PIPELINES.format(ns)}/{name}"
+    switched = control_plane.request("PATCH", path, switch, content_type="application/merge-patch+json")
+    generation = switched["metadata"]["generation"]
+    wait_pipeline(control_plane, ns, name, lambda o: o["status"].get("observedGeneration") == generation)
+    found = control_plane.request("GET", f"{cronjobs}/{cronjob_name(name)}")
+    assert found["metadata"]["uid"] == planted["metadata"]["uid"], "not deleted"
+    assert found["spec"]["schedule"] == "0 1 * * *" and not found["metadata"].get("ownerReferences")
