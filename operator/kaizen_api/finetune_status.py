@@ -182,7 +182,10 @@ class FineTunePipelineStatus(StatusModel):
     last_run_token: str | None = Field(
         default=None,
         max_length=63,
-        description="spec.trigger.runToken of the newest manual run ('' for the run a new pipeline starts).",
+        description=(
+            "spec.trigger.runToken of the newest manual run ('' for the run a new pipeline starts); on a"
+            " schedule pipeline its runToken, seen: switched to manual, it runs once the token changes."
+        ),
     )
     last_schedule_time: datetime | None = Field(default=None, description="When the schedule last fired.")
     next_schedule_time: datetime | None = Field(default=None, description="When the schedule fires next.")

@@ -3,7 +3,7 @@ ends, those only a running run needs).
 
 Names are deterministic (`naming.ChildNames`), so creating is "create, and on AlreadyExists adopt":
 a restarted operator, or one that died between creating a child and recording it, never makes a
-second workload for a run.
+second workload for a run. Only what the pipeline object owns is adopted or deleted (`adoption`).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any
 from kaizen_api.finetune_status import RunStatus
 
 from kaizen_operator import fakepods
+from kaizen_operator.adoption import controller_ref, create_owned, delete_owned, owned_by
 from kaizen_operator.kube import Kube, path_for, path_of
 from kaizen_operator.naming import ChildNames, label_value
 from kaizen_operator.progress import run_token
@@ -40,10 +41,6 @@ from kaizen_operator.workloads.meta import (
 # A run's config requests, beside the reconcile workers' own (handlers/finetune.WORKERS of them).
 ALONGSIDE_THREADS = 32
 _ALONGSIDE = ThreadPoolExecutor(ALONGSIDE_THREADS, thread_name_prefix="children")
-
-
-def _owned_by(obj: dict[str, Any], uid: str) -> bool:
-    return any(ref.get("uid") == uid for ref in obj["metadata"].get("ownerReferences") or [])
 
 
 @dataclass
@@ -88,7 +85,7 @@ def observe(
         if plural == "pytorchjobs" and not pytorchjobs:
             continue
         for obj in kube.list(path_of(api_version, kind, namespace), selector):
-            if _owned_by(obj, uid):
+            if owned_by(obj, uid):
                 obj.setdefault("kind", kind)
                 grouped[plural][obj["metadata"]["labels"][RUN_LABEL]].append(obj)
     by_run: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -143,11 +140,12 @@ class StartedRun:
         edit, or stopped before the preflight. The ConfigMap (immutable) is replaced, and a preflight
         Job that would read the old one goes with it (created again when this pass started one)."""
         namespace = self.config_map["metadata"]["namespace"]
-        kube.delete(path_of("batch/v1", "Job", namespace, self.names.preflight_job))
-        kube.delete(path_for(self.config_map, named=True))
-        kube.create(self.config_map)
+        uid = controller_ref(self.config_map)["uid"]
+        delete_owned(kube, path_of("batch/v1", "Job", namespace, self.names.preflight_job), uid)
+        kube.delete(path_for(self.config_map, named=True))  # owned: `create_owned` found it so
+        create_owned(kube, self.config_map)
         if self.preflight_job is not None:
-            kube.create(self.preflight_job)
+            create_owned(kube, self.preflight_job)
 
 
 def _preflight_job(
@@ -179,12 +177,12 @@ def start_run(
     started = StartedRun(names, build_config_map(resolved, pipeline, names), [])
     if with_preflight:  # the workload is what the user waits for
         started.preflight_job = _preflight_job(resolved, pipeline, settings)
-        started.preflight = _ALONGSIDE.submit(kube.create, started.preflight_job)
+        started.preflight = _ALONGSIDE.submit(create_owned, kube, started.preflight_job)
         wait([started.preflight])  # its error, if any, stays in the future for `finish`
     token = run_token(key, meta["namespace"], names.run, meta["uid"])
     started.config = [
-        _ALONGSIDE.submit(kube.create, build_token_secret(names, pipeline, token)),
-        _ALONGSIDE.submit(kube.create, started.config_map),
+        _ALONGSIDE.submit(create_owned, kube, build_token_secret(names, pipeline, token)),
+        _ALONGSIDE.submit(create_owned, kube, started.config_map),
     ]
     return started
 
@@ -202,7 +200,7 @@ def create_preflight(
     started = started or start_run(kube, resolved, pipeline, key, settings)
     started.finish(kube)
     if started.preflight is None:
-        kube.create(_preflight_job(resolved, pipeline, settings))
+        create_owned(kube, _preflight_job(resolved, pipeline, settings))
 
 
 def create_workload(
@@ -217,7 +215,7 @@ def create_workload(
     manifests = build_workload(resolved, pipeline, resolved.names, settings, pytorchjob_available=pytorchjob)
     fakepods.apply(pipeline, "workload", manifests)
     for manifest in manifests:  # the Service first: pods resolve their peers' names at start
-        kube.create(manifest)
+        create_owned(kube, manifest)
     return next(m for m in manifests if m["kind"] in ("Job", "PyTorchJob"))
 
 
@@ -243,16 +241,18 @@ def leftover_targets(run_object_name: str) -> list[tuple[str, str, str]]:
     return [t for t in cleanup_targets(run_object_name, pytorchjobs=False) if t[1] in ("Service", "Secret")]
 
 
-def delete_children(kube: Kube, namespace: str, run: RunStatus, *, leftovers: bool = False) -> None:
-    """A cancelled run's children, or (`leftovers`) an ended run's leftovers; those that never existed
-    too (a 404 is no error)."""
+def delete_children(
+    kube: Kube, namespace: str, run: RunStatus, owner_uid: str, *, leftovers: bool = False
+) -> None:
+    """A cancelled run's children, or (`leftovers`) an ended run's leftovers, those the pipeline object
+    `owner_uid` owns: an object of the name it does not own (a `NameConflict`) is left as it is."""
     assert run.object_name
     if leftovers:
         targets = leftover_targets(run.object_name)
     else:
         targets = cleanup_targets(run.object_name, pytorchjobs=kube.serves("kubeflow.org/v1", "pytorchjobs"))
     for api_version, kind, name in targets:
-        kube.delete(path_of(api_version, kind, namespace, name))
+        delete_owned(kube, path_of(api_version, kind, namespace, name), owner_uid)
 
 
 def mark_handled(kube: Kube, job: str, namespace: str, note: str) -> None:

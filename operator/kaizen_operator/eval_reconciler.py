@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from kaizen_operator import fakepods, notify
 from kaizen_operator.admission import admission_status
+from kaizen_operator.adoption import NameConflict, create_owned, delete_owned, owned_by
 from kaizen_operator.conditions import get_condition, set_condition
 from kaizen_operator.context import Conflict, Context
 from kaizen_operator.eval_registry import record_evaluation
@@ -46,6 +47,7 @@ from kaizen_operator.workloads.meta import RUN_LABEL
 
 log = logging.getLogger(__name__)
 KIND = EVAL_JOB.kind
+NAME_WAIT_S = 10.0  # a child's name held by an object garbage collection is removing
 STATUS_KEYS = (
     "observedGeneration", "phase", "conditions", "jobName", "runName", "startTime", "completionTime",
     "progress", "results", "resultsUri", "warnings", "message", "runs",
@@ -85,38 +87,18 @@ def _objects(ctx: Context, namespace: str, spec: EvalJobSpec) -> dict[str, dict[
     return found
 
 
-LEFTOVER_RETRY_S = 5.0
-
-
-def _owned_by(obj: dict[str, Any], uid: str) -> bool:
-    return any(ref.get("uid") == uid for ref in obj["metadata"].get("ownerReferences") or [])
-
-
-def _children(ctx: Context, namespace: str, object_name: str, uid: str) -> tuple[EvalChildren, list[str]]:
-    """The run's Job and its pods, and the run's names held by objects this EvalJob does not own.
-
-    Names come from the job's name and run number, so a Job left by a deleted EvalJob of the same name
-    (orphaned, or not collected yet) has this run's name: it is not this run's, nor are its pods."""
+def _children(ctx: Context, namespace: str, object_name: str, uid: str) -> EvalChildren:
+    """The run's Job if the EvalJob `uid` owns it (creating a foreign one's name is a NameConflict), and
+    that Job's pods: names come from the job's name and run number, so a Job left by a deleted EvalJob of
+    the same name has this run's name, and so do its pods."""
     names = ChildNames.of(object_name)
     job = ctx.kube.get(path_of("batch/v1", "Job", namespace, names.job))
-    if job is not None and not _owned_by(job, uid):
-        return EvalChildren(), [f"Job {names.job}"]
+    if job is not None and not owned_by(job, uid):
+        job = None
     pods = ctx.kube.list(path_of("v1", "Pod", namespace), f"{RUN_LABEL}={object_name}")
     if job is not None:
-        pods = [p for p in pods if _owned_by(p, job["metadata"]["uid"])]
-    return EvalChildren(job=job, pods=pods), []
-
-
-def _leftovers(ctx: Context, namespace: str, object_name: str, uid: str) -> list[str]:
-    """The run's ConfigMap and token Secret names, where an object this EvalJob does not own holds them
-    (creating would keep that one: an earlier job's config, a token the endpoint refuses)."""
-    names = ChildNames.of(object_name)
-    found = []
-    for kind, name in (("ConfigMap", names.config_map), ("Secret", names.token_secret)):
-        obj = ctx.kube.get(path_of("v1", kind, namespace, name))
-        if obj is not None and not _owned_by(obj, uid):
-            found.append(f"{kind} {name}")
-    return found
+        pods = [p for p in pods if owned_by(p, job["metadata"]["uid"])]
+    return EvalChildren(job=job, pods=pods)
 
 
 def _create_children(
@@ -134,43 +116,34 @@ def _create_children(
         build_eval_token_secret(resolved, job, token),
         workload,
     ):
-        ctx.kube.create(manifest)
+        create_owned(ctx.kube, manifest)
 
 
 def _delete_children(ctx: Context, namespace: str, obj: str, uid: str) -> None:
-    """The run's Job and token Secret; never an object of its names that another owner left."""
     names = ChildNames.of(obj)
-    for api_version, kind, name in (("batch/v1", "Job", names.job), ("v1", "Secret", names.token_secret)):
-        found = ctx.kube.get(path_of(api_version, kind, namespace, name))
-        if found is not None and _owned_by(found, uid):
-            ctx.kube.delete(path_of(api_version, kind, namespace, name))
+    delete_owned(ctx.kube, path_of("batch/v1", "Job", namespace, names.job), uid)
+    delete_owned(ctx.kube, path_of("v1", "Secret", namespace, names.token_secret), uid)
 
 
 def _step(
     ctx: Context, job: dict[str, Any], spec: EvalJobSpec, run: EvalRunRecord, now: datetime
-) -> EvalAdvance:
+) -> tuple[EvalAdvance, float | None]:
+    """The run's step, and when to look again: a name held by a going object frees by itself."""
     namespace, uid = job["metadata"]["namespace"], job["metadata"]["uid"]
     obj = run_object_name(job["metadata"]["name"], run_number(run))
     cancel, run = cancel_requested(job["metadata"].get("annotations") or {}, run, obj)
-    children, leftovers = _children(ctx, namespace, obj, uid)
-    step = advance_eval(run, children, now=now, cancel=cancel)
-    if "create_children" in step.actions:
-        leftovers += _leftovers(ctx, namespace, obj, uid)
-        if leftovers:
-            message = (
-                f"waiting for {', '.join(leftovers)} to be deleted: left by an earlier EvalJob named "
-                f"{job['metadata']['name']} (this one does not own them), they hold this run's names"
-            )
-            return EvalAdvance(step.run, message=message, retry_after=LEFTOVER_RETRY_S)
+    step = advance_eval(run, _children(ctx, namespace, obj, uid), now=now, cancel=cancel)
     try:
         if "create_children" in step.actions:
             _create_children(ctx, job, spec, run, obj)
         if "delete_children" in step.actions:
             _delete_children(ctx, namespace, obj, uid)
-    except ResolveError as err:
+    except (NameConflict, ResolveError) as err:
+        if isinstance(err, NameConflict) and err.waits:  # an earlier EvalJob of this name left it
+            return EvalAdvance(run, message=err.message), NAME_WAIT_S
         ended = run.model_copy(update={"phase": "Failed", "reason": err.reason, "completion_time": now})
-        return EvalAdvance(ended, message=err.message, event=("Warning", err.reason, err.message))
-    return step
+        return EvalAdvance(ended, message=err.message, event=("Warning", err.reason, err.message)), None
+    return step, None
 
 
 def _notify(
@@ -238,7 +211,7 @@ def reconcile_eval(ctx: Context, namespace: str, name: str) -> float | None:
         record |= {"runs": [r.to_manifest() for r in runs], "runName": started.run_name, "phase": "Pending"}
         job = patch_eval_status(ctx, job, record)  # on record before any child exists
     current = runs[0]
-    step = _step(ctx, job, spec, current, now)
+    step, requeue = _step(ctx, job, spec, current, now)
     latest = runs[0] = step.run
     before = job.get("status") or {}
     # An active run's message is this pass's (a wait that is over clears it); an ended run's is the
@@ -288,7 +261,7 @@ def reconcile_eval(ctx: Context, namespace: str, name: str) -> float | None:
             raise
     if step.event is not None:
         post_event(ctx.kube, job, *step.event, kind=KIND)
-    return step.retry_after
+    return requeue
 
 
 def _settle_notified(

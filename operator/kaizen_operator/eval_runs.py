@@ -96,7 +96,6 @@ class EvalAdvance:
     message: str | None = None  # the runner's or the Job's message, for status.message
     warnings: tuple[str, ...] = ()
     event: tuple[str, str, str] | None = None
-    retry_after: float | None = None  # seconds until another look, when nothing else will wake the job
 
 
 def _end(run: EvalRunRecord, phase: str, now: datetime, **changes: Any) -> EvalRunRecord:

@@ -21,10 +21,12 @@ from kaizen_api.finetune_status import GateState, RunEvaluation, RunStatus
 from kaizen_api.kinds import EVAL_JOB
 
 from kaizen_operator import fakepods
+from kaizen_operator.adoption import NameConflict, conflict, create_owned
 from kaizen_operator.conditions import Condition, set_condition
 from kaizen_operator.eval_gate import build_gate_evaljob, gate_evaljob_name, gate_promotion
 from kaizen_operator.kube import ApiError, Kube, path_of
 from kaizen_operator.registry_link import mark_promoted
+from kaizen_operator.workloads.meta import owner_reference
 
 WAIT_FOR_VERSION_S = 5.0  # PrivateModel changes do not wake the pipeline: look again soon
 RETRY_S = 30.0
@@ -101,9 +103,18 @@ def evaluate(
             if evaljob is None:
                 evaluation = _start(kube, pipeline, model_name, run, name, step, before_create)
             else:
+                _check_owned(pipeline, name, evaljob)
                 evaluation = read_gate(name, gate, evaljob)
                 if evaluation.promoted:
                     mark_promoted(kube, ns, model_name, run.output_version)
+        except NameConflict as err:  # never read as the gate's outcome
+            if err.waits:
+                step.errors.append(f"evaluation gate of run {run.name}: {err.message}")
+                step.look_again(RETRY_S)
+                continue
+            evaluation = RunEvaluation(
+                eval_job=name, state="EvaluationFailed", promoted=False, message=err.message
+            )
         except ApiError as err:
             step.errors.append(f"evaluation gate of run {run.name}: {err}")
             step.look_again(RETRY_S)
@@ -112,6 +123,13 @@ def evaluate(
             step.events.append(_decision_event(run, evaluation))
         step.runs[index] = run.model_copy(update={"evaluation": evaluation})
     return step
+
+
+def _check_owned(pipeline: dict[str, Any], name: str, evaljob: Mapping[str, Any]) -> None:
+    """An EvalJob of the gate's name that the pipeline object does not own is a `NameConflict`."""
+    ours = {"kind": EVAL_JOB.kind, "metadata": {"name": name, "ownerReferences": [owner_reference(pipeline)]}}
+    if (found := conflict(evaljob, ours)) is not None:
+        raise found
 
 
 def _start(
@@ -133,7 +151,7 @@ def _start(
     manifest = build_gate_evaljob(pipeline, run)
     if annotations := fakepods.gate_annotations(pipeline):
         manifest["metadata"]["annotations"] = annotations
-    if kube.create(manifest):
+    if create_owned(kube, manifest):
         step.events.append(
             ("Normal", "EvaluationStarted", f"run {run.name}: EvalJob {name} evaluates {run.output_version}")
         )

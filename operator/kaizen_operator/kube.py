@@ -188,11 +188,15 @@ class Kube:
     def merge_patch(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         return self.request("PATCH", path, body, content_type="application/merge-patch+json")  # type: ignore[no-any-return]
 
-    def delete(self, path: str) -> bool:
+    def delete(self, path: str, *, uid: str | None = None) -> bool:
+        """True when deleted; with `uid`, only the object of that uid (a 409: it was replaced)."""
+        body: dict[str, Any] = {"propagationPolicy": "Background"}
+        if uid is not None:
+            body["preconditions"] = {"uid": uid}
         try:
-            self.request("DELETE", path, {"propagationPolicy": "Background"})
+            self.request("DELETE", path, body)
         except ApiError as err:
-            if err.status == 404:
+            if err.status == 404 or (err.status == 409 and uid is not None):
                 return False
             raise
         return True

@@ -24,6 +24,7 @@ from pydantic import ValidationError
 
 from kaizen_operator import children, gate_runs, pipeline_status, schedule
 from kaizen_operator.admission import admission_status
+from kaizen_operator.adoption import REASON as NAME_CONFLICT
 from kaizen_operator.context import API, KIND, Context, confirm, patch_status
 from kaizen_operator.events import post_event
 from kaizen_operator.kube import path_of
@@ -31,7 +32,7 @@ from kaizen_operator.naming import is_template, run_display_name, run_object_nam
 from kaizen_operator.pipeline_status import Blocker
 from kaizen_operator.quotas import WAIT_FALLBACK_S, concurrent_runs_blocker, pipeline_blocker
 from kaizen_operator.resolve import ResolveError, base_model_facts, resolve_train_run, spec_model_name
-from kaizen_operator.run_actions import RunActions
+from kaizen_operator.run_actions import RETRY_S, RunActions
 from kaizen_operator.triggers import (
     RunRequest,
     cancel_targets,
@@ -42,6 +43,7 @@ from kaizen_operator.triggers import (
     recorded_run,
     replaced_runs,
     schedule_requests,
+    seen_token,
 )
 from kaizen_operator.workloads import workload_kind
 
@@ -278,7 +280,7 @@ class Pass:
             observed_generation=generation,
             phase=pipeline_status.phase(self.spec, runs, blocker),
             last_run_name=next((r.name for r in runs if r.phase != "Skipped"), self.status.last_run_name),
-            last_run_token=self.status.last_run_token,
+            last_run_token=seen_token(self.spec, self.status),
             last_schedule_time=self.status.last_schedule_time,
             next_schedule_time=schedule.next_time(self.spec, self.now) if self.keeps_cronjob else None,
             current_run=current,
@@ -316,6 +318,8 @@ def reconcile(ctx: Context, namespace: str, name: str) -> float | None:
     refused = schedule.sync_cronjob(kube, pipeline, spec, ctx.settings, work.keeps_cronjob, work.confirm)
     if refused is not None:  # no CronJob, so no nextScheduleTime; a resolver's reason comes first
         work.keeps_cronjob, work.blocker = False, work.blocker or refused
+        if refused.reason == NAME_CONFLICT:  # one garbage collection is removing frees the name
+            work.requeue = RETRY_S
     triggers = children.trigger_jobs(kube, namespace, name) if spec.trigger.type == "schedule" else []
     try:
         handled = work.take_requests(triggers)

@@ -17,6 +17,7 @@ from kaizen_api.finetune import FineTunePipelineSpec
 from kaizen_api.finetune_status import RunStatus
 
 from kaizen_operator import children
+from kaizen_operator.adoption import NameConflict
 from kaizen_operator.context import Context
 from kaizen_operator.kube import ApiError
 from kaizen_operator.registry_link import record_version
@@ -68,7 +69,11 @@ class RunActions:
                 updated = self._act(step.run, step.actions, pytorchjob)
                 if updated.phase == "Succeeded":
                     self._register(updated)
-            except ResolveError as err:  # e.g. the output model was deleted under a pending run
+            except (ResolveError, NameConflict) as err:  # e.g. the output model was deleted
+                if isinstance(err, NameConflict) and err.waits:  # garbage collection frees the name
+                    self.errors.append(f"run {run.name}: {err.message}")
+                    self.requeue = RETRY_S
+                    continue
                 updated = self._failed(run, err.reason, err.message, f"run {run.name}: {err.message}")
             except ApiError as err:
                 if err.status in RETRYABLE_STATUSES or err.status >= 500:
@@ -85,7 +90,8 @@ class RunActions:
 
     def _failed(self, run: RunStatus, reason: str, message: str, event: str) -> RunStatus:
         """A run the pass itself fails; what it leaves goes, as for any run that ends."""
-        children.delete_children(self.ctx.kube, self.pipeline["metadata"]["namespace"], run, leftovers=True)
+        meta = self.pipeline["metadata"]
+        children.delete_children(self.ctx.kube, meta["namespace"], run, meta["uid"], leftovers=True)
         self.events.append(("Warning", reason, event))
         return run.model_copy(
             update={"phase": "Failed", "reason": reason, "message": message, "completion_time": self.now}
@@ -94,8 +100,9 @@ class RunActions:
     def _act(self, run: RunStatus, actions: tuple[str, ...], pytorchjob: bool) -> RunStatus:
         ctx = self.ctx
         if "delete_children" in actions or "delete_leftovers" in actions:
-            namespace = self.pipeline["metadata"]["namespace"]
-            children.delete_children(ctx.kube, namespace, run, leftovers="delete_children" not in actions)
+            meta = self.pipeline["metadata"]
+            leftovers = "delete_children" not in actions
+            children.delete_children(ctx.kube, meta["namespace"], run, meta["uid"], leftovers=leftovers)
         if "create_preflight" in actions or "create_workload" in actions:
             resolved = resolve_train_run(
                 self.pipeline, run.name, ctx.catalog, self.private_models, ctx.settings

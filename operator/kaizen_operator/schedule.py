@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 from croniter import CroniterBadDateError, croniter
 from kaizen_api.finetune import FineTunePipelineSpec, Trigger
 
+from kaizen_operator.adoption import conflict, delete_owned
 from kaizen_operator.kube import ApiError, Kube, path_of
 from kaizen_operator.naming import cronjob_name
 from kaizen_operator.pipeline_status import Blocker
@@ -98,15 +99,18 @@ def sync_cronjob(
     """Create or update the CronJob of a schedule pipeline; delete it when the pipeline has none.
     `before_create` runs before it is created (the pass confirms its pipeline exists). Returns the
     blocker of a CronJob the API server refuses; one it refuses to update is deleted, so the old
-    schedule does not go on firing."""
+    schedule does not go on firing. A CronJob of the name that the pipeline does not own is neither
+    patched nor deleted: its `NameConflict` blocks the pipeline."""
     meta = pipeline["metadata"]
     path = path_of("batch/v1", "CronJob", meta["namespace"], cronjob_name(meta["name"]))
     if spec.trigger.type != "schedule" or not allowed:
         if (pipeline.get("status") or {}).get("nextScheduleTime") or spec.trigger.type == "schedule":
-            kube.delete(path)
+            delete_owned(kube, path, meta["uid"])
         return None
     desired = build_cronjob(pipeline, settings)
     existing = kube.get(path)
+    if existing is not None and (clash := conflict(existing, desired)) is not None:
+        return Blocker(clash.reason, clash.message)
     try:
         if existing is None:
             before_create()

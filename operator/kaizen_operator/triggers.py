@@ -1,9 +1,10 @@
 """What asks for a run: a new manual pipeline, a changed `spec.trigger.runToken`, a schedule's trigger Job.
 
 Pure. Every request is level-based: a manual request is "the spec's token differs from the token of
-the newest manual run" (kept in `status.lastRunToken`, so history pruning never re-runs one); a
-scheduled request is a trigger Job the operator has not yet marked handled and whose firing has no
-run on record (the mark is written after the record, so it can be lost).
+the newest manual run" (kept in `status.lastRunToken`, so history pruning never re-runs one; a
+schedule pipeline keeps its own token there, see `seen_token`); a scheduled request is a trigger Job
+the operator has not yet marked handled and whose firing has no run on record (the mark is written
+after the record, so it can be lost).
 """
 
 from __future__ import annotations
@@ -54,6 +55,15 @@ def manual_request(
     if status.observed_generation is None:
         return RunRequest("manual", created, token=token, early=True)
     return RunRequest("manual", now, token=token)
+
+
+def seen_token(spec: FineTunePipelineSpec, status: FineTunePipelineStatus) -> str | None:
+    """`status.lastRunToken` as a pass writes it. A schedule pipeline's token starts nothing, so it is
+    recorded as seen: switched to `manual`, the pipeline is not new and starts a run only once the
+    token changes (a platform team switching the trigger type does not expect a GPU run at once)."""
+    if spec.trigger.type == "schedule":
+        return spec.trigger.run_token or ""
+    return status.last_run_token
 
 
 def schedule_requests(trigger_jobs: list[dict[str, Any]]) -> list[RunRequest]:

@@ -15,6 +15,7 @@ from typing import Any
 
 from kaizen_api.base import GROUP, VERSION
 from kaizen_api.results import PreflightPlan, RecordProblem, TerminationMessage
+from kaizen_operator.kube import ApiError
 from kubernetes.config import kube_config
 from support.specs import S3_SFT_SPEC
 
@@ -258,3 +259,26 @@ def requests_gpu(pod_or_template_spec: dict[str, Any]) -> bool:
         if any("nvidia.com/gpu" in (resources.get(k) or {}) for k in ("requests", "limits")):
             return True
     return False
+
+
+def make_version_ready(cluster: Any, ns: str, model: str, version: str) -> None:
+    """What the registry's scan does once the version's files are in storage (its retries write too)."""
+    path = f"{MODELS.format(ns)}/{model}"
+    deadline = time.monotonic() + 30
+    while True:
+        current = cluster.request("GET", path)
+        versions = (current.get("status") or {}).get("versions") or []
+        ready = [{**v, "ready": True} if v["name"] == version else v for v in versions]
+        body = {
+            "metadata": {"resourceVersion": current["metadata"]["resourceVersion"]},
+            "status": {"versions": ready},
+        }
+        try:
+            if ready != versions:
+                cluster.request("PATCH", f"{path}/status", body, content_type="application/merge-patch+json")
+                return
+        except ApiError as err:
+            if err.status != 409:
+                raise
+        assert time.monotonic() < deadline, f"{model}: version {version} never made ready"
+        time.sleep(0.25)

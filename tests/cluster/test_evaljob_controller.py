@@ -349,8 +349,9 @@ def test_a_failed_run_keeps_its_message_on_the_succeeded_condition(ns, control_p
 def test_an_evaljob_named_like_a_deleted_one_does_not_adopt_its_leftover_children(ns, control_plane) -> None:
     """Run names come from the job's name and run number, so a new EvalJob named like a deleted one finds
     the old run's Job, ConfigMap and token Secret under its own run's names when they outlive their owner
-    (`kubectl delete --cascade=orphan`, or a garbage collector behind). They are not this job's run: it
-    waits, naming them, instead of taking the old run's outcome as its own, and runs once they are gone."""
+    (`kubectl delete --cascade=orphan` leaves them with no owner at all). They are not this job's run: it
+    fails `NameConflict` naming one of them instead of taking the old run's outcome as its own, and
+    leaves them as they are."""
     old = fake(0, message(phase="Succeeded", results={"gsm8k/exact_match@strict-match": 0.25}))
     control_plane.request("POST", EVALJOBS.format(ns), harness_job("reborn", old))
     path = f"{EVALJOBS.format(ns)}/reborn"
@@ -363,30 +364,22 @@ def test_an_evaljob_named_like_a_deleted_one_does_not_adopt_its_leftover_childre
     while control_plane.request("GET", path, missing_ok=True) is not None:
         assert time.monotonic() < deadline, "the EvalJob was not deleted"
         time.sleep(0.3)
+    leftovers = {
+        f"/apis/batch/v1/namespaces/{ns}/jobs/{run_obj}": "Job",
+        f"/api/v1/namespaces/{ns}/configmaps/{run_obj}-config": "ConfigMap",
+        f"/api/v1/namespaces/{ns}/secrets/{run_obj}-token": "Secret",
+    }
+    uids = {p: control_plane.request("GET", p)["metadata"]["uid"] for p in leftovers}
 
     control_plane.request("POST", EVALJOBS.format(ns), harness_job("reborn", fake(0, None, "10m")))
-    waiting = wait(
-        control_plane,
-        path,
-        lambda o: (o.get("status") or {}).get("message") or phase_is("Succeeded", "Failed")(o),
-    )
-    status = waiting["status"]
-    assert status["phase"] == "Pending" and "results" not in status, status
-    for leftover in (f"Job {run_obj}", f"ConfigMap {run_obj}-config", f"Secret {run_obj}-token"):
-        assert leftover in status["message"], status["message"]
-    for kind, name in (
-        ("batch/v1/namespaces/{}/jobs", run_obj),
-        ("v1/namespaces/{}/configmaps", f"{run_obj}-config"),
-        ("v1/namespaces/{}/secrets", f"{run_obj}-token"),
-    ):
-        prefix = "/apis/" if kind.startswith("batch") else "/api/"
-        control_plane.request(
-            "DELETE", prefix + kind.format(ns) + "/" + name, {"propagationPolicy": "Background"}
-        )
-    running = wait(control_plane, path, phase_is("Running"), timeout=60)
-    job = control_plane.request("GET", job_path)
-    assert job["metadata"]["ownerReferences"][0]["uid"] == running["metadata"]["uid"]
-    assert "results" not in running["status"] and not running["status"].get("message")
+    ended = wait(control_plane, path, phase_is("Succeeded", "Failed"))
+    status = ended["status"]
+    assert (status["phase"], status["runs"][0]["reason"]) == ("Failed", "NameConflict"), status
+    assert "results" not in status, status
+    assert any(f"{kind} {run_obj}" in status["message"] for kind in leftovers.values()), status["message"]
+    for leftover, uid in uids.items():  # untouched: neither adopted nor deleted
+        found = control_plane.request("GET", leftover)
+        assert found["metadata"]["uid"] == uid and not found["metadata"].get("ownerReferences"), found
 
 
 def evaluations_are(count: int) -> Any:

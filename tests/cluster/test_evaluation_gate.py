@@ -11,7 +11,6 @@ would set it once the version's files are there.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,6 +22,7 @@ from ftp_support import (
     conditions,
     fake,
     kopf_operator,
+    make_version_ready,
     message,
     operator_env,
     pipeline,
@@ -32,7 +32,6 @@ from ftp_support import (
     wait_pipeline,
 )
 from kaizen_api.base import GROUP, VERSION
-from kaizen_operator.kube import ApiError
 
 pytestmark = pytest.mark.cluster
 EVALJOBS = f"/apis/{GROUP}/{VERSION}/namespaces/{{}}/evaljobs"
@@ -66,29 +65,6 @@ def gated(name: str, model: str, rouge: float) -> dict[str, Any]:
 def evaluation(obj: dict[str, Any]) -> dict[str, Any]:
     found = runs(obj)
     return (found[0].get("evaluation") or {}) if found else {}
-
-
-def make_version_ready(cluster: Any, ns: str, model: str, version: str) -> None:
-    """What the registry's scan does once the version's files are in storage (its retries write too)."""
-    path = f"{MODELS.format(ns)}/{model}"
-    deadline = time.monotonic() + 30
-    while True:
-        current = cluster.request("GET", path)
-        versions = (current.get("status") or {}).get("versions") or []
-        ready = [{**v, "ready": True} if v["name"] == version else v for v in versions]
-        body = {
-            "metadata": {"resourceVersion": current["metadata"]["resourceVersion"]},
-            "status": {"versions": ready},
-        }
-        try:
-            if ready != versions:
-                cluster.request("PATCH", f"{path}/status", body, content_type="application/merge-patch+json")
-                return
-        except ApiError as err:
-            if err.status != 409:
-                raise
-        assert time.monotonic() < deadline, f"{model}: version {version} never made ready"
-        time.sleep(0.25)
 
 
 def test_one_version_passes_the_gate_and_is_promoted_one_fails_and_is_not(ns, control_plane) -> None:

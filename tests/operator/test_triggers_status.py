@@ -19,6 +19,7 @@ from kaizen_operator.triggers import (
     recorded_run,
     replaced_runs,
     schedule_requests,
+    seen_token,
 )
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -49,6 +50,25 @@ def test_a_new_pipeline_asks_for_its_first_run_at_its_creation_time() -> None:
     # Once status is written (say the first pass met a quota), a run is timed when it is started.
     later = manual_request(spec(), RECONCILED, NOW, CREATED)
     assert later is not None and (later.when, later.early) == (NOW, False)
+
+
+def test_a_schedule_pipeline_switched_to_manual_runs_only_when_its_token_changes() -> None:
+    """A schedule pipeline's passes record its token as seen; switched to manual it is not new."""
+    schedule = {"type": "schedule", "schedule": "0 3 * * *"}
+    seen = RECONCILED.model_copy(update={"last_run_token": seen_token(spec(**schedule), RECONCILED)})
+    assert seen.last_run_token == ""
+    assert manual_request(spec(), seen, NOW, CREATED) is None
+    changed = manual_request(spec(runToken="go"), seen, NOW, CREATED)
+    assert changed is not None and changed.token == "go"
+    # A token changed while it was a schedule pipeline is seen too; a manual pass keeps the record.
+    assert seen_token(spec(**schedule, runToken="x"), seen) == "x"
+    assert seen_token(spec(runToken="y"), seen) == ""
+    # A manual pipeline created suspended never had a pass as schedule: resumed, it starts its run.
+    suspended = seen_token(spec(suspend=True), RECONCILED)
+    assert suspended is None
+    never_run = RECONCILED.model_copy(update={"last_run_token": suspended})
+    resumed = manual_request(spec(), never_run, NOW, CREATED)
+    assert resumed is not None and resumed.token == ""
 
 
 def test_schedule_requests_are_unhandled_trigger_jobs_oldest_first() -> None:
