@@ -13,11 +13,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from ftp_support import (
     MODELS,
     PIPELINES,
+    REPO,
     fake,
     jobs,
     message,
@@ -31,6 +33,18 @@ from ftp_support import (
 pytestmark = pytest.mark.cluster
 KILLS = 10
 OPERATOR = [sys.executable, "-m", "kaizen_operator.main"]
+
+
+def test_the_operator_subprocess_runs_this_checkout(tmp_path: Path) -> None:
+    """The subprocess imports the code under test, not the copy the interpreter has installed (an
+    editable install of another checkout would make these tests check that checkout's operator)."""
+    env = operator_env(SimpleNamespace(kubeconfig=tmp_path / "kubeconfig"))
+    packages = ("kaizen_api", "kaizen_operator", "kaizen_runner")
+    code = f"import {', '.join(packages)}; print({', '.join(p + '.__file__' for p in packages)})"
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    for path in done.stdout.split():
+        assert Path(path).is_relative_to(REPO), f"{path} is not under {REPO}"
 
 
 def test_sigkill_at_random_points_leaves_one_workload_per_run(
