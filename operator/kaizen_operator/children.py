@@ -189,6 +189,17 @@ def start_run(
     return started
 
 
+def ensure_config(
+    kube: Kube, resolved: ResolvedRun, pipeline: dict[str, Any], key: bytes, settings: OperatorSettings
+) -> None:
+    """A recorded run's token Secret and ConfigMap, created where absent and never replaced (its config
+    was settled when its preflight Job was made). A pass cut short after a fresh run's record (and its
+    early preflight Job) landed may have lost their creates, and no other step makes them again: its
+    pods would wait for them for ever."""
+    for future in start_run(kube, resolved, pipeline, key, settings).config:
+        future.result()
+
+
 def create_preflight(
     kube: Kube,
     resolved: ResolvedRun,

@@ -64,6 +64,8 @@ class RunActions:
             if run.finished or not run.object_name:
                 continue
             step = advance(run, observed.of(run), now=self.now, cancel=run.name in cancel)
+            if run.object_name not in fresh and not step.run.finished:
+                self._restore_config(run, step.actions)
             try:
                 updated = self._act(step.run, step.actions, pytorchjob)
                 if updated.phase == "Succeeded":
@@ -82,6 +84,24 @@ class RunActions:
                     self.events.append(step.event)
             runs[index] = updated
         return runs
+
+    def _restore_config(self, run: RunStatus, actions: tuple[str, ...]) -> None:
+        """A recorded run this process has not seen yet (`Context.run_index`: filled at the end of each
+        pass, empty at start-up) gets its Secret and ConfigMap where absent, unless this step creates
+        them with its preflight Job. Once per run and process: two creates, mostly AlreadyExists. An API
+        error ends the pass before the run is remembered, so the next pass tries again."""
+        if (self.pipeline["metadata"]["namespace"], run.object_name) in self.ctx.run_index:
+            return
+        if "create_preflight" in actions:
+            return
+        ctx = self.ctx
+        try:
+            resolved = resolve_train_run(
+                self.pipeline, run.name, ctx.catalog, self.private_models, ctx.settings
+            )
+        except ResolveError:
+            return  # nothing can be built; a step that needs to create a child fails the run
+        children.ensure_config(ctx.kube, resolved, self.pipeline, ctx.key, ctx.settings)
 
     def _failed(self, run: RunStatus, reason: str, message: str, event: str) -> RunStatus:
         """A run the pass itself fails; what it leaves goes, as for any run that ends."""

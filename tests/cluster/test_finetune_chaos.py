@@ -7,6 +7,8 @@ run, Succeeded, and each run with one preflight Job and one training Job.
 
 from __future__ import annotations
 
+import base64
+import json
 import random
 import signal
 import subprocess
@@ -149,3 +151,71 @@ def test_a_first_preflight_created_before_its_record_is_adopted(
     (preflight,) = jobs(control_plane, namespace, "kaizen.dev/component=preflight")
     assert preflight["metadata"]["uid"] == early["metadata"]["uid"]
     assert preflight["metadata"]["labels"]["kaizen.dev/run"] == run["objectName"]
+
+
+def test_a_recorded_run_missing_its_secret_and_config_map_gets_them(
+    control_plane, namespace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new pipeline's pass creates the run's early preflight Job, then sends its token Secret and
+    ConfigMap beside the write of its record. Killed once the record has landed but before those two
+    creates reached the API server, it leaves a run whose preflight Job exists and whose pods (on a
+    real node) would wait for the two for ever: the next operator adopts the run and creates them."""
+    from kaizen_operator import reconciler
+    from kaizen_operator.catalog import load_catalog
+    from kaizen_operator.context import Context
+    from kaizen_operator.kube import Kube, load_api_client
+    from kaizen_operator.naming import ChildNames
+    from kaizen_operator.progress import run_token
+    from kaizen_operator.resolve import CONFIG_FILE
+    from kaizen_operator.settings import load_settings
+    from kaizen_operator.workloads.meta import DISPLAY_NAME_ANNOTATION
+    from kubernetes.config import kube_config
+
+    restrict(control_plane, namespace)
+    control_plane.request("POST", MODELS.format(namespace), private_model())
+    env = operator_env(control_plane) | {"PYTHONUNBUFFERED": "1"}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(control_plane.kubeconfig))
+    hold = fake(0, message(phase="Succeeded"), duration="1h")  # the run stays active, its Secret too
+    created = control_plane.request("POST", PIPELINES.format(namespace), pipeline("lost", workload=hold))
+
+    def killed(*_: object) -> None:
+        raise RuntimeError("operator killed after the record landed")
+
+    monkeypatch.setattr(reconciler.Pass, "advance_runs", killed)
+    settings = load_settings()
+    key = env["KAIZEN_PROGRESS_KEY"].encode()
+    ctx = Context(Kube(load_api_client()), settings, load_catalog(settings.catalog_path), key)
+    create = ctx.kube.create
+    lost = lambda manifest: manifest["kind"] in ("Secret", "ConfigMap") or create(manifest)  # noqa: E731
+    monkeypatch.setattr(ctx.kube, "create", lost)
+    with pytest.raises(RuntimeError, match="killed"):
+        reconciler.reconcile(ctx, namespace, "lost")
+    ctx.kube.api.close()
+    (run,) = runs(control_plane.request("GET", f"{PIPELINES.format(namespace)}/lost"))
+    names = ChildNames.of(run["objectName"])
+    assert jobs(control_plane, namespace, "kaizen.dev/component=preflight"), "the early preflight Job"
+    secret = f"/api/v1/namespaces/{namespace}/secrets/{names.token_secret}"
+    config_map = f"/api/v1/namespaces/{namespace}/configmaps/{names.config_map}"
+    assert not control_plane.exists(secret) and not control_plane.exists(config_map)
+
+    log = (tmp_path / "operator.log").open("ab")
+    proc = subprocess.Popen(
+        [*OPERATOR, "--namespace", namespace], env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while missing := [p for p in (secret, config_map) if not control_plane.exists(p)]:
+            assert proc.poll() is None, (tmp_path / "operator.log").read_text()[-4000:]
+            assert time.monotonic() < deadline, f"never created: {missing}"
+            time.sleep(0.5)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()
+    token = base64.b64decode(control_plane.request("GET", secret)["data"]["token"]).decode()
+    assert token == run_token(key, namespace, names.run, created["metadata"]["uid"])
+    config = control_plane.request("GET", config_map)
+    assert config["metadata"]["annotations"][DISPLAY_NAME_ANNOTATION] == run["name"]
+    assert json.loads(config["data"][CONFIG_FILE])
