@@ -121,10 +121,17 @@ class StartedRun:
     preflight_job: dict[str, Any] | None = None
     preflight: Future[bool] | None = None
 
-    def finish(self, kube: Kube) -> None:
+    @property
+    def found_preflight(self) -> bool:
+        """Its early preflight Job existed already: a pass cut short before the record made it."""
+        done = self.preflight is not None and self.preflight.exception() is None
+        return done and self.preflight.result() is False  # type: ignore[union-attr]
+
+    def finish(self, kube: Kube) -> bool:
         """Wait for them. A preflight Job created beside a config that failed is deleted again: its pod
         could never start, and the next pass creates all three anew, the config first. A ConfigMap
-        that existed holds the config of the spec when it was made: `_renew` it when that differs."""
+        that existed holds the config of the spec when it was made: `_renew` it when that differs
+        (returns True: the preflight Job, if any, was made again and has yet to run)."""
         failed = next((f.exception() for f in self.config if f.exception() is not None), None)
         if failed is not None:
             if self.preflight is not None and self.preflight_job and self.preflight.exception() is None:
@@ -134,8 +141,10 @@ class StartedRun:
             kube.get(path_for(self.config_map, named=True)), self.config_map
         ):
             self._renew(kube)
-        elif self.preflight is not None:
+            return True
+        if self.preflight is not None:
             self.preflight.result()
+        return False
 
     def _renew(self, kube: Kube) -> None:
         """A run's config is settled only once its preflight Job exists; an earlier pass may have made

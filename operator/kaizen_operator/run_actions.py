@@ -46,7 +46,8 @@ class RunActions:
 
     def advance(self, runs: list[RunStatus], cancel: set[str], fresh: set[str]) -> list[RunStatus]:
         """`runs` after one step each; `fresh` names the runs recorded by this pass (nothing of theirs
-        exists yet, so their children need not be listed)."""
+        exists yet, so their children need not be listed, unless a pass cut short made the early
+        preflight Job this pass found)."""
         runs = list(runs)
         active = [r for r in runs if not r.finished and r.object_name]
         if not active:
@@ -54,7 +55,10 @@ class RunActions:
         kube, meta = self.ctx.kube, self.pipeline["metadata"]
         asks = asks_for_pytorchjobs(active, self.spec.resources.multi_node_backend, self.ctx.settings)
         pytorchjob = asks and kube.serves("kubeflow.org/v1", "pytorchjobs")
-        if all(r.object_name in fresh for r in active):
+        # A fresh run whose early preflight Job already existed (made by a pass cut short before the
+        # record) has children to see: that Job may have ended, and its last event gone, long ago.
+        found = {name for name, started in self.started.items() if started.found_preflight}
+        if all(r.object_name in fresh - found for r in active):
             observed = children.Observed({}, {}, {})  # saves two LISTs on a new run's way to its preflight
         else:
             observed = children.observe(
@@ -66,8 +70,11 @@ class RunActions:
             step = advance(run, observed.of(run), now=self.now, cancel=run.name in cancel)
             if run.object_name not in fresh and not step.run.finished:
                 self._restore_config(run, step.actions)
+            started = self.started.pop(run.object_name, None)
             try:
-                updated = self._act(step.run, step.actions, pytorchjob)
+                if started is not None and "create_preflight" not in step.actions and started.finish(kube):
+                    continue  # its preflight Job was made again, for the config of the spec now
+                updated = self._act(step.run, step.actions, pytorchjob, started)
                 if updated.phase == "Succeeded":
                     self._register(updated)
             except ResolveError as err:  # e.g. the output model was deleted under a pending run
@@ -111,7 +118,14 @@ class RunActions:
             update={"phase": "Failed", "reason": reason, "message": message, "completion_time": self.now}
         )
 
-    def _act(self, run: RunStatus, actions: tuple[str, ...], pytorchjob: bool) -> RunStatus:
+    def _act(
+        self,
+        run: RunStatus,
+        actions: tuple[str, ...],
+        pytorchjob: bool,
+        started: children.StartedRun | None,
+    ) -> RunStatus:
+        """Carry out the step's actions; `started`: a fresh run's first children, created or under way."""
         ctx = self.ctx
         if "delete_children" in actions or "delete_leftovers" in actions:
             namespace = self.pipeline["metadata"]["namespace"]
@@ -120,9 +134,8 @@ class RunActions:
             resolved = resolve_train_run(
                 self.pipeline, run.name, ctx.catalog, self.private_models, ctx.settings
             )
-            started = self.started.pop(run.object_name or "", None)
-            if started is None or started.preflight is None:  # an early one exists already
-                self.before_create()
+            if "create_workload" in actions or started is None or started.preflight is None:
+                self.before_create()  # (an early preflight Job, made already, needed no confirmation)
             if "create_preflight" in actions:
                 children.create_preflight(ctx.kube, resolved, self.pipeline, ctx.settings, ctx.key, started)
             else:

@@ -153,6 +153,56 @@ def test_a_first_preflight_created_before_its_record_is_adopted(
     assert preflight["metadata"]["labels"]["kaizen.dev/run"] == run["objectName"]
 
 
+def test_an_early_preflight_that_ended_before_its_record_is_seen_by_the_pass_that_records_it(
+    control_plane, namespace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pass cut short before its record leaves an early preflight Job, which may end before the next
+    operator starts: the Job's last event is then gone, and the pass that records the run (and adopts
+    the Job) is the last one any event starts. It must look at the Job and go on to the workload, not
+    take the run for a new one with nothing to see (that left runs Pending/Preflight for ever)."""
+    from kaizen_operator import reconciler
+    from kaizen_operator.catalog import load_catalog
+    from kaizen_operator.context import Context
+    from kaizen_operator.kube import Kube, load_api_client
+    from kaizen_operator.settings import load_settings
+    from kubernetes.config import kube_config
+
+    restrict(control_plane, namespace)
+    control_plane.request("POST", MODELS.format(namespace), private_model())
+    for key, value in operator_env(control_plane).items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(control_plane.kubeconfig))
+    control_plane.request("POST", PIPELINES.format(namespace), pipeline("ended"))
+    settings = load_settings()
+    ctx = Context(Kube(load_api_client()), settings, load_catalog(settings.catalog_path), b"k")
+    write = reconciler.patch_status
+
+    def cut_short(*_: object) -> None:
+        raise RuntimeError("operator killed at the status write")
+
+    monkeypatch.setattr(reconciler, "patch_status", cut_short)
+    with pytest.raises(RuntimeError, match="killed"):
+        reconciler.reconcile(ctx, namespace, "ended")
+    deadline = time.monotonic() + 30
+    while not [j for j in jobs(control_plane, namespace, "kaizen.dev/component=preflight") if ended(j)]:
+        assert time.monotonic() < deadline, "the early preflight Job did not complete"
+        time.sleep(0.2)
+    monkeypatch.setattr(reconciler, "patch_status", write)
+    try:
+        reconciler.reconcile(ctx, namespace, "ended")  # the next operator's pass: records the run
+    finally:
+        ctx.kube.api.close()
+    (run,) = runs(control_plane.request("GET", f"{PIPELINES.format(namespace)}/ended"))
+    assert run.get("preflight"), f"the pass did not take in the preflight's plan: {run}"
+    train = jobs(control_plane, namespace, f"kaizen.dev/run={run['objectName']},kaizen.dev/component=train")
+    assert len(train) == 1, "the pass that recorded the run created no workload, and no event is left"
+
+
+def ended(job: dict[str, object]) -> bool:
+    conditions = (job.get("status") or {}).get("conditions") or []  # type: ignore[union-attr]
+    return any(c["type"] == "Complete" and c["status"] == "True" for c in conditions)
+
+
 def test_a_recorded_run_missing_its_secret_and_config_map_gets_them(
     control_plane, namespace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
