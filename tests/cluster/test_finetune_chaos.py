@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from ftp_support import (
@@ -35,6 +36,18 @@ from ftp_support import (
 pytestmark = pytest.mark.cluster
 KILLS = 10
 OPERATOR = [sys.executable, "-m", "kaizen_operator.main"]
+
+
+def stuck_state(control_plane: Any, namespace: str, item: dict[str, Any]) -> str:
+    """One line per unfinished pipeline: its runs' phase and reason, and their Jobs' conditions."""
+    name, found = item["metadata"]["name"], runs(item)
+    shown = [f"{name}: {[(r.get('objectName'), r['phase'], r.get('reason')) for r in found]}"]
+    for run in found:
+        for job in jobs(control_plane, namespace, f"kaizen.dev/run={run['objectName']}"):
+            conditions = [c["type"] for c in (job.get("status") or {}).get("conditions") or []]
+            meta = job["metadata"]
+            shown.append(f"  Job {meta['name']}: created {meta['creationTimestamp']}, {conditions}")
+    return "\n".join(shown)
 
 
 def test_the_operator_subprocess_runs_this_checkout(tmp_path: Path) -> None:
@@ -79,8 +92,13 @@ def test_sigkill_at_random_points_leaves_one_workload_per_run(
                 break
             assert proc.poll() is None, (tmp_path / "operator.log").read_text()[-4000:]
             if time.monotonic() > deadline:
-                pending = {p["metadata"]["name"]: runs(p) for p in items if p not in done}
-                raise AssertionError(f"{len(done)}/{len(names)} pipelines finished; the rest: {pending}")
+                stuck = [stuck_state(control_plane, namespace, p) for p in items if p not in done]
+                log_tail = (tmp_path / "operator.log").read_text()[-3000:]
+                raise AssertionError(
+                    f"{len(done)}/{len(names)} pipelines finished; the rest:\n"
+                    + "\n".join(stuck)
+                    + f"\noperator log:\n{log_tail}"
+                )
             time.sleep(1)
     finally:
         proc.terminate()
@@ -198,8 +216,8 @@ def test_an_early_preflight_that_ended_before_its_record_is_seen_by_the_pass_tha
     assert len(train) == 1, "the pass that recorded the run created no workload, and no event is left"
 
 
-def ended(job: dict[str, object]) -> bool:
-    conditions = (job.get("status") or {}).get("conditions") or []  # type: ignore[union-attr]
+def ended(job: dict[str, Any]) -> bool:
+    conditions = (job.get("status") or {}).get("conditions") or []
     return any(c["type"] == "Complete" and c["status"] == "True" for c in conditions)
 
 
@@ -235,8 +253,8 @@ def test_a_recorded_run_missing_its_secret_and_config_map_gets_them(
 
     monkeypatch.setattr(reconciler.Pass, "advance_runs", killed)
     settings = load_settings()
-    key = env["KAIZEN_PROGRESS_KEY"].encode()
-    ctx = Context(Kube(load_api_client()), settings, load_catalog(settings.catalog_path), key)
+    progress_key = env["KAIZEN_PROGRESS_KEY"].encode()
+    ctx = Context(Kube(load_api_client()), settings, load_catalog(settings.catalog_path), progress_key)
     create = ctx.kube.create
     lost = lambda manifest: manifest["kind"] in ("Secret", "ConfigMap") or create(manifest)  # noqa: E731
     monkeypatch.setattr(ctx.kube, "create", lost)
@@ -265,7 +283,7 @@ def test_a_recorded_run_missing_its_secret_and_config_map_gets_them(
         proc.wait(timeout=30)
         log.close()
     token = base64.b64decode(control_plane.request("GET", secret)["data"]["token"]).decode()
-    assert token == run_token(key, namespace, names.run, created["metadata"]["uid"])
+    assert token == run_token(progress_key, namespace, names.run, created["metadata"]["uid"])
     config = control_plane.request("GET", config_map)
     assert config["metadata"]["annotations"][DISPLAY_NAME_ANNOTATION] == run["name"]
     assert json.loads(config["data"][CONFIG_FILE])
