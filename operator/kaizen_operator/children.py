@@ -124,8 +124,8 @@ class StartedRun:
     @property
     def found_preflight(self) -> bool:
         """Its early preflight Job existed already: a pass cut short before the record made it."""
-        done = self.preflight is not None and self.preflight.exception() is None
-        return done and self.preflight.result() is False  # type: ignore[union-attr]
+        preflight = self.preflight
+        return preflight is not None and preflight.exception() is None and preflight.result() is False
 
     def finish(self, kube: Kube) -> bool:
         """Wait for them. A preflight Job created beside a config that failed is deleted again: its pod
