@@ -83,6 +83,7 @@ from ftp_support import (  # noqa: E402  (test helpers: manifests and fake pod o
     message,
     pipeline,
     private_model,
+    source_path,
 )
 
 HOLD = fake(0, message(phase="Succeeded"), duration="24h")
@@ -246,6 +247,7 @@ def run(
         "KAIZEN_PROGRESS_URL": f"http://127.0.0.1:{progress}",
         "KAIZEN_METRICS_PORT": str(free_port()),
         "KAIZEN_PROGRESS_KEY": base64.b64encode(os.urandom(24)).decode(),
+        "PYTHONPATH": source_path(),  # this checkout's operator, not an installed copy
     }
     with log_path.open("ab") as log:
         operator = subprocess.Popen(

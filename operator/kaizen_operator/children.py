@@ -118,10 +118,17 @@ class StartedRun:
     preflight_job: dict[str, Any] | None = None
     preflight: Future[bool] | None = None
 
-    def finish(self, kube: Kube) -> None:
+    @property
+    def found_preflight(self) -> bool:
+        """Its early preflight Job existed already: a pass cut short before the record made it."""
+        preflight = self.preflight
+        return preflight is not None and preflight.exception() is None and preflight.result() is False
+
+    def finish(self, kube: Kube) -> bool:
         """Wait for them. A preflight Job created beside a config that failed is deleted again: its pod
         could never start, and the next pass creates all three anew, the config first. A ConfigMap
-        that existed holds the config of the spec when it was made: `_renew` it when that differs."""
+        that existed holds the config of the spec when it was made: `_renew` it when that differs
+        (returns True: the preflight Job, if any, was made again and has yet to run)."""
         failed = next((f.exception() for f in self.config if f.exception() is not None), None)
         if failed is not None:
             if self.preflight is not None and self.preflight_job and self.preflight.exception() is None:
@@ -131,8 +138,10 @@ class StartedRun:
             kube.get(path_for(self.config_map, named=True)), self.config_map
         ):
             self._renew(kube)
-        elif self.preflight is not None:
+            return True
+        if self.preflight is not None:
             self.preflight.result()
+        return False
 
     def _renew(self, kube: Kube) -> None:
         """A run's config is settled only once its preflight Job exists; an earlier pass may have made
@@ -185,6 +194,17 @@ def start_run(
         _ALONGSIDE.submit(create_owned, kube, started.config_map),
     ]
     return started
+
+
+def ensure_config(
+    kube: Kube, resolved: ResolvedRun, pipeline: dict[str, Any], key: bytes, settings: OperatorSettings
+) -> None:
+    """A recorded run's token Secret and ConfigMap, created where absent and never replaced (its config
+    was settled when its preflight Job was made). A pass cut short after a fresh run's record (and its
+    early preflight Job) landed may have lost their creates, and no other step makes them again: its
+    pods would wait for them for ever."""
+    for future in start_run(kube, resolved, pipeline, key, settings).config:
+        future.result()
 
 
 def create_preflight(

@@ -47,7 +47,8 @@ class RunActions:
 
     def advance(self, runs: list[RunStatus], cancel: set[str], fresh: set[str]) -> list[RunStatus]:
         """`runs` after one step each; `fresh` names the runs recorded by this pass (nothing of theirs
-        exists yet, so their children need not be listed)."""
+        exists yet, so their children need not be listed, unless a pass cut short made the early
+        preflight Job this pass found)."""
         runs = list(runs)
         active = [r for r in runs if not r.finished and r.object_name]
         if not active:
@@ -55,7 +56,10 @@ class RunActions:
         kube, meta = self.ctx.kube, self.pipeline["metadata"]
         asks = asks_for_pytorchjobs(active, self.spec.resources.multi_node_backend, self.ctx.settings)
         pytorchjob = asks and kube.serves("kubeflow.org/v1", "pytorchjobs")
-        if all(r.object_name in fresh for r in active):
+        # A fresh run whose early preflight Job already existed (made by a pass cut short before the
+        # record) has children to see: that Job may have ended, and its last event gone, long ago.
+        found = {name for name, started in self.started.items() if started.found_preflight}
+        if all(r.object_name in fresh - found for r in active):
             observed = children.Observed({}, {}, {})  # saves two LISTs on a new run's way to its preflight
         else:
             observed = children.observe(
@@ -65,8 +69,13 @@ class RunActions:
             if run.finished or not run.object_name:
                 continue
             step = advance(run, observed.of(run), now=self.now, cancel=run.name in cancel)
+            if run.object_name not in fresh and not step.run.finished:
+                self._restore_config(run, step.actions)
+            started = self.started.pop(run.object_name, None)
             try:
-                updated = self._act(step.run, step.actions, pytorchjob)
+                if started is not None and "create_preflight" not in step.actions and started.finish(kube):
+                    continue  # its preflight Job was made again, for the config of the spec now
+                updated = self._act(step.run, step.actions, pytorchjob, started)
                 if updated.phase == "Succeeded":
                     self._register(updated)
             except (ResolveError, NameConflict) as err:  # e.g. the output model was deleted
@@ -88,6 +97,24 @@ class RunActions:
             runs[index] = updated
         return runs
 
+    def _restore_config(self, run: RunStatus, actions: tuple[str, ...]) -> None:
+        """A recorded run this process has not seen yet (`Context.run_index`: filled at the end of each
+        pass, empty at start-up) gets its Secret and ConfigMap where absent, unless this step creates
+        them with its preflight Job. Once per run and process: two creates, mostly AlreadyExists. An API
+        error ends the pass before the run is remembered, so the next pass tries again."""
+        if (self.pipeline["metadata"]["namespace"], run.object_name) in self.ctx.run_index:
+            return
+        if "create_preflight" in actions:
+            return
+        ctx = self.ctx
+        try:
+            resolved = resolve_train_run(
+                self.pipeline, run.name, ctx.catalog, self.private_models, ctx.settings
+            )
+        except ResolveError:
+            return  # nothing can be built; a step that needs to create a child fails the run
+        children.ensure_config(ctx.kube, resolved, self.pipeline, ctx.key, ctx.settings)
+
     def _failed(self, run: RunStatus, reason: str, message: str, event: str) -> RunStatus:
         """A run the pass itself fails; what it leaves goes, as for any run that ends."""
         meta = self.pipeline["metadata"]
@@ -97,7 +124,14 @@ class RunActions:
             update={"phase": "Failed", "reason": reason, "message": message, "completion_time": self.now}
         )
 
-    def _act(self, run: RunStatus, actions: tuple[str, ...], pytorchjob: bool) -> RunStatus:
+    def _act(
+        self,
+        run: RunStatus,
+        actions: tuple[str, ...],
+        pytorchjob: bool,
+        started: children.StartedRun | None,
+    ) -> RunStatus:
+        """Carry out the step's actions; `started`: a fresh run's first children, created or under way."""
         ctx = self.ctx
         if "delete_children" in actions or "delete_leftovers" in actions:
             meta = self.pipeline["metadata"]
@@ -107,9 +141,8 @@ class RunActions:
             resolved = resolve_train_run(
                 self.pipeline, run.name, ctx.catalog, self.private_models, ctx.settings
             )
-            started = self.started.pop(run.object_name or "", None)
-            if started is None or started.preflight is None:  # an early one exists already
-                self.before_create()
+            if "create_workload" in actions or started is None or started.preflight is None:
+                self.before_create()  # (an early preflight Job, made already, needed no confirmation)
             if "create_preflight" in actions:
                 children.create_preflight(ctx.kube, resolved, self.pipeline, ctx.settings, ctx.key, started)
             else:

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from kaizen_api.base import GROUP, VERSION
@@ -19,6 +20,7 @@ from kaizen_operator.kube import ApiError
 from kubernetes.config import kube_config
 from support.specs import S3_SFT_SPEC
 
+REPO = Path(__file__).resolve().parents[2]
 PIPELINES = f"/apis/{GROUP}/{VERSION}/namespaces/{{}}/finetunepipelines"
 MODELS = f"/apis/{GROUP}/{VERSION}/namespaces/{{}}/privatemodels"
 RESTRICTED = {"pod-security.kubernetes.io/enforce": "restricted"}
@@ -41,10 +43,19 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def source_path() -> str:
+    """PYTHONPATH for an operator subprocess: this checkout's packages ahead of any installed copy, so
+    the subprocess runs the code under test (an editable install may point at another checkout)."""
+    inherited = [entry for entry in os.environ.get("PYTHONPATH", "").split(os.pathsep) if entry]
+    return os.pathsep.join([str(REPO / "operator"), str(REPO / "runner-image"), *inherited])
+
+
 def operator_env(control_plane: Any) -> dict[str, str]:
-    """What the in-process or subprocess operator reads: fake pods on, local ports, a fixed key."""
+    """What the in-process or subprocess operator reads: fake pods on, local ports, a fixed key, and
+    this checkout's code."""
     progress = free_port()
     return {
+        "PYTHONPATH": source_path(),
         "KUBECONFIG": str(control_plane.kubeconfig),
         "KAIZEN_FAKE_PODS": "1",
         "KAIZEN_PROGRESS_PORT": str(progress),
