@@ -69,10 +69,10 @@ class RunActions:
             if run.finished or not run.object_name:
                 continue
             step = advance(run, observed.of(run), now=self.now, cancel=run.name in cancel)
-            if run.object_name not in fresh and not step.run.finished:
-                self._restore_config(run, step.actions)
             started = self.started.pop(run.object_name, None)
             try:
+                if run.object_name not in fresh and not step.run.finished:
+                    self._restore_config(run, step.actions)
                 if started is not None and "create_preflight" not in step.actions and started.finish(kube):
                     continue  # its preflight Job was made again, for the config of the spec now
                 updated = self._act(step.run, step.actions, pytorchjob, started)
