@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, StringConstraints
+from pydantic.alias_generators import to_camel
 
 from kaizen_api.base import LIST_MAX, NAME_MAX, URI_MAX, KaizenModel, Rule, StatusModel, matches
 
@@ -22,6 +23,8 @@ _SPACE = r"\x00-\x20\x7f-\x{a0}\x{1680}\x{2000}-\x{200a}\x{2028}\x{2029}\x{202f}
 NO_SPACE = "[^" + _SPACE + "]"
 EMAIL = "^[^@" + _SPACE + "]+@[^@" + _SPACE + "]+[.][^@" + _SPACE + "]+$"
 HTTP_URL = "^https?://" + NO_SPACE + "+$"
+# A URL whose authority (before the first /, ? or #) holds userinfo: `scheme://user:password@host`.
+USERINFO = "^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*@"
 # resource.Quantity (k8s.io/apimachinery), non-negative as a Pod's requests must be: digits with an
 # optional fraction, then a binary-SI (Ki..Ei), decimal-SI (n, u, m, k, M..E) or exponent suffix.
 QUANTITY = r"^[+]?([0-9]+([.][0-9]*)?|[.][0-9]+)([KMGTPE]i|[numkMGTPE]|[eE][+-]?[0-9]{1,3})?$"
@@ -55,6 +58,19 @@ def exactly_one(*fields: str) -> tuple[str, ...]:
     """CEL and Python halves of an 'exactly one of these fields is set' rule."""
     cel = "[" + ", ".join(f"has(self.{f})" for f in fields) + "].filter(x, x).size() == 1"
     return cel, ", ".join(fields)
+
+
+def no_userinfo(name: str, instead: str) -> Rule:
+    """URL field `name` (Python name) holds no credentials: a URL is copied into the run's ConfigMap, its
+    status and error messages, where anyone who reads them would see them. Secrets reach pods only
+    through Secret references; `instead` says which one."""
+    camel = to_camel(name)
+    return Rule(
+        cel=f"!has(self.{camel}) || !self.{camel}.matches('{USERINFO}')",
+        message=f"{camel} must not hold credentials (user:password@ before the host); {instead}",
+        field_path=f".{camel}",
+        check=lambda m: getattr(m, name) is None or not matches(USERINFO, getattr(m, name)),
+    )
 
 
 def _count_set(model: KaizenModel, names: tuple[str, ...]) -> int:
@@ -123,6 +139,10 @@ class Location(KaizenModel):
             cel=_SOURCE_CEL,
             message=f"exactly one of {_SOURCE_NAMES} must be set",
             check=lambda m: _count_set(m, _SOURCE_FIELDS) == 1,
+        ),
+        no_userinfo(
+            "url",
+            "a file that needs credentials belongs in a bucket reached through a connection Secret (s3)",
         ),
     )
 
@@ -209,6 +229,10 @@ class PrivateModelVersionRef(KaizenModel):
 
 
 _MODEL_FIELDS = ("catalog", "private_model", "uri")
+# On every model reference (an EvalJob's adds its own sources to ModelRef's rules).
+MODEL_URI_RULE = no_userinfo(
+    "uri", "the runner reaches models with the operator's credentials, which live in Secrets"
+)
 
 
 class ModelRef(KaizenModel):
@@ -236,6 +260,7 @@ class ModelRef(KaizenModel):
             message="exactly one of catalog, privateModel, uri must be set",
             check=lambda m: _count_set(m, _MODEL_FIELDS) == 1,
         ),
+        MODEL_URI_RULE,
     )
 
 

@@ -12,6 +12,7 @@ from kaizen_api.common import (
     DISPLAY_NAME,
     EMAIL,
     HTTP_URL,
+    MODEL_URI_RULE,
     Conditions,
     Dataset,
     Location,
@@ -20,6 +21,7 @@ from kaizen_api.common import (
     OutputStorage,
     Resources,
     SecretRef,
+    no_userinfo,
 )
 
 Suite = Literal["standard", "lm-eval-harness", "nejumi-leaderboard3", "vlmevalkit"]
@@ -68,6 +70,8 @@ class OpenAIEndpoint(KaizenModel):
         default=None, description="Secret whose key OPENAI_API_KEY holds the API key."
     )
 
+    rules = (no_userinfo("base_url", "put the API key in a Secret and name it in apiKeySecret"),)
+
 
 class EvalModel(ModelRef):
     """The model under evaluation: a catalog entry, a private model version, a pipeline run's output,
@@ -89,6 +93,7 @@ class EvalModel(ModelRef):
                 == 1
             ),
         ),
+        MODEL_URI_RULE,
     )
 
 

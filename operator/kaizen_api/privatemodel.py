@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from pydantic import Field, StringConstraints
 
 from kaizen_api.base import NAME_MAX, URI_MAX, KaizenModel, StatusModel, immutable
-from kaizen_api.common import EMAIL, NO_SPACE, Conditions, OutputStorage
+from kaizen_api.common import EMAIL, NO_SPACE, Conditions, OutputStorage, no_userinfo
 
 _OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 # An IPv4 address or CIDR range: each octet 0-255, suffix /0-/32 (SPEC §5).
@@ -80,7 +80,10 @@ class PrivateModelSpec(KaizenModel):
         "Deletion also needs the annotation kaizen.dev/confirm-delete set to the object's name.",
     )
 
-    rules = (immutable("storage"),)
+    rules = (
+        immutable("storage"),
+        no_userinfo("avatar_url", "everyone who may see the model reads it; use a public image URL"),
+    )
 
 
 # Bounds that keep a PrivateModel far below etcd's object size limit, whatever the storage holds: a

@@ -78,6 +78,39 @@ VALUE_CASES: list[Case] = [
         "spec.model.endpoint.baseUrl",
     ),
     Case("avatar-url-vertical-tab", PM, {"spec.avatarUrl": f"https://h.example/a{VT}.png"}, "spec.avatarUrl"),
+    # credentials in a URL's userinfo: the URL reaches the run's ConfigMap, status and messages
+    Case(
+        "endpoint-url-userinfo",
+        LM,
+        {"spec.model": {"endpoint": {"baseUrl": "https://u:sk-secret@vllm.example/v1", "model": "m"}}},
+        "spec.model.endpoint.baseUrl",
+    ),
+    Case(
+        "dataset-url-userinfo",
+        SFT,
+        {**URL_ONLY, "spec.dataset.url": "https://u:pw@data.example/d.json"},
+        "spec.dataset.url",
+    ),
+    Case(
+        "predictions-url-userinfo",
+        STD,
+        {
+            "spec.dataset": DELETE,
+            "spec.model": DELETE,
+            "spec.predictions": {"url": "http://token@data.example/p.jsonl"},
+        },
+        "spec.predictions.url",
+    ),
+    Case(
+        "base-model-uri-userinfo",
+        SFT,
+        {"spec.baseModel": {"uri": "hf://u:hf_x@Qwen/Q"}},
+        "spec.baseModel.uri",
+    ),
+    Case(
+        "eval-model-uri-userinfo", LM, {"spec.model": {"uri": "s3://key:secret@models/m"}}, "spec.model.uri"
+    ),
+    Case("avatar-url-userinfo", PM, {"spec.avatarUrl": "https://u:p@h.example/a.png"}, "spec.avatarUrl"),
     Case(
         "share-email-nbsp",
         PM,
@@ -119,6 +152,12 @@ VALUE_VARIANTS: list[Case] = [
         "url-non-ascii",
         SFT,
         {**URL_ONLY, "spec.dataset.url": "https://データ.example.jp/学習/train.json"},
+        "",
+    ),
+    Case(  # an @ after the host is a path or query, not credentials
+        "url-at-after-host",
+        SFT,
+        {**URL_ONLY, "spec.dataset.url": "https://data.example/team@x/train.json?by=a@b.c"},
         "",
     ),
 ]
