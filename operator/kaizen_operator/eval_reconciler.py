@@ -125,6 +125,12 @@ def _delete_children(ctx: Context, namespace: str, obj: str, uid: str) -> None:
     delete_owned(ctx.kube, path_of("v1", "Secret", namespace, names.token_secret), uid)
 
 
+def _delete_token_secret(ctx: Context, namespace: str, obj: str, uid: str) -> None:
+    """An ended run's token Secret, if the EvalJob owns it: only a running pod reports progress, and one
+    Secret per run would otherwise stay for the EvalJob's life. The ConfigMap stays for inspection."""
+    delete_owned(ctx.kube, path_of("v1", "Secret", namespace, ChildNames.of(obj).token_secret), uid)
+
+
 def _step(
     ctx: Context, job: dict[str, Any], spec: EvalJobSpec, run: EvalRunRecord, now: datetime
 ) -> tuple[EvalAdvance, float | None]:
@@ -213,6 +219,10 @@ def reconcile_eval(ctx: Context, namespace: str, name: str) -> float | None:
     current = runs[0]
     step, requeue = _step(ctx, job, spec, current, now)
     latest = runs[0] = step.run
+    if latest.phase in FINISHED:  # before the end is on record, so no later run leaves it behind
+        _delete_token_secret(
+            ctx, namespace, run_object_name(name, run_number(latest)), job["metadata"]["uid"]
+        )
     before = job.get("status") or {}
     # An active run's message is this pass's (a wait that is over clears it); an ended run's is the
     # one the pass that saw the end wrote, kept by the passes after it.
@@ -247,7 +257,7 @@ def reconcile_eval(ctx: Context, namespace: str, name: str) -> float | None:
         claim = f"run {latest.run_name}: sending mail (at most once)"
         conditions = set_condition(conditions, "Notified", "Unknown", SENDING, claim, generation)
         job = patch_eval_status(ctx, job, derived(conditions))
-        sent = _notify(ctx, job, spec, latest, step.message)
+        sent = _notify(ctx, job, spec, latest, message)  # a late mail (notification added after) too
         conditions = set_condition(conditions, "Notified", *sent, generation)
     elif action is not None:
         conditions = set_condition(conditions, "Notified", *action, generation)
