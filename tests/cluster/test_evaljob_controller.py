@@ -348,10 +348,10 @@ def test_a_failed_run_keeps_its_message_on_the_succeeded_condition(ns, control_p
 
 def test_an_evaljob_named_like_a_deleted_one_does_not_adopt_its_leftover_children(ns, control_plane) -> None:
     """Run names come from the job's name and run number, so a new EvalJob named like a deleted one finds
-    the old run's Job, ConfigMap and token Secret under its own run's names when they outlive their owner
-    (`kubectl delete --cascade=orphan` leaves them with no owner at all). They are not this job's run: it
-    fails `NameConflict` naming one of them instead of taking the old run's outcome as its own, and
-    leaves them as they are."""
+    the old run's Job and ConfigMap under its own run's names when they outlive their owner (`kubectl
+    delete --cascade=orphan` leaves them with no owner at all; the ended run's token Secret is gone
+    already). They are not this job's run: it fails `NameConflict` naming one of them instead of taking
+    the old run's outcome as its own, and leaves them as they are."""
     old = fake(0, message(phase="Succeeded", results={"gsm8k/exact_match@strict-match": 0.25}))
     control_plane.request("POST", EVALJOBS.format(ns), harness_job("reborn", old))
     path = f"{EVALJOBS.format(ns)}/reborn"
@@ -367,7 +367,6 @@ def test_an_evaljob_named_like_a_deleted_one_does_not_adopt_its_leftover_childre
     leftovers = {
         f"/apis/batch/v1/namespaces/{ns}/jobs/{run_obj}": "Job",
         f"/api/v1/namespaces/{ns}/configmaps/{run_obj}-config": "ConfigMap",
-        f"/api/v1/namespaces/{ns}/secrets/{run_obj}-token": "Secret",
     }
     uids = {p: control_plane.request("GET", p)["metadata"]["uid"] for p in leftovers}
 
