@@ -103,10 +103,31 @@ def observe(
     return Observed(grouped["jobs"], grouped["pytorchjobs"], by_run)
 
 
-def trigger_jobs(kube: Kube, namespace: str, pipeline: str | None = None) -> list[dict[str, Any]]:
-    """A schedule pipeline's trigger Jobs (by its label), or with no `pipeline` the namespace's."""
-    own = f"{PIPELINE_LABEL}={label_value(pipeline)}," if pipeline is not None else ""
-    return kube.list(path_of("batch/v1", "Job", namespace), f"{own}{TRIGGER_LABEL}=schedule")
+def trigger_jobs(kube: Kube, namespace: str, pipeline: str, cronjob_uid: str | None) -> list[dict[str, Any]]:
+    """A schedule pipeline's trigger Jobs: listed by its label, those its own CronJob (`cronjob_uid`,
+    see `schedule.CronJobSync`; None: no CronJob, no firings) made."""
+    if cronjob_uid is None:
+        return []
+    selector = f"{PIPELINE_LABEL}={label_value(pipeline)},{TRIGGER_LABEL}=schedule"
+    return [
+        j for j in kube.list(path_of("batch/v1", "Job", namespace), selector) if controlled_by(j, cronjob_uid)
+    ]
+
+
+def trigger_jobs_by_owner(kube: Kube, namespace: str) -> dict[str, list[dict[str, Any]]]:
+    """The namespace's trigger Jobs by the uid of the pipeline owning the CronJob that made them: the
+    reconciler's own selection (`trigger_jobs`), for every pipeline at once."""
+    owners = {
+        cronjob["metadata"]["uid"]: [ref["uid"] for ref in cronjob["metadata"].get("ownerReferences") or []]
+        for cronjob in kube.list(path_of("batch/v1", "CronJob", namespace), metadata_only=True)
+    }
+    found: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for job in kube.list(path_of("batch/v1", "Job", namespace), f"{TRIGGER_LABEL}=schedule"):
+        refs = job["metadata"].get("ownerReferences") or []
+        maker = next((ref["uid"] for ref in refs if ref.get("controller")), None)
+        for uid in owners.get(maker, []):
+            found[uid].append(job)
+    return dict(found)
 
 
 def same_config(found: dict[str, Any] | None, config_map: dict[str, Any]) -> bool:

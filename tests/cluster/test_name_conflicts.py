@@ -22,6 +22,7 @@ from ftp_support import (
     PLAN,
     conditions,
     fake,
+    fire_cronjob,
     jobs,
     kopf_operator,
     make_version_ready,
@@ -277,3 +278,28 @@ def test_pods_count_only_under_the_runs_own_jobs(ns, control_plane) -> None:
     (run,) = runs(wait_pipeline(control_plane, ns, "foreign-oom", ended, timeout=90))
     assert (run["phase"], run["reason"]) == ("Failed", "ConfigInvalid"), run
     assert run["exitCode"] == EXIT_USER_ERROR
+
+
+def test_a_trigger_job_another_cronjob_made_is_not_a_firing(ns, control_plane) -> None:
+    """A trigger Job with the pipeline's labels that its own CronJob did not make (one left by the
+    CronJob of a deleted pipeline of the same name, here a user's copy of the CronJob) asks for no run
+    and is not marked handled; the pipeline's own firing, taken in the same pass or later, is a run."""
+    name = "nightly-again"
+    trigger = {"type": "schedule", "schedule": "0 3 * * *"}
+    control_plane.request("POST", PIPELINES.format(ns), pipeline(name, trigger=trigger))
+    wait_pipeline(control_plane, ns, name, lambda o: (o.get("status") or {}).get("nextScheduleTime"))
+    cronjobs = f"/apis/batch/v1/namespaces/{ns}/cronjobs"
+    own = control_plane.request("GET", f"{cronjobs}/{cronjob_name(name)}")
+    copy = {"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": f"leftover-{name}"}}
+    copy["spec"] = {**own["spec"], "suspend": True}
+    leftover = control_plane.request("POST", cronjobs, copy)
+
+    fire_cronjob(control_plane, leftover, datetime(2026, 12, 1, 3, 0, tzinfo=UTC))
+    fire_cronjob(control_plane, own, datetime(2026, 12, 2, 3, 0, tzinfo=UTC))
+    obj = wait_pipeline(control_plane, ns, name, lambda o: bool(runs(o)))
+    assert [r["scheduledTime"] for r in runs(obj)] == ["2026-12-02T03:00:00Z"], runs(obj)
+    made = jobs(control_plane, ns, "kaizen.dev/trigger=schedule")
+    (planted,) = [
+        j for j in made if j["metadata"]["ownerReferences"][0]["uid"] == leftover["metadata"]["uid"]
+    ]
+    assert "kaizen.dev/handled" not in (planted["metadata"].get("annotations") or {})
