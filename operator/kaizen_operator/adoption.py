@@ -40,6 +40,13 @@ def owned_by(obj: Mapping[str, Any], uid: str) -> bool:
     return any(ref.get("uid") == uid for ref in (obj.get("metadata") or {}).get("ownerReferences") or [])
 
 
+def controlled_by(obj: Mapping[str, Any], uid: str) -> bool:
+    """Whether `uid` is `obj`'s controller: the Job (or PyTorchJob) that made a pod, the CronJob that
+    made a trigger Job. Labels say which run or pipeline an object is for, and anyone can copy them."""
+    refs = (obj.get("metadata") or {}).get("ownerReferences") or []
+    return any(ref.get("controller") and ref.get("uid") == uid for ref in refs)
+
+
 def conflict(found: Mapping[str, Any] | None, manifest: Mapping[str, Any]) -> NameConflict | None:
     """None when `found` (the object under `manifest`'s name) may be adopted: its owner references
     name the uid of `manifest`'s owner. A name freed since the AlreadyExists waits for the next pass."""

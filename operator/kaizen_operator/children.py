@@ -16,7 +16,13 @@ from typing import Any
 from kaizen_api.finetune_status import RunStatus
 
 from kaizen_operator import fakepods
-from kaizen_operator.adoption import controller_ref, create_owned, delete_owned, owned_by
+from kaizen_operator.adoption import (
+    controlled_by,
+    controller_ref,
+    create_owned,
+    delete_owned,
+    owned_by,
+)
 from kaizen_operator.kube import Kube, path_for, path_of
 from kaizen_operator.naming import ChildNames, label_value
 from kaizen_operator.progress import run_token
@@ -29,14 +35,7 @@ from kaizen_operator.workloads import (
     build_token_secret,
     build_workload,
 )
-from kaizen_operator.workloads.meta import (
-    COMPONENT_LABEL,
-    PIPELINE_LABEL,
-    PREFLIGHT,
-    RUN_LABEL,
-    TRAIN,
-    TRIGGER_LABEL,
-)
+from kaizen_operator.workloads.meta import PIPELINE_LABEL, RUN_LABEL, TRIGGER_LABEL
 
 # A run's config requests, beside the reconcile workers' own (handlers/finetune.WORKERS of them).
 ALONGSIDE_THREADS = 32
@@ -57,22 +56,31 @@ class Observed:
         jobs = {j["metadata"]["name"]: j for j in self.jobs.get(run.object_name, [])}
         workloads = [jobs.get(names.job), *self.pytorchjobs.get(run.object_name, [])]
         pods = self.pods.get(run.object_name, [])
-
-        def pods_of(component: str) -> list[dict[str, Any]]:
-            return [p for p in pods if p["metadata"]["labels"].get(COMPONENT_LABEL) == component]
-
+        preflight_job = jobs.get(names.preflight_job)
+        workload = next((w for w in workloads if w is not None), None)
         return RunChildren(
-            preflight_job=jobs.get(names.preflight_job),
-            workload=next((w for w in workloads if w is not None), None),
-            preflight_pods=pods_of(PREFLIGHT),
-            workload_pods=pods_of(TRAIN),
+            preflight_job=preflight_job,
+            workload=workload,
+            preflight_pods=_pods_of(preflight_job, pods),
+            workload_pods=_pods_of(workload, pods),
         )
+
+
+def _pods_of(owner: dict[str, Any] | None, pods: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The pods `owner` (the run's preflight Job, Job or PyTorchJob) controls. Any other pod with the
+    run's labels (a user's, or one of a Job left by a deleted pipeline of the same name) would lend the
+    run its failure reason, results or Running state."""
+    if owner is None:
+        return []
+    uid = owner["metadata"]["uid"]
+    return [p for p in pods if controlled_by(p, uid)]
 
 
 def observe(
     kube: Kube, namespace: str, pipeline: str, uid: str, *, pytorchjobs: bool, pods: bool
 ) -> Observed:
-    """One LIST per kind, by the pipeline label; only objects this pipeline object owns count."""
+    """One LIST per kind, by the pipeline label; only objects this pipeline object owns count (pods:
+    those its runs' Jobs and PyTorchJobs control, see `Observed.of`)."""
     selector = f"{PIPELINE_LABEL}={label_value(pipeline)},{RUN_LABEL}"
     grouped: dict[str, dict[str, list[dict[str, Any]]]] = {
         "jobs": defaultdict(list),
@@ -95,10 +103,31 @@ def observe(
     return Observed(grouped["jobs"], grouped["pytorchjobs"], by_run)
 
 
-def trigger_jobs(kube: Kube, namespace: str, pipeline: str | None = None) -> list[dict[str, Any]]:
-    """A schedule pipeline's trigger Jobs (by its label), or with no `pipeline` the namespace's."""
-    own = f"{PIPELINE_LABEL}={label_value(pipeline)}," if pipeline is not None else ""
-    return kube.list(path_of("batch/v1", "Job", namespace), f"{own}{TRIGGER_LABEL}=schedule")
+def trigger_jobs(kube: Kube, namespace: str, pipeline: str, cronjob_uid: str | None) -> list[dict[str, Any]]:
+    """A schedule pipeline's trigger Jobs: listed by its label, those its own CronJob (`cronjob_uid`,
+    see `schedule.CronJobSync`; None: no CronJob, no firings) made."""
+    if cronjob_uid is None:
+        return []
+    selector = f"{PIPELINE_LABEL}={label_value(pipeline)},{TRIGGER_LABEL}=schedule"
+    return [
+        j for j in kube.list(path_of("batch/v1", "Job", namespace), selector) if controlled_by(j, cronjob_uid)
+    ]
+
+
+def trigger_jobs_by_owner(kube: Kube, namespace: str) -> dict[str, list[dict[str, Any]]]:
+    """The namespace's trigger Jobs by the uid of the pipeline owning the CronJob that made them: the
+    reconciler's own selection (`trigger_jobs`), for every pipeline at once."""
+    owners = {
+        cronjob["metadata"]["uid"]: [ref["uid"] for ref in cronjob["metadata"].get("ownerReferences") or []]
+        for cronjob in kube.list(path_of("batch/v1", "CronJob", namespace), metadata_only=True)
+    }
+    found: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for job in kube.list(path_of("batch/v1", "Job", namespace), f"{TRIGGER_LABEL}=schedule"):
+        refs = job["metadata"].get("ownerReferences") or []
+        maker = next((ref["uid"] for ref in refs if ref.get("controller")), None)
+        for uid in owners.get(maker, []):
+            found[uid].append(job)
+    return dict(found)
 
 
 def same_config(found: dict[str, Any] | None, config_map: dict[str, Any]) -> bool:

@@ -315,12 +315,13 @@ def reconcile(ctx: Context, namespace: str, name: str) -> float | None:
         return None
     work = Pass(ctx, pipeline, spec)
     work.check_blockers()
-    refused = schedule.sync_cronjob(kube, pipeline, spec, ctx.settings, work.keeps_cronjob, work.confirm)
+    cronjob = schedule.sync_cronjob(kube, pipeline, spec, ctx.settings, work.keeps_cronjob, work.confirm)
+    refused = cronjob.blocker
     if refused is not None:  # no CronJob, so no nextScheduleTime; a resolver's reason comes first
         work.keeps_cronjob, work.blocker = False, work.blocker or refused
         if refused.reason == NAME_CONFLICT:  # one garbage collection is removing frees the name
             work.requeue = RETRY_S
-    triggers = children.trigger_jobs(kube, namespace, name) if spec.trigger.type == "schedule" else []
+    triggers = children.trigger_jobs(kube, namespace, name, cronjob.uid)
     try:
         handled = work.take_requests(triggers)
         if handled or len(work.runs) != len(work.status.runs or []):

@@ -6,12 +6,13 @@ recorded in the history instead of vanishing inside the CronJob controller. For 
 the CronJob stays while runs are blocked (the model not ready, say): each firing is recorded Skipped
 with the blocker's reason. Only a pipeline over a namespace cap (nothing is created for it), whose
 schedule never fires, or whose CronJob the API server refuses has none, and then no nextScheduleTime
-either.
+either, and no firings: a trigger Job is a run request only when the pipeline's CronJob made it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -88,6 +89,17 @@ def contains(actual: Any, wanted: Any) -> bool:
     return bool(actual == wanted)
 
 
+@dataclass(frozen=True)
+class CronJobSync:
+    """What `sync_cronjob` left: the blocker of a CronJob refused or not the pipeline's, and the uid of
+    the pipeline's own CronJob as read (None: it has none, or made it just now). Only the trigger
+    Jobs that CronJob made are the pipeline's firings: one left by the CronJob of a deleted pipeline
+    of the same name carries the same labels."""
+
+    blocker: Blocker | None = None
+    uid: str | None = None
+
+
 def sync_cronjob(
     kube: Kube,
     pipeline: dict[str, Any],
@@ -95,26 +107,26 @@ def sync_cronjob(
     settings: OperatorSettings,
     allowed: bool,
     before_create: Callable[[], None],
-) -> Blocker | None:
+) -> CronJobSync:
     """Create or update the CronJob of a schedule pipeline; delete it when the pipeline has none.
-    `before_create` runs before it is created (the pass confirms its pipeline exists). Returns the
-    blocker of a CronJob the API server refuses; one it refuses to update is deleted, so the old
-    schedule does not go on firing. A CronJob of the name that the pipeline does not own is neither
-    patched nor deleted: its `NameConflict` blocks the pipeline."""
+    `before_create` runs before it is created (the pass confirms its pipeline exists). A CronJob the
+    API server refuses is a blocker; one it refuses to update is deleted, so the old schedule does
+    not go on firing. A CronJob of the name that the pipeline does not own is neither patched nor
+    deleted: its `NameConflict` blocks the pipeline."""
     meta = pipeline["metadata"]
     path = path_of("batch/v1", "CronJob", meta["namespace"], cronjob_name(meta["name"]))
     if spec.trigger.type != "schedule" or not allowed:
         if (pipeline.get("status") or {}).get("nextScheduleTime") or spec.trigger.type == "schedule":
             delete_owned(kube, path, meta["uid"])
-        return None
+        return CronJobSync()
     desired = build_cronjob(pipeline, settings)
     existing = kube.get(path)
     if existing is not None and (clash := conflict(existing, desired)) is not None:
-        return Blocker(clash.reason, clash.message)
+        return CronJobSync(Blocker(clash.reason, clash.message))
     try:
         if existing is None:
             before_create()
-            kube.create(desired)
+            kube.create(desired)  # none of its firings can exist yet
         elif not contains(existing.get("spec"), desired["spec"]):
             kube.merge_patch(path, {"spec": desired["spec"]})
     except ApiError as err:
@@ -123,5 +135,5 @@ def sync_cronjob(
             raise
         if existing is not None:
             kube.delete(path)
-        return refused
-    return None
+        return CronJobSync(refused)
+    return CronJobSync(uid=existing["metadata"]["uid"] if existing is not None else None)

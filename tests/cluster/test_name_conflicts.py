@@ -3,7 +3,8 @@ ConfigMap or workload Job), against the real control plane (pods "run" by kwok):
 adopts it, fails `NameConflict` naming it, and the object is left exactly as it was.
 
 A new manual pipeline's first run is named after its creation time, so the foreign objects are made
-beforehand for every second around it.
+beforehand for every second around it. Objects that carry a run's or pipeline's labels without being
+its own (pods, a schedule's trigger Jobs) count for nothing.
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from ftp_support import (
     GATE,
     MODELS,
     PIPELINES,
+    PLAN,
     conditions,
     fake,
+    fire_cronjob,
     jobs,
     kopf_operator,
     make_version_ready,
@@ -33,9 +36,11 @@ from ftp_support import (
 )
 from kaizen_api.base import GROUP, VERSION
 from kaizen_api.finetune_status import RunStatus
+from kaizen_api.results import EXIT_USER_ERROR
 from kaizen_operator import eval_runs
 from kaizen_operator.eval_gate import build_gate_evaljob
 from kaizen_operator.naming import ChildNames, cronjob_name, run_display_name, run_object_name
+from kaizen_operator.workloads.meta import PREFLIGHT, TRAIN, run_labels
 
 pytestmark = pytest.mark.cluster
 MODEL = "Qwen2.5-0.5B-Instruct"  # the display name's model part of the S3 SFT spec's base model
@@ -208,3 +213,93 @@ def test_a_foreign_cronjob_is_neither_patched_nor_deleted(ns, control_plane) -> 
     found = control_plane.request("GET", f"{cronjobs}/{cronjob_name(name)}")
     assert found["metadata"]["uid"] == planted["metadata"]["uid"], "not deleted"
     assert found["spec"]["schedule"] == "0 1 * * *" and not found["metadata"].get("ownerReferences")
+
+
+# A user's pod under the restricted Pod Security profile, ended by kwok as its `fake` labels say.
+RESTRICTED_POD = {
+    "restartPolicy": "Never",
+    "securityContext": {
+        "runAsNonRoot": True,
+        "runAsUser": 1000,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    },
+    "containers": [
+        {
+            "name": "c",
+            "image": "registry.invalid/none",
+            "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+        }
+    ],
+}
+
+
+def plant_pod(
+    cluster: Any, namespace: str, name: str, labels: dict[str, str], outcome: dict[str, Any]
+) -> None:
+    """A pod no Job of the run made, carrying `labels` (the run's) and ending as `outcome` says."""
+    meta = {"name": name, "labels": labels | outcome["labels"], "annotations": outcome["annotations"]}
+    body = {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": RESTRICTED_POD}
+    cluster.request("POST", f"/api/v1/namespaces/{namespace}/pods", body)
+
+
+def test_pods_count_only_under_the_runs_own_jobs(ns, control_plane) -> None:
+    """Pods with a run's labels that its Jobs did not make (a user's, or those of a Job left by a
+    deleted pipeline of the same name) say nothing of the run. `foreign-plan`: its own preflight pod
+    ends without a plan, a foreign one with a plan; `foreign-oom`: its own training pod fails with a
+    user error, a foreign one (another node's, by its completion index) is OOM-killed."""
+    user_error = message(
+        phase="Failed", reason="ConfigInvalid", message="lora target module q_proj not found"
+    )
+    specs = {
+        "foreign-plan": {"preflight": fake(0, message(phase="Succeeded"), "10s")},
+        "foreign-oom": {"workload": fake(EXIT_USER_ERROR, user_error, "6s")},
+    }
+    for name, fakes in specs.items():
+        control_plane.request("POST", PIPELINES.format(ns), pipeline(name, **fakes))
+    named = {
+        name: runs(wait_pipeline(control_plane, ns, name, lambda o: runs(o) and runs(o)[0].get("objectName")))
+        for name in specs
+    }
+    plan_run = named["foreign-plan"][0]["objectName"]
+    plant_pod(
+        control_plane,
+        ns,
+        f"0-{plan_run}",
+        run_labels("foreign-plan", plan_run, PREFLIGHT),
+        fake(0, message(phase="Succeeded", plan=PLAN)),
+    )
+    oom_run = named["foreign-oom"][0]["objectName"]
+    index = {"batch.kubernetes.io/job-completion-index": "1"}
+    plant_pod(control_plane, ns, f"0-{oom_run}", run_labels("foreign-oom", oom_run, TRAIN) | index, fake(137))
+
+    (run,) = runs(wait_pipeline(control_plane, ns, "foreign-plan", ended, timeout=90))
+    assert (run["phase"], run["reason"]) == ("Failed", "PreflightFailed"), run
+    assert "preflight" not in run, "no plan is taken from a pod the run's preflight Job did not make"
+    (run,) = runs(wait_pipeline(control_plane, ns, "foreign-oom", ended, timeout=90))
+    assert (run["phase"], run["reason"]) == ("Failed", "ConfigInvalid"), run
+    assert run["exitCode"] == EXIT_USER_ERROR
+
+
+def test_a_trigger_job_another_cronjob_made_is_not_a_firing(ns, control_plane) -> None:
+    """A trigger Job with the pipeline's labels that its own CronJob did not make (one left by the
+    CronJob of a deleted pipeline of the same name, here a user's copy of the CronJob) asks for no run
+    and is not marked handled; the pipeline's own firing, taken in the same pass or later, is a run."""
+    name = "nightly-again"
+    trigger = {"type": "schedule", "schedule": "0 3 * * *"}
+    control_plane.request("POST", PIPELINES.format(ns), pipeline(name, trigger=trigger))
+    wait_pipeline(control_plane, ns, name, lambda o: (o.get("status") or {}).get("nextScheduleTime"))
+    cronjobs = f"/apis/batch/v1/namespaces/{ns}/cronjobs"
+    own = control_plane.request("GET", f"{cronjobs}/{cronjob_name(name)}")
+    copy = {"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": f"leftover-{name}"}}
+    copy["spec"] = {**own["spec"], "suspend": True}
+    leftover = control_plane.request("POST", cronjobs, copy)
+
+    fire_cronjob(control_plane, leftover, datetime(2026, 12, 1, 3, 0, tzinfo=UTC))
+    fire_cronjob(control_plane, own, datetime(2026, 12, 2, 3, 0, tzinfo=UTC))
+    obj = wait_pipeline(control_plane, ns, name, lambda o: bool(runs(o)))
+    assert [r["scheduledTime"] for r in runs(obj)] == ["2026-12-02T03:00:00Z"], runs(obj)
+    made = jobs(control_plane, ns, "kaizen.dev/trigger=schedule")
+    (planted,) = [
+        j for j in made if j["metadata"]["ownerReferences"][0]["uid"] == leftover["metadata"]["uid"]
+    ]
+    assert "kaizen.dev/handled" not in (planted["metadata"].get("annotations") or {})

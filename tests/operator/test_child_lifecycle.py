@@ -1,13 +1,16 @@
 """Children beyond the workload itself: what a cancel or a run's end deletes, which ConfigMap an
-earlier pass left is adopted, and the CronJob of a scheduled pipeline (its trigger Jobs name it)."""
+earlier pass left is adopted, which pods are a run's, and the CronJob of a scheduled pipeline (its
+trigger Jobs name it)."""
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from api.manifests import DELETE
-from kaizen_operator.children import cleanup_targets, leftover_targets, same_config
+from kaizen_api.finetune_status import RunStatus
+from kaizen_operator.children import Observed, cleanup_targets, leftover_targets, same_config
 from kaizen_operator.schedule import contains
 from kaizen_operator.settings import OperatorSettings
 from kaizen_operator.workloads import build_config_map, build_cronjob
@@ -98,3 +101,21 @@ def test_a_field_dropped_from_the_spec_or_settings_is_removed_from_the_cronjob()
     assert job["ttlSecondsAfterFinished"] is None and job["template"]["spec"]["imagePullSecrets"] is None
     assert not contains(before["jobTemplate"]["spec"], job)
     assert contains(before, before)
+
+
+def test_a_runs_pods_are_those_its_own_workload_controls() -> None:
+    """The test cluster has no training operator, so no PyTorchJob pods: a pod the run's PyTorchJob
+    controls counts; one with the same labels controlled by another object (a PyTorchJob of a deleted
+    pipeline of the same name) or not controlled by it does not."""
+    run = RunStatus(name="r", object_name="p-r")
+    workload = {"kind": "PyTorchJob", "metadata": {"name": "p-r", "uid": "ours"}}
+
+    def pod(name: str, uid: str, controller: bool = True) -> dict[str, Any]:
+        ref = {"kind": "PyTorchJob", "name": "p-r", "uid": uid, "controller": controller}
+        labels = {"kaizen.dev/run": "p-r", "kaizen.dev/component": "train"}
+        return {"metadata": {"name": name, "labels": labels, "ownerReferences": [ref]}}
+
+    pods = [pod("own", "ours"), pod("leftover", "theirs"), pod("borrowed", "ours", controller=False)]
+    children = Observed({}, {"p-r": [workload]}, {"p-r": pods}).of(run)
+    assert [p["metadata"]["name"] for p in children.workload_pods] == ["own"]
+    assert children.preflight_pods == [], "no preflight Job: no preflight pods"

@@ -33,7 +33,7 @@ def test_a_rerun_asked_for_and_not_yet_recorded_holds_the_model(kube, namespace)
 
     def users() -> list[str]:
         pipelines, jobs = kube.list(f"{base}/finetunepipelines"), kube.list(f"{base}/evaljobs")
-        return model_users("busy", pipelines, jobs, [])
+        return model_users("busy", pipelines, jobs, {})
 
     assert users() == [], "finished runs of the spec's tokens hold nothing"
     kube.merge_patch(job_path, {"spec": {"runToken": "b"}})
@@ -65,6 +65,12 @@ def test_a_scheduled_firing_not_yet_taken_holds_the_model(kube, namespace, contr
     cronjobs = f"/apis/batch/v1/namespaces/{namespace}/cronjobs"
     cronjob = kube.request("POST", cronjobs, build_cronjob(stored, SETTINGS))
     assert model_users_in(kube, namespace, "busy") == [], "a schedule that has not fired asks for nothing"
+    # A trigger Job with the pipeline's labels that another CronJob made (as one of a deleted pipeline
+    # of the same name would have): the reconciler takes no firing from it, nor does it hold the model.
+    copy = {"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "leftover"}}
+    leftover = kube.request("POST", cronjobs, copy | {"spec": {**cronjob["spec"], "suspend": True}})
+    fire_cronjob(control_plane, leftover, datetime(2026, 11, 30, 3, 0, tzinfo=UTC))
+    assert model_users_in(kube, namespace, "busy") == [], "another CronJob's firing asks for nothing"
 
     first, second = datetime(2026, 12, 1, 3, 0, tzinfo=UTC), datetime(2026, 12, 2, 3, 0, tzinfo=UTC)
     fire_cronjob(control_plane, cronjob, first)
@@ -77,7 +83,8 @@ def test_a_scheduled_firing_not_yet_taken_holds_the_model(kube, namespace, contr
     run["scheduledTime"] = "2026-12-01T03:00:00Z"
     kube.merge_patch(f"{base}/finetunepipelines/nightly/status", {"status": {"runs": [run]}})
     assert model_users_in(kube, namespace, "busy") == [], "a firing on record (its mark lost) is taken"
-    (job,) = kube.list(f"/apis/batch/v1/namespaces/{namespace}/jobs")
+    made = kube.list(f"/apis/batch/v1/namespaces/{namespace}/jobs")
+    (job,) = [j for j in made if j["metadata"]["ownerReferences"][0]["uid"] == cronjob["metadata"]["uid"]]
     mark_handled(kube, job["metadata"]["name"], namespace, "Succeeded nightly_20261201030000")
     fire_cronjob(control_plane, cronjob, second)
     assert model_users_in(kube, namespace, "busy") == [waiting.format("2026-12-02T03:00:00Z")]

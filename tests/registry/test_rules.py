@@ -108,7 +108,7 @@ def test_users_are_running_pipelines_and_unfinished_eval_jobs() -> None:
         {"metadata": {"name": "e1"}, "spec": {"model": ref}, "status": {"phase": "Running"}},
         {"metadata": {"name": "e2"}, "spec": {"model": ref}, "status": {"phase": "Succeeded"}},
     ]
-    assert model_users("support", pipelines, jobs, []) == ["FineTunePipeline p1 (run r)", "EvalJob e1"]
+    assert model_users("support", pipelines, jobs, {}) == ["FineTunePipeline p1 (run r)", "EvalJob e1"]
 
 
 def test_an_eval_job_of_a_pipeline_run_uses_the_pipeline_s_output_model() -> None:
@@ -126,7 +126,7 @@ def test_an_eval_job_of_a_pipeline_run_uses_the_pipeline_s_output_model() -> Non
             ("e5", "gone", {"phase": "Running"}),
         )
     ]
-    assert model_users("support", pipelines, jobs, []) == ["EvalJob e1", "EvalJob e2"]
+    assert model_users("support", pipelines, jobs, {}) == ["EvalJob e1", "EvalJob e2"]
 
 
 def _finished_eval(token: str | None, **changes: object) -> dict:
@@ -149,10 +149,10 @@ def test_an_eval_job_whose_run_token_changed_uses_the_model_until_the_new_run_is
             "metadata": {"name": "going", "deletionTimestamp": "2026-12-01T00:00:00Z"},
         },
     ]
-    users = model_users("support-assistant", [], jobs, [])
+    users = model_users("support-assistant", [], jobs, {})
     requested = "(a run requested by spec.runToken is not recorded yet)"
     assert users == [f"EvalJob changed {requested}", f"EvalJob changed-again {requested}"]
-    assert model_users("other", [], jobs, []) == []
+    assert model_users("other", [], jobs, {}) == []
 
 
 def _finished_pipeline(last_token: str | None, **changes: object) -> dict:
@@ -182,12 +182,12 @@ def test_a_pipeline_whose_run_token_changed_uses_its_models_until_the_new_run_is
         },
     ]
     requested = "(a run requested by spec.trigger.runToken is not recorded yet)"
-    assert model_users("support-assistant", pipelines, [], []) == [
+    assert model_users("support-assistant", pipelines, [], {}) == [
         f"FineTunePipeline rerun {requested}",
         f"FineTunePipeline new {requested}",
         f"FineTunePipeline b {requested}",
     ]
-    assert model_users("base", pipelines, [], []) == [f"FineTunePipeline b {requested}"]
+    assert model_users("base", pipelines, [], {}) == [f"FineTunePipeline b {requested}"]
 
 
 STATUS = {

@@ -24,7 +24,7 @@ from kaizen_runner.storage import StorageError
 from pydantic import ValidationError
 
 from kaizen_operator.admission import admission_status
-from kaizen_operator.children import trigger_jobs
+from kaizen_operator.children import trigger_jobs_by_owner
 from kaizen_operator.conditions import Condition, set_condition
 from kaizen_operator.kube import ApiError, Kube, kubeconfig_client
 from kaizen_operator.registry.deletion import deletion_decision, model_users
@@ -193,7 +193,7 @@ def model_users_in(kube: Kube, namespace: str, name: str) -> list[str]:
     Jobs included (a firing not taken yet asks for a run)."""
     pipelines = _custom_objects(kube, namespace, FINETUNE_PIPELINE.plural)
     eval_jobs = _custom_objects(kube, namespace, EVAL_JOB.plural)
-    return model_users(name, pipelines, eval_jobs, trigger_jobs(kube, namespace))
+    return model_users(name, pipelines, eval_jobs, trigger_jobs_by_owner(kube, namespace))
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL, id="delete")

@@ -21,9 +21,7 @@ from kaizen_api.finetune_status import FineTunePipelineStatus
 from pydantic import BaseModel, ValidationError
 
 from kaizen_operator.eval_runs import new_run
-from kaizen_operator.naming import label_value
 from kaizen_operator.triggers import manual_request, recorded_run, schedule_requests
-from kaizen_operator.workloads.meta import PIPELINE_LABEL
 
 CONFIRM_ANNOTATION = f"{GROUP}/confirm-delete"
 _FINISHED = frozenset({"Succeeded", "Failed", "Cancelled"})
@@ -110,16 +108,17 @@ def _pipeline_requests_run(pipeline: Mapping[str, Any]) -> bool:
     return live is not None and manual_request(*live, _EPOCH, _EPOCH) is not None
 
 
-def _pending_firing(pipeline: Mapping[str, Any], trigger_jobs: list[dict[str, Any]]) -> datetime | None:
-    """The oldest firing of the pipeline's schedule that its reconciler would take now: a trigger Job
-    (the reconciler's own selection: the pipeline label) not marked handled whose firing has no run on
-    record. Even one it will record Skipped waits: only the reconciler knows its blockers."""
+def _pending_firing(
+    pipeline: Mapping[str, Any], trigger_jobs: Mapping[str, list[dict[str, Any]]]
+) -> datetime | None:
+    """The oldest firing of the pipeline's schedule that its reconciler would take now: one of its
+    trigger Jobs (by its uid) not marked handled whose firing has no run on record. Even one it will
+    record Skipped waits: only the reconciler knows its blockers."""
     live = _live(pipeline, FineTunePipelineSpec, FineTunePipelineStatus)
     if live is None or live[0].trigger.type != "schedule":
         return None
     runs = list(live[1].runs or [])
-    label = label_value(pipeline["metadata"]["name"])
-    own = [j for j in trigger_jobs if (j["metadata"].get("labels") or {}).get(PIPELINE_LABEL) == label]
+    own = trigger_jobs.get(pipeline["metadata"].get("uid") or "", [])
     return next((r.when for r in schedule_requests(own) if recorded_run(r, runs) is None), None)
 
 
@@ -138,13 +137,14 @@ def model_users(
     name: str,
     pipelines: Iterable[dict[str, Any]],
     eval_jobs: Iterable[dict[str, Any]],
-    trigger_jobs: Iterable[dict[str, Any]],
+    trigger_jobs: Mapping[str, list[dict[str, Any]]],
 ) -> list[str]:
-    """The FineTunePipelines with a run in progress or asked for (by runToken or by one of the
-    namespace's schedule `trigger_jobs`), and the EvalJobs with an unfinished or asked-for run, that use
-    model `name` (as base model, output or evaluation target, the latter directly or through a
-    pipeline's run)."""
-    pipelines, trigger_jobs = list(pipelines), list(trigger_jobs)
+    """The FineTunePipelines with a run in progress or asked for (by runToken or by one of their
+    schedule's `trigger_jobs`, by pipeline uid: those the CronJob the pipeline owns made, as its
+    reconciler selects them), and the EvalJobs with an unfinished or asked-for run, that use model
+    `name` (as base model, output or evaluation target, the latter directly or through a pipeline's
+    run)."""
+    pipelines = list(pipelines)
     outputs = {p["metadata"]["name"]: _output(p) for p in pipelines}
     users = []
     for pipeline in pipelines:
