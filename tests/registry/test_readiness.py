@@ -69,6 +69,17 @@ def test_sharded_weights_need_every_shard_of_the_index(model_copy) -> None:
     assert verdict(folder).ready
 
 
+def test_an_empty_shard_is_a_problem_like_an_empty_weights_file(model_copy) -> None:
+    folder = model_copy("qwen2")
+    (folder / "model.safetensors").rename(folder / "model-00001-of-00002.safetensors")
+    (folder / "model-00002-of-00002.safetensors").write_bytes(b"")  # a copy that died at its first byte
+    index = {"weight_map": {"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}}
+    (folder / "model.safetensors.index.json").write_text(json.dumps(index))
+    result = verdict(folder)
+    assert result.status == "failed" and result.missing == []
+    assert result.problems == ["model-00002-of-00002.safetensors is empty"]
+
+
 def test_a_vlm_needs_its_processor_config(model_copy) -> None:
     folder = model_copy("llava")
     (folder / "processor_config.json").unlink()

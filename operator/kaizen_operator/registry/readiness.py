@@ -167,8 +167,11 @@ class _Check:
         if not isinstance(weight_map, dict) or not weight_map:
             self.problems.append(f"{index_path} has no weight_map")
             return
-        shards = sorted({str(shard) for shard in weight_map.values()})
-        self.missing.extend(_join(folder, s) for s in shards if not self.has(_join(folder, s)))
+        for shard in sorted({_join(folder, str(name)) for name in weight_map.values()}):
+            if not self.has(shard):
+                self.missing.append(shard)
+            elif self.files[shard].size == 0:  # as for a single weights file: an empty shard cannot load
+                self.problems.append(f"{shard} is empty")
 
     def adapter_folder(self, folder: str, manifest: VersionManifest | None) -> str | None:
         """Adapter config and weights; returns the base model the adapter names."""
