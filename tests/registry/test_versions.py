@@ -168,6 +168,19 @@ def test_backoff_doubles_up_to_the_resync() -> None:
     assert human_bytes(1536) == "1.5Ki" and human_bytes(5 * 1024**3) == "5.0Gi"
 
 
+def test_unchanged_versions_keep_to_the_inline_budget_as_newer_ones_arrive() -> None:
+    old = {"v000": {f"f{i:03d}": StoredFile(f"f{i:03d}", 1, NOW) for i in range(FILES_INLINE_MAX)}}
+    first = rescan(old, None)
+    assert len(first.versions[0]["files"]) == FILES_INLINE_MAX
+    newer = {
+        f"v{v:03d}": {f"f{i:03d}": StoredFile(f"f{i:03d}", 1, NOW + timedelta(hours=v)) for i in range(50)}
+        for v in range(1, 11)
+    }
+    versions = rescan({**old, **newer}, first).versions  # v000 is unchanged: not judged again
+    assert sum(len(v.get("files") or []) for v in versions) == 500
+    assert "files" not in versions[0] and versions[0]["filesListing"] == uri("v000")
+
+
 def test_an_unchanged_version_is_not_judged_again_and_a_changed_one_is() -> None:
     from kaizen_operator.registry.versions import unchanged
 

@@ -214,6 +214,9 @@ def build_versions(
         shown = sorted((f for p, f in files.items() if p not in CONTROL_FILES), key=lambda f: f.path)
         inline = shown[: min(FILES_INLINE_MAX, budget)]
         budget -= len(inline)
+        # An unchanged entry still carries its last scan's files: the budget decides them afresh.
+        entry.pop("files", None)
+        entry.pop("filesListing", None)
         if inline:
             entry["files"] = [_file(f).to_manifest() for f in inline]
         if len(inline) < len(shown):
