@@ -91,6 +91,7 @@ class PrivateModelSpec(KaizenModel):
 FILES_INLINE_MAX = 50
 VERSIONS_MAX = 200
 MISSING_MAX = 20
+MESSAGE_MAX = 4096
 VersionStatus = Literal["created", "uploading", "training", "ready", "deployed", "failed"]
 
 
@@ -166,7 +167,9 @@ class ModelVersion(StatusModel):
     missing: list[Annotated[str, StringConstraints(max_length=1024)]] | None = Field(
         default=None, max_length=MISSING_MAX, description="Files a ready version still needs."
     )
-    message: str | None = Field(default=None, max_length=4096, description="Why the version is not ready.")
+    message: str | None = Field(
+        default=None, max_length=MESSAGE_MAX, description="Why the version is not ready."
+    )
     base_model: str | None = Field(default=None, max_length=URI_MAX, description="Base model of an adapter.")
     artifacts: dict[str, Annotated[str, StringConstraints(max_length=256)]] | None = Field(
         default=None,

@@ -57,3 +57,21 @@ def test_an_unknown_bucket_is_a_failed_scan_with_backoff(s3_server) -> None:
     assert "no-such-bucket" in reachable["message"]
     again, _ = scan(body("no-such-bucket", status), lambda name: s3_server.secret(name))
     assert again["scanFailures"] == 2
+
+
+def test_a_manifest_that_lies_about_every_shard_fails_its_version_not_the_scan(
+    s3_server, s3_bucket, tiny_models
+) -> None:
+    client = s3_server.client()
+    upload(client, tiny_models["llama"], s3_bucket, "models/m/v1")
+    shards = [f"model-{i:05d}-of-00060.safetensors" for i in range(1, 61)]
+    for shard in shards:  # each one byte short of what the manifest says
+        client.put_object(Bucket=s3_bucket, Key=f"models/m/v2/{shard}", Body=b"0" * 99)
+    manifest = {"version": "v2", "files": [{"path": s, "size": 100} for s in shards]}
+    client.put_object(Bucket=s3_bucket, Key="models/m/v2/manifest.json", Body=json.dumps(manifest).encode())
+    status, versions = scan(body(s3_bucket), lambda name: s3_server.secret(name))
+    assert status["latestVersion"] == "v1" and status["versionCount"] == 2
+    lying = next(v for v in versions if v["name"] == "v2")
+    assert lying["status"] == "failed" and len(lying["message"]) <= 4096
+    assert "has 99 bytes, the manifest says 100" in lying["message"]
+    assert lying["message"].endswith("40 more problem(s)")

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from kaizen_api.privatemodel import MISSING_MAX, ReadinessTags, VersionStatus
+from kaizen_api.privatemodel import MESSAGE_MAX, MISSING_MAX, ReadinessTags, VersionStatus
 from kaizen_api.results import VersionManifest
 from pydantic import ValidationError
 
@@ -87,8 +87,16 @@ class Verdict:
         """One line for people: what is missing or wrong, or why the version is not done."""
         if self.status == "uploading":
             return f"upload in progress: {MANIFEST} has not been written yet"
-        parts = [f"missing {', '.join(self.missing[:MISSING_MAX])}"] if self.missing else []
-        return "; ".join(parts + self.problems) or None
+        parts = (
+            [f"missing {', '.join(self.missing[:MISSING_MAX])}{_more(self.missing)}"] if self.missing else []
+        )
+        parts += self.problems[:MISSING_MAX]
+        if len(self.problems) > MISSING_MAX:
+            parts.append(f"{len(self.problems) - MISSING_MAX} more problem(s)")
+        text = "; ".join(parts)
+        # Bounded as status.versions[].message is: a manifest that lies about every file must not make
+        # the version's entry invalid (and with it the whole scan of the model).
+        return (text if len(text) <= MESSAGE_MAX else text[: MESSAGE_MAX - 1] + "…") or None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -100,6 +108,10 @@ class Verdict:
             "baseModel": self.base_model,
             "tags": self.tags.to_manifest() if self.tags else None,
         }
+
+
+def _more(items: list[str]) -> str:
+    return f" and {len(items) - MISSING_MAX} more" if len(items) > MISSING_MAX else ""
 
 
 def _join(folder: str, name: str) -> str:
