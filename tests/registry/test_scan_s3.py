@@ -75,3 +75,17 @@ def test_a_manifest_that_lies_about_every_shard_fails_its_version_not_the_scan(
     assert lying["status"] == "failed" and len(lying["message"]) <= 4096
     assert "has 99 bytes, the manifest says 100" in lying["message"]
     assert lying["message"].endswith("40 more problem(s)")
+
+
+def test_a_folder_whose_name_is_too_long_for_a_version_is_named_not_fatal(
+    s3_server, s3_bucket, tiny_models
+) -> None:
+    client = s3_server.client()
+    upload(client, tiny_models["llama"], s3_bucket, "models/m/v1")
+    overlong = "ft_" + "x" * 252  # 255: S3 (and a volume) take it; a version name is at most 253
+    upload(client, tiny_models["llama"], s3_bucket, f"models/m/{overlong}")
+    status, versions = scan(body(s3_bucket), lambda name: s3_server.secret(name))
+    assert [v["name"] for v in versions] == ["v1"] and status["latestVersion"] == "v1"
+    reachable = next(c for c in status["conditions"] if c["type"] == "StorageReachable")
+    assert reachable["status"] == "True"
+    assert f"1 folder(s) skipped, names over 253 characters: {overlong[:40]}…" in reachable["message"]

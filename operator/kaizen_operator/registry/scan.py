@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from kaizen_api.base import GROUP
+from kaizen_api.base import GROUP, NAME_MAX
 from kaizen_api.privatemodel import FILES_INLINE_MAX, PrivateModelSpec
 from kaizen_runner.storage import StorageError
 
@@ -69,6 +69,15 @@ def judge(
     return verdicts
 
 
+def _unnamable(groups: dict[str, dict[str, StoredFile]]) -> list[str]:
+    """Take out the folders whose names cannot be a version's name (longer than NAME_MAX): one such
+    folder must not make every scan of the model fail; the scan names them instead."""
+    overlong = sorted(name for name in groups if len(name) > NAME_MAX)
+    for name in overlong:
+        del groups[name]
+    return overlong
+
+
 def _write_listings(storage: ModelStorage, groups: Mapping, versions: list[dict], previous: Mapping) -> None:
     """The full file listing of each version that lists only its first files, when it changed (best
     effort: a connection without write access still gets a scan)."""
@@ -101,6 +110,7 @@ def scan(
         spec = PrivateModelSpec.model_validate(body["spec"])
         storage = open_storage(spec.storage, secret)
         groups = group_versions(storage.list())
+        skipped = _unnamable(groups)
         previous = {v["name"]: v for v in status.get("versions") or [] if isinstance(v, dict) and "name" in v}
         annotations = body["metadata"].get("annotations") or {}
         verify = annotations.get(VERIFY_ANNOTATION) == "true"
@@ -120,7 +130,7 @@ def scan(
     except StorageError as err:
         return scan_failed_status(status, str(err), now, generation), list(status.get("versions") or [])
     size = sum(f.size for files in groups.values() for p, f in files.items() if p not in CONTROL_FILES)
-    result = scan_status(status, built.versions, built.total, size, storage.uri, now, generation)
+    result = scan_status(status, built.versions, built.total, size, storage.uri, now, generation, skipped)
     result["lastVersionIndex"] = built.last_index
     result["droppedCreatedTime"] = built.dropped_created.isoformat() if built.dropped_created else None
     return result, built.versions

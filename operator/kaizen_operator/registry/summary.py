@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from kaizen_api.base import GROUP
+from kaizen_api.base import GROUP, NAME_MAX
 from kaizen_api.privatemodel import PrivateModelSpec
 
 from kaizen_operator.conditions import set_condition
@@ -79,16 +79,17 @@ def scan_status(
     where: str,
     now: datetime,
     generation: int,
+    skipped: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Status after a successful scan: versions, counts, sizes, latest ready version, conditions."""
+    """Status after a successful scan: versions, counts, sizes, latest ready version, conditions;
+    `skipped` names folders that cannot be versions (their names are too long)."""
     latest = latest_ready(versions)
+    scanned = f"{total} version(s) in {where}"
+    if skipped:
+        names = ", ".join(f"{name[:40]}…" for name in skipped[:3]) + (" …" if len(skipped) > 3 else "")
+        scanned += f"; {len(skipped)} folder(s) skipped, names over {NAME_MAX} characters: {names}"
     conditions = set_condition(
-        previous.get("conditions"),
-        "StorageReachable",
-        "True",
-        "Scanned",
-        f"{total} version(s) in {where}",
-        generation,
+        previous.get("conditions"), "StorageReachable", "True", "Scanned", scanned, generation
     )
     if latest is not None:
         ready = ("True", "VersionReady", f"version {latest} is ready")
