@@ -89,3 +89,29 @@ def test_a_folder_whose_name_is_too_long_for_a_version_is_named_not_fatal(
     reachable = next(c for c in status["conditions"] if c["type"] == "StorageReachable")
     assert reachable["status"] == "True"
     assert f"1 folder(s) skipped, names over 253 characters: {overlong[:40]}…" in reachable["message"]
+
+
+def test_files_that_do_not_fit_a_status_entry_fail_their_version_and_name_the_field(
+    s3_server, s3_bucket, tiny_models
+) -> None:
+    client = s3_server.client()
+    upload(client, tiny_models["llama"], s3_bucket, "models/m/v1")
+
+    def put(key: str, data: bytes | str) -> None:
+        client.put_object(Bucket=s3_bucket, Key=f"models/m/{key}", Body=data)
+
+    put("long-base/adapter_config.json", json.dumps({"base_model_name_or_path": "org/" + "b" * 3000}))
+    put("long-base/adapter_model.safetensors", b"weights")
+    index = {"metadata": {"total_parameters": -1}, "weight_map": {"w": "s.safetensors"}}
+    put("negative/config.json", json.dumps({"model_type": "not_a_known_family"}))
+    put("negative/model.safetensors.index.json", json.dumps(index))
+    put("negative/s.safetensors", b"weights")
+    put("negative/tokenizer.json", b"{}")
+    status, versions = scan(body(s3_bucket), lambda name: s3_server.secret(name))
+    assert status["versionCount"] == 3
+    by_name = {v["name"]: v for v in versions}
+    assert by_name["v1"]["ready"] is True
+    long_base = by_name["long-base"]
+    assert (long_base["status"], long_base["ready"]) == ("failed", False)
+    assert long_base["message"].endswith("baseModel: String should have at most 2048 characters")
+    assert by_name["negative"]["ready"] is True and by_name["negative"]["tags"].get("parameters") is None

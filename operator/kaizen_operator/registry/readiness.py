@@ -231,6 +231,8 @@ def model_tags(
         index = next((_read_json(read, _join(folder, n), []) for n in WEIGHT_INDEXES), None)
         total = (index or {}).get("metadata", {}).get("total_parameters") if isinstance(index, dict) else None
         parameters = int(total) if isinstance(total, int) else None
+    if parameters is not None and parameters < 0:  # a count from a file is not trusted below zero
+        parameters = None
     return ReadinessTags(
         family=family[:63] if family else None,
         type="VLM" if isinstance(config.get("vision_config"), dict) else "LLM",

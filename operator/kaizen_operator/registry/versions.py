@@ -20,7 +20,15 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from kaizen_api.privatemodel import FILES_INLINE_MAX, VERSIONS_MAX, ModelFile, ModelVersion
+from kaizen_api.privatemodel import (
+    FILES_INLINE_MAX,
+    MESSAGE_MAX,
+    MISSING_MAX,
+    VERSIONS_MAX,
+    ModelFile,
+    ModelVersion,
+)
+from pydantic import ValidationError
 
 from kaizen_operator.registry.readiness import CONTROL_FILES, StoredFile, Verdict
 
@@ -102,23 +110,42 @@ def _scanned(
     if status == "ready" and previous.get("status") == "deployed":
         status = "deployed"
     shown = {p: f for p, f in files.items() if p not in CONTROL_FILES}
-    version = ModelVersion(
-        index=previous.get("index", 0),
-        name=name,
-        status=status,
-        ready=verdict.ready,
-        tags=verdict.tags,
-        size_bytes=sum(f.size for f in shown.values()),
-        created_time=_created(files, verdict) or previous.get("createdTime"),
-        file_count=len(shown),
-        missing=verdict.missing[:20] or None,
-        message=verdict.message,
-        base_model=verdict.base_model,
-        artifacts=verdict.artifacts,
-        scanned_time=now,
-    )
+    found: dict[str, Any] = {
+        "index": previous.get("index", 0),
+        "name": name,
+        "size_bytes": sum(f.size for f in shown.values()),
+        "created_time": _created(files, verdict) or previous.get("createdTime"),
+        "file_count": len(shown),
+        "scanned_time": now,
+    }
+    judged: dict[str, Any] = {
+        "status": status,
+        "ready": verdict.ready,
+        "tags": verdict.tags,
+        "missing": verdict.missing[:MISSING_MAX] or None,
+        "message": verdict.message,
+        "base_model": verdict.base_model,
+        "artifacts": verdict.artifacts,
+    }
+    try:
+        version = ModelVersion(**found, **judged)
+    except ValidationError as err:  # the files say more than an entry holds: this version fails, not the scan
+        version = ModelVersion(**found, status="failed", message=_invalid_entry(err))
     kept = {k: v for k, v in previous.items() if k not in _SCAN_FIELDS}
     return {**kept, **version.to_manifest(), "listingDigest": listing_digest(files)}
+
+
+def _invalid_entry(err: ValidationError) -> str:
+    """Which fields of the version's entry its files would make invalid, and why."""
+    fields = ModelVersion.model_fields
+    parts = []
+    for error in err.errors():
+        first = str(error["loc"][0]) if error["loc"] else ""
+        where = ".".join(
+            [fields[first].alias or first if first in fields else first, *map(str, error["loc"][1:])]
+        )
+        parts.append(f"{where}: {error['msg']}")
+    return f"the version's files do not fit its status entry: {'; '.join(parts)}"[:MESSAGE_MAX]
 
 
 def _recorded(previous: dict[str, Any], now: datetime) -> dict[str, Any] | None:
