@@ -262,3 +262,24 @@ def test_a_multipart_etag_is_checked_with_the_part_size_the_server_names(tmp_pat
             )
             assert _holds(objects, "b", info, local, None) is (content == data)
         stub.assert_no_pending_responses()
+
+
+@pytest.mark.s3
+@pytest.mark.parametrize("version", ["checkpoints", ".v1", "_v1", "team/v1", "v" * 254])
+def test_upload_refuses_a_version_name_the_registry_would_never_list(
+    aws_env, s3_bucket, model_copy, capsys, version
+) -> None:
+    target = f"s3://{s3_bucket}/models/m"
+    argv = [
+        "model",
+        "upload",
+        str(model_copy("llama")),
+        "--to",
+        target,
+        "--version",
+        version,
+        "--no-progress",
+    ]
+    assert main(argv) == 2
+    assert f"version {version!r}" in capsys.readouterr().err
+    assert keys(aws_env.client(), s3_bucket, "models/m/") == []

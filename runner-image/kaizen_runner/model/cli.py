@@ -105,6 +105,18 @@ def _progress_bar(total: int, label: str, disabled: bool) -> Any:
     return tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=label, disable=disabled)
 
 
+def _not_a_version_name(version: str) -> str | None:
+    """Why the registry would never list a folder of this name as a version (None when it would)."""
+    from kaizen_api.base import NAME_MAX
+    from kaizen_operator.registry.versions import is_version_folder
+
+    if "/" in version or not is_version_folder(version):
+        return "is not a version folder the registry lists (no '/', not checkpoints, no leading '.' or '_')"
+    if len(version) > NAME_MAX:
+        return f"is longer than {NAME_MAX} characters"
+    return None
+
+
 def run_upload(args: argparse.Namespace) -> int:
     from kaizen_operator.registry.scan import check_version
     from kaizen_operator.registry.storage import LocalModelStorage
@@ -117,6 +129,8 @@ def run_upload(args: argparse.Namespace) -> int:
     if not folder.is_dir():
         return _fail(f"{folder} is not a folder")
     version = args.version or folder.resolve().name
+    if problem := _not_a_version_name(version):
+        return _fail(f"version {version!r} {problem}; choose another with --version")
     verdict = check_version(LocalModelStorage(folder))
     if not verdict.ready and not args.force:
         _print_verdict(verdict, str(folder), False)
