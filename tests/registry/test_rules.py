@@ -46,6 +46,18 @@ def test_a_share_is_a_role_on_this_model_only_and_a_binding_to_the_user() -> Non
     assert owner["metadata"]["name"] == role["metadata"]["name"]
 
 
+def test_long_model_names_sharing_their_first_200_characters_get_apart_roles() -> None:
+    """A Role's name keeps at most 200 characters of the model's name: two models alike up to there,
+    shared with the same user, would otherwise share one Role (and one would lose it with the other)."""
+    share = Share(email="ana@example.com", tenant="team-a", role="viewer")
+    stem = "m" * 198 + ".a"
+    names = {share_name(stem + tail, share) for tail in ("-first", "-second", ".x")}
+    assert len(names) == 3
+    for name in names:  # a DNS subdomain: at most 253, no label that ends in '.' or '-'
+        assert len(name) <= 253 and all(label and label[-1].isalnum() for label in name.split("."))
+    assert share_name("support", share).startswith("kaizen-pm-support-"), "short names are unchanged"
+
+
 def test_only_an_owner_share_grants_the_verb_the_sharing_policy_checks() -> None:
     """The admission policy (the chart's file, which the local cluster installs too) asks the
     authorizer for the verb only owner shares grant, and only when spec.sharing changes (on create,

@@ -33,10 +33,18 @@ def model_label(name: str) -> str:
     return name if len(name) <= 63 else f"{name[:50]}-{hashlib.sha256(name.encode()).hexdigest()[:12]}"
 
 
+NAME_KEPT = 200  # of the model name in a share's Role name (of at most 253)
+
+
 def share_name(model: str, share: Share) -> str:
     """The Role and RoleBinding name of one share: stable for the same user, whatever the role."""
     digest = hashlib.sha256(f"{share.tenant}/{share.email.lower()}".encode()).hexdigest()[:10]
-    return f"kaizen-pm-{model[:200]}-{digest}"
+    if len(model) <= NAME_KEPT:
+        return f"kaizen-pm-{model}-{digest}"
+    # Cut, the name alone would be another long-named model's too: its digest tells them apart. A label
+    # of a DNS name must not end in '.' or '-', so neither may the cut.
+    whole = hashlib.sha256(model.encode()).hexdigest()[:10]
+    return f"kaizen-pm-{model[: NAME_KEPT - 11].rstrip('.-')}-{whole}-{digest}"
 
 
 def _metadata(name: str, namespace: str, model: dict[str, Any], share: Share, invited: str) -> dict[str, Any]:

@@ -33,7 +33,13 @@ def user_format() -> str:
     return os.environ.get(USER_FORMAT_ENV, rbac.DEFAULT_USER_FORMAT)
 
 
+def _owners(obj: Mapping[str, Any]) -> list[str]:
+    return sorted(ref.get("uid", "") for ref in obj["metadata"].get("ownerReferences") or [])
+
+
 def _apply(kube: Kube, plural: str, manifest: dict[str, Any], existing: dict[str, Any] | None) -> None:
+    """Create, or replace where it differs. The owner counts: a share of a model deleted and made again
+    under its name before garbage collection ran still names the old model, and would go with it."""
     base = RBAC.format(namespace=manifest["metadata"]["namespace"], plural=plural)
     if existing is None:
         kube.request("POST", base, manifest)
@@ -42,6 +48,7 @@ def _apply(kube: Kube, plural: str, manifest: dict[str, Any], existing: dict[str
     same = (
         all(existing.get(k) == manifest.get(k) for k in keys)
         and (existing["metadata"].get("annotations") or {}) == manifest["metadata"]["annotations"]
+        and _owners(existing) == _owners(manifest)
     )
     if not same:
         manifest["metadata"]["resourceVersion"] = existing["metadata"]["resourceVersion"]
@@ -64,7 +71,9 @@ def sync_shares(kube: Kube, body: Mapping[str, Any], spec: PrivateModelSpec) -> 
     for share in shares:
         role_name = rbac.share_name(name, share)
         old = current["roles"].get(role_name)
-        invited[role_name] = ((old or {}).get("metadata", {}).get("annotations") or {}).get(
+        # A Role an earlier model of this name left (not collected yet) holds no invite of this one's.
+        ours = old if old is not None and _owners(old) == [meta["uid"]] else None
+        invited[role_name] = ((ours or {}).get("metadata", {}).get("annotations") or {}).get(
             rbac.INVITED_ANNOTATION, now
         )
         _apply(kube, "roles", rbac.share_role(dict(body), share, invited[role_name]), old)
