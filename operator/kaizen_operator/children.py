@@ -116,16 +116,23 @@ def trigger_jobs(kube: Kube, namespace: str, pipeline: str, cronjob_uid: str | N
 
 def trigger_jobs_by_owner(kube: Kube, namespace: str) -> dict[str, list[dict[str, Any]]]:
     """The namespace's trigger Jobs by the uid of the pipeline owning the CronJob that made them: the
-    reconciler's own selection (`trigger_jobs`), for every pipeline at once."""
-    owners = {
-        cronjob["metadata"]["uid"]: [ref["uid"] for ref in cronjob["metadata"].get("ownerReferences") or []]
-        for cronjob in kube.list(path_of("batch/v1", "CronJob", namespace), metadata_only=True)
-    }
+    reconciler's own selection (`trigger_jobs`), for every pipeline at once. Each CronJob that made one
+    is read by name (the operator may not list CronJobs); one gone, or replaced since, owns none."""
+    owners: dict[str, list[str]] = {}  # CronJob uid -> its owners' uids
     found: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for job in kube.list(path_of("batch/v1", "Job", namespace), f"{TRIGGER_LABEL}=schedule"):
         refs = job["metadata"].get("ownerReferences") or []
-        maker = next((ref["uid"] for ref in refs if ref.get("controller")), None)
-        for uid in owners.get(maker, []):
+        maker = next((ref for ref in refs if ref.get("controller") and ref.get("kind") == "CronJob"), None)
+        if maker is None:
+            continue
+        if maker["uid"] not in owners:
+            found_cronjob = kube.get(path_of("batch/v1", "CronJob", namespace, maker["name"]))
+            cronjob = (found_cronjob or {}).get("metadata")
+            if cronjob is None or cronjob.get("uid") != maker["uid"]:
+                owners[maker["uid"]] = []
+            else:
+                owners[maker["uid"]] = [ref["uid"] for ref in cronjob.get("ownerReferences") or []]
+        for uid in owners[maker["uid"]]:
             found[uid].append(job)
     return dict(found)
 
