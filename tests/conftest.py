@@ -6,4 +6,5 @@ pytest_plugins = [
     "support.realnode",
     "support.helm",
     "support.memoryguard",
+    "support.smtp",
 ]

@@ -83,6 +83,19 @@ def kopf_operator(
     assert runner.exception is None, runner.output
 
 
+@contextmanager
+def in_process_operator(control_plane: Any, env: dict[str, str] | None = None) -> Iterator[Any]:
+    """`kopf_operator` with a monkeypatch of its own, undone when it stops (a test module's operator);
+    `env`: `operator_env`'s unless given (a restart that must keep its ports and key passes the same)."""
+    import pytest
+
+    with (
+        pytest.MonkeyPatch.context() as patch,
+        kopf_operator(control_plane, env or operator_env(control_plane), patch) as runner,
+    ):
+        yield runner
+
+
 def assert_alive(runner: Any) -> None:
     """The in-process operator still runs: a test after one that stopped it fails at once, with the
     operator's error, instead of waiting out its timeouts against an operator that is gone."""

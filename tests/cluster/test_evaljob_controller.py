@@ -22,12 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 from ftp_support import (
     MODELS,
     conditions,
     fake,
-    free_port,
     kopf_operator,
     message,
     operator_env,
@@ -36,29 +34,12 @@ from ftp_support import (
 )
 from kaizen_api.base import GROUP, VERSION
 from support.reports import send_report
+from support.smtp import smtp_secret
 from support.tinymodels import SAMPLES, build_tiny_causal_lm
 
 pytestmark = [pytest.mark.cluster, pytest.mark.s3, pytest.mark.slow]
 EVALJOBS = f"/apis/{GROUP}/{VERSION}/namespaces/{{}}/evaljobs"
 DATASET = SAMPLES / "alpaca" / "alpaca_test_mini.json"
-
-
-class Inbox:
-    def __init__(self) -> None:
-        self.messages: list[str] = []
-
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's naming)
-        self.messages.append(envelope.content.decode())
-        return "250 OK"
-
-
-@pytest.fixture(scope="module")
-def smtp() -> Iterator[tuple[Inbox, int]]:
-    inbox, port = Inbox(), free_port()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    yield inbox, port
-    controller.stop()
 
 
 @pytest.fixture(scope="module")
@@ -70,18 +51,11 @@ def operator(control_plane) -> Iterator[Any]:
             yield runner
 
 
-def _secret(name: str, data: dict[str, str]) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "stringData": data}
-
-
 @pytest.fixture
 def ns(operator, control_plane, namespace, s3_server, smtp) -> str:
     restrict(control_plane, namespace)
     control_plane.request("POST", f"/api/v1/namespaces/{namespace}/secrets", s3_server.secret("datahub"))
-    smtp_data = {"host": "127.0.0.1", "port": str(smtp[1]), "from": "kaizen@example.com"}
-    control_plane.request(
-        "POST", f"/api/v1/namespaces/{namespace}/secrets", _secret("kaizen-smtp", smtp_data)
-    )
+    control_plane.request("POST", f"/api/v1/namespaces/{namespace}/secrets", smtp_secret(smtp[1]))
     return namespace
 
 

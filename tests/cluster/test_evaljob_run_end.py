@@ -12,11 +12,11 @@ from email.message import EmailMessage
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
-from ftp_support import conditions, fake, free_port, kopf_operator, message, operator_env
+from ftp_support import conditions, fake, in_process_operator, message
 from kaizen_api.base import GROUP, VERSION
 from kaizen_operator.eval_runs import run_object_name
 from kaizen_operator.naming import ChildNames
+from support.smtp import smtp_secret
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 EVALJOBS = f"/apis/{GROUP}/{VERSION}/namespaces/{{}}/evaljobs"
@@ -24,38 +24,15 @@ MERGE = "application/merge-patch+json"
 FAILED = fake(2, message(phase="Failed", reason="DataNotStaged", message="gsm8k is not staged"))
 
 
-class Inbox:
-    def __init__(self) -> None:
-        self.messages: list[str] = []
-
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's naming)
-        self.messages.append(envelope.content.decode())
-        return "250 OK"
-
-
-@pytest.fixture(scope="module")
-def smtp() -> Iterator[tuple[Inbox, int]]:
-    inbox, port = Inbox(), free_port()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    yield inbox, port
-    controller.stop()
-
-
 @pytest.fixture(scope="module")
 def operator(control_plane) -> Iterator[Any]:
-    with (
-        pytest.MonkeyPatch.context() as patch,
-        kopf_operator(control_plane, operator_env(control_plane), patch),
-    ):
+    with in_process_operator(control_plane):
         yield
 
 
 @pytest.fixture
 def ns(operator, control_plane, namespace, smtp) -> str:
-    data = {"host": "127.0.0.1", "port": str(smtp[1]), "from": "kaizen@example.com"}
-    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "kaizen-smtp"}, "stringData": data}
-    control_plane.request("POST", f"/api/v1/namespaces/{namespace}/secrets", secret)
+    control_plane.request("POST", f"/api/v1/namespaces/{namespace}/secrets", smtp_secret(smtp[1]))
     return namespace
 
 

@@ -50,6 +50,27 @@ def stuck_state(control_plane: Any, namespace: str, item: dict[str, Any]) -> str
     return "\n".join(shown)
 
 
+def pass_context(
+    control_plane: Any, namespace: str, monkeypatch: pytest.MonkeyPatch, env: dict[str, str]
+) -> Any:
+    """The namespace made ready for pipelines, and a `Context` to run `reconciler.reconcile` passes in
+    this process with `env` (the settings and progress key a subprocess operator started with it has)."""
+    from kaizen_operator.catalog import load_catalog
+    from kaizen_operator.context import Context
+    from kaizen_operator.kube import Kube, load_api_client
+    from kaizen_operator.settings import load_settings
+    from kubernetes.config import kube_config
+
+    restrict(control_plane, namespace)
+    control_plane.request("POST", MODELS.format(namespace), private_model())
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(control_plane.kubeconfig))
+    settings = load_settings()
+    key = env["KAIZEN_PROGRESS_KEY"].encode()
+    return Context(Kube(load_api_client()), settings, load_catalog(settings.catalog_path), key)
+
+
 def test_the_operator_subprocess_runs_this_checkout(tmp_path: Path) -> None:
     """The subprocess imports the code under test, not the copy the interpreter has installed (an
     editable install of another checkout would make these tests check that checkout's operator)."""
@@ -121,26 +142,15 @@ def test_a_first_preflight_created_before_its_record_is_adopted(
     cut short at that record (here: its status write fails) leaves a Job that no status names; the
     next operator derives the same run from the pipeline and adopts the Job instead of making another."""
     from kaizen_operator import reconciler
-    from kaizen_operator.catalog import load_catalog
-    from kaizen_operator.context import Context
-    from kaizen_operator.kube import Kube, load_api_client
-    from kaizen_operator.settings import load_settings
-    from kubernetes.config import kube_config
 
-    restrict(control_plane, namespace)
-    control_plane.request("POST", MODELS.format(namespace), private_model())
     env = operator_env(control_plane) | {"PYTHONUNBUFFERED": "1"}
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(control_plane.kubeconfig))
+    ctx = pass_context(control_plane, namespace, monkeypatch, env)
     control_plane.request("POST", PIPELINES.format(namespace), pipeline("cut"))
 
     def cut_short(*_: object) -> None:
         raise RuntimeError("operator killed at the status write")
 
     monkeypatch.setattr(reconciler, "patch_status", cut_short)
-    settings = load_settings()
-    ctx = Context(Kube(load_api_client()), settings, load_catalog(settings.catalog_path), b"k")
     with pytest.raises(RuntimeError, match="killed"):
         reconciler.reconcile(ctx, namespace, "cut")
     deadline = time.monotonic() + 10  # the Job's create was under way beside the failed write
@@ -179,20 +189,9 @@ def test_an_early_preflight_that_ended_before_its_record_is_seen_by_the_pass_tha
     the Job) is the last one any event starts. It must look at the Job and go on to the workload, not
     take the run for a new one with nothing to see (that left runs Pending/Preflight for ever)."""
     from kaizen_operator import reconciler
-    from kaizen_operator.catalog import load_catalog
-    from kaizen_operator.context import Context
-    from kaizen_operator.kube import Kube, load_api_client
-    from kaizen_operator.settings import load_settings
-    from kubernetes.config import kube_config
 
-    restrict(control_plane, namespace)
-    control_plane.request("POST", MODELS.format(namespace), private_model())
-    for key, value in operator_env(control_plane).items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(control_plane.kubeconfig))
+    ctx = pass_context(control_plane, namespace, monkeypatch, operator_env(control_plane))
     control_plane.request("POST", PIPELINES.format(namespace), pipeline("ended"))
-    settings = load_settings()
-    ctx = Context(Kube(load_api_client()), settings, load_catalog(settings.catalog_path), b"k")
     write = reconciler.patch_status
 
     def cut_short(*_: object) -> None:
@@ -229,22 +228,13 @@ def test_a_recorded_run_missing_its_secret_and_config_map_gets_them(
     creates reached the API server, it leaves a run whose preflight Job exists and whose pods (on a
     real node) would wait for the two for ever: the next operator adopts the run and creates them."""
     from kaizen_operator import reconciler
-    from kaizen_operator.catalog import load_catalog
-    from kaizen_operator.context import Context
-    from kaizen_operator.kube import Kube, load_api_client
     from kaizen_operator.naming import ChildNames
     from kaizen_operator.progress import run_token
     from kaizen_operator.resolve import CONFIG_FILE
-    from kaizen_operator.settings import load_settings
     from kaizen_operator.workloads.meta import DISPLAY_NAME_ANNOTATION
-    from kubernetes.config import kube_config
 
-    restrict(control_plane, namespace)
-    control_plane.request("POST", MODELS.format(namespace), private_model())
     env = operator_env(control_plane) | {"PYTHONUNBUFFERED": "1"}
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(control_plane.kubeconfig))
+    ctx = pass_context(control_plane, namespace, monkeypatch, env)
     hold = fake(0, message(phase="Succeeded"), duration="1h")  # the run stays active, its Secret too
     created = control_plane.request("POST", PIPELINES.format(namespace), pipeline("lost", workload=hold))
 
@@ -252,9 +242,6 @@ def test_a_recorded_run_missing_its_secret_and_config_map_gets_them(
         raise RuntimeError("operator killed after the record landed")
 
     monkeypatch.setattr(reconciler.Pass, "advance_runs", killed)
-    settings = load_settings()
-    progress_key = env["KAIZEN_PROGRESS_KEY"].encode()
-    ctx = Context(Kube(load_api_client()), settings, load_catalog(settings.catalog_path), progress_key)
     create = ctx.kube.create
     lost = lambda manifest: manifest["kind"] in ("Secret", "ConfigMap") or create(manifest)  # noqa: E731
     monkeypatch.setattr(ctx.kube, "create", lost)
@@ -283,7 +270,7 @@ def test_a_recorded_run_missing_its_secret_and_config_map_gets_them(
         proc.wait(timeout=30)
         log.close()
     token = base64.b64decode(control_plane.request("GET", secret)["data"]["token"]).decode()
-    assert token == run_token(progress_key, namespace, names.run, created["metadata"]["uid"])
+    assert token == run_token(ctx.key, namespace, names.run, created["metadata"]["uid"])
     config = control_plane.request("GET", config_map)
     assert config["metadata"]["annotations"][DISPLAY_NAME_ANNOTATION] == run["name"]
     assert json.loads(config["data"][CONFIG_FILE])

@@ -20,7 +20,7 @@ from ftp_support import (
     conditions,
     fake,
     first_run_phase,
-    kopf_operator,
+    in_process_operator,
     message,
     operator_env,
     pipeline,
@@ -64,7 +64,7 @@ def test_a_diverged_run_is_flagged_once_and_fails_as_diverged(control_plane, nam
 
     term = message(phase="Failed", reason="Diverged", message=ADVICE)
     workload = fake(EXIT_USER_ERROR, term, duration="40s")
-    with pytest.MonkeyPatch.context() as patch, kopf_operator(control_plane, env, patch) as runner:
+    with in_process_operator(control_plane, env) as runner:
         ns = prepare_namespace(runner, control_plane, namespace)
         control_plane.request("POST", PIPELINES.format(ns), pipeline("nan", workload=workload))
         (run,) = runs(wait_pipeline(control_plane, ns, "nan", first_run_phase("Running")))
@@ -76,7 +76,7 @@ def test_a_diverged_run_is_flagged_once_and_fails_as_diverged(control_plane, nam
         (event,) = loss_events(control_plane, ns)  # posted before the report was answered
     assert (event["type"], event["involvedObject"]["name"]) == ("Warning", "nan")
     assert event["message"].startswith(f"run {run['name']}: the loss was NaN or infinite at step 2;")
-    with pytest.MonkeyPatch.context() as patch, kopf_operator(control_plane, env, patch):
+    with in_process_operator(control_plane, env):
         time.sleep(1.0)  # within the run's rate limit whatever the new operator's buckets
         report(url, token, run, 4, nonFiniteLossStep=2)
         assert len(loss_events(control_plane, ns)) == 1, "a restarted operator reads it from status"

@@ -23,11 +23,10 @@ from ftp_support import (
     conditions,
     fake,
     fire_cronjob,
+    in_process_operator,
     jobs,
-    kopf_operator,
     make_version_ready,
     message,
-    operator_env,
     pipeline,
     prepare_namespace,
     private_model,
@@ -50,10 +49,7 @@ EVALJOBS = f"/apis/{GROUP}/{VERSION}/namespaces/{{}}/evaljobs"
 
 @pytest.fixture(scope="module")
 def operator(control_plane) -> Iterator[Any]:
-    with (
-        pytest.MonkeyPatch.context() as patch,
-        kopf_operator(control_plane, operator_env(control_plane), patch) as runner,
-    ):
+    with in_process_operator(control_plane) as runner:
         yield runner
 
 

@@ -20,8 +20,8 @@ from ftp_support import (
     fire_cronjob,
     first_run_phase,
     get_pipeline,
+    in_process_operator,
     jobs,
-    kopf_operator,
     message,
     operator_env,
     pipeline,
@@ -42,10 +42,7 @@ PROMPT_S = 10  # a blocked pipeline's run once the cap lets it: well within the 
 
 @pytest.fixture(scope="module")
 def operator(control_plane) -> Iterator[Any]:
-    with (
-        pytest.MonkeyPatch.context() as patch,
-        kopf_operator(control_plane, operator_env(control_plane) | QUOTAS, patch) as runner,
-    ):
+    with in_process_operator(control_plane, operator_env(control_plane) | QUOTAS) as runner:
         yield runner
 
 

@@ -13,8 +13,7 @@ from ftp_support import (
     PIPELINES,
     first_run_phase,
     get_pipeline,
-    kopf_operator,
-    operator_env,
+    in_process_operator,
     pipeline,
     prepare_namespace,
     runs,
@@ -28,10 +27,7 @@ SETTLE_S = 3.0  # a run the operator would start is on record well within this
 
 @pytest.fixture(scope="module")
 def operator(control_plane) -> Iterator[Any]:
-    with (
-        pytest.MonkeyPatch.context() as patch,
-        kopf_operator(control_plane, operator_env(control_plane), patch) as runner,
-    ):
+    with in_process_operator(control_plane) as runner:
         yield runner
 
 

@@ -55,12 +55,9 @@ def policy_s3() -> Iterator[str]:
 @pytest.fixture(scope="module")
 def operator(control_plane) -> Iterator[KopfRunner]:
     """The whole operator in-process, with the other controllers' test settings (kwok's fake pods)."""
-    from cluster.ftp_support import kopf_operator, operator_env
+    from cluster.ftp_support import in_process_operator
 
-    with (
-        pytest.MonkeyPatch.context() as patch,
-        kopf_operator(control_plane, operator_env(control_plane), patch) as runner,
-    ):
+    with in_process_operator(control_plane) as runner:
         yield runner
 
 
