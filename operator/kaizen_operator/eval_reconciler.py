@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from kaizen_operator import fakepods, notify
 from kaizen_operator.admission import admission_status
-from kaizen_operator.adoption import NameConflict, create_owned, delete_owned, owned_by
+from kaizen_operator.adoption import NameConflict, controlled_by, create_owned, delete_owned, owned_by
 from kaizen_operator.conditions import get_condition, set_condition
 from kaizen_operator.context import Conflict, Context
 from kaizen_operator.eval_registry import record_evaluation
@@ -97,7 +97,7 @@ def _children(ctx: Context, namespace: str, object_name: str, uid: str) -> EvalC
         job = None
     pods = ctx.kube.list(path_of("v1", "Pod", namespace), f"{RUN_LABEL}={object_name}")
     if job is not None:
-        pods = [p for p in pods if owned_by(p, job["metadata"]["uid"])]
+        pods = [p for p in pods if controlled_by(p, job["metadata"]["uid"])]
     return EvalChildren(job=job, pods=pods)
 
 
